@@ -1,0 +1,3 @@
+from firmware_app.cli import main
+
+raise SystemExit(main())

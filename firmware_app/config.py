@@ -1,0 +1,322 @@
+"""The one YAML file that sets every behaviour, validated into typed settings.
+
+Unknown keys are refused. Errors name the key path, the line, the bad value and what is allowed.
+`default_yaml()` writes the commented default config from the field descriptions below, so the
+documentation of each key lives in exactly one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from firmware_app.errors import ConfigError, MissingFileError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class SourcesSettings(Section):
+    audio: str = Field(
+        "mic://default",
+        description="voice input: mic://default, mic://<device name>, or file://speech.wav",
+    )
+    camera: str = Field(
+        "v4l2:///dev/video0",
+        description="camera: v4l2:///dev/video0, csi://0, or file://clip.mp4 (stands in for a camera)",
+    )
+    portrait: str = Field(
+        "bundled://portrait.jpg",
+        description="puppet mode: the face that speaks, file://portrait.jpg or file://clip.mp4",
+    )
+    pace: Literal["auto", "realtime", "fast"] = Field(
+        "auto",
+        description="file sources: realtime (live simulation), fast (offline), auto (realtime for run, fast for render)",
+    )
+    loop_video: bool = Field(True, description="restart a video file at its end instead of stopping")
+
+
+class VideoSettings(Section):
+    width: int = Field(1280, ge=64, le=7680, description="frame width the pipeline works at, pixels")
+    height: int = Field(720, ge=64, le=4320, description="frame height the pipeline works at, pixels")
+    fps: float = Field(30.0, gt=0, le=120, description="output frame rate for still images and cameras")
+
+
+class AudioSettings(Section):
+    block_ms: int = Field(20, ge=5, le=200, description="audio block size read from the source, ms")
+    passthrough: bool = Field(False, description="play the voice through the appliance, delayed to match the face")
+    passthrough_device: str = Field("default", description="audio output device for passthrough")
+    passthrough_trim_ms: float = Field(0.0, ge=-500, le=500, description="added to the measured passthrough delay, ms")
+
+
+class LoudnessSettings(Section):
+    floor_db: float = Field(-50.0, le=0, description="level (dBFS) at or below which the mouth rests closed")
+    ceil_db: float = Field(-18.0, le=0, description="level (dBFS) at which the jaw is fully open")
+    attack_ms: float = Field(15.0, ge=0, description="how fast the jaw opens, ms")
+    release_ms: float = Field(60.0, ge=0, description="how fast the jaw closes, ms")
+
+    @model_validator(mode="after")
+    def _floor_below_ceiling(self) -> "LoudnessSettings":
+        if self.floor_db >= self.ceil_db:
+            raise ValueError(f"floor_db ({self.floor_db}) must be below ceil_db ({self.ceil_db})")
+        return self
+
+
+class ModelSettings(Section):
+    kind: Literal["loudness"] = Field(
+        "loudness", description="mouth model: loudness (baseline: jaw follows the voice level)"
+    )
+    backend: Literal["auto", "onnxruntime", "tensorrt"] = Field(
+        "auto", description="inference backend for learned models"
+    )
+    loudness: LoudnessSettings = Field(default_factory=LoudnessSettings)
+
+
+class TrackerSettings(Section):
+    model_path: str = Field(
+        "models/face_landmarker.task",
+        description="MediaPipe face landmarker file (fetched by `ventriloquist models fetch`)",
+    )
+    max_faces: int = Field(2, ge=1, le=8, description="faces to look for; the largest one is used")
+    hold_frames: int = Field(15, ge=0, description="frames to keep the last face when it is lost")
+
+
+class RendererSettings(Section):
+    mouth_gain: float = Field(1.0, ge=0, le=3, description="scales how wide the mouth opens")
+    max_open: float = Field(0.12, gt=0, le=0.5, description="lip opening at jawOpen=1, as a fraction of face height")
+    interior_color: tuple[int, int, int] = Field(
+        (24, 22, 52), description="mouth cavity colour, B G R (0-255)"
+    )
+
+
+class OutputSettings(Section):
+    uri: str = Field("display://0", description="where frames go: display://0 (fullscreen), file://out.mp4, null://")
+    window_title: str = Field("Ventriloquist", description="window title for display outputs")
+
+
+class DisclosureSettings(Section):
+    enabled: bool = Field(True, description="show a visible mark that the video is synthetic (EU AI Act art. 50)")
+    text: str = Field("SYNTHETIC VIDEO", min_length=1, description="the mark's text")
+    position: Literal["top-left", "top-right", "bottom-left", "bottom-right"] = Field(
+        "bottom-left", description="corner of the mark"
+    )
+
+
+class PrivacySettings(Section):
+    allow_recording: bool = Field(
+        False, description="allow writing camera or microphone media to disk (file:// output with live sources)"
+    )
+
+
+class LoggingSettings(Section):
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="log verbosity")
+    format: Literal["text", "json"] = Field("text", description="text for people, json for the journal")
+
+
+class DemoSettings(Section):
+    when_no_camera: bool = Field(True, description="`run` without a camera renders the bundled demo instead")
+    audio: str = Field("bundled://speech.wav", description="the demo's speech clip")
+    face: str = Field("bundled://portrait.jpg", description="the demo's portrait")
+    output: str = Field("ventriloquist-demo.mp4", description="where the demo MP4 is written")
+
+
+class Settings(Section):
+    mode: Literal["mirror", "puppet"] = Field(
+        "mirror", description="mirror: the camera's face speaks; puppet: the portrait speaks"
+    )
+    sources: SourcesSettings = Field(default_factory=SourcesSettings)
+    video: VideoSettings = Field(default_factory=VideoSettings)
+    audio: AudioSettings = Field(default_factory=AudioSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    tracker: TrackerSettings = Field(default_factory=TrackerSettings)
+    renderer: RendererSettings = Field(default_factory=RendererSettings)
+    output: OutputSettings = Field(default_factory=OutputSettings)
+    disclosure: DisclosureSettings = Field(default_factory=DisclosureSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    demo: DemoSettings = Field(default_factory=DemoSettings)
+
+    @model_validator(mode="after")
+    def _recording_needs_consent(self) -> "Settings":
+        live = self.sources.audio.startswith("mic://") or (
+            self.mode == "mirror" and not self.sources.camera.startswith("file://")
+        )
+        if self.output.uri.startswith("file://") and live and not self.privacy.allow_recording:
+            raise ValueError(
+                f"output.uri {self.output.uri} would write live camera or microphone media to disk;"
+                " that needs privacy.allow_recording: true"
+            )
+        return self
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def load_settings(path: str | Path | None) -> Settings:
+    """Read and validate a config file; None means the built-in defaults."""
+    data: dict[str, Any] = {}
+    lines: dict[tuple, int] = {}
+    source = "<defaults>"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise MissingFileError(
+                f"config file {path} does not exist",
+                "check the path, or write a fresh one with `ventriloquist config default > config.yaml`",
+            )
+        text = path.read_text(encoding="utf-8", errors="replace")
+        data, lines = _parse_yaml(text, source)
+    return _validate(data, source, lines)
+
+
+def with_changes(settings: Settings, changes: dict[str, Any]) -> Settings:
+    """A copy of `settings` with dotted keys replaced (`{"sources.audio": "file://x.wav"}`), re-validated."""
+    data = settings.model_dump()
+    for dotted, value in changes.items():
+        _set_dotted(data, dotted.split("."), value)
+    return _validate(data, "the command line", {})
+
+
+def _validate(data: dict[str, Any], source: str, lines: dict[tuple, int]) -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source, lines), _fix_hint(source)) from None
+
+
+def _fix_hint(source: str) -> str:
+    return f"edit {source}; `ventriloquist config default` lists every key with its meaning"
+
+
+def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[tuple, int]]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and context_mark:
+            problem += f"; {context} that starts at line {context_mark.line + 1}"
+        raise ConfigError(f"{source}{where}: not valid YAML ({problem})", _fix_hint(source)) from None
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}: the top level must be a mapping of keys (mode:, sources:, ...), not {type(data).__name__}",
+            _fix_hint(source),
+        )
+    lines: dict[tuple, int] = {}
+    _collect_lines(node, (), lines)
+    return data, lines
+
+
+def _collect_lines(node: yaml.Node, path: tuple, out: dict[tuple, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key_path = path + (key_node.value,)
+            out[key_path] = key_node.start_mark.line + 1
+            _collect_lines(value_node, key_path, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out[path + (i,)] = item.start_mark.line + 1
+            _collect_lines(item, path + (i,), out)
+
+
+def _set_dotted(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    for key in keys[:-1]:
+        data = data.setdefault(key, {})
+    data[keys[-1]] = value
+
+
+def _describe(exc: ValidationError, source: str, lines: dict[tuple, int]) -> str:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if p not in ("function-after",))
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        line = _nearest_line(loc, lines)
+        where = f"{source} line {line}" if line else source
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            allowed = ", ".join(_allowed_keys(loc[:-1]))
+            message = f"unknown key; allowed here: {allowed}"
+        elif err["type"] != "missing":
+            message += f" (got {err['input']!r})" if not isinstance(err["input"], dict) else ""
+            allowed = _allowed_values(loc)
+            if allowed and "should be" not in message:
+                message += f"; allowed: {allowed}"
+        problems.append(f"{where}: `{key}`: {message}")
+    return "\n  ".join(problems)
+
+
+def _nearest_line(loc: tuple, lines: dict[tuple, int]) -> int | None:
+    while loc:
+        if loc in lines:
+            return lines[loc]
+        loc = loc[:-1]
+    return None
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    model: Any = Settings
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None
+        model = field.annotation
+    return model
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    model = _model_at(loc)
+    return list(model.model_fields) if model else []
+
+
+def _allowed_values(loc: tuple) -> str:
+    if not loc:
+        return ""
+    model = _model_at(loc[:-1])
+    if model is None or loc[-1] not in model.model_fields:
+        return ""
+    annotation = model.model_fields[loc[-1]].annotation
+    if get_origin(annotation) is Literal:
+        return " | ".join(str(v) for v in get_args(annotation))
+    return ""
+
+
+# --- the commented default -----------------------------------------------------------------
+
+
+def default_yaml() -> str:
+    """The default config as YAML, every key commented with its meaning."""
+    header = (
+        "# Ventriloquist configuration. Every key is optional; these are the defaults.\n"
+        "# Check a file with: ventriloquist config check FILE\n"
+    )
+    return header + "\n".join(_section_yaml(Settings(), 0))
+
+
+def _section_yaml(model: BaseModel, indent: int) -> list[str]:
+    out: list[str] = []
+    pad = "  " * indent
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            if indent == 0:
+                out.append("")
+            out.append(f"{pad}{name}:")
+            out.extend(_section_yaml(value, indent + 1))
+            continue
+        rendered = yaml.safe_dump(list(value) if isinstance(value, tuple) else value, default_flow_style=True)
+        rendered = rendered.strip().removesuffix("...").strip()
+        comment = field.description or ""
+        if get_origin(field.annotation) is Literal:
+            comment += f" [{' | '.join(str(v) for v in get_args(field.annotation))}]"
+        out.append(f"{pad}{name}: {rendered}  # {comment}".rstrip())
+    return out

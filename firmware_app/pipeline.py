@@ -1,0 +1,148 @@
+"""The one chain of stages, wired in one place:
+
+    audio source → features → mouth model ─┐
+    video source → face tracker ───────────┴→ renderer → sink
+
+`ventriloquist run` and `ventriloquist render` both build it here; only the sources' pacing and
+the sink differ. Each video frame is rendered with the mouth shape for the audio time it shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from firmware_app.config import Settings, with_changes
+from firmware_app.features import FeatureStream
+from firmware_app.frames import VideoFrame
+from firmware_app.mouth import MouthModel, create_mouth_model
+from firmware_app.mouth.track import MouthTrack
+from firmware_app.render import Renderer
+from firmware_app.sdnotify import Notifier
+from firmware_app.sinks import Sink, open_sink
+from firmware_app.sources import AudioSource, VideoSource, open_audio_source, open_video_source
+from firmware_app.stats import StageStats
+from firmware_app.tracker import FaceTracker
+
+log = logging.getLogger(__name__)
+
+
+class Voice:
+    """Audio source → features → mouth model → mouth track; every block also goes to the sink."""
+
+    def __init__(self, source: AudioSource, model: MouthModel, sink: Sink, stats: StageStats) -> None:
+        self.source = source
+        self.model = model
+        self.sink = sink
+        self.stats = stats
+        self.features = FeatureStream()
+        self.track = MouthTrack()
+
+    def advance_to(self, t: float) -> None:
+        """Make mouth shapes up to media time t available (live sources: as far as audio has arrived)."""
+        wait = not self.source.live
+        while self.track.covered_until < t + self.model.lookahead_s:
+            if not self.pull(wait):
+                break
+
+    def pull(self, wait: bool) -> bool:
+        with self.stats.timed("audio"):
+            block = self.source.read(wait)
+        if block is None:
+            return False
+        self.sink.write_audio(block)
+        with self.stats.timed("features"):
+            features = self.features.push(block)
+        with self.stats.timed("mouth"):
+            self.track.extend(self.model.push(features))
+        return True
+
+    def drain(self) -> None:
+        """Offline: pass the audio after the last frame to the sink, so none is lost."""
+        if not self.source.live:
+            while self.pull(wait=True):
+                pass
+
+
+@dataclass
+class Pipeline:
+    voice_source: AudioSource
+    video_source: VideoSource
+    model: MouthModel
+    tracker: FaceTracker
+    renderer: Renderer
+    sink: Sink
+    size: tuple[int, int]
+
+    def run(self, stop: threading.Event | None = None) -> StageStats:
+        stats = StageStats()
+        stop = stop or threading.Event()
+        notifier = Notifier()
+        started = time.perf_counter()
+        with self.voice_source, self.video_source, self.tracker, self.sink:
+            self.sink.open(*self.size, self.video_source.fps)
+            voice = Voice(self.voice_source, self.model, self.sink, stats)
+            while not stop.is_set() and not self.sink.closed_by_user:
+                with stats.timed("video"):
+                    frame = self.video_source.read()
+                if frame is None:
+                    break
+                voice.advance_to(frame.t)
+                if self._audio_over(frame.t):
+                    break
+                self._show(frame, voice, stats)
+                notifier.frame_shown()
+            voice.drain()
+        stats.wall_seconds = time.perf_counter() - started
+        stats.media_seconds = stats.frames / self.video_source.fps
+        log.info("pipeline finished: %s", stats.summary())
+        return stats
+
+    def _audio_over(self, t: float) -> bool:
+        duration = self.voice_source.duration
+        return self.voice_source.finished and duration is not None and t >= duration
+
+    def _show(self, frame: VideoFrame, voice: Voice, stats: StageStats) -> None:
+        shape = voice.track.at(frame.t)
+        with stats.timed("tracker"):
+            face = self.tracker.track(frame)
+        with stats.timed("renderer"):
+            image = self.renderer.render(frame, face, shape)
+        with stats.timed("sink"):
+            self.sink.write_video(VideoFrame(image, frame.t, frame.index))
+        stats.frames += 1
+
+
+def build_pipeline(settings: Settings, realtime: bool) -> Pipeline:
+    """Wire the stages the config asks for. `realtime` paces file sources to the wall clock."""
+    face_uri = settings.sources.camera if settings.mode == "mirror" else settings.sources.portrait
+    return Pipeline(
+        voice_source=open_audio_source(settings.sources.audio, settings, realtime),
+        video_source=open_video_source(face_uri, settings, realtime),
+        model=create_mouth_model(settings.model),
+        tracker=FaceTracker(settings.tracker),
+        renderer=Renderer(settings.renderer, settings.disclosure),
+        sink=open_sink(settings.output.uri, settings.output.window_title),
+        size=(settings.video.width, settings.video.height),
+    )
+
+
+def render_offline(settings: Settings, audio: str, face: str, out: str) -> StageStats:
+    """`render`: the same pipeline with unpaced file sources; `out` is a path or any sink URI."""
+    settings = with_changes(
+        settings,
+        {
+            "mode": "puppet",
+            "sources.audio": _as_uri(audio),
+            "sources.portrait": _as_uri(face),
+            "sources.pace": "fast",
+            "output.uri": _as_uri(out),
+        },
+    )
+    return build_pipeline(settings, realtime=False).run()
+
+
+def _as_uri(text: str) -> str:
+    return text if "://" in text else f"file://{text}"

@@ -1,0 +1,27 @@
+"""The visible "synthetic video" mark (EU AI Act art. 50), scaled to the frame."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from firmware_app.config import DisclosureSettings
+
+FONT = cv2.FONT_HERSHEY_DUPLEX
+
+
+def draw_disclosure(image: np.ndarray, settings: DisclosureSettings) -> None:
+    """Draw the mark in place: white text on a translucent dark box in the configured corner."""
+    height, width = image.shape[:2]
+    scale = max(0.4, height / 720 * 0.8)
+    thickness = max(1, round(scale * 1.5))
+    (text_w, text_h), baseline = cv2.getTextSize(settings.text, FONT, scale, thickness)
+    pad = round(10 * scale)
+    box_w, box_h = text_w + 2 * pad, text_h + baseline + 2 * pad
+    margin = round(16 * scale)
+    x = margin if settings.position.endswith("left") else width - box_w - margin
+    y = margin if settings.position.startswith("top") else height - box_h - margin
+    x, y = max(0, x), max(0, y)
+    region = image[y : y + box_h, x : x + box_w]
+    region[:] = (region * 0.35).astype(np.uint8)
+    cv2.putText(image, settings.text, (x + pad, y + pad + text_h), FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)

@@ -1,0 +1,65 @@
+"""`file://speech.wav` (any format FFmpeg reads): decoded once to mono 16 kHz, served in blocks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+
+from firmware_app.errors import MediaError
+from firmware_app.frames import SAMPLE_RATE, AudioBlock
+from firmware_app.sources.base import AudioSource, Pacer, require_file
+
+
+def decode_audio(path: Path) -> np.ndarray:
+    """The whole file as float32 mono at SAMPLE_RATE."""
+    require_file(path, "audio file")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise MediaError(f"{path} has no audio stream", "give a WAV, MP3, FLAC or a video with sound")
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            chunks = []
+            for frame in container.decode(audio=0):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+    except av.FFmpegError as exc:
+        raise MediaError(f"cannot decode {path}: {exc}", "check that the file is a complete audio file") from None
+    if not chunks:
+        raise MediaError(f"{path} contains no audio samples", "give a file with sound in it")
+    return np.concatenate(chunks).astype(np.float32)
+
+
+class AudioFileSource(AudioSource):
+    def __init__(self, path: Path, block_ms: int, realtime: bool) -> None:
+        self.path = path
+        self.block = SAMPLE_RATE * block_ms // 1000
+        self.live = realtime
+        self._pacer = Pacer(realtime)
+        self._samples = np.zeros(0, np.float32)
+        self._pos = 0
+
+    def open(self) -> None:
+        self._samples = decode_audio(self.path)
+        self.duration = len(self._samples) / SAMPLE_RATE
+        self._pos = 0
+
+    def read(self, wait: bool) -> AudioBlock | None:
+        if self.finished:
+            return None
+        end = min(self._pos + self.block, len(self._samples))
+        t_end = end / SAMPLE_RATE
+        if wait:
+            self._pacer.wait_until(t_end)
+        elif not self._pacer.ready(t_end):
+            return None
+        block = AudioBlock(self._samples[self._pos : end], self._pos / SAMPLE_RATE)
+        self._pos = end
+        return block
+
+    @property
+    def finished(self) -> bool:
+        return self._pos >= len(self._samples)

@@ -1,0 +1,88 @@
+"""`mic://default` or `mic://<device name>`: live capture through PortAudio (sounddevice)."""
+
+from __future__ import annotations
+
+import logging
+import queue
+
+import numpy as np
+
+from firmware_app.errors import DeviceError
+from firmware_app.frames import SAMPLE_RATE, AudioBlock
+from firmware_app.sources.base import AudioSource
+
+log = logging.getLogger(__name__)
+
+
+def _sounddevice():
+    try:
+        import sounddevice
+    except OSError as exc:  # the wheel does not bundle PortAudio on Linux
+        raise DeviceError(f"PortAudio is not installed ({exc})", "sudo apt-get install libportaudio2") from None
+    return sounddevice
+
+
+def input_device_names() -> list[str]:
+    sd = _sounddevice()
+    return [d["name"] for d in sd.query_devices() if d["max_input_channels"] > 0]
+
+
+class MicSource(AudioSource):
+    live = True
+
+    def __init__(self, device: str, block_ms: int, queue_blocks: int = 200) -> None:
+        self.device = None if device in ("", "default") else device
+        self.block = SAMPLE_RATE * block_ms // 1000
+        self.overflows = 0
+        self.dropped_blocks = 0
+        self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=queue_blocks)
+        self._samples_read = 0
+        self._stream = None
+
+    def open(self) -> None:
+        sd = _sounddevice()
+        try:
+            self._stream = sd.InputStream(
+                samplerate=SAMPLE_RATE,
+                channels=1,
+                dtype="float32",
+                blocksize=self.block,
+                device=self.device,
+                callback=self._on_audio,
+            )
+            self._stream.start()
+        except (sd.PortAudioError, ValueError) as exc:
+            names = input_device_names()
+            listing = ", ".join(repr(n) for n in names) if names else "none found"
+            raise DeviceError(
+                f"cannot open microphone {self.device or 'default'!r}: {exc}",
+                f"plug in a microphone or set sources.audio to mic://<name>; input devices here: {listing}",
+            ) from None
+        log.info("microphone %s open at %d Hz", self.device or "default", SAMPLE_RATE)
+
+    def _on_audio(self, indata: np.ndarray, frames: int, time_info: object, status: object) -> None:
+        if status and getattr(status, "input_overflow", False):
+            self.overflows += 1
+        try:
+            self._queue.put_nowait(indata[:, 0].copy())
+        except queue.Full:  # the consumer stalled: drop the oldest sound, keep the newest
+            self.dropped_blocks += 1
+
+    def read(self, wait: bool) -> AudioBlock | None:
+        try:
+            samples = self._queue.get(timeout=1.0) if wait else self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        block = AudioBlock(samples, self._samples_read / SAMPLE_RATE)
+        self._samples_read += len(samples)
+        return block
+
+    @property
+    def finished(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream.close()
+            self._stream = None

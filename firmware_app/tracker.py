@@ -1,0 +1,119 @@
+"""Face tracking with MediaPipe FaceLandmarker: 478 landmarks and 52 blendshapes per face.
+
+The largest face wins; a face lost for a moment is held for `hold_frames` so the render does
+not flicker; a still image is tracked once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+
+from firmware_app.assets import resolve_path, verify_model_file
+from firmware_app.config import TrackerSettings
+from firmware_app.errors import ModelError
+from firmware_app.frames import Face, VideoFrame
+
+log = logging.getLogger(__name__)
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+
+@contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """MediaPipe's C++ start-up chatter goes straight to fd 2; keep it out of the journal."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class FaceTracker:
+    def __init__(self, settings: TrackerSettings) -> None:
+        self.settings = settings
+        self.model_path = resolve_path(settings.model_path)
+        self._landmarker = None
+        self._last_face: Face | None = None
+        self._frames_since_seen = 0
+        self._last_timestamp_ms = -1
+
+    def open(self) -> None:
+        verify_model_file(self.model_path)
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        options = vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(self.model_path)),
+            running_mode=vision.RunningMode.VIDEO,
+            num_faces=self.settings.max_faces,
+            output_face_blendshapes=True,
+        )
+        try:
+            with _quiet_native_stderr():
+                self._landmarker = vision.FaceLandmarker.create_from_options(options)
+                self._warm_up()
+        except (RuntimeError, ValueError) as exc:
+            raise ModelError(f"MediaPipe cannot load {self.model_path}: {exc}", "run `ventriloquist models fetch`") from None
+
+    def _warm_up(self) -> None:
+        """The first inference logs native warnings and is slow: do it now, on a blank frame."""
+        import mediapipe as mp
+
+        blank = np.zeros((64, 64, 3), np.uint8)
+        self._landmarker.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=blank), 0)
+        self._last_timestamp_ms = 0
+
+    def close(self) -> None:
+        if self._landmarker is not None:
+            self._landmarker.close()
+            self._landmarker = None
+
+    def __enter__(self) -> "FaceTracker":
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def track(self, frame: VideoFrame) -> Face | None:
+        if frame.still and self._last_face is not None and self._frames_since_seen == 0:
+            return self._last_face
+        face = self._detect(frame)
+        if face is not None:
+            self._last_face, self._frames_since_seen = face, 0
+            return face
+        self._frames_since_seen += 1
+        if self._last_face is not None and self._frames_since_seen <= self.settings.hold_frames:
+            return self._last_face
+        return None
+
+    def _detect(self, frame: VideoFrame) -> Face | None:
+        import mediapipe as mp
+
+        # VIDEO mode needs strictly increasing timestamps, also across a looping clip.
+        timestamp_ms = max(round(frame.t * 1000), self._last_timestamp_ms + 1)
+        self._last_timestamp_ms = timestamp_ms
+        rgb = np.ascontiguousarray(frame.image[:, :, ::-1])
+        result = self._landmarker.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb), timestamp_ms)
+        if not result.face_landmarks:
+            return None
+        height, width = frame.image.shape[:2]
+        faces = []
+        for i, landmarks in enumerate(result.face_landmarks):
+            points = np.array([[p.x * width, p.y * height, p.z * width] for p in landmarks], np.float32)
+            shapes = {c.category_name: c.score for c in result.face_blendshapes[i]} if result.face_blendshapes else {}
+            faces.append(Face(points, shapes))
+        return max(faces, key=_area)
+
+
+def _area(face: Face) -> float:
+    xy = face.landmarks[:, :2]
+    width, height = xy.max(axis=0) - xy.min(axis=0)
+    return float(width * height)

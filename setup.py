@@ -1,0 +1,32 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="ventriloquist",
+    version="0.1.0",
+    description="Edge appliance that makes a face on a screen speak with a live voice",
+    long_description=Path("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["firmware_app", "firmware_app.*"]),
+    package_data={"firmware_app": ["assets/*"]},
+    install_requires=[
+        "numpy>=1.24",
+        # mediapipe depends on the contrib build; asking for plain opencv-python too would install
+        # two packages that both own `cv2`.
+        "opencv-contrib-python>=4.8",
+        "mediapipe>=0.10.20",
+        "av>=12",
+        "sounddevice>=0.4.6",
+        "pyyaml>=6",
+        "pydantic>=2.5",
+        "onnxruntime>=1.17",
+    ],
+    extras_require={
+        "dev": ["pytest>=7", "scikit-image>=0.22"],
+        "train": ["torch==2.13.0", "onnx>=1.15", "tqdm>=4.66"],
+        "jetson": ["pycuda>=2024.1"],
+    },
+    entry_points={"console_scripts": ["ventriloquist=firmware_app.cli:main"]},
+)

@@ -1,0 +1,100 @@
+"""Shared fixtures: real substitutes for the hardware we lack (Xvfb for HDMI, a PulseAudio null
+sink for the microphone) and one rendered demo reused by several tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent
+ASSETS = PROJECT / "firmware_app" / "assets"
+SPEECH = ASSETS / "speech.wav"
+PORTRAIT = ASSETS / "portrait.jpg"
+
+
+def cli(*args: str, env: dict | None = None, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real `ventriloquist` command in a child process."""
+    return subprocess.run(
+        [sys.executable, "-m", "firmware_app", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=cwd or PROJECT,
+    )
+
+
+def _need(*programs: str) -> None:
+    missing = [p for p in programs if shutil.which(p) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (installed by `bash scripts/setup.sh --dev`)")
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def xvfb():
+    """An X display with a window manager (OpenCV's fullscreen needs one), 1280x720."""
+    _need("Xvfb", "matchbox-window-manager")
+    number = next(n for n in range(99, 160) if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists())
+    display = f":{number}"
+    server = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x720x24", "-nolisten", "tcp"], stderr=subprocess.DEVNULL)
+    _wait_for(lambda: Path(f"/tmp/.X11-unix/X{number}").exists(), 10, "Xvfb")
+    manager = subprocess.Popen(
+        ["matchbox-window-manager", "-use_titlebar", "no"],
+        env={**os.environ, "DISPLAY": display},
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)
+    yield display
+    manager.terminate()
+    server.terminate()
+    manager.wait(5)
+    server.wait(5)
+
+
+@pytest.fixture(scope="session")
+def pulse(tmp_path_factory):
+    """A private PulseAudio server whose null sink `vsink` stands in for the room: what is played
+    into it is heard on `vsink.monitor`, the microphone."""
+    _need("pulseaudio", "paplay")
+    runtime = tmp_path_factory.mktemp("pulse")
+    env = {**os.environ, "PULSE_RUNTIME_PATH": str(runtime), "HOME": str(runtime)}
+    subprocess.run(
+        [
+            "pulseaudio", "-n", "-D", "--exit-idle-time=-1", "--disallow-exit",
+            "-L", "module-native-protocol-unix",
+            "-L", "module-null-sink sink_name=vsink rate=48000",
+            "-L", "module-always-sink",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=20,
+    )
+    _wait_for(lambda: (runtime / "native").exists(), 10, "PulseAudio")
+    server = f"unix:{runtime / 'native'}"
+    yield {"PULSE_SERVER": server, "PULSE_SINK": "vsink", "PULSE_SOURCE": "vsink.monitor", "PULSE_RUNTIME_PATH": str(runtime), "HOME": str(runtime)}
+    subprocess.run(["pulseaudio", "-k"], env=env, capture_output=True, timeout=10)
+
+
+@pytest.fixture(scope="session")
+def demo_render(tmp_path_factory) -> Path:
+    """The bundled portrait speaking the bundled clip, rendered by the real CLI."""
+    out = tmp_path_factory.mktemp("render") / "demo.mp4"
+    result = cli("render", "--audio", str(SPEECH), "--face", str(PORTRAIT), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
