@@ -19,13 +19,14 @@ def decode_audio(path: Path) -> np.ndarray:
         with av.open(str(path)) as container:
             if not container.streams.audio:
                 raise MediaError(f"{path} has no audio stream", "give a WAV, MP3, FLAC or a video with sound")
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            # Keep the channels and average them: FFmpeg's own downmix adds +3 dB to stereo.
+            resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)
             chunks = []
             for frame in container.decode(audio=0):
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
+                    chunks.append(out.to_ndarray().mean(axis=0))
             for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                chunks.append(out.to_ndarray().mean(axis=0))
     except av.FFmpegError as exc:
         raise MediaError(f"cannot decode {path}: {exc}", "check that the file is a complete audio file") from None
     if not chunks:

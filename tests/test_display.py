@@ -1,0 +1,66 @@
+"""A real fullscreen window on a real (virtual) X server, read back by screenshot."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import PORTRAIT, SPEECH
+from firmware_app.errors import ExitCode
+
+SHOW_FRAMES = """
+import sys, time, numpy as np
+from firmware_app.frames import VideoFrame
+from firmware_app.sinks import open_sink
+frame = np.zeros((360, 640, 3), np.uint8)
+frame[:, :] = (40, 160, 220)            # B G R
+frame[:, 320:] = (200, 60, 30)          # right half another colour
+with open_sink("display://0", "Ventriloquist test") as sink:
+    sink.open(640, 360, 30)
+    end = time.monotonic() + float(sys.argv[1])
+    while time.monotonic() < end:
+        sink.write_video(VideoFrame(frame, 0.0, 0))
+        time.sleep(0.03)
+print("closed cleanly")
+"""
+
+
+def screenshot(display: str, path) -> np.ndarray:
+    subprocess.run(["import", "-display", display, "-window", "root", str(path)], check=True, timeout=20)
+    return cv2.imread(str(path))
+
+
+def test_display_sink_fills_the_screen(xvfb, tmp_path):
+    if shutil.which("import") is None:
+        pytest.skip("needs ImageMagick's import (bash scripts/setup.sh --dev)")
+    env = {**os.environ, "DISPLAY": xvfb}
+    window = subprocess.Popen([sys.executable, "-c", SHOW_FRAMES, "4"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    shot = screenshot(xvfb, tmp_path / "screen.png")
+    out, err = window.communicate(timeout=20)
+    assert window.returncode == 0, err
+    assert "closed cleanly" in out
+    assert shot.shape == (720, 1280, 3)
+    # fullscreen: the frame is scaled over the whole screen, left half one colour, right half the other
+    left, right = shot[20:700, 20:620].reshape(-1, 3).mean(axis=0), shot[20:700, 660:1260].reshape(-1, 3).mean(axis=0)
+    np.testing.assert_allclose(left, (40, 160, 220), atol=8)
+    np.testing.assert_allclose(right, (200, 60, 30), atol=8)
+
+
+def test_display_without_an_x_server_is_a_clear_error(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(f"sources:\n  audio: file://{SPEECH}\n  camera: file://{PORTRAIT}\noutput:\n  uri: display://87\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    result = subprocess.run(
+        [sys.executable, "-m", "firmware_app", "run", "--config", str(config)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == ExitCode.DEVICE, result.stderr
+    assert "no X display :87" in result.stderr and "fix:" in result.stderr
+    assert "Traceback" not in result.stderr

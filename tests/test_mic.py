@@ -1,0 +1,58 @@
+"""Real capture through PortAudio: speech played into a PulseAudio null sink is heard by `mic://`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from conftest import SPEECH
+from firmware_app.sources.audio_file import decode_audio
+from test_render import write_wav
+
+RECORD = """
+import sys, time, numpy as np
+from firmware_app.config import Settings
+from firmware_app.sources import open_audio_source
+source = open_audio_source(sys.argv[1], Settings(), realtime=True)
+blocks = []
+with source:
+    print("open", flush=True)
+    end = time.monotonic() + float(sys.argv[2])
+    while time.monotonic() < end:
+        block = source.read(wait=True)
+        if block is not None:
+            blocks.append(block)
+assert all(abs(b.t - a.t_end) < 1e-9 for a, b in zip(blocks, blocks[1:])), "time stamps are not contiguous"
+np.save(sys.argv[3], np.concatenate([b.samples for b in blocks]))
+print("overflows", source.overflows)
+"""
+
+
+def test_microphone_hears_what_the_room_plays(pulse, tmp_path):
+    speech = decode_audio(SPEECH)[8000 : 8000 + 16000 * 3]  # 3 s of the bundled clip
+    played = tmp_path / "played.wav"
+    # An idle null sink starts with about 2 s of buffering: lead in with silence so no speech is lost.
+    write_wav(played, np.concatenate([np.zeros(16000 * 2, np.float32), speech]))
+    recorded = tmp_path / "recorded.npy"
+    env = {**os.environ, **pulse}
+    recorder = subprocess.Popen(
+        [sys.executable, "-c", RECORD, "mic://pulse", "9", str(recorded)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert recorder.stdout.readline().strip() == "open", recorder.stderr.read()
+    time.sleep(0.5)
+    subprocess.run(["paplay", "--device=vsink", str(played)], env=env, check=True, timeout=30)
+    out, err = recorder.communicate(timeout=30)
+    assert recorder.returncode == 0, err
+    captured = np.load(recorded)
+    assert len(captured) > 16000 * 5
+    # Align by cross-correlation, not by the clock.
+    spectrum = np.fft.rfft(captured, 2 * len(captured)) * np.conj(np.fft.rfft(speech, 2 * len(captured)))
+    lag = int(np.argmax(np.fft.irfft(spectrum)[: len(captured)]))
+    heard = captured[lag : lag + len(speech)]
+    assert len(heard) == len(speech), "the speech was not captured completely"
+    assert np.corrcoef(heard, speech)[0, 1] > 0.95
