@@ -50,7 +50,9 @@ class AudioSettings(Section):
     block_ms: int = Field(20, ge=5, le=200, description="audio block size read from the source, ms")
     passthrough: bool = Field(False, description="play the voice through the appliance, delayed to match the face")
     passthrough_device: str = Field("default", description="audio output device for passthrough")
-    passthrough_trim_ms: float = Field(0.0, ge=-500, le=500, description="added to the measured passthrough delay, ms")
+    passthrough_trim_ms: float = Field(
+        0.0, ge=-500, le=500, description="added to the passthrough delay (look-ahead + one frame), ms"
+    )
 
 
 class LoudnessSettings(Section):

@@ -12,13 +12,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import Callable
 
 from firmware_app.config import Settings, with_changes
 from firmware_app.features import FeatureStream
-from firmware_app.frames import VideoFrame
+from firmware_app.frames import AudioBlock, VideoFrame
 from firmware_app.mouth import MouthModel, create_mouth_model
 from firmware_app.mouth.track import MouthTrack
+from firmware_app.passthrough import VoicePassthrough, passthrough_delay_s
 from firmware_app.render import Renderer
 from firmware_app.sdnotify import Notifier
 from firmware_app.sinks import Sink, open_sink
@@ -30,12 +33,14 @@ log = logging.getLogger(__name__)
 
 
 class Voice:
-    """Audio source → features → mouth model → mouth track; every block also goes to the sink."""
+    """Audio source → features → mouth model → mouth track; every block also goes to the audio outputs."""
 
-    def __init__(self, source: AudioSource, model: MouthModel, sink: Sink, stats: StageStats) -> None:
+    def __init__(
+        self, source: AudioSource, model: MouthModel, outputs: list[Callable[[AudioBlock], None]], stats: StageStats
+    ) -> None:
         self.source = source
         self.model = model
-        self.sink = sink
+        self.outputs = outputs  # the sink's audio track, the passthrough speaker
         self.stats = stats
         self.features = FeatureStream()
         self.track = MouthTrack()
@@ -52,7 +57,8 @@ class Voice:
             block = self.source.read(wait)
         if block is None:
             return False
-        self.sink.write_audio(block)
+        for output in self.outputs:
+            output(block)
         with self.stats.timed("features"):
             features = self.features.push(block)
         with self.stats.timed("mouth"):
@@ -75,15 +81,21 @@ class Pipeline:
     renderer: Renderer
     sink: Sink
     size: tuple[int, int]
+    passthrough: VoicePassthrough | None = None
 
     def run(self, stop: threading.Event | None = None) -> StageStats:
         stats = StageStats()
         stop = stop or threading.Event()
         notifier = Notifier()
         started = time.perf_counter()
-        with self.voice_source, self.video_source, self.tracker, self.sink:
+        with self.voice_source, self.video_source, self.tracker, self.sink, ExitStack() as extras:
             self.sink.open(*self.size, self.video_source.fps)
-            voice = Voice(self.voice_source, self.model, self.sink, stats)
+            outputs = [self.sink.write_audio]
+            if self.passthrough is not None:
+                self.passthrough.open()
+                extras.callback(self.passthrough.close)
+                outputs.append(self.passthrough.write)
+            voice = Voice(self.voice_source, self.model, outputs, stats)
             while not stop.is_set() and not self.sink.closed_by_user:
                 with stats.timed("video"):
                     frame = self.video_source.read()
@@ -118,14 +130,20 @@ class Pipeline:
 def build_pipeline(settings: Settings, realtime: bool) -> Pipeline:
     """Wire the stages the config asks for. `realtime` paces file sources to the wall clock."""
     face_uri = settings.sources.camera if settings.mode == "mirror" else settings.sources.portrait
+    model = create_mouth_model(settings.model)
+    passthrough = None
+    if settings.audio.passthrough and realtime:  # an offline render has no audience to play to
+        delay = passthrough_delay_s(model.lookahead_s, settings.video.fps, settings.audio.passthrough_trim_ms)
+        passthrough = VoicePassthrough(settings.audio.passthrough_device, delay)
     return Pipeline(
         voice_source=open_audio_source(settings.sources.audio, settings, realtime),
         video_source=open_video_source(face_uri, settings, realtime),
-        model=create_mouth_model(settings.model),
+        model=model,
         tracker=FaceTracker(settings.tracker),
         renderer=Renderer(settings.renderer, settings.disclosure),
         sink=open_sink(settings.output.uri, settings.output.window_title),
         size=(settings.video.width, settings.video.height),
+        passthrough=passthrough,
     )
 
 

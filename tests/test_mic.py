@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from conftest import SPEECH
+from conftest import PORTRAIT, SPEECH
 from firmware_app.sources.audio_file import decode_audio
 from test_render import write_wav
 
@@ -55,4 +55,33 @@ def test_microphone_hears_what_the_room_plays(pulse, tmp_path):
     lag = int(np.argmax(np.fft.irfft(spectrum)[: len(captured)]))
     heard = captured[lag : lag + len(speech)]
     assert len(heard) == len(speech), "the speech was not captured completely"
+    assert np.corrcoef(heard, speech)[0, 1] > 0.95
+
+
+def test_passthrough_plays_the_voice_into_the_room(pulse, tmp_path):
+    """`run` with audio.passthrough: the voice comes out of the appliance's speaker (the null sink)."""
+    speech = decode_audio(SPEECH)[8000 : 8000 + 16000 * 3]
+    voice = tmp_path / "voice.wav"
+    write_wav(voice, np.concatenate([np.zeros(16000 * 2, np.float32), speech]))
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"sources:\n  audio: file://{voice}\n  camera: file://{PORTRAIT}\n"
+        "audio:\n  passthrough: true\n  passthrough_device: pulse\noutput:\n  uri: null://\n"
+    )
+    env = {**os.environ, **pulse}
+    recorded = tmp_path / "recorded.npy"
+    recorder = subprocess.Popen(
+        [sys.executable, "-c", RECORD, "mic://pulse", "9", str(recorded)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert recorder.stdout.readline().strip() == "open", recorder.stderr.read()
+    run = subprocess.run([sys.executable, "-m", "firmware_app", "run", "--config", str(config)], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "voice passthrough to pulse" in run.stderr
+    recorder.communicate(timeout=30)
+    captured = np.load(recorded)
+    spectrum = np.fft.rfft(captured, 2 * len(captured)) * np.conj(np.fft.rfft(speech, 2 * len(captured)))
+    lag = int(np.argmax(np.fft.irfft(spectrum)[: len(captured)]))
+    heard = captured[lag : lag + len(speech)]
+    assert len(heard) == len(speech)
     assert np.corrcoef(heard, speech)[0, 1] > 0.95

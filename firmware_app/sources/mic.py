@@ -14,7 +14,7 @@ from firmware_app.sources.base import AudioSource
 log = logging.getLogger(__name__)
 
 
-def _sounddevice():
+def require_sounddevice():
     try:
         import sounddevice
     except OSError as exc:  # the wheel does not bundle PortAudio on Linux
@@ -23,7 +23,7 @@ def _sounddevice():
 
 
 def input_device_names() -> list[str]:
-    sd = _sounddevice()
+    sd = require_sounddevice()
     return [d["name"] for d in sd.query_devices() if d["max_input_channels"] > 0]
 
 
@@ -40,7 +40,7 @@ class MicSource(AudioSource):
         self._stream = None
 
     def open(self) -> None:
-        sd = _sounddevice()
+        sd = require_sounddevice()
         try:
             self._stream = sd.InputStream(
                 samplerate=SAMPLE_RATE,

@@ -1,0 +1,87 @@
+"""Audio passthrough: the appliance plays the voice through its own speaker, delayed so that what
+visitors hear lands together with the mouth they see (people notice sound that leads the picture
+most; ATSC IS-191 allows 15 ms lead)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+
+import numpy as np
+
+from firmware_app.errors import DeviceError
+from firmware_app.frames import SAMPLE_RATE, AudioBlock
+from firmware_app.sources.mic import require_sounddevice
+
+log = logging.getLogger(__name__)
+
+
+def passthrough_delay_s(lookahead_s: float, fps: float, trim_ms: float) -> float:
+    """The picture trails the sound by the model's look-ahead plus one frame of render and display.
+
+    An estimate from the pipeline's structure; `audio.passthrough_trim_ms` corrects it on site.
+    """
+    return max(0.0, lookahead_s + 1.0 / fps + trim_ms / 1000.0)
+
+
+class VoicePassthrough:
+    """A delay line locked to the voice's own sample clock: output sample n plays input sample
+    n - delay. A block that arrives too late is skipped rather than played late, so a hiccup
+    never shifts the rest of the voice out of sync."""
+
+    def __init__(self, device: str, delay_s: float) -> None:
+        self.device = None if device in ("", "default") else device
+        self.delay_s = delay_s
+        self.late_samples = 0  # voice that arrived after its play-out time (heard as silence)
+        self._chunks: deque[tuple[int, np.ndarray]] = deque()  # (first sample index, samples)
+        self._next_input: int | None = None  # input sample the next output sample plays
+        self._lock = threading.Lock()
+        self._stream = None
+
+    def open(self) -> None:
+        sd = require_sounddevice()
+        try:
+            self._stream = sd.OutputStream(
+                samplerate=SAMPLE_RATE, channels=1, dtype="float32", device=self.device, callback=self._fill
+            )
+            self._stream.start()
+        except (sd.PortAudioError, ValueError) as exc:
+            outputs = [d["name"] for d in sd.query_devices() if d["max_output_channels"] > 0]
+            raise DeviceError(
+                f"cannot open audio output {self.device or 'default'!r} for passthrough: {exc}",
+                "set audio.passthrough_device to one of: "
+                + (", ".join(repr(n) for n in outputs) or "none found")
+                + ", or audio.passthrough: false",
+            ) from None
+        log.info("voice passthrough to %s, delayed %.0f ms", self.device or "default", self.delay_s * 1000)
+
+    def write(self, block: AudioBlock) -> None:
+        first = round(block.t * SAMPLE_RATE)
+        with self._lock:
+            if self._next_input is None:  # the voice starts now: play it `delay` from now
+                self._next_input = first - round(self.delay_s * SAMPLE_RATE)
+            self.late_samples += max(0, min(first + len(block.samples), self._next_input) - first)
+            self._chunks.append((first, block.samples.astype(np.float32)))
+
+    def _fill(self, outdata: np.ndarray, frames: int, time_info: object, status: object) -> None:
+        out = outdata[:, 0]
+        out[:] = 0.0
+        with self._lock:
+            if self._next_input is None:
+                return
+            start, end = self._next_input, self._next_input + frames
+            while self._chunks and self._chunks[0][0] + len(self._chunks[0][1]) <= start:
+                self._chunks.popleft()  # already played (or too late to play)
+            for first, samples in self._chunks:
+                if first >= end:
+                    break
+                lo, hi = max(first, start), min(first + len(samples), end)
+                out[lo - start : hi - start] = samples[lo - first : hi - first]
+            self._next_input = end
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream.close()
+            self._stream = None
