@@ -14,6 +14,8 @@ import pytest
 
 from conftest import PORTRAIT, SPEECH
 from firmware_app.errors import ExitCode
+from firmware_app.sources.audio_file import decode_audio
+from test_render import write_wav
 
 SHOW_FRAMES = """
 import sys, time, numpy as np
@@ -64,3 +66,27 @@ def test_display_without_an_x_server_is_a_clear_error(tmp_path):
     assert result.returncode == ExitCode.DEVICE, result.stderr
     assert "no X display :87" in result.stderr and "fix:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_run_without_camera_plays_the_demo_fullscreen(xvfb, tmp_path):
+    if shutil.which("import") is None:
+        pytest.skip("needs ImageMagick's import (bash scripts/setup.sh --dev)")
+    voice = tmp_path / "voice.wav"
+    write_wav(voice, decode_audio(SPEECH)[8000 : 8000 + 16000 * 4])
+    config = tmp_path / "config.yaml"
+    config.write_text(f"sources:\n  camera: v4l2:///dev/video63\ndemo:\n  audio: file://{voice}\n  output: {tmp_path / 'demo.mp4'}\n")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "firmware_app", "run", "--config", str(config)],
+        env={**os.environ, "DISPLAY": xvfb}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "demo.mp4").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.5)  # the window is up and playing
+    shot = screenshot(xvfb, tmp_path / "screen.png")
+    out, err = run.communicate(timeout=30)
+    assert run.returncode == 0, err
+    assert "demo written to" in out
+    # the portrait fills the middle of the screen; the disclosure mark sits bottom-left
+    assert shot[200:520, 500:780].mean() > 60
+    assert (shot[-80:, :300].max(axis=2) > 200).sum() > 300

@@ -1,0 +1,94 @@
+"""`ventriloquist run` as the live loop, with a video file standing in for the camera and a paced
+speech file for the microphone; systemd's notify socket watches it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import PORTRAIT, SPEECH, cli
+from firmware_app.sources.audio_file import decode_audio
+from test_render import write_wav
+
+
+@pytest.fixture(scope="module")
+def camera_clip(tmp_path_factory) -> Path:
+    """A short 640x360 talking clip, used as the camera."""
+    folder = tmp_path_factory.mktemp("camera")
+    voice = folder / "voice.wav"
+    write_wav(voice, decode_audio(SPEECH)[8000 : 8000 + 16000 * 2])
+    clip = folder / "camera.mp4"
+    result = cli("render", "--audio", str(voice), "--face", str(PORTRAIT), "--out", str(clip), "--size", "640x360")
+    assert result.returncode == 0, result.stderr
+    return clip
+
+
+def test_mirror_mode_runs_live_from_substitutes_and_talks_to_systemd(camera_clip, tmp_path):
+    voice = tmp_path / "voice.wav"
+    write_wav(voice, decode_audio(SPEECH)[8000 : 8000 + 16000 * 2])
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"mode: mirror\nsources:\n  audio: file://{voice}\n  camera: file://{camera_clip}\n"
+        "video:\n  width: 640\n  height: 360\noutput:\n  uri: null://\nlogging:\n  format: json\n"
+    )
+    notify_path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(notify_path))
+    listener.settimeout(0.2)
+    started = time.monotonic()
+    run = subprocess.Popen(
+        [sys.executable, "-m", "firmware_app", "run", "--config", str(config)],
+        env={**os.environ, "NOTIFY_SOCKET": str(notify_path)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    messages = []
+    while run.poll() is None and time.monotonic() - started < 60:
+        try:
+            messages.append(listener.recv(1024).decode())
+        except socket.timeout:
+            pass
+    out, err = run.communicate(timeout=10)
+    elapsed = time.monotonic() - started
+    listener.close()
+    assert run.returncode == 0, err
+    assert elapsed >= 2.0, "file sources in `run` are paced like live ones"
+    assert messages and messages[0].startswith("READY=1")
+    assert any(m == "WATCHDOG=1" for m in messages)
+    records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    finished = [r for r in records if r["message"].startswith("pipeline finished")]
+    assert finished, err
+    frames = int(finished[0]["message"].split("frames=")[1].split()[0])
+    assert 50 <= frames <= 62  # 2 s at the clip's 30 fps
+
+
+def test_sigterm_stops_the_live_loop_cleanly(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(f"mode: mirror\nsources:\n  audio: file://{SPEECH}\n  camera: file://{PORTRAIT}\noutput:\n  uri: null://\n")
+    run = subprocess.Popen([sys.executable, "-m", "firmware_app", "run", "--config", str(config)], stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    stopped = time.monotonic()
+    run.terminate()
+    err = run.communicate(timeout=10)[1]
+    assert run.returncode == 0, err
+    assert time.monotonic() - stopped < 2.0
+    assert "pipeline finished" in err
+
+
+@pytest.mark.hardware
+@pytest.mark.skipif(not Path("/dev/video0").exists(), reason="no camera at /dev/video0 (runs on the appliance)")
+def test_real_camera_delivers_timestamped_frames():
+    from firmware_app.config import Settings
+    from firmware_app.sources import open_video_source
+
+    with open_video_source("v4l2:///dev/video0", Settings(), realtime=True) as camera:
+        frames = [camera.read() for _ in range(10)]
+    assert all(f is not None and f.image.shape == (720, 1280, 3) for f in frames)
+    assert np.all(np.diff([f.t for f in frames]) > 0)
