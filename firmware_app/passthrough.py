@@ -12,6 +12,7 @@ import numpy as np
 
 from firmware_app.errors import DeviceError
 from firmware_app.frames import SAMPLE_RATE, AudioBlock
+from firmware_app.resource import Resource
 from firmware_app.sources.mic import require_sounddevice
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def passthrough_delay_s(lookahead_s: float, fps: float, trim_ms: float) -> float
     return max(0.0, lookahead_s + 1.0 / fps + trim_ms / 1000.0)
 
 
-class VoicePassthrough:
+class VoicePassthrough(Resource):
     """A delay line locked to the voice's own sample clock: output sample n plays input sample
     n - delay. A block that arrives too late is skipped rather than played late, so a hiccup
     never shifts the rest of the voice out of sync."""

@@ -92,8 +92,7 @@ class Pipeline:
             self.sink.open(*self.size, self.video_source.fps)
             outputs = [self.sink.write_audio]
             if self.passthrough is not None:
-                self.passthrough.open()
-                extras.callback(self.passthrough.close)
+                extras.enter_context(self.passthrough)
                 outputs.append(self.passthrough.write)
             voice = Voice(self.voice_source, self.model, outputs, stats)
             while not stop.is_set() and not self.sink.closed_by_user:

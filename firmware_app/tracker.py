@@ -17,6 +17,7 @@ from firmware_app.assets import resolve_path, verify_model_file
 from firmware_app.config import TrackerSettings
 from firmware_app.errors import ModelError
 from firmware_app.frames import Face, VideoFrame
+from firmware_app.resource import Resource
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def _quiet_native_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-class FaceTracker:
+class FaceTracker(Resource):
     def __init__(self, settings: TrackerSettings) -> None:
         self.settings = settings
         self.model_path = resolve_path(settings.model_path)
@@ -74,13 +75,6 @@ class FaceTracker:
         if self._landmarker is not None:
             self._landmarker.close()
             self._landmarker = None
-
-    def __enter__(self) -> "FaceTracker":
-        self.open()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def track(self, frame: VideoFrame) -> Face | None:
         if frame.still and self._last_face is not None and self._frames_since_seen == 0:

@@ -11,26 +11,14 @@ import numpy as np
 
 from firmware_app.errors import MissingFileError
 from firmware_app.frames import AudioBlock, VideoFrame
+from firmware_app.resource import Resource
 
 
-class AudioSource(ABC):
+class AudioSource(Resource, ABC):
     """Delivers consecutive mono 16 kHz blocks; `t` counts samples, so it never drifts."""
 
     live = False  # reads wait on the real world (microphone or a paced file)
     duration: float | None = None  # seconds, when the length is known
-
-    def __enter__(self) -> "AudioSource":
-        self.open()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def open(self) -> None:
-        """Acquire the device or file."""
-
-    def close(self) -> None:
-        """Release it; safe to call twice."""
 
     @abstractmethod
     def read(self, wait: bool) -> AudioBlock | None:
@@ -42,24 +30,11 @@ class AudioSource(ABC):
         """True once every block has been read."""
 
 
-class VideoSource(ABC):
+class VideoSource(Resource, ABC):
     """Delivers frames fitted to the pipeline's size, each stamped with its media time."""
 
     live = False
     fps: float = 30.0
-
-    def __enter__(self) -> "VideoSource":
-        self.open()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def open(self) -> None:
-        """Acquire the device or file."""
-
-    def close(self) -> None:
-        """Release it; safe to call twice."""
 
     @abstractmethod
     def read(self) -> VideoFrame | None:
