@@ -16,7 +16,7 @@ from typing import Any, Callable
 from firmware_app import __version__
 from firmware_app.config import Settings, default_yaml, load_settings, with_changes
 from firmware_app.pipeline import build_pipeline, render_offline
-from firmware_app.errors import DeviceError, ExitCode, VentriloquistError
+from firmware_app.errors import CameraMissingError, ExitCode, VentriloquistError
 
 log = logging.getLogger("ventriloquist")
 
@@ -93,16 +93,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(_config_path(args.config))
     _setup_logging(args.log_level or settings.logging.level, settings.logging.format)
     realtime = settings.sources.pace != "fast"
-
     try:
-        pipeline = build_pipeline(settings, realtime)
-        pipeline.video_source.open()  # fail early and clearly when the camera is missing
-    except DeviceError as exc:
-        if not (settings.demo.when_no_camera and settings.mode == "mirror" and "camera" in exc.cause):
+        build_pipeline(settings, realtime).run(_stop_on_signals())
+    except CameraMissingError as exc:  # raised while opening, before any frame is shown
+        if not (settings.demo.when_no_camera and settings.mode == "mirror"):
             raise
         log.warning("%s — rendering the bundled demo instead (demo.when_no_camera)", exc.cause)
         return _run_demo(settings)
-    pipeline.run(_stop_on_signals())
     return ExitCode.OK
 
 

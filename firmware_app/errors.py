@@ -55,6 +55,10 @@ class DeviceError(VentriloquistError):
     title = "device unavailable"
 
 
+class CameraMissingError(DeviceError):
+    """No camera where the config says one is: `run` may fall back to the bundled demo."""
+
+
 class MediaError(VentriloquistError):
     exit_code = ExitCode.MEDIA
     title = "media error"

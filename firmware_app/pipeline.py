@@ -88,7 +88,8 @@ class Pipeline:
         stop = stop or threading.Event()
         notifier = Notifier()
         started = time.perf_counter()
-        with self.voice_source, self.video_source, self.tracker, self.sink, ExitStack() as extras:
+        # The camera opens first: without one, `run` shows the demo instead of failing on the microphone.
+        with self.video_source, self.voice_source, self.tracker, self.sink, ExitStack() as extras:
             self.sink.open(*self.size, self.video_source.fps)
             outputs = [self.sink.write_audio]
             if self.passthrough is not None:

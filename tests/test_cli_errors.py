@@ -71,3 +71,9 @@ def test_unplugged_microphone_with_camera_file(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(f"sources:\n  audio: mic://No Such Mic\n  camera: file://{PORTRAIT}\noutput:\n  uri: null://\n")
     assert_clean_error(cli("run", "--config", str(config)), ExitCode.DEVICE, "No Such Mic", "input devices here")
+
+
+def test_missing_camera_without_demo_fallback(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("sources:\n  camera: v4l2:///dev/video63\ndemo:\n  when_no_camera: false\noutput:\n  uri: null://\n")
+    assert_clean_error(cli("run", "--config", str(config)), ExitCode.DEVICE, "no camera at /dev/video63", "plug in")

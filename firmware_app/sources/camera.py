@@ -7,7 +7,7 @@ from pathlib import Path
 
 import cv2
 
-from firmware_app.errors import DeviceError
+from firmware_app.errors import CameraMissingError, DeviceError
 from firmware_app.frames import VideoFrame
 from firmware_app.sources.base import VideoSource, fit_frame
 from firmware_app.uri import Uri
@@ -51,13 +51,15 @@ class CameraSource(VideoSource):
         else:
             device = Path(self.uri.location or "/dev/video0")
             if not device.exists():
-                raise DeviceError(f"no camera at {device}", "plug in the camera, or set sources.camera to another device")
+                raise CameraMissingError(f"no camera at {device}", "plug in the camera, or set sources.camera to another device")
             capture = cv2.VideoCapture(str(device), cv2.CAP_V4L2)
             capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
             capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
             capture.set(cv2.CAP_PROP_FPS, self.fps)
         if not capture.isOpened():
-            raise DeviceError(f"cannot open camera {self.uri.text}", "check the cable and that no other program uses it")
+            raise CameraMissingError(
+                f"cannot open camera {self.uri.text}", "check the cable and that no other program uses it"
+            )
         self._capture = capture
         self._start = time.monotonic()
 
