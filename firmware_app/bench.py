@@ -45,7 +45,7 @@ def _mouth_step_line(settings: Settings, audio: str) -> str:
     """Cost of features + mouth model per 10 ms step, streamed in 10 ms blocks."""
     samples = decode_audio(parse_uri(audio, ("file",)).path)
     hop = SAMPLE_RATE // 100
-    stream, model = FeatureStream(), create_mouth_model(settings.model)
+    stream, model = FeatureStream(), create_mouth_model(settings.model, settings.inference)
     feature_s = model_s = 0.0
     steps = len(samples) // hop
     for i in range(steps):

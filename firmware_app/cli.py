@@ -69,9 +69,26 @@ def _parser() -> argparse.ArgumentParser:
         handler=lambda args: print(default_yaml())
     )
 
+    analyze = commands.add_parser("analyze", help="run the mouth model over a file: curves CSV and standard exports")
+    analyze.add_argument("audio", type=Path, help="speech file")
+    analyze.add_argument("--out", type=Path, required=True, help="curves CSV: time_s, blendshapes, viseme_<name>")
+    analyze.add_argument("--cues", type=Path, help="Rhubarb-style mouth cues (.tsv or .json)")
+    analyze.add_argument("--arkit", type=Path, help="Live Link Face / ARKit per-frame CSV (60 fps)")
+    analyze.add_argument("--plot", type=Path, help="PNG: waveform, viseme strip, mouth curves")
+    analyze.add_argument("--config", type=Path, help="config whose model section to use")
+    analyze.add_argument("--model", choices=["learned", "loudness"], help="override model.kind")
+    analyze.set_defaults(handler=cmd_analyze)
+
     doctor = commands.add_parser("doctor", help="what this machine has, and the fix for what it lacks")
     doctor.add_argument("--config", type=Path)
+    doctor.add_argument("--selftest", action="store_true", help="also run the golden parity check on the active backend")
     doctor.set_defaults(handler=cmd_doctor)
+
+    engine = commands.add_parser("engine", help="TensorRT engine for the mouth model (Jetson)")
+    engine_commands = engine.add_subparsers(dest="engine_command", required=True)
+    build = engine_commands.add_parser("build", help="build the engine, or validate the cached one, and check parity")
+    build.add_argument("--config", type=Path)
+    build.set_defaults(handler=cmd_engine_build)
 
     bench = commands.add_parser("bench", help="per-stage timings and real-time factor on the bundled demo")
     bench.add_argument("--size", default="1280x720", help="frame size WIDTHxHEIGHT")
@@ -139,6 +156,36 @@ def cmd_render(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    import time
+
+    from firmware_app import analyze
+    from firmware_app.mouth import create_mouth_model
+
+    settings = load_settings(_config_path(args.config))
+    if args.model:
+        settings = with_changes(settings, {"model.kind": args.model})
+    model = create_mouth_model(settings.model, settings.inference)
+    started = time.perf_counter()
+    curves = analyze.analyze_file(args.audio, model)
+    seconds = time.perf_counter() - started
+    analyze.write_curves_csv(curves, args.out)
+    written = [str(args.out)]
+    if args.cues:
+        analyze.write_cues(curves, args.cues, str(args.audio))
+        written.append(str(args.cues))
+    if args.arkit:
+        analyze.write_live_link_csv(curves, args.arkit)
+        written.append(str(args.arkit))
+    if args.plot:
+        analyze.write_plot(curves, args.plot)
+        written.append(str(args.plot))
+    duration = len(curves.audio) / 16_000
+    print(f"{model.name}: {len(curves.times)} frames of {duration:.2f} s analysed in {seconds:.2f} s "
+          f"({duration / max(seconds, 1e-9):.0f}x real time); wrote {', '.join(written)}")
+    return ExitCode.OK
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     settings = load_settings(args.file)
     print(f"{args.file}: OK (mode {settings.mode}, audio {settings.sources.audio}, output {settings.output.uri})")
@@ -150,8 +197,27 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     settings = load_settings(_config_path(args.config))
     checks = run_checks(settings)
+    if args.selftest:
+        from firmware_app.doctor import selftest
+
+        checks.append(selftest(settings))
     print_report(checks)
     return ExitCode.OK if all(c.ok or not c.required for c in checks) else ExitCode.FAILURE
+
+
+def cmd_engine_build(args: argparse.Namespace) -> int:
+    from firmware_app.doctor import selftest
+
+    from firmware_app.inference import tensorrt_usable
+
+    settings = load_settings(_config_path(args.config))
+    usable, why = tensorrt_usable()
+    if settings.inference.backend == "onnxruntime" or (settings.inference.backend == "auto" and not usable):
+        print(f"engine: nothing to build, the mouth model runs on ONNX Runtime ({why if not usable else 'configured'})")
+        return ExitCode.OK
+    check = selftest(with_changes(settings, {"inference.backend": "tensorrt"}))
+    print(f"engine: {check.detail}")
+    return ExitCode.OK if check.ok else ExitCode.BAD_MODEL
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

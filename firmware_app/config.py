@@ -69,13 +69,21 @@ class LoudnessSettings(Section):
 
 
 class ModelSettings(Section):
-    kind: Literal["loudness"] = Field(
-        "loudness", description="mouth model: loudness (baseline: jaw follows the voice level)"
+    kind: Literal["learned", "loudness"] = Field(
+        "learned", description="mouth model: learned (lip sync from speech) or loudness (baseline: jaw follows the level)"
     )
-    backend: Literal["auto", "onnxruntime", "tensorrt"] = Field(
-        "auto", description="inference backend for learned models"
-    )
+    path: str = Field("models/mouth.onnx", description="the learned model's ONNX file")
     loudness: LoudnessSettings = Field(default_factory=LoudnessSettings)
+
+
+class InferenceSettings(Section):
+    backend: Literal["auto", "tensorrt", "onnxruntime"] = Field(
+        "auto", description="auto: TensorRT when it and a CUDA GPU are usable, else ONNX Runtime on the CPU"
+    )
+    fp16: bool = Field(True, description="TensorRT: build the engine in FP16 where the GPU supports it")
+    engine_dir: str = Field(
+        "auto", description="where TensorRT engines are cached; auto: $CACHE_DIRECTORY/engines or ~/.cache/ventriloquist/engines"
+    )
 
 
 class TrackerSettings(Section):
@@ -134,6 +142,7 @@ class Settings(Section):
     video: VideoSettings = Field(default_factory=VideoSettings)
     audio: AudioSettings = Field(default_factory=AudioSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
     tracker: TrackerSettings = Field(default_factory=TrackerSettings)
     renderer: RendererSettings = Field(default_factory=RendererSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)

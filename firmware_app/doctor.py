@@ -27,6 +27,7 @@ def run_checks(settings: Settings) -> list[Check]:
     probes: list[Callable[[Settings], Check]] = [
         _python_packages,
         _face_model,
+        _mouth_model,
         _portaudio,
         _microphones,
         _cameras,
@@ -69,6 +70,13 @@ def _face_model(settings: Settings) -> Check:
     digest = sha256_of(path)
     ok = digest == FACE_LANDMARKER.sha256
     return Check("face model", ok, f"{path} sha256 {digest[:16]}…", "delete it and run `ventriloquist models fetch`")
+
+
+def _mouth_model(settings: Settings) -> Check:
+    path = resolve_path(settings.model.path)
+    if not path.is_file():
+        return Check("mouth model", False, f"{path} not found", "git checkout models/ (the model ships in the repository)")
+    return Check("mouth model", True, f"{path} sha256 {sha256_of(path)[:16]}…")
 
 
 def _portaudio(_: Settings) -> Check:
@@ -137,3 +145,19 @@ def _gstreamer(_: Settings) -> Check:
 
     ok = opencv_has_gstreamer()
     return Check("OpenCV GStreamer", ok, "yes" if ok else "no (csi:// cameras unavailable)", "use JetPack's OpenCV for CSI cameras", required=False)
+
+
+def selftest(settings: Settings) -> Check:
+    """The mouth model on the configured backend (building the TensorRT engine if needed), checked
+    against the golden outputs recorded at export."""
+    from firmware_app.inference.parity import FP16_TOLERANCE, FP32_TOLERANCE, check_parity, golden_path
+    from firmware_app.mouth import create_mouth_model
+
+    model = create_mouth_model(settings.model.model_copy(update={"kind": "learned"}), settings.inference)
+    backend = model.backend
+    tolerance = FP16_TOLERANCE if backend.name == "tensorrt" and settings.inference.fp16 else FP32_TOLERANCE
+    try:
+        result = check_parity(backend, golden_path(model.path), tolerance)
+    finally:
+        backend.close()
+    return Check(f"selftest ({backend.name})", result.ok, result.line(), "rebuild the engine: ventriloquist engine build")

@@ -48,6 +48,15 @@ def frame_features(frames: np.ndarray) -> np.ndarray:
     return np.column_stack([level, log_mel]).astype(np.float32)
 
 
+SILENT_FRAME = frame_features(np.zeros((1, WINDOW), np.float32))[0]  # what digital silence looks like
+
+
+def pad_silence(features: np.ndarray, before: int, after: int) -> np.ndarray:
+    """Surround feature frames with frames of digital silence (how models see a stream's edges)."""
+    silence = SILENT_FRAME[None].astype(np.float32)
+    return np.concatenate([np.repeat(silence, before, 0), features.astype(np.float32), np.repeat(silence, after, 0)])
+
+
 class FeatureStream:
     """Turns audio blocks of any size into consecutive feature frames."""
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from firmware_app.shapes import aperture
+
 SAMPLE_RATE = 16_000  # every audio source delivers mono float32 at this rate
 HOP_S = 0.010  # the mouth model's step: one mouth shape every 10 ms
 
@@ -58,7 +60,7 @@ class MouthShape:
     @property
     def aperture(self) -> float:
         """Lip opening: jawOpen minus mouthClose (ARKit convention)."""
-        return max(0.0, self.get("jawOpen") - self.get("mouthClose"))
+        return aperture(self.get("jawOpen"), self.get("mouthClose"))
 
 
 @dataclass(frozen=True)

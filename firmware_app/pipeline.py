@@ -70,6 +70,7 @@ class Voice:
         if not self.source.live:
             while self.pull(wait=True):
                 pass
+            self.track.extend(self.model.flush())
 
 
 @dataclass
@@ -130,7 +131,7 @@ class Pipeline:
 def build_pipeline(settings: Settings, realtime: bool) -> Pipeline:
     """Wire the stages the config asks for. `realtime` paces file sources to the wall clock."""
     face_uri = settings.sources.camera if settings.mode == "mirror" else settings.sources.portrait
-    model = create_mouth_model(settings.model)
+    model = create_mouth_model(settings.model, settings.inference)
     passthrough = None
     if settings.audio.passthrough and realtime:  # an offline render has no audience to play to
         delay = passthrough_delay_s(model.lookahead_s, settings.video.fps, settings.audio.passthrough_trim_ms)

@@ -2,7 +2,8 @@
 # Set up Ventriloquist on a fresh Debian/Ubuntu machine: system packages, a virtualenv in .venv,
 # the Python packages, and the verified face-landmark model. Safe to run again.
 #   bash scripts/setup.sh          runtime only
-#   bash scripts/setup.sh --dev    also the test tools (Xvfb, PulseAudio, pytest, ...)
+#   bash scripts/setup.sh --dev    also the test and training tools (Xvfb, PulseAudio, pytest,
+#                                  espeak-ng, sox, the `train` extra with PyTorch CPU)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +14,7 @@ apt_packages=(python3-venv libportaudio2 libgl1 libglib2.0-0 libegl1 libfontconf
   libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0
   libxcb-xinerama0 libxcb-xkb1 libxcb-shape0 libxcb-cursor0)
 dev_packages=(xvfb matchbox-window-manager imagemagick x11-utils pulseaudio pulseaudio-utils
-  libasound2-plugins systemd)
+  libasound2-plugins systemd espeak-ng libespeak-ng1 espeak-ng-data sox)
 [ "$dev" = 1 ] && apt_packages+=("${dev_packages[@]}")
 
 missing=()
@@ -32,7 +33,7 @@ python="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 extras=""
-[ "$dev" = 1 ] && extras="[dev]"
+[ "$dev" = 1 ] && extras="[dev,train]"
 .venv/bin/python -m pip install -q -e ".${extras}"
 # mediapipe brings opencv-contrib-python; a stray opencv-python would shadow its cv2.
 if .venv/bin/python -m pip show -q opencv-python >/dev/null 2>&1; then

@@ -36,7 +36,7 @@ def test_run_without_camera_renders_the_bundled_demo(tmp_path):
 def test_doctor_reports_every_part_with_a_status():
     result = cli("doctor")
     assert result.returncode == 0, result.stdout + result.stderr
-    for part in ("face model", "PortAudio", "microphones", "cameras", "display", "ONNX Runtime", "CUDA GPU", "TensorRT", "pycuda", "OpenCV GStreamer"):
+    for part in ("face model", "mouth model", "PortAudio", "microphones", "cameras", "display", "ONNX Runtime", "CUDA GPU", "TensorRT", "pycuda", "OpenCV GStreamer"):
         line = next((l for l in result.stdout.splitlines() if l.startswith(part)), None)
         assert line is not None, f"doctor does not report {part}"
         assert " OK " in line or " absent " in line or " MISSING " in line
@@ -67,10 +67,15 @@ def test_models_fetch_refuses_a_file_that_fails_the_hash(tmp_path):
     assert not dest.exists()
 
 
-def verify_unit(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
-    unit = tmp_path / "ventriloquist.service"
-    unit.write_text(text)
-    return subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+def verify_units(folder: Path, executable: str) -> subprocess.CompletedProcess:
+    """Copy every unit into `folder` with ExecStart pointing at `executable`, then verify them together."""
+    folder.mkdir(exist_ok=True)
+    units = []
+    for unit in sorted(UNIT.parent.glob("*.service")):
+        copy = folder / unit.name
+        copy.write_text(unit.read_text().replace("/opt/ventriloquist/.venv/bin/ventriloquist", executable))
+        units.append(str(copy))
+    return subprocess.run(["systemd-analyze", "verify", *units], capture_output=True, text=True, timeout=60)
 
 
 def test_systemd_unit_verifies(tmp_path):
@@ -79,12 +84,14 @@ def test_systemd_unit_verifies(tmp_path):
     text = UNIT.read_text()
     assert "Type=notify" in text and "WatchdogSec=" in text and "Restart=on-failure" in text
     assert "User=ventriloquist" in text and "SupplementaryGroups=audio video" in text
-    installed = Path(sys.executable).parent / "ventriloquist"
-    result = verify_unit(tmp_path, text.replace("/opt/ventriloquist/.venv/bin/ventriloquist", str(installed)))
-    assert result.returncode == 0 and "ventriloquist.service" not in result.stderr, result.stderr
+    assert "ventriloquist-engine.service" in text  # the engine is built or validated first
+    engine_unit = (UNIT.parent / "ventriloquist-engine.service").read_text()
+    assert "Type=oneshot" in engine_unit and "Before=ventriloquist.service" in engine_unit
+    installed = str(Path(sys.executable).parent / "ventriloquist")
+    result = verify_units(tmp_path / "good", installed)
+    assert result.returncode == 0 and "ventriloquist" not in result.stderr, result.stderr
     # the check can fail: a unit whose program is missing is refused
-    broken = verify_unit(tmp_path, text.replace("/opt/ventriloquist/.venv/bin/ventriloquist", "/nonexistent/ventriloquist"))
-    assert broken.returncode != 0
+    assert verify_units(tmp_path / "broken", "/nonexistent/ventriloquist").returncode != 0
 
 
 def test_runtime_never_imports_pytorch():

@@ -87,7 +87,7 @@ def test_rendered_mouth_is_measurably_open_when_loud(frames, speech_level_per_fr
     measured_loud = np.mean([lip_gap(frames[i]) for i in loud])
     measured_rest = lip_gap(frames[0])
     assert measured_rest < 0.03
-    assert measured_loud > measured_rest + 0.04, (measured_loud, measured_rest)
+    assert measured_loud > measured_rest + 0.025, (measured_loud, measured_rest)
 
 
 def test_disclosure_mark_is_visible(frames):

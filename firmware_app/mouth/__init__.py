@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from firmware_app.config import ModelSettings
+from firmware_app.config import InferenceSettings, ModelSettings
 from firmware_app.mouth.base import MouthModel
 
 
-def create_mouth_model(settings: ModelSettings) -> MouthModel:
+def create_mouth_model(settings: ModelSettings, inference: InferenceSettings | None = None) -> MouthModel:
+    if settings.kind == "learned":
+        from pathlib import Path
+
+        from firmware_app.assets import resolve_path
+        from firmware_app.mouth.learned import default_engine_dir, load_learned_model
+
+        inference = inference or InferenceSettings()
+        engine_dir = default_engine_dir() if inference.engine_dir == "auto" else Path(inference.engine_dir).expanduser()
+        return load_learned_model(resolve_path(settings.path), inference.backend, engine_dir, inference.fp16)
     if settings.kind == "loudness":
         from firmware_app.mouth.loudness import LoudnessBaseline
 

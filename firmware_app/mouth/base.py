@@ -17,3 +17,7 @@ class MouthModel(ABC):
 
         Each returned shape's `t` is the audio time it depicts (look-ahead already compensated).
         """
+
+    def flush(self) -> list[MouthShape]:
+        """End of a file: the shapes still held back for look-ahead."""
+        return []

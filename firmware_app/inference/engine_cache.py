@@ -1,0 +1,96 @@
+"""The TensorRT engine cache: an engine is only reused for exactly the model, TensorRT version, GPU,
+precision and shapes it was built for, and only if its bytes are the ones that were written.
+
+Each engine `<model>-<key digest>.engine` has a JSON sidecar holding the full key and the engine's
+own sha256. A key mismatch, a hash mismatch (a tampered or half-copied file) or an engine that
+TensorRT refuses to deserialize means: build again. Never a crash, never a file we did not write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from firmware_app.errors import ModelError
+from firmware_app.fileutil import write_atomically
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class EngineKey:
+    onnx_sha256: str
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+    precision: str  # "fp16" or "fp32"
+    input_shapes: tuple[tuple[str, tuple[int, ...]], ...]
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.as_json(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def as_json(self) -> dict:
+        data = asdict(self)
+        data["input_shapes"] = {name: list(shape) for name, shape in self.input_shapes}
+        return data
+
+
+class EngineCache:
+    def __init__(self, directory: Path, model_name: str) -> None:
+        self.directory = directory
+        self.model_name = model_name
+
+    def engine_path(self, key: EngineKey) -> Path:
+        return self.directory / f"{self.model_name}-{key.digest()}.engine"
+
+    def sidecar_path(self, key: EngineKey) -> Path:
+        return self.engine_path(key).with_suffix(".json")
+
+    def load(self, key: EngineKey) -> bytes | None:
+        """The cached engine for this key, or None (with the reason logged) when it cannot be trusted."""
+        engine, sidecar = self.engine_path(key), self.sidecar_path(key)
+        if not engine.is_file() or not sidecar.is_file():
+            log.info("no cached engine for %s (key %s)", self.model_name, key.digest())
+            return None
+        try:
+            record = json.loads(sidecar.read_text())
+        except (OSError, ValueError):
+            log.warning("engine sidecar %s is unreadable: rebuilding", sidecar)
+            return None
+        if record.get("key") != key.as_json():
+            log.warning("engine %s was built for another model, TensorRT, GPU or precision: rebuilding", engine)
+            return None
+        data = engine.read_bytes()
+        if hashlib.sha256(data).hexdigest() != record.get("engine_sha256"):
+            log.warning("engine %s does not match its recorded sha256 (tampered or incomplete): rebuilding", engine)
+            return None
+        return data
+
+    def store(self, key: EngineKey, data: bytes) -> Path:
+        """Engine first, sidecar last: a sidecar only ever describes a complete engine."""
+        engine = self.engine_path(key)
+        write_atomically(engine, data)
+        record = {"key": key.as_json(), "engine_sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        write_atomically(self.sidecar_path(key), json.dumps(record, indent=2).encode())
+        return engine
+
+    def get_or_build(self, key: EngineKey, build: Callable[[], bytes], deserialize: Callable[[bytes], T | None]) -> T:
+        """A deserialized engine: from the cache when it is valid, otherwise built, stored and loaded."""
+        cached = self.load(key)
+        if cached is not None:
+            engine = deserialize(cached)
+            if engine is not None:
+                log.info("loaded cached engine %s", self.engine_path(key))
+                return engine
+            log.warning("TensorRT could not deserialize %s: rebuilding", self.engine_path(key))
+        data = build()
+        path = self.store(key, data)
+        engine = deserialize(data)
+        if engine is None:
+            raise ModelError(f"TensorRT built {path} but cannot load it", "check the TensorRT install (ventriloquist doctor)")
+        return engine

@@ -1,0 +1,103 @@
+"""The mouth network (PyTorch, training only): causal-with-bounded-look-ahead convolutions, a GRU,
+and two heads — 15 viseme logits and the ARKit mouth blendshapes.
+
+Two convolutions of width 5 without padding see CONTEXT past and LOOKAHEAD future frames (4 + 4
+= 40 ms of future features, i.e. 50 ms of future audio with the 25 ms analysis window). The
+sequence is padded with silent frames on both sides so every output frame sees a full window;
+the streaming step (`MouthStep`) is the same arithmetic for one frame, written with plain
+MatMul/Sigmoid/Tanh so the exported graph has no recurrent or loop operators.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from firmware_app.features import N_MELS
+from firmware_app.shapes import BLENDSHAPES, VISEMES
+
+N_FEATURES = 1 + N_MELS
+KERNEL = 5
+CONTEXT = LOOKAHEAD = 4  # frames; the window is CONTEXT + 1 + LOOKAHEAD = 9 frames
+WINDOW = CONTEXT + 1 + LOOKAHEAD
+
+
+class MouthNet(nn.Module):
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, conv: int = 128, hidden: int = 192) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.reshape(1, 1, -1).float())
+        self.register_buffer("std", std.reshape(1, 1, -1).float())
+        self.conv1 = nn.Conv1d(N_FEATURES, conv, KERNEL)
+        self.conv2 = nn.Conv1d(conv, conv, KERNEL)
+        self.gru = nn.GRU(conv, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, len(VISEMES) + len(BLENDSHAPES))
+        self.hidden = hidden
+
+    def encode(self, features: torch.Tensor) -> torch.Tensor:
+        """features: B x (T + 8) x F, already padded → B x T x conv."""
+        x = ((features - self.mean) / self.std).transpose(1, 2)
+        x = torch.relu(self.conv1(x))
+        x = torch.relu(self.conv2(x))
+        return x.transpose(1, 2)
+
+    def forward(self, features: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded features → (viseme logits B x T x 15, blendshape logits B x T x 16)."""
+        out, _ = self.gru(self.encode(features), h0)
+        y = self.head(out)
+        return y[..., : len(VISEMES)], y[..., len(VISEMES) :]
+
+
+class MouthStep(nn.Module):
+    """One 10 ms step for export: a 9-frame feature window and the GRU state in, the shape out."""
+
+    def __init__(self, net: MouthNet) -> None:
+        super().__init__()
+        self.net = net
+        hidden = net.hidden
+        w_ih, w_hh = net.gru.weight_ih_l0.detach(), net.gru.weight_hh_l0.detach()
+        b_ih, b_hh = net.gru.bias_ih_l0.detach(), net.gru.bias_hh_l0.detach()
+        # PyTorch orders the gates r, z, n
+        self.register_buffer("w_ih", w_ih.t().contiguous())
+        self.register_buffer("w_hh", w_hh.t().contiguous())
+        self.register_buffer("b_ih", b_ih)
+        self.register_buffer("b_hh", b_hh)
+        self.hidden = hidden
+
+    def forward(self, window: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """window: 1 x 9 x F, state: 1 x H → (viseme probabilities 1 x 15, blendshapes 1 x 16, state 1 x H)."""
+        return self.cell(self.net.encode(window)[:, 0, :], state)
+
+    def cell(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        gi = x @ self.w_ih + self.b_ih
+        gh = state @ self.w_hh + self.b_hh
+        h = self.hidden
+        r = torch.sigmoid(gi[:, :h] + gh[:, :h])
+        z = torch.sigmoid(gi[:, h : 2 * h] + gh[:, h : 2 * h])
+        n = torch.tanh(gi[:, 2 * h :] + r * gh[:, 2 * h :])
+        new_state = (1 - z) * n + z * state
+        y = self.net.head(new_state)
+        visemes = torch.softmax(y[:, : len(VISEMES)], dim=-1)
+        blendshapes = torch.sigmoid(y[:, len(VISEMES) :])
+        return visemes, blendshapes, new_state
+
+
+class MouthChunk(MouthStep):
+    """CHUNK steps at once for offline analysis: the same cell unrolled, so no loop operator and the
+    same numbers as CHUNK calls of MouthStep. Window: 1 x (CHUNK + 8) x F."""
+
+    def __init__(self, net: MouthNet, frames: int) -> None:
+        super().__init__(net)
+        self.frames = frames
+
+    def forward(self, window: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        encoded = self.net.encode(window)
+        visemes, blendshapes = [], []
+        for i in range(self.frames):
+            v, b, state = self.cell(encoded[:, i, :], state)
+            visemes.append(v)
+            blendshapes.append(b)
+        return torch.stack(visemes, 1), torch.stack(blendshapes, 1), state
+
+
+def parameter_count(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())

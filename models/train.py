@@ -1,0 +1,153 @@
+"""Train the mouth network on a corpus built by `models.corpus`, then export it to ONNX.
+
+    python -m models.train --corpus build/corpus --out models/mouth.onnx --minutes 40
+
+CPU only, fixed seed, a progress bar, and a report (JSON + Markdown) next to the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from firmware_app.features import pad_silence
+from firmware_app.shapes import BLENDSHAPES, VISEMES
+from models.corpus import load_split
+from models.export import export_onnx, write_golden
+from models.net import CONTEXT, LOOKAHEAD, MouthNet, parameter_count
+from models.targets import CLOSE, JAW, VISEME_INDEX
+
+BILABIAL_WEIGHT = 4.0
+
+class Stream:
+    """All training utterances end to end, so random crops cross utterance boundaries like live audio does."""
+
+    def __init__(self, utterances: list[dict]) -> None:
+        gap = 10
+        feats, visemes, shapes = [], [], []
+        for u in utterances:
+            feats.append(pad_silence(u["features"].astype(np.float32), 0, gap))
+            visemes.append(np.concatenate([u["visemes"], np.zeros(gap, np.int64)]))
+            shapes.append(np.concatenate([u["blendshapes"].astype(np.float32), np.zeros((gap, len(BLENDSHAPES)), np.float32)]))
+        self.features = pad_silence(np.concatenate(feats), CONTEXT, LOOKAHEAD)
+        self.visemes = np.concatenate(visemes)
+        self.blendshapes = np.concatenate(shapes)
+
+    def __len__(self) -> int:
+        return len(self.visemes)
+
+    def batch(self, rng: np.random.Generator, size: int, frames: int) -> tuple[torch.Tensor, ...]:
+        starts = rng.integers(0, len(self) - frames, size)
+        window = CONTEXT + LOOKAHEAD
+        x = np.stack([self.features[s : s + frames + window] for s in starts])
+        v = np.stack([self.visemes[s : s + frames] for s in starts])
+        b = np.stack([self.blendshapes[s : s + frames] for s in starts])
+        return torch.from_numpy(x), torch.from_numpy(v), torch.from_numpy(b)
+
+
+def losses(net: MouthNet, x: torch.Tensor, v: torch.Tensor, b: torch.Tensor, class_weights: torch.Tensor) -> dict[str, torch.Tensor]:
+    viseme_logits, shape_logits = net(x)
+    shapes = torch.sigmoid(shape_logits)
+    ce = nn.functional.cross_entropy(viseme_logits.reshape(-1, len(VISEMES)), v.reshape(-1), weight=class_weights, label_smoothing=0.05)
+    shape_l1 = (shapes - b).abs().mean()
+    aperture = torch.relu(shapes[..., JAW] - shapes[..., CLOSE])
+    target_aperture = torch.relu(b[..., JAW] - b[..., CLOSE])
+    # a mouth that fails to close on p/b/m is the error people notice most: weigh those frames more
+    weight = 1.0 + BILABIAL_WEIGHT * (v == VISEME_INDEX["PP"]).float()
+    aperture_l1 = ((aperture - target_aperture).abs() * weight).mean() / weight.mean()
+    total = ce + 4.0 * shape_l1 + 6.0 * aperture_l1
+    return {"total": total, "viseme_ce": ce, "shape_l1": shape_l1, "aperture_l1": aperture_l1}
+
+
+def evaluate(net: MouthNet, stream: Stream, class_weights: torch.Tensor) -> dict[str, float]:
+    rng = np.random.default_rng(1)
+    net.eval()
+    with torch.no_grad():
+        x, v, b = stream.batch(rng, 32, 400)
+        result = {k: float(val) for k, val in losses(net, x, v, b, class_weights).items()}
+        viseme_logits, _ = net(x)
+        result["frame_accuracy"] = float((viseme_logits.argmax(-1) == v).float().mean())
+    net.train()
+    return result
+
+
+def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, batch: int, frames: int) -> dict:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    started = time.time()
+    train_stream = Stream(load_split(corpus, "train"))
+    check_stream = Stream(load_split(corpus, "heldout_sentence"))
+    mean = torch.from_numpy(train_stream.features.mean(axis=0))
+    std = torch.from_numpy(train_stream.features.std(axis=0) + 1e-3)
+    counts = np.bincount(train_stream.visemes, minlength=len(VISEMES)).astype(np.float64)
+    class_weights = torch.tensor((counts.sum() / np.maximum(counts, 1) / len(VISEMES)) ** 0.5, dtype=torch.float32)
+    net = MouthNet(mean, std)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    deadline = started + minutes * 60
+    history = []
+    progress = tqdm(total=max_steps, desc="training", unit="step")
+    step = 0
+    while step < max_steps and time.time() < deadline:
+        fraction = max(step / max_steps, (time.time() - started) / (minutes * 60))
+        for group in optimizer.param_groups:
+            group["lr"] = 2e-3 * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0)))
+        x, v, b = train_stream.batch(rng, batch, frames)
+        result = losses(net, x, v, b, class_weights)
+        optimizer.zero_grad()
+        result["total"].backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        progress.update(1)
+        if step % 200 == 0 or step == max_steps:
+            check = evaluate(net, check_stream, class_weights)
+            history.append({"step": step, "train_total": float(result["total"]), **{f"heldout_{k}": v for k, v in check.items()}})
+            progress.set_postfix(loss=f"{float(result['total']):.3f}", acc=f"{check['frame_accuracy']:.3f}")
+    progress.close()
+    train_seconds = time.time() - started
+    net.eval()
+    export_onnx(net, out, corpus)
+    torch.save(net.state_dict(), out.with_suffix(".pt"))
+    write_golden(out)
+    report = {
+        "steps": step,
+        "train_minutes": round(train_seconds / 60, 2),
+        "parameters": parameter_count(net),
+        "train_frames": len(train_stream),
+        "train_hours": round(len(train_stream) * 0.01 / 3600, 2),
+        "seed": seed,
+        "batch": batch,
+        "crop_frames": frames,
+        "lookahead_frames": LOOKAHEAD,
+        "final": history[-1] if history else {},
+        "history": history,
+    }
+    out.with_suffix(".train.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument("--out", type=Path, default=Path("models/mouth.onnx"))
+    parser.add_argument("--minutes", type=float, default=40.0, help="wall-clock budget for the optimisation")
+    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--frames", type=int, default=300)
+    args = parser.parse_args()
+    report = train(args.corpus, args.out, args.minutes, args.steps, args.seed, args.batch, args.frames)
+    print(json.dumps({k: v for k, v in report.items() if k != "history"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""The shipped learned mouth model: streaming equals one pass, the export equals the trained network,
+the graph is TensorRT-friendly, and it actually closes the lips on p/b/m and opens them on vowels."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+
+from conftest import PROJECT, SPEECH, cli
+from firmware_app.analyze import analyze_samples, stream_samples
+from firmware_app.errors import ExitCode
+from firmware_app.features import FeatureStream
+from firmware_app.frames import AudioBlock
+from firmware_app.mouth.learned import load_learned_model
+from firmware_app.shapes import BLENDSHAPES, VISEMES
+from firmware_app.sources.audio_file import decode_audio
+from models.lint import lint
+
+MODEL = PROJECT / "models" / "mouth.onnx"
+WEIGHTS = PROJECT / "models" / "mouth.pt"
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    return decode_audio(SPEECH)
+
+
+def test_streaming_in_any_block_size_equals_one_pass(speech):
+    whole = analyze_samples(speech[: 16000 * 4], load_learned_model(MODEL), block=16000 * 4)
+    rng = np.random.default_rng(3)
+    for block in (1, 37, 160, 333, 2048):
+        sizes = rng.integers(1, 2 * block + 1, 50)  # irregular blocks around `block`
+        model = load_learned_model(MODEL)
+        stream, shapes, pos = FeatureStream(), [], 0
+        audio = speech[: 16000 * 4]
+        i = 0
+        while pos < len(audio):
+            size = int(sizes[i % len(sizes)])
+            shapes += model.push(stream.push(AudioBlock(audio[pos : pos + size], pos / 16000)))
+            pos += size
+            i += 1
+        shapes += model.flush()
+        streamed = np.array([[s.get(n) for n in BLENDSHAPES] for s in shapes[: len(whole.times)]])
+        np.testing.assert_allclose(streamed, whole.blendshapes, atol=1e-5)
+        assert [s.t for s in shapes[:5]] == pytest.approx([0.0, 0.01, 0.02, 0.03, 0.04])
+
+
+def test_export_equals_the_trained_network(speech):
+    torch = pytest.importorskip("torch", reason="needs the train extra (PyTorch)")
+    from firmware_app.features import features_of
+    from models.net import CONTEXT, LOOKAHEAD, MouthNet
+    from firmware_app.features import pad_silence
+
+    state = torch.load(WEIGHTS)
+    net = MouthNet(state["mean"].reshape(-1), state["std"].reshape(-1))
+    net.load_state_dict(state)
+    net.eval()
+    features = features_of(speech[: 16000 * 3])
+    runtime = load_learned_model(MODEL)
+    with torch.no_grad():
+        h0 = torch.from_numpy(runtime.rest_state)[None]  # streams start settled in silence
+        _, shape_logits = net(torch.from_numpy(pad_silence(features, CONTEXT, LOOKAHEAD))[None], h0)
+    offline = torch.sigmoid(shape_logits)[0].numpy()
+    streamed = stream_samples(speech[: 16000 * 3], runtime).blendshapes
+    np.testing.assert_allclose(streamed, offline[: len(streamed)], atol=1e-4)
+
+
+def test_graph_is_static_small_and_tensorrt_friendly():
+    assert lint(MODEL) == []
+    model = onnx.load(str(MODEL))
+    parameters = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
+    assert parameters <= 1_000_000
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert int(meta["ventriloquist.lookahead_frames"]) * 10 + 10 <= 50  # ms of future audio
+    assert json.loads(meta["ventriloquist.visemes"]) == list(VISEMES)
+
+
+def test_lips_close_on_bilabials_and_open_on_vowels():
+    synth = pytest.importorskip("models.synth", reason="needs the train extra")
+    from models.targets import viseme_of
+
+    utterance = synth.espeak_utterance("Bob may buy a map of the bay.", "en-us+f3")
+    lead = 0.5  # half a second of silence before the voice starts
+    audio = np.concatenate([np.zeros(int(16000 * lead), np.float32), utterance.audio])
+    curves = analyze_samples(audio, load_learned_model(MODEL))
+    closed = opened = bilabials = vowels = 0
+    for phoneme, start, end in [(p, a + lead, b + lead) for p, a, b in utterance.phonemes]:
+        segment = curves.aperture[max(0, int(start * 100) - 2) : int(np.ceil(end * 100)) + 2]
+        if viseme_of(phoneme) == "PP":
+            bilabials += 1
+            closed += segment.min() < 0.1
+        elif viseme_of(phoneme) == "aa":
+            vowels += 1
+            opened += segment.max() > 0.25
+    assert bilabials >= 5 and vowels >= 3
+    assert closed / bilabials >= 0.8
+    assert opened / vowels >= 0.6
+    assert curves.aperture[: int(lead * 100) - 5].max() < 0.1  # rests closed before speech
+
+
+def test_analyze_writes_every_export(tmp_path):
+    out, cues_tsv, cues_json = tmp_path / "curves.csv", tmp_path / "cues.tsv", tmp_path / "cues.json"
+    arkit, plot = tmp_path / "arkit.csv", tmp_path / "plot.png"
+    result = cli("analyze", str(SPEECH), "--out", str(out), "--cues", str(cues_tsv), "--arkit", str(arkit), "--plot", str(plot))
+    assert result.returncode == 0, result.stderr
+    assert "x real time" in result.stdout
+    with open(out) as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["time_s", *BLENDSHAPES, *(f"viseme_{v}" for v in VISEMES)]
+    duration = len(decode_audio(SPEECH)) / 16000
+    assert len(rows) - 1 == int(duration * 100)
+    times = np.array([float(r[0]) for r in rows[1:]])
+    np.testing.assert_allclose(np.diff(times), 0.01, atol=1e-6)
+    probabilities = np.array([[float(x) for x in r[1 + len(BLENDSHAPES) :]] for r in rows[1:]])
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-3)
+    cues = [line.split("\t") for line in cues_tsv.read_text().splitlines()]
+    assert cues[0] == ["0.00", "X"] and cues[-1][1] == "X"
+    assert {shape for _, shape in cues} >= {"A", "X", "D"} and all(s in "ABCDEFGHX" for _, s in cues)
+    assert cli("analyze", str(SPEECH), "--out", str(out), "--cues", str(cues_json)).returncode == 0
+    document = json.loads(cues_json.read_text())
+    assert document["mouthCues"][0]["start"] == 0.0 and document["metadata"]["duration"] == pytest.approx(duration, abs=0.01)
+    with open(arkit) as handle:
+        live_link = list(csv.reader(handle))
+    assert live_link[0][:2] == ["Timecode", "BlendShapeCount"] and len(live_link[0]) == 63
+    assert len(live_link) - 1 == pytest.approx(duration * 60, abs=2)
+    assert max(float(r[live_link[0].index("JawOpen")]) for r in live_link[1:]) > 0.3
+    image = cv2.imread(str(plot))
+    assert image is not None and image.shape[1] == 1600
+
+
+def test_corrupt_mouth_model_is_a_clear_error(tmp_path):
+    bad = tmp_path / "mouth.onnx"
+    bad.write_bytes(b"\x08\x01garbage" * 50)
+    config = tmp_path / "config.yaml"
+    config.write_text(f"model:\n  path: {bad}\n")
+    result = cli("analyze", str(SPEECH), "--out", str(tmp_path / "c.csv"), "--config", str(config))
+    assert result.returncode == ExitCode.BAD_MODEL, result.stderr
+    assert "cannot be loaded" in result.stderr and "fix:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_corpus_builder_and_trainer_smoke(tmp_path):
+    """CI's smoke run of the documented full pipeline: a tiny corpus, a few steps, a loadable export."""
+    pytest.importorskip("torch", reason="needs the train extra (PyTorch)")
+    pytest.importorskip("piper", reason="needs the train extra (piper-tts)")
+    pytest.importorskip("pylipsync", reason="needs the train extra (pylipsync)")
+    import subprocess
+    import sys
+
+    corpus, model = tmp_path / "corpus", tmp_path / "mouth.onnx"
+    build = subprocess.run([sys.executable, "-m", "models.corpus", "--out", str(corpus), "--smoke"], capture_output=True, text=True, cwd=PROJECT, timeout=600)
+    assert build.returncode == 0, build.stderr
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    assert set(manifest["splits"]) == {"train", "heldout_sentence", "heldout_voice"}
+    train_voices = set(manifest["splits"]["train"]["voices"])
+    assert not train_voices & set(manifest["splits"]["heldout_voice"]["voices"])
+    assert "negative" in train_voices
+    train = subprocess.run(
+        [sys.executable, "-m", "models.train", "--corpus", str(corpus), "--out", str(model), "--steps", "5"],
+        capture_output=True, text=True, cwd=PROJECT, timeout=600,
+    )
+    assert train.returncode == 0, train.stderr
+    report = json.loads(model.with_suffix(".train.json").read_text())
+    assert report["steps"] == 5 and report["parameters"] <= 1_000_000
+    curves = analyze_samples(decode_audio(SPEECH)[:16000], load_learned_model(model))
+    assert curves.blendshapes.shape == (100, len(BLENDSHAPES))
+    # the side-by-side evaluation, in one command, on the smoke corpus's held-out splits
+    report = tmp_path / "report"
+    evaluation = subprocess.run(
+        [sys.executable, "-m", "models.eval", "--corpus", str(corpus), "--model", str(MODEL), "--out", str(report)],
+        capture_output=True, text=True, cwd=PROJECT, timeout=600,
+    )
+    assert evaluation.returncode == 0, evaluation.stderr
+    results = json.loads((report / "eval.json").read_text())
+    assert set(results) == {"heldout_sentence", "heldout_voice"}
+    for split in results.values():
+        assert set(split) == {"learned model", "loudness baseline", "pylipsync"}
+        assert all(0 <= m["viseme_accuracy"] <= 1 and m["frames"] > 0 for m in split.values())
+    assert "| learned model |" in (report / "eval.md").read_text()
