@@ -1,6 +1,6 @@
 """Train the mouth network on a corpus built by `models.corpus`, then export it to ONNX.
 
-    python -m models.train --corpus build/corpus --out models/mouth.onnx --minutes 40
+    python -m models.train --corpus build/corpus --out models/mouth.onnx --minutes 30
 
 CPU only, fixed seed, a progress bar, and a report (JSON + Markdown) next to the model.
 """
@@ -139,7 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=Path("models/mouth.onnx"))
-    parser.add_argument("--minutes", type=float, default=40.0, help="wall-clock budget for the optimisation")
+    parser.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget for the optimisation")
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--batch", type=int, default=32)
