@@ -15,7 +15,7 @@ MODEL_FIX = "restore the shipped model (git checkout models/mouth.onnx) or retra
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, onnx_path: Path, threads: int = 1) -> None:
+    def __init__(self, onnx_path: Path, threads: int = 1, optimize: bool = True) -> None:
         if not onnx_path.is_file():
             raise MissingFileError(f"the mouth model {onnx_path} does not exist", MODEL_FIX)
         import onnxruntime as ort
@@ -24,6 +24,8 @@ class OnnxRuntimeBackend(Backend):
         options.intra_op_num_threads = threads  # one 10 ms step is tiny; threads only add latency
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        if not optimize:  # large unrolled graphs: optimising costs more time than it saves
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         try:
             self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises private exception types for unreadable files

@@ -83,7 +83,7 @@ class LearnedMouthModel(MouthModel):
         if self._chunk is None:
             if not chunk_file.is_file():
                 return None
-            self._chunk = OnnxRuntimeBackend(chunk_file)
+            self._chunk = OnnxRuntimeBackend(chunk_file, optimize=False)
         _, frames_in, _ = self._chunk.input_shapes["features"]
         step = frames_in - (self.window - 1)
         total = len(features)
