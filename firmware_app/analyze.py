@@ -20,7 +20,7 @@ import numpy as np
 from firmware_app.features import FeatureStream, features_of
 from firmware_app.frames import HOP_S, SAMPLE_RATE, AudioBlock
 from firmware_app.mouth.base import MouthModel
-from firmware_app.shapes import BLENDSHAPES, VISEMES
+from firmware_app.shapes import BLENDSHAPES, JAW_OPEN, MOUTH_CLOSE, VISEMES, aperture
 from firmware_app.sources.audio_file import decode_audio
 
 # Rhubarb's mouth shapes: A closed (M B P), B clenched teeth (most consonants, EE), C open (EH AE),
@@ -52,7 +52,7 @@ class Curves:
 
     @property
     def aperture(self) -> np.ndarray:
-        return np.maximum(self.blendshapes[:, 0] - self.blendshapes[:, 1], 0.0)
+        return aperture(self.blendshapes[:, JAW_OPEN], self.blendshapes[:, MOUTH_CLOSE])
 
 
 def analyze_samples(samples: np.ndarray, model: MouthModel, block: int = 1600) -> Curves:
@@ -85,7 +85,7 @@ def _viseme_row(weights: dict[str, float]) -> list[float]:
     if "viseme_sil" in weights:
         return [weights[f"viseme_{name}"] for name in VISEMES]
     # the loudness baseline knows only open or closed
-    open_ = weights.get("jawOpen", 0.0) - weights.get("mouthClose", 0.0) >= 0.1
+    open_ = aperture(weights.get("jawOpen", 0.0), weights.get("mouthClose", 0.0)) >= 0.1
     return [float(name == ("aa" if open_ else "sil")) for name in VISEMES]
 
 
@@ -138,18 +138,16 @@ def write_cues(curves: Curves, out: Path, sound_file: str) -> None:
 def write_live_link_csv(curves: Curves, out: Path, fps: float = 60.0) -> None:
     """Live Link Face's recording format, resampled from 100 Hz to `fps`; unset channels are 0."""
     ours = {name[0].upper() + name[1:]: i for i, name in enumerate(BLENDSHAPES)}
-    duration = len(curves.times) * HOP_S
+    frame_times = np.arange(int(len(curves.times) * HOP_S * fps)) / fps
+    table = np.zeros((len(frame_times), len(LIVE_LINK_BLENDSHAPES)), np.float32)
+    for column, name in enumerate(LIVE_LINK_BLENDSHAPES):
+        if name in ours:
+            table[:, column] = np.interp(frame_times, curves.times, curves.blendshapes[:, ours[name]])
     with open(out, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["Timecode", "BlendShapeCount", *LIVE_LINK_BLENDSHAPES])
-        for frame in range(int(duration * fps)):
-            t = frame / fps
-            row = [_interpolate(curves.times, curves.blendshapes[:, ours[n]], t) if n in ours else 0.0 for n in LIVE_LINK_BLENDSHAPES]
+        for t, row in zip(frame_times, table):
             writer.writerow([_timecode(t, fps), len(LIVE_LINK_BLENDSHAPES), *(f"{x:.4f}" for x in row)])
-
-
-def _interpolate(times: np.ndarray, values: np.ndarray, t: float) -> float:
-    return float(np.interp(t, times, values))
 
 
 def _timecode(t: float, fps: float) -> str:

@@ -60,7 +60,7 @@ class MouthShape:
     @property
     def aperture(self) -> float:
         """Lip opening: jawOpen minus mouthClose (ARKit convention)."""
-        return aperture(self.get("jawOpen"), self.get("mouthClose"))
+        return float(aperture(self.get("jawOpen"), self.get("mouthClose")))
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ the jaw is open, so p/b/m close the lips and silence rests them closed).
 
 from __future__ import annotations
 
+import numpy as np
+
 VISEMES = ("sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "ih", "oh", "ou")
 
 BLENDSHAPES = (
@@ -28,5 +30,9 @@ BLENDSHAPES = (
 )
 
 
-def aperture(jaw_open: float, mouth_close: float) -> float:
-    return max(0.0, jaw_open - mouth_close)
+JAW_OPEN, MOUTH_CLOSE = BLENDSHAPES.index("jawOpen"), BLENDSHAPES.index("mouthClose")
+
+
+def aperture(jaw_open, mouth_close):
+    """Lip opening from jawOpen and mouthClose, for single values or whole curves."""
+    return np.maximum(jaw_open - mouth_close, 0.0)

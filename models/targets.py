@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from firmware_app.shapes import BLENDSHAPES, VISEMES
+from firmware_app.shapes import BLENDSHAPES, JAW_OPEN, MOUTH_CLOSE, VISEMES, aperture
 
 HOP_S = 0.010
 
@@ -77,7 +77,7 @@ STYLES: dict[str, VisemeStyle] = {
 
 VISEME_INDEX = {name: i for i, name in enumerate(VISEMES)}
 SHAPE_MATRIX = np.array([[STYLES[v].shape.get(b, 0.0) for b in BLENDSHAPES] for v in VISEMES], np.float32)
-JAW, CLOSE = BLENDSHAPES.index("jawOpen"), BLENDSHAPES.index("mouthClose")
+JAW, CLOSE = JAW_OPEN, MOUTH_CLOSE  # column indices, as training code names them
 OPEN_VOWELS = {"aa", "oh", "E"}
 
 
@@ -99,7 +99,7 @@ class Targets:
 
     @property
     def aperture(self) -> np.ndarray:
-        return np.maximum(self.blendshapes[:, JAW] - self.blendshapes[:, CLOSE], 0.0)
+        return aperture(self.blendshapes[:, JAW], self.blendshapes[:, CLOSE])
 
 
 def frame_count(duration_s: float) -> int:
