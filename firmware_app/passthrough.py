@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 
 import numpy as np
@@ -81,7 +82,22 @@ class VoicePassthrough(Resource):
                 out[lo - start : hi - start] = samples[lo - first : hi - first]
             self._next_input = end
 
-    def close(self) -> None:
+    def _pending(self) -> bool:
+        with self._lock:
+            if self._next_input is None or not self._chunks:
+                return False
+            first, samples = self._chunks[-1]
+            return self._next_input < first + len(samples)
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        """Play out what the delay line still holds (the end of a voice is not cut off), then stop;
+        PortAudio's stop itself waits for the device's own buffers."""
+        deadline = time.monotonic() + timeout_s
+        while self._stream is not None and self._pending() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self.late_samples:
+            log.warning("passthrough: %.0f ms of voice arrived after its play-out time and was skipped",
+                        1000 * self.late_samples / SAMPLE_RATE)
         if self._stream is not None:
             self._stream.stop()
             self._stream.close()
