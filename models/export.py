@@ -1,9 +1,15 @@
 """Export the trained network's streaming step to ONNX: static shapes, opset 17, only MatMul / Conv /
 Relu / Sigmoid / Tanh / Softmax-class operators that TensorRT 10 runs natively. The model's facts
-(window, look-ahead, output names) travel inside the file as metadata."""
+(window, look-ahead, output names) travel inside the file as metadata.
+
+Training exports on its own; to re-export saved weights (e.g. after changing the output stage):
+
+    python -m models.export models/mouth.pt --out models/mouth.onnx
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -90,3 +96,23 @@ def write_golden(onnx_path: Path, steps: int = 300) -> Path:
     out = golden_path(onnx_path)
     np.savez_compressed(out, features=np.array(windows), state=np.array(states), visemes=np.array(visemes), blendshapes=np.array(blendshapes))
     return out
+
+
+def load_weights(weights: Path) -> MouthNet:
+    state = torch.load(weights)
+    net = MouthNet(state["mean"].reshape(-1), state["std"].reshape(-1))
+    net.load_state_dict(state)
+    return net.eval()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("weights", type=Path, help="the trained state dict (models/mouth.pt)")
+    parser.add_argument("--out", type=Path, default=Path("models/mouth.onnx"))
+    args = parser.parse_args()
+    export_onnx(load_weights(args.weights), args.out)
+    print(f"wrote {args.out}, {chunk_path(args.out)} and {write_golden(args.out)}")
+
+
+if __name__ == "__main__":
+    main()

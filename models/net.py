@@ -14,12 +14,16 @@ import torch
 from torch import nn
 
 from firmware_app.features import N_MELS
-from firmware_app.shapes import BLENDSHAPES, VISEMES
+from firmware_app.shapes import BLENDSHAPES, JAW_OPEN, MOUTH_CLOSE, VISEMES
 
 N_FEATURES = 1 + N_MELS
 KERNEL = 5
 CONTEXT = LOOKAHEAD = 4  # frames; the window is CONTEXT + 1 + LOOKAHEAD = 9 frames
 WINDOW = CONTEXT + 1 + LOOKAHEAD
+# Lips seal as P(PP) rises through this range. The blendshape head regresses towards the mean when
+# unsure, leaving a gap on p/b/m of unfamiliar voices; the viseme head still ranks PP first, and an
+# unclosed bilabial is the lip-sync error viewers notice most (MODEL_CARD.md, "Bilabial seal").
+SEAL_FROM, SEAL_FULL = 0.10, 0.25
 
 
 class MouthNet(nn.Module):
@@ -76,8 +80,7 @@ class MouthStep(nn.Module):
         n = torch.tanh(gi[:, 2 * h :] + r * gh[:, 2 * h :])
         new_state = (1 - z) * n + z * state
         y = self.net.head(new_state)
-        visemes = torch.softmax(y[:, : len(VISEMES)], dim=-1)
-        blendshapes = torch.sigmoid(y[:, len(VISEMES) :])
+        visemes, blendshapes = shapes_from_logits(y[:, : len(VISEMES)], y[:, len(VISEMES) :])
         return visemes, blendshapes, new_state
 
 
@@ -97,6 +100,19 @@ class MouthChunk(MouthStep):
             visemes.append(v)
             blendshapes.append(b)
         return torch.stack(visemes, 1), torch.stack(blendshapes, 1), state
+
+
+def shapes_from_logits(viseme_logits: torch.Tensor, shape_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Head outputs (… x 15, … x 16) → viseme probabilities and blendshapes, with the bilabial seal:
+    mouthClose rises to jawOpen (aperture 0) as P(PP) goes from SEAL_FROM to SEAL_FULL. Written with
+    Mul/Add/Clip/Max only, so the exported graph stays TensorRT-friendly."""
+    visemes = torch.softmax(viseme_logits, dim=-1)
+    blendshapes = torch.sigmoid(shape_logits)
+    seal = torch.clamp((visemes[..., VISEMES.index("PP")] - SEAL_FROM) / (SEAL_FULL - SEAL_FROM), 0.0, 1.0)
+    jaw, close = blendshapes[..., JAW_OPEN], blendshapes[..., MOUTH_CLOSE]
+    raise_close = torch.maximum(close, jaw * seal) - close
+    only_close = torch.tensor([float(i == MOUTH_CLOSE) for i in range(len(BLENDSHAPES))])
+    return visemes, blendshapes + raise_close.unsqueeze(-1) * only_close
 
 
 def parameter_count(net: nn.Module) -> int:

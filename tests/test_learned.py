@@ -53,21 +53,43 @@ def test_streaming_in_any_block_size_equals_one_pass(speech):
 def test_export_equals_the_trained_network(speech):
     torch = pytest.importorskip("torch", reason="needs the train extra (PyTorch)")
     from firmware_app.features import features_of
-    from models.net import CONTEXT, LOOKAHEAD, MouthNet
+    from models.export import load_weights
+    from models.net import CONTEXT, LOOKAHEAD, shapes_from_logits
     from firmware_app.features import pad_silence
 
-    state = torch.load(WEIGHTS)
-    net = MouthNet(state["mean"].reshape(-1), state["std"].reshape(-1))
-    net.load_state_dict(state)
-    net.eval()
+    net = load_weights(WEIGHTS)
     features = features_of(speech[: 16000 * 3])
     runtime = load_learned_model(MODEL)
     with torch.no_grad():
         h0 = torch.from_numpy(runtime.rest_state)[None]  # streams start settled in silence
-        _, shape_logits = net(torch.from_numpy(pad_silence(features, CONTEXT, LOOKAHEAD))[None], h0)
-    offline = torch.sigmoid(shape_logits)[0].numpy()
+        viseme_logits, shape_logits = net(torch.from_numpy(pad_silence(features, CONTEXT, LOOKAHEAD))[None], h0)
+        offline = shapes_from_logits(viseme_logits, shape_logits)[1][0].numpy()
     streamed = stream_samples(speech[: 16000 * 3], runtime).blendshapes
     np.testing.assert_allclose(streamed, offline[: len(streamed)], atol=1e-4)
+
+
+def test_bilabial_seal_closes_the_lips_only_when_pp_is_likely():
+    torch = pytest.importorskip("torch", reason="needs the train extra (PyTorch)")
+    from firmware_app.shapes import JAW_OPEN, MOUTH_CLOSE, aperture
+    from models.net import SEAL_FROM, SEAL_FULL, shapes_from_logits
+
+    shape_logits = torch.zeros(3, len(BLENDSHAPES))
+    shape_logits[:, JAW_OPEN], shape_logits[:, MOUTH_CLOSE] = 2.0, -3.0  # jaw open, lips apart
+    viseme_logits = torch.zeros(3, len(VISEMES))
+    pp = VISEMES.index("PP")
+    for row, p_pp in enumerate((SEAL_FROM / 2, (SEAL_FROM + SEAL_FULL) / 2, SEAL_FULL + 0.1)):
+        others = (1 - p_pp) / (len(VISEMES) - 1)  # logits that give exactly this P(PP)
+        viseme_logits[row] = float(np.log(others))
+        viseme_logits[row, pp] = float(np.log(p_pp))
+    visemes, shapes = (t.numpy() for t in shapes_from_logits(viseme_logits, shape_logits))
+    gap = aperture(shapes[:, JAW_OPEN], shapes[:, MOUTH_CLOSE])
+    open_gap = float(torch.sigmoid(torch.tensor(2.0)) - torch.sigmoid(torch.tensor(-3.0)))
+    assert visemes[:, pp] == pytest.approx([SEAL_FROM / 2, (SEAL_FROM + SEAL_FULL) / 2, SEAL_FULL + 0.1], abs=1e-6)
+    assert gap[0] == pytest.approx(open_gap, abs=1e-6)  # unlikely PP: untouched
+    assert 0.0 < gap[1] < open_gap  # half-way: partly closed
+    assert gap[2] == pytest.approx(0.0, abs=1e-6)  # likely PP: sealed
+    others = [i for i in range(len(BLENDSHAPES)) if i != MOUTH_CLOSE]
+    assert np.allclose(shapes[:, others], shapes[0, others])  # only mouthClose moves
 
 
 def test_graph_is_static_small_and_tensorrt_friendly():
