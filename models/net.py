@@ -69,19 +69,23 @@ class MouthStep(nn.Module):
 
     def forward(self, window: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """window: 1 x 9 x F, state: 1 x H → (viseme probabilities 1 x 15, blendshapes 1 x 16, state 1 x H)."""
-        return self.cell(self.net.encode(window)[:, 0, :], state)
+        new_state = self.cell(self.net.encode(window)[:, 0, :], state)
+        return *self.outputs(new_state), new_state
 
-    def cell(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def cell(self, x: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """One GRU step: the next state."""
         gi = x @ self.w_ih + self.b_ih
         gh = state @ self.w_hh + self.b_hh
         h = self.hidden
         r = torch.sigmoid(gi[:, :h] + gh[:, :h])
         z = torch.sigmoid(gi[:, h : 2 * h] + gh[:, h : 2 * h])
         n = torch.tanh(gi[:, 2 * h :] + r * gh[:, 2 * h :])
-        new_state = (1 - z) * n + z * state
-        y = self.net.head(new_state)
-        visemes, blendshapes = shapes_from_logits(y[:, : len(VISEMES)], y[:, len(VISEMES) :])
-        return visemes, blendshapes, new_state
+        return (1 - z) * n + z * state
+
+    def outputs(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """GRU states (… x H) → viseme probabilities and blendshapes."""
+        y = self.net.head(hidden)
+        return shapes_from_logits(y[..., : len(VISEMES)], y[..., len(VISEMES) :])
 
 
 class MouthChunk(MouthStep):
@@ -94,12 +98,11 @@ class MouthChunk(MouthStep):
 
     def forward(self, window: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         encoded = self.net.encode(window)
-        visemes, blendshapes = [], []
+        states = []
         for i in range(self.frames):
-            v, b, state = self.cell(encoded[:, i, :], state)
-            visemes.append(v)
-            blendshapes.append(b)
-        return torch.stack(visemes, 1), torch.stack(blendshapes, 1), state
+            state = self.cell(encoded[:, i, :], state)
+            states.append(state)
+        return *self.outputs(torch.stack(states, 1)), state  # heads once over all frames: cheaper
 
 
 def shapes_from_logits(viseme_logits: torch.Tensor, shape_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
