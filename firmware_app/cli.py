@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--audio", required=True, help="speech file (WAV, MP3, ... or a video with sound)")
     render.add_argument("--face", required=True, help="portrait image or video clip")
     render.add_argument("--out", required=True, help="output MP4")
+    render.add_argument(
+        "--performer", help="a clip of a performer's face: drives the puppet's head, blinks and brows (default: idle life)"
+    )
     render.add_argument("--config", type=Path, help="YAML config for model, renderer and disclosure settings")
     render.add_argument("--size", help="frame size WIDTHxHEIGHT (default from config: 1280x720)")
     render.set_defaults(handler=cmd_render)
@@ -151,7 +154,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.size:
         width, height = _parse_size(args.size)
         settings = with_changes(settings, {"video.width": width, "video.height": height})
-    stats = render_offline(settings, args.audio, args.face, args.out)
+    stats = render_offline(settings, args.audio, args.face, args.out, args.performer)
     print(f"wrote {args.out}: {stats.summary()}")
     return ExitCode.OK
 

@@ -91,16 +91,40 @@ class TrackerSettings(Section):
         "models/face_landmarker.task",
         description="MediaPipe face landmarker file (fetched by `ventriloquist models fetch`)",
     )
-    max_faces: int = Field(2, ge=1, le=8, description="faces to look for; the largest one is used")
+    max_faces: int = Field(2, ge=1, le=8, description="faces to look for; one of them is animated (see pick)")
+    pick: Literal["largest", "centre"] = Field(
+        "largest", description="which face to animate when several are in view: the largest, or the one nearest the centre"
+    )
     hold_frames: int = Field(15, ge=0, description="frames to keep the last face when it is lost")
+    smoothing: bool = Field(True, description="smooth landmark jitter of moving video (One Euro filter)")
+    smoothing_min_cutoff_hz: float = Field(1.2, gt=0, description="One Euro: cutoff for a still face; lower = steadier")
+    smoothing_beta: float = Field(0.02, ge=0, description="One Euro: how fast the cutoff rises with motion (per px/s)")
 
 
 class RendererSettings(Section):
     mouth_gain: float = Field(1.0, ge=0, le=3, description="scales how wide the mouth opens")
     max_open: float = Field(0.12, gt=0, le=0.5, description="lip opening at jawOpen=1, as a fraction of face height")
     interior_color: tuple[int, int, int] = Field(
-        (24, 22, 52), description="mouth cavity colour, B G R (0-255)"
+        (24, 22, 52), description="mouth cavity colour, B G R (0-255), blended with the lips' own colour"
     )
+    fade_frames: int = Field(
+        12, ge=0, le=300, description="after the face is lost (and the tracker's hold ends), frames to fade back to the untouched picture"
+    )
+
+
+class PuppetSettings(Section):
+    performer: bool = Field(
+        True, description="puppet mode: the performer on sources.camera drives the puppet's head, blinks and brows"
+    )
+    head_gain: float = Field(1.0, ge=0, le=3, description="puppet head turn per degree of performer head turn")
+    max_head_degrees: float = Field(20.0, ge=0, le=45, description="largest head turn given to the puppet, degrees")
+    performer_rest_rate: float = Field(
+        0.002, ge=0, le=1, description="how fast the performer's resting pose is re-learned, per frame"
+    )
+    idle: bool = Field(True, description="with no performer, the puppet blinks, sways, breathes and nods on its own")
+    idle_motion: float = Field(1.0, ge=0, le=3, description="scales the idle sway and breathing")
+    blink_interval_s: float = Field(4.0, gt=0.5, le=30, description="mean time between idle blinks, seconds")
+    seed: int = Field(1, description="random seed of the idle animation (renders repeat exactly)")
 
 
 class OutputSettings(Section):
@@ -145,6 +169,7 @@ class Settings(Section):
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     tracker: TrackerSettings = Field(default_factory=TrackerSettings)
     renderer: RendererSettings = Field(default_factory=RendererSettings)
+    puppet: PuppetSettings = Field(default_factory=PuppetSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
     disclosure: DisclosureSettings = Field(default_factory=DisclosureSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)

@@ -69,6 +69,7 @@ class Face:
 
     landmarks: np.ndarray  # 478 x 3, float32
     blendshapes: dict[str, float] = field(default_factory=dict)
+    pose: tuple[float, float, float] = (0.0, 0.0, 0.0)  # head yaw, pitch, roll in degrees (see render.rig)
 
     @property
     def height(self) -> float:

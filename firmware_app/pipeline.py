@@ -1,7 +1,8 @@
 """The one chain of stages, wired in one place:
 
     audio source → features → mouth model ─┐
-    video source → face tracker ───────────┴→ renderer → sink
+    video source → face tracker ───────────┼→ renderer → sink
+    (puppet mode) performer camera → tracker → expression ─┘
 
 `ventriloquist run` and `ventriloquist render` both build it here; only the sources' pacing and
 the sink differ. Each video frame is rendered with the mouth shape for the audio time it shows.
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from firmware_app.config import Settings, with_changes
+from firmware_app.expression import Puppeteer
 from firmware_app.features import FeatureStream
 from firmware_app.frames import AudioBlock, VideoFrame
 from firmware_app.mouth import MouthModel, create_mouth_model
@@ -83,6 +85,7 @@ class Pipeline:
     sink: Sink
     size: tuple[int, int]
     passthrough: VoicePassthrough | None = None
+    puppeteer: Puppeteer | None = None  # puppet mode: head, blinks and brows
 
     def run(self, stop: threading.Event | None = None) -> StageStats:
         stats = StageStats()
@@ -96,6 +99,8 @@ class Pipeline:
             if self.passthrough is not None:
                 extras.enter_context(self.passthrough)
                 outputs.append(self.passthrough.write)
+            if self.puppeteer is not None:
+                extras.enter_context(self.puppeteer)
             voice = Voice(self.voice_source, self.model, outputs, stats)
             while not stop.is_set() and not self.sink.closed_by_user:
                 with stats.timed("video"):
@@ -121,8 +126,12 @@ class Pipeline:
         shape = voice.track.at(frame.t)
         with stats.timed("tracker"):
             face = self.tracker.track(frame)
+        controls = None
+        if self.puppeteer is not None:
+            with stats.timed("performer"):
+                controls = self.puppeteer.controls(frame.t, shape)
         with stats.timed("renderer"):
-            image = self.renderer.render(frame, face, shape)
+            image = self.renderer.render(frame, face, shape, controls)
         with stats.timed("sink"):
             self.sink.write_video(VideoFrame(image, frame.t, frame.index))
         stats.frames += 1
@@ -130,8 +139,13 @@ class Pipeline:
 
 def build_pipeline(settings: Settings, realtime: bool) -> Pipeline:
     """Wire the stages the config asks for. `realtime` paces file sources to the wall clock."""
-    face_uri = settings.sources.camera if settings.mode == "mirror" else settings.sources.portrait
+    puppet = settings.mode == "puppet"
+    face_uri = settings.sources.portrait if puppet else settings.sources.camera
     model = create_mouth_model(settings.model, settings.inference)
+    puppeteer = None
+    if puppet:
+        performer = open_video_source(settings.sources.camera, settings, realtime) if settings.puppet.performer else None
+        puppeteer = Puppeteer(settings.puppet, performer, FaceTracker(settings.tracker) if performer else None)
     passthrough = None
     if settings.audio.passthrough and realtime:  # an offline render has no audience to play to
         delay = passthrough_delay_s(model.lookahead_s, settings.video.fps, settings.audio.passthrough_trim_ms)
@@ -145,21 +159,24 @@ def build_pipeline(settings: Settings, realtime: bool) -> Pipeline:
         sink=open_sink(settings.output.uri, settings.output.window_title),
         size=(settings.video.width, settings.video.height),
         passthrough=passthrough,
+        puppeteer=puppeteer,
     )
 
 
-def render_offline(settings: Settings, audio: str, face: str, out: str) -> StageStats:
-    """`render`: the same pipeline with unpaced file sources; `out` is a path or any sink URI."""
-    settings = with_changes(
-        settings,
-        {
-            "mode": "puppet",
-            "sources.audio": _as_uri(audio),
-            "sources.portrait": _as_uri(face),
-            "sources.pace": "fast",
-            "output.uri": _as_uri(out),
-        },
-    )
+def render_offline(settings: Settings, audio: str, face: str, out: str, performer: str | None = None) -> StageStats:
+    """`render`: the same pipeline with unpaced file sources; `out` is a path or any sink URI.
+    `performer`, a clip of someone's face, drives the puppet's head, blinks and brows."""
+    changes = {
+        "mode": "puppet",
+        "sources.audio": _as_uri(audio),
+        "sources.portrait": _as_uri(face),
+        "sources.pace": "fast",
+        "output.uri": _as_uri(out),
+        "puppet.performer": performer is not None,
+    }
+    if performer is not None:
+        changes["sources.camera"] = _as_uri(performer)
+    settings = with_changes(settings, changes)
     return build_pipeline(settings, realtime=False).run()
 
 

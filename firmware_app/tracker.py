@@ -1,7 +1,8 @@
 """Face tracking with MediaPipe FaceLandmarker: 478 landmarks and 52 blendshapes per face.
 
-The largest face wins; a face lost for a moment is held for `hold_frames` so the render does
-not flicker; a still image is tracked once.
+The largest (or most central) face wins; a face lost for a moment is held for `hold_frames` so
+the render does not flicker; a still image is tracked once; landmarks of moving video are
+smoothed with a One Euro filter so the animated face does not swim.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from firmware_app.config import TrackerSettings
 from firmware_app.errors import ModelError
 from firmware_app.frames import Face, VideoFrame
 from firmware_app.resource import Resource
+from firmware_app.smoothing import OneEuroFilter
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ class FaceTracker(Resource):
         self._last_face: Face | None = None
         self._frames_since_seen = 0
         self._last_timestamp_ms = -1
+        self._smoother = OneEuroFilter(settings.smoothing_min_cutoff_hz, settings.smoothing_beta) if settings.smoothing else None
 
     def open(self) -> None:
         verify_model_file(self.model_path)
@@ -55,6 +58,7 @@ class FaceTracker(Resource):
             running_mode=vision.RunningMode.VIDEO,
             num_faces=self.settings.max_faces,
             output_face_blendshapes=True,
+            output_facial_transformation_matrixes=True,  # head pose, for puppet mode
         )
         try:
             with _quiet_native_stderr():
@@ -81,8 +85,12 @@ class FaceTracker(Resource):
             return self._last_face
         face = self._detect(frame)
         if face is not None:
+            if self._smoother is not None and not frame.still:
+                face = Face(self._smoother(face.landmarks, frame.t), face.blendshapes, face.pose)
             self._last_face, self._frames_since_seen = face, 0
             return face
+        if self._smoother is not None and self._frames_since_seen >= self.settings.hold_frames:
+            self._smoother.reset()  # the next face may be someone else: do not glide to it
         self._frames_since_seen += 1
         if self._last_face is not None and self._frames_since_seen <= self.settings.hold_frames:
             return self._last_face
@@ -94,17 +102,44 @@ class FaceTracker(Resource):
         # VIDEO mode needs strictly increasing timestamps, also across a looping clip.
         timestamp_ms = max(round(frame.t * 1000), self._last_timestamp_ms + 1)
         self._last_timestamp_ms = timestamp_ms
-        rgb = np.ascontiguousarray(frame.image[:, :, ::-1])
+        rgb = _square_rgb(frame.image)
         result = self._landmarker.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb), timestamp_ms)
         if not result.face_landmarks:
             return None
-        height, width = frame.image.shape[:2]
+        side = rgb.shape[0]
         faces = []
         for i, landmarks in enumerate(result.face_landmarks):
-            points = np.array([[p.x * width, p.y * height, p.z * width] for p in landmarks], np.float32)
+            points = np.array([[p.x * side, p.y * side, p.z * side] for p in landmarks], np.float32)
             shapes = {c.category_name: c.score for c in result.face_blendshapes[i]} if result.face_blendshapes else {}
-            faces.append(Face(points, shapes))
+            matrices = result.facial_transformation_matrixes
+            pose = head_angles(np.asarray(matrices[i])) if matrices else (0.0, 0.0, 0.0)
+            faces.append(Face(points, shapes, pose))
+        if self.settings.pick == "centre":
+            height, width = frame.image.shape[:2]
+            centre = np.array([width / 2, height / 2])
+            return min(faces, key=lambda f: float(np.linalg.norm(f.landmarks[:, :2].mean(axis=0) - centre)))
         return max(faces, key=_area)
+
+
+def _square_rgb(image: np.ndarray) -> np.ndarray:
+    """RGB copy padded at the bottom or right to a square. MediaPipe projects landmarks of a
+    non-square frame with a position-dependent error (8 px at 720p for a face near the top edge);
+    on a square frame they land on the features. Padding keeps pixel coordinates unchanged."""
+    height, width = image.shape[:2]
+    side = max(height, width)
+    square = np.zeros((side, side, 3), np.uint8)
+    square[:height, :width] = image[:, :, ::-1]
+    return square
+
+
+def head_angles(matrix: np.ndarray) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) in degrees from MediaPipe's 4 x 4 face transform, in the rig's convention
+    (`render.rig`): +yaw faces the image's right, +pitch drops the chin, +roll turns clockwise."""
+    r = matrix[:3, :3] / np.linalg.norm(matrix[:3, 0])
+    yaw = -np.degrees(np.arcsin(np.clip(r[0, 2], -1, 1)))
+    pitch = np.degrees(np.arctan2(-r[1, 2], r[2, 2]))
+    roll = np.degrees(np.arctan2(r[0, 1], r[0, 0]))
+    return float(yaw), float(pitch), float(roll)
 
 
 def _area(face: Face) -> float:

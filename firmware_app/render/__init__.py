@@ -1,4 +1,11 @@
-"""The renderer stage: frame + tracked face + mouth shape → the frame the audience sees."""
+"""The renderer stage: frame + tracked face + mouth shape (+ head/eye/brow controls) → the frame the
+audience sees.
+
+Order matters: lids slide first (on the tracked eyes), then one landmark warp applies the rig
+(brows, lip rounding and spreading, head pose), then the mouth opens or closes on the moved lips
+and its inside is painted. When the face is lost the last face keeps being used while the effect
+fades out, so the picture returns to the untouched frame instead of snapping.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +14,53 @@ import numpy as np
 from firmware_app.config import DisclosureSettings, RendererSettings
 from firmware_app.frames import Face, MouthShape, VideoFrame
 from firmware_app.render.disclosure import draw_disclosure
+from firmware_app.render.eyes import blink
 from firmware_app.render.mouth import render_mouth
+from firmware_app.render.rig import CONTROLS, FaceFrame, rig_targets
+from firmware_app.render.warp import warp_landmarks
+
+
+def animate_face(image: np.ndarray, face: Face, controls: dict[str, float], opening: float, interior_color: tuple[int, int, int]) -> np.ndarray:
+    """`image` with `face` doing what `controls` say and its lips parted by `opening` × face height."""
+    out = blink(image.copy(), face, controls)
+    if any(controls.get(name, 0.0) for name in CONTROLS):
+        pose = rig_targets(face, controls)
+        pinned = ~pose.free
+        out = warp_landmarks(out, face.landmarks[pinned, :2], pose.targets[pinned], FaceFrame.of(face).scale)
+        landmarks = face.landmarks.copy()
+        landmarks[:, :2] = pose.targets
+        face = Face(landmarks, face.blendshapes, face.pose)
+    return render_mouth(out, face, opening, interior_color)
 
 
 class Renderer:
     def __init__(self, settings: RendererSettings, disclosure: DisclosureSettings) -> None:
         self.settings = settings
         self.disclosure = disclosure
+        self._last_face: Face | None = None
+        self._last_size: tuple[int, ...] = ()
+        self._frames_lost = 0
 
-    def render(self, frame: VideoFrame, face: Face | None, shape: MouthShape) -> np.ndarray:
-        if face is None:
-            out = frame.image.copy()  # nobody in view: show the picture untouched
+    def render(self, frame: VideoFrame, face: Face | None, shape: MouthShape, controls: dict[str, float] | None = None) -> np.ndarray:
+        controls = {**shape.weights, **(controls or {})}
+        opening = shape.aperture * self.settings.mouth_gain * self.settings.max_open
+        if face is not None:
+            self._last_face, self._last_size, self._frames_lost = face, frame.image.shape, 0
+            out = animate_face(frame.image, face, controls, opening, self.settings.interior_color)
         else:
-            opening = shape.aperture * self.settings.mouth_gain * self.settings.max_open
-            out = render_mouth(frame.image, face, opening, self.settings.interior_color)
+            out = self._fade_out(frame, controls, opening)
         if self.disclosure.enabled:
             draw_disclosure(out, self.disclosure)
         return out
+
+    def _fade_out(self, frame: VideoFrame, controls: dict[str, float], opening: float) -> np.ndarray:
+        """Nobody in view: keep animating the last face, fading to the untouched picture."""
+        self._frames_lost += 1
+        fade = self.settings.fade_frames
+        if self._last_face is None or self._frames_lost > fade or frame.image.shape != self._last_size:
+            self._last_face = None
+            return frame.image.copy()
+        strength = 1.0 - self._frames_lost / (fade + 1)
+        animated = animate_face(frame.image, self._last_face, controls, opening, self.settings.interior_color)
+        blended = frame.image.astype(np.float32) * (1 - strength) + animated.astype(np.float32) * strength
+        return np.clip(blended + 0.5, 0, 255).astype(np.uint8)

@@ -94,6 +94,13 @@ def lip_profile(u: np.ndarray, half_width: float) -> np.ndarray:
     return np.clip(1.0 - (u / half_width) ** 2, 0.0, 1.0) ** 0.8
 
 
+def intended_gap(opening: np.ndarray | float, shown: np.ndarray) -> np.ndarray:
+    """The lip gap drawn for a commanded `opening` where the face already shows a gap `shown` (its
+    teeth, say): those stay, hanging from the upper lip, and the opening appears below them; a
+    small opening lets the lips close part way over them, and 0 closes the lips."""
+    return opening + shown * np.clip(opening / np.maximum(shown, 1.0), 0.0, 1.0)
+
+
 def render_mouth(image: np.ndarray, face: Face, opening: float, interior_color: tuple[int, int, int]) -> np.ndarray:
     """Return a copy of `image` whose lips part by `opening` × face height at the centre (0 closes them)."""
     g = measure_mouth(face)
@@ -108,28 +115,39 @@ def render_mouth(image: np.ndarray, face: Face, opening: float, interior_color: 
     v = rel_x * g.ey[0] + rel_y * g.ey[1]
 
     upper, lower = g.current_opening(u)
-    target = opening * g.face_height * lip_profile(u, g.half_width)
-    delta = target - (lower - upper)  # > 0 opens, < 0 closes
+    # a face that already shows its teeth keeps them, hanging from the upper lip, and the commanded
+    # opening appears below them; in silence (opening 0) the lips still close over them
+    shown = np.maximum(lower - upper, 0.0)
+    target = intended_gap(opening * g.face_height * lip_profile(u, g.half_width), shown)
+    delta = target - shown  # > 0 opens, < 0 closes
     new_upper = upper - (1 - LOWER_SHARE) * delta
     new_lower = lower + LOWER_SHARE * delta
 
     centre_upper, centre_lower = g.current_opening(np.zeros(1))
-    centre_delta = float(opening * g.face_height - (centre_lower - centre_upper)[0])
+    centre_shown = np.maximum(centre_lower - centre_upper, 0.0)
+    centre_delta = float((intended_gap(opening * g.face_height, centre_shown) - centre_shown)[0])
     above_seam = v < (new_upper + new_lower) / 2
     shift_v = np.where(
         above_seam,
         _upper_shift(g, v, new_upper, delta),
         _lower_shift(g, u, v, new_lower, delta, centre_delta),
     )
+    # what the mouth already showed moves with the upper lip; only the space below it is painted
+    keeps_own = (v >= new_upper) & (v < np.minimum(new_upper + shown, new_lower))
+    shift_v = np.where(keeps_own, new_upper - upper, shift_v)
     map_x = (xs - shift_v * g.ey[0]).astype(np.float32)
     map_y = (ys - shift_v * g.ey[1]).astype(np.float32)
     warped = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
-    inside = np.clip(np.minimum(v - new_upper, new_lower - v) + 0.5, 0.0, 1.0) * (np.abs(u) < g.half_width)
-    if inside.any():
-        cavity = _cavity(u, v, new_upper, new_lower, g.half_width, np.array(interior_color, np.float32))
-        alpha = inside[..., None].astype(np.float32)
-        warped = (warped * (1 - alpha) + cavity * alpha).astype(np.uint8)
+    inside = np.clip(np.minimum(v - new_upper - shown, new_lower - v) + 0.5, 0.0, 1.0) * (np.abs(u) < g.half_width)
+    rows, cols = np.nonzero(inside.any(axis=1))[0], np.nonzero(inside.any(axis=0))[0]
+    if len(rows):
+        lips = _lip_color(image, face)
+        base = 0.5 * np.array(interior_color, np.float32) + 0.5 * 0.3 * lips  # lit like this face
+        r, c = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)  # only the opening's box
+        cavity = _cavity(u[r, c], v[r, c], new_upper[r, c], new_lower[r, c], g.half_width, base, lips, shown[r, c])
+        alpha = inside[r, c, None].astype(np.float32)
+        warped[r, c] = (warped[r, c] * (1 - alpha) + cavity * alpha).astype(np.uint8)
     out[y0:y1, x0:x1] = warped
     return out
 
@@ -154,20 +172,40 @@ def _lower_shift(
     return LOWER_SHARE * shift * neck_fade
 
 
+def _lip_color(image: np.ndarray, face: Face) -> np.ndarray:
+    """Median colour of the lips (B G R): the mouth's inside is shaded from it, so it matches the
+    face's skin and light instead of being one fixed black."""
+    p = face.landmarks[:, :2]
+    samples = (p[OUTER_LOWER] * 0.5 + p[INNER_LOWER] * 0.5).round().astype(int)
+    h, w = image.shape[:2]
+    samples = samples[(samples[:, 0] >= 0) & (samples[:, 0] < w) & (samples[:, 1] >= 0) & (samples[:, 1] < h)]
+    if len(samples) == 0:
+        return np.array([90, 90, 150], np.float32)
+    return np.median(image[samples[:, 1], samples[:, 0]].astype(np.float32), axis=0)
+
+
 def _cavity(
-    u: np.ndarray, v: np.ndarray, top: np.ndarray, bottom: np.ndarray, half_width: float, base: np.ndarray
+    u: np.ndarray, v: np.ndarray, top: np.ndarray, bottom: np.ndarray, half_width: float, base: np.ndarray, lips: np.ndarray, shown: np.ndarray
 ) -> np.ndarray:
-    """A dark mouth interior: deepest in the middle, a hint of upper teeth under the top lip."""
+    """The mouth's inside: a cavity darkest at its centre and back, upper teeth under the top lip,
+    the edge of the lower teeth and a tongue hint at the bottom when the mouth is open wide."""
     height = np.maximum(bottom - top, 1e-3)
     across = np.clip(np.abs(u) / half_width, 0.0, 1.0)
     down = np.clip((v - top) / height, 0.0, 1.0)
     depth = (1.0 - across**2) * np.sin(np.pi * down)  # 1 in the middle of the opening
-    shade = (1.1 - 0.6 * depth)[..., None]
-    cavity = base * shade
-    teeth_band = np.clip(height * 0.3, 0.0, 0.06 * half_width * 2)
-    teeth = ((v - top) < teeth_band) & (across < 0.7) & (height > 4)
-    teeth_alpha = (teeth * (1.0 - across / 0.7) * 0.85)[..., None]
-    return cavity * (1 - teeth_alpha) + TEETH_COLOR * teeth_alpha
+    cavity = base * (1.1 - 0.6 * depth)[..., None]
+    # tongue: a soft mound rising from the bottom, lit from the front, coloured like darker lips
+    tongue_top = 1.0 - 0.35 * (1.0 - across**2)
+    tongue = np.clip((down - tongue_top) * 8, 0.0, 1.0) * (height > 10) * (1.0 - across)
+    cavity = cavity * (1 - 0.7 * tongue[..., None]) + (0.45 * lips) * (0.7 * tongue[..., None])
+    brightness = float(np.clip(lips.mean() / 140.0, 0.6, 1.2))
+    teeth_color = np.minimum(TEETH_COLOR * brightness, 245)
+    upper_band = np.clip(height * 0.3, 0.0, 0.06 * half_width * 2)
+    upper_teeth = ((v - top) < upper_band) & (across < 0.7) & (height > 4) & (shown < 2)  # else the real ones show
+    lower_band = np.clip(height * 0.12, 0.0, 0.03 * half_width * 2)
+    lower_teeth = ((bottom - v) < lower_band) & (across < 0.55) & (height > 14)
+    teeth_alpha = (upper_teeth * (1.0 - across / 0.7) * 0.85 + lower_teeth * (1.0 - across / 0.55) * 0.5)[..., None]
+    return cavity * (1 - teeth_alpha) + teeth_color * teeth_alpha
 
 
 def _warp_box(g: MouthGeometry, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:

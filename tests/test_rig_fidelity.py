@@ -1,0 +1,47 @@
+"""Closed loop: render commanded expressions onto real faces, re-measure them with MediaPipe.
+
+The floors are a little under what `python -m calibration.fidelity` measured when the rig was
+built (calibration/report/fidelity.md): a change that makes the rig less faithful fails here.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from calibration.fidelity import measure, fidelity_faces
+from firmware_app.config import Settings
+
+FLOORS = {  # control prefix → (geometry correlation, lowest gain, highest gain, MediaPipe score correlation)
+    "lip aperture": (0.95, 0.6, 1.3, 0.85),
+    "mouthPucker": (0.95, 0.35, 1.3, 0.7),
+    "mouthFunnel": (0.95, 0.35, 1.3, 0.7),
+    "eyeBlink": (0.92, 0.8, 1.3, 0.9),
+    "headYaw": (0.97, 0.55, 1.3, 0.97),
+    "headPitch": (0.97, 0.8, 1.3, 0.97),
+    "headRoll": (0.97, 0.8, 1.3, 0.97),
+}
+
+
+@pytest.fixture(scope="module")
+def fidelity(demo_render):
+    faces = fidelity_faces(demo_render)
+    return measure(faces, Settings().renderer.max_open)
+
+
+def test_every_face_and_control_is_measured(fidelity):
+    assert {"portrait", "astronaut"} <= set(fidelity)
+    assert len([name for name in fidelity if name.startswith("clip frame")]) == 2
+    for controls in fidelity.values():
+        assert sorted(prefix for prefix in FLOORS for c in controls if c.startswith(prefix)) == sorted(FLOORS)
+        assert len(controls) == len(FLOORS)
+
+
+@pytest.mark.parametrize("prefix", list(FLOORS))
+def test_commanded_and_measured_agree(fidelity, prefix):
+    corr_floor, gain_low, gain_high, score_floor = FLOORS[prefix]
+    for face, controls in fidelity.items():
+        (result,) = [r for name, r in controls.items() if name.startswith(prefix)]
+        where = f"{prefix} on {face}: {result}"
+        assert result["geometry_corr"] >= corr_floor, where
+        assert gain_low <= result["geometry_gain"] <= gain_high, where
+        assert result["score_corr"] >= score_floor, where
