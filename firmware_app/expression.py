@@ -70,13 +70,13 @@ class IdleAnimator:
         if t >= self._next_blink:
             self._blink_start = t
             self._next_blink = t + self._blink_gap()
-        blink = _pulse(t - self._blink_start, self.BLINK_S)
+        blink = pulse(t - self._blink_start, self.BLINK_S)
         # a stressed syllable: the jaw opens fast and wide
         aperture = shape.aperture
         if aperture - self._last_aperture > 0.25 and aperture > 0.5 and t - self._nod_start > 0.6:
             self._nod_start = t
         self._last_aperture = aperture
-        nod = self.NOD_DEGREES * _pulse(t - self._nod_start, 0.35)
+        nod = self.NOD_DEGREES * pulse(t - self._nod_start, 0.35)
         sway = self.settings.idle_motion
         a, b, c, d = self._phase
         return {
@@ -86,7 +86,7 @@ class IdleAnimator:
             "headRoll": sway * 1.0 * math.sin(2 * math.pi * 0.05 * t + c),
             # breathing lifts the head a touch every ~4 s
             "headPitch": sway * 0.8 * math.sin(2 * math.pi * 0.25 * t + d) + nod,
-            "browInnerUp": 0.15 * _pulse(t - self._nod_start, 0.5),
+            "browInnerUp": 0.15 * pulse(t - self._nod_start, 0.5),
         }
 
     def _blink_gap(self) -> float:
@@ -96,7 +96,7 @@ class IdleAnimator:
         return float(self._rng.gamma(4.0, self.settings.blink_interval_s / 4.0))
 
 
-def _pulse(elapsed: float, duration: float) -> float:
+def pulse(elapsed: float, duration: float) -> float:
     """0 → 1 → 0 over `duration` seconds (a raised cosine); 0 outside."""
     if elapsed < 0 or elapsed > duration:
         return 0.0

@@ -47,6 +47,8 @@ class FaceTracker(Resource):
         self._last_face: Face | None = None
         self._frames_since_seen = 0
         self._last_timestamp_ms = -1
+        self._window_centre: np.ndarray | None = None  # where the last face was: the next look centres there
+        self._search_step = 0
         self._smoother = OneEuroFilter(settings.smoothing_min_cutoff_hz, settings.smoothing_beta) if settings.smoothing else None
 
     def open(self) -> None:
@@ -102,14 +104,16 @@ class FaceTracker(Resource):
         # VIDEO mode needs strictly increasing timestamps, also across a looping clip.
         timestamp_ms = max(round(frame.t * 1000), self._last_timestamp_ms + 1)
         self._last_timestamp_ms = timestamp_ms
-        rgb = _square_rgb(frame.image)
+        x0, y0, side = self._square_window(frame.image.shape)
+        rgb = np.ascontiguousarray(frame.image[y0 : y0 + side, x0 : x0 + side, ::-1])
         result = self._landmarker.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb), timestamp_ms)
         if not result.face_landmarks:
+            self._window_centre = None
+            self._search_step += 1
             return None
-        side = rgb.shape[0]
         faces = []
         for i, landmarks in enumerate(result.face_landmarks):
-            points = np.array([[p.x * side, p.y * side, p.z * side] for p in landmarks], np.float32)
+            points = np.array([[p.x * side + x0, p.y * side + y0, p.z * side] for p in landmarks], np.float32)
             shapes = {c.category_name: c.score for c in result.face_blendshapes[i]} if result.face_blendshapes else {}
             matrices = result.facial_transformation_matrixes
             pose = head_angles(np.asarray(matrices[i])) if matrices else (0.0, 0.0, 0.0)
@@ -117,19 +121,28 @@ class FaceTracker(Resource):
         if self.settings.pick == "centre":
             height, width = frame.image.shape[:2]
             centre = np.array([width / 2, height / 2])
-            return min(faces, key=lambda f: float(np.linalg.norm(f.landmarks[:, :2].mean(axis=0) - centre)))
-        return max(faces, key=_area)
+            chosen = min(faces, key=lambda f: float(np.linalg.norm(f.landmarks[:, :2].mean(axis=0) - centre)))
+        else:
+            chosen = max(faces, key=_area)
+        self._window_centre = chosen.landmarks[:, :2].mean(axis=0)
+        return chosen
 
+    def _square_window(self, shape: tuple[int, ...]) -> tuple[int, int, int]:
+        """The square part of the frame MediaPipe looks at: (x0, y0, side).
 
-def _square_rgb(image: np.ndarray) -> np.ndarray:
-    """RGB copy padded at the bottom or right to a square. MediaPipe projects landmarks of a
-    non-square frame with a position-dependent error (8 px at 720p for a face near the top edge);
-    on a square frame they land on the features. Padding keeps pixel coordinates unchanged."""
-    height, width = image.shape[:2]
-    side = max(height, width)
-    square = np.zeros((side, side, 3), np.uint8)
-    square[:height, :width] = image[:, :, ::-1]
-    return square
+        MediaPipe projects the landmarks of a non-square frame with a position-dependent error
+        (8 px at 720p for a face near the top edge), and padding the frame to a square would shrink
+        faces below its detector's reach; a square crop as tall as the frame has neither problem.
+        It follows the tracked face; with none, it sweeps the frame (middle, one side, the other)."""
+        height, width = shape[:2]
+        side = min(height, width)
+        free = max(height, width) - side
+        if self._window_centre is not None:
+            along = float(self._window_centre[0] if width > height else self._window_centre[1]) - side / 2
+        else:
+            along = free * (0.5, 0.0, 1.0)[self._search_step % 3]
+        offset = int(np.clip(round(along), 0, free))
+        return (offset, 0, side) if width > height else (0, offset, side)
 
 
 def head_angles(matrix: np.ndarray) -> tuple[float, float, float]:
