@@ -16,29 +16,43 @@ from firmware_app.pipeline import render_offline
 from firmware_app.sources.audio_file import decode_audio
 from firmware_app.uri import parse_uri
 
-STAGES = ("video", "tracker", "renderer", "sink", "audio", "features", "mouth")
+STAGES = ("video", "tracker", "performer", "renderer", "sink", "audio", "features", "mouth")
+FRAME_BUDGET_MS = 1000 / 30
 
 
-def run_bench(settings: Settings, width: int, height: int) -> str:
-    settings = with_changes(settings, {"video.width": width, "video.height": height})
-    demo = settings.demo
-    lines = [f"bench: bundled demo at {width}x{height}, mouth model: {settings.model.kind}"]
+def run_bench(settings: Settings, sizes: list[tuple[int, int]]) -> str:
+    """Per-stage timings of the demo render, mirror mode and the performer-driven puppet, per size."""
+    lines = []
     with tempfile.TemporaryDirectory() as tmp:
-        demo_mp4 = str(Path(tmp) / "bench.mp4")
-        runs = (
-            ("portrait → MP4 (the demo render; a still is tracked once)", demo.face, demo_mp4),
-            ("clip → null:// (tracked every frame, as a camera would be)", demo_mp4, "null://"),
-        )
-        for label, face, out in runs:
-            stats = render_offline(settings, demo.audio, face, out)
-            total = sum(stats.ms_per_frame(s) for s in STAGES)
-            lines.append(f"{label}: {stats.frames} frames, {stats.media_seconds:.2f} s of media in {stats.wall_seconds:.2f} s")
-            lines.append(f"  real-time factor (render time / media duration): {stats.realtime_factor:.3f}")
-            for stage in STAGES:
-                ms = stats.ms_per_frame(stage)
-                lines.append(f"  {stage:<9} {ms:7.2f} ms/frame  {100 * ms / total:5.1f}%")
-    lines.append(_mouth_step_line(settings, demo.audio))
+        clip = str(Path(tmp) / "clip.mp4")
+        for width, height in sizes:
+            sized = with_changes(settings, {"video.width": width, "video.height": height})
+            lines.append(f"bench: bundled demo at {width}x{height}, mouth model: {settings.model.kind}")
+            demo = sized.demo
+            runs = (  # label, face, performer, out
+                ("portrait → MP4 (the demo render; a still is tracked once, idle life)", demo.face, None, clip),
+                ("mirror: clip → null:// (tracked every frame, as a camera would be)", clip, None, "null://"),
+                ("puppet: portrait driven by a performer clip → null:// (the performer is tracked)", demo.face, clip, "null://"),
+            )
+            for label, face, performer, out in runs:
+                stats = render_offline(sized, demo.audio, face, out, performer)
+                lines += _stage_lines(label, stats)
+    lines.append(_mouth_step_line(settings, settings.demo.audio))
     return "\n".join(lines)
+
+
+def _stage_lines(label: str, stats) -> list[str]:
+    total = sum(stats.ms_per_frame(s) for s in STAGES)
+    lines = [
+        f"{label}: {stats.frames} frames, {stats.media_seconds:.2f} s of media in {stats.wall_seconds:.2f} s",
+        f"  real-time factor (render time / media duration): {stats.realtime_factor:.3f}",
+    ]
+    for stage in STAGES:
+        ms = stats.ms_per_frame(stage)
+        lines.append(f"  {stage:<9} {ms:7.2f} ms/frame  {100 * ms / max(total, 1e-9):5.1f}%")
+    face_work = sum(stats.ms_per_frame(s) for s in ("tracker", "performer", "renderer"))
+    lines.append(f"  tracking + rendering {face_work:.2f} ms = {100 * face_work / FRAME_BUDGET_MS:.0f}% of the 30 fps frame budget")
+    return lines
 
 
 def _mouth_step_line(settings: Settings, audio: str) -> str:

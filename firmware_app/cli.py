@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     build.set_defaults(handler=cmd_engine_build)
 
     bench = commands.add_parser("bench", help="per-stage timings and real-time factor on the bundled demo")
-    bench.add_argument("--size", default="1280x720", help="frame size WIDTHxHEIGHT")
+    bench.add_argument("--size", default="640x480,1280x720", help="frame sizes WIDTHxHEIGHT, comma-separated")
     bench.add_argument("--config", type=Path)
     bench.set_defaults(handler=cmd_bench)
 
@@ -227,8 +227,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from firmware_app.bench import run_bench
 
     settings = load_settings(_config_path(args.config))
-    width, height = _parse_size(args.size)
-    print(run_bench(settings, width, height))
+    print(run_bench(settings, [_parse_size(size) for size in args.size.split(",")]))
     return ExitCode.OK
 
 

@@ -108,7 +108,8 @@ def test_bench_prints_per_stage_timings_and_realtime_factor():
     result = cli("bench", "--size", "640x360")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert out.count("real-time factor (render time / media duration):") == 2
-    for stage in ("video", "tracker", "renderer", "sink", "audio", "features", "mouth"):
+    assert out.count("real-time factor (render time / media duration):") == 3  # demo, mirror, puppet
+    for stage in ("video", "tracker", "performer", "renderer", "sink", "audio", "features", "mouth"):
         assert f"  {stage} " in out
+    assert out.count("of the 30 fps frame budget") == 3
     assert "mouth step (10 ms of audio" in out

@@ -15,7 +15,7 @@ from firmware_app.config import DisclosureSettings, RendererSettings
 from firmware_app.frames import Face, MouthShape, VideoFrame
 from firmware_app.render.disclosure import draw_disclosure
 from firmware_app.render.eyes import blink
-from firmware_app.render.mouth import render_mouth
+from firmware_app.render.mouth import draw_mouth
 from firmware_app.render.rig import CONTROLS, FaceFrame, rig_targets
 from firmware_app.render.warp import warp_landmarks
 
@@ -30,7 +30,7 @@ def animate_face(image: np.ndarray, face: Face, controls: dict[str, float], open
         landmarks = face.landmarks.copy()
         landmarks[:, :2] = pose.targets
         face = Face(landmarks, face.blendshapes, face.pose)
-    return render_mouth(out, face, opening, interior_color)
+    return draw_mouth(out, face, opening, interior_color)
 
 
 class Renderer:

@@ -103,11 +103,15 @@ def intended_gap(opening: np.ndarray | float, shown: np.ndarray) -> np.ndarray:
 
 def render_mouth(image: np.ndarray, face: Face, opening: float, interior_color: tuple[int, int, int]) -> np.ndarray:
     """Return a copy of `image` whose lips part by `opening` × face height at the centre (0 closes them)."""
+    return draw_mouth(image.copy(), face, opening, interior_color)
+
+
+def draw_mouth(image: np.ndarray, face: Face, opening: float, interior_color: tuple[int, int, int]) -> np.ndarray:
+    """`render_mouth` in place; returns `image`."""
     g = measure_mouth(face)
     box = _warp_box(g, image.shape)
-    out = image.copy()
     if box is None:
-        return out
+        return image
     x0, y0, x1, y1 = box
     xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
     rel_x, rel_y = xs - g.centre[0], ys - g.centre[1]
@@ -148,8 +152,8 @@ def render_mouth(image: np.ndarray, face: Face, opening: float, interior_color: 
         cavity = _cavity(u[r, c], v[r, c], new_upper[r, c], new_lower[r, c], g.half_width, base, lips, shown[r, c])
         alpha = inside[r, c, None].astype(np.float32)
         warped[r, c] = (warped[r, c] * (1 - alpha) + cavity * alpha).astype(np.uint8)
-    out[y0:y1, x0:x1] = warped
-    return out
+    image[y0:y1, x0:x1] = warped
+    return image
 
 
 def _upper_shift(g: MouthGeometry, v: np.ndarray, new_upper: np.ndarray, delta: np.ndarray) -> np.ndarray:
