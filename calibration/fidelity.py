@@ -27,6 +27,7 @@ from firmware_app.render import animate_face
 from firmware_app.render.mouth import intended_gap
 from firmware_app.render.rig import FUNNEL_NARROW, PUCKER_NARROW, FaceFrame
 from firmware_app.sources.base import fit_frame
+from firmware_app.sources.video_file import decode_frames
 from firmware_app.tracker import FaceTracker
 
 SIZE = (1280, 720)
@@ -56,10 +57,7 @@ def fidelity_faces(clip: Path | None = None) -> dict[str, np.ndarray]:
         "astronaut": fit_frame(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), SIZE),
     }
     if clip is not None:
-        import av
-
-        with av.open(str(clip)) as container:
-            frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+        frames = decode_frames(clip)
         for i in (len(frames) // 4, 3 * len(frames) // 4):
             faces[f"clip frame {i}"] = fit_frame(frames[i], SIZE)
     return faces

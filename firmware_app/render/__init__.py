@@ -25,8 +25,7 @@ def animate_face(image: np.ndarray, face: Face, controls: dict[str, float], open
     out = blink(image.copy(), face, controls)
     if any(controls.get(name, 0.0) for name in CONTROLS):
         pose = rig_targets(face, controls)
-        pinned = ~pose.free
-        out = warp_landmarks(out, face.landmarks[pinned, :2], pose.targets[pinned], FaceFrame.of(face).scale)
+        out = warp_landmarks(out, *pose.pinned(face), FaceFrame.of(face).scale)
         landmarks = face.landmarks.copy()
         landmarks[:, :2] = pose.targets
         face = Face(landmarks, face.blendshapes, face.pose)

@@ -24,7 +24,7 @@ EYES = {  # control → (corner a, corner b, upper lid, lower lid)
     "eyeBlinkLeft": (362, 263, LEFT_UPPER_LID, LEFT_LOWER_LID),
 }
 OVERSHOOT = 1.15  # a closed lid tucks a little past the lower lid's edge
-LID_SKIN = 1.6  # the lid skin that stretches over the eye reaches this many openings above the lid edge
+LID_SKIN = 1.0  # the lid skin that stretches over the eye reaches this many openings above the lid edge
 
 
 def blink(image: np.ndarray, face: Face, controls: dict[str, float]) -> np.ndarray:

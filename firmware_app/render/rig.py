@@ -37,6 +37,12 @@ LIPS = LIPS_OUTER + LIPS_INNER
 LEFT_CORNERS, RIGHT_CORNERS = [291, 308, 409, 375], [61, 78, 185, 146]  # subject's left = image right
 
 FOREHEAD, CHIN = 10, 152
+FACE_OVAL = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152,
+             148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109]  # fmt: skip
+# Head motion spreads past the face outline onto hair, ears and neck and dies out by the last
+# ring, so the head moves as one piece instead of tearing at the jaw line.
+HALO_SCALES = (1.15, 1.35, 1.55, 1.75)  # × the outline's distance from the face centre
+HALO_CARRY = (0.85, 0.55, 0.25, 0.0)  # share of the outline's motion each ring carries
 EYE_OUTER_RIGHT, EYE_OUTER_LEFT = 33, 263
 
 HEAD_CONTROLS = ("headYaw", "headPitch", "headRoll")
@@ -87,6 +93,16 @@ class FaceFrame:
 class RigPose:
     targets: np.ndarray  # 478 x 2 pixels: where each landmark goes
     free: np.ndarray  # 478 bools: landmarks the warp should not pin (the irises)
+    halo_current: np.ndarray  # M x 2 points around the face, and where they go
+    halo_targets: np.ndarray
+
+    def pinned(self, face: Face) -> tuple[np.ndarray, np.ndarray]:
+        """(current, target) of every point the warp holds: landmarks and halo."""
+        keep = ~self.free
+        return (
+            np.concatenate([face.landmarks[keep, :2], self.halo_current]),
+            np.concatenate([self.targets[keep], self.halo_targets]),
+        )
 
 
 def rig_targets(face: Face, controls: dict[str, float]) -> RigPose:
@@ -105,7 +121,15 @@ def rig_targets(face: Face, controls: dict[str, float]) -> RigPose:
         moved = _turn_head(face, moved, c["headYaw"], c["headPitch"], c["headRoll"])
     free = np.zeros(len(moved), bool)
     free[IRISES] = True
-    return RigPose(moved, free)
+    return RigPose(moved, free, *_halo(face.landmarks[:, :2].astype(np.float64), moved))
+
+
+def _halo(current: np.ndarray, moved: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    centre = current.mean(axis=0)
+    outline, shift = current[FACE_OVAL], (moved - current)[FACE_OVAL]
+    halo_current = np.concatenate([centre + (outline - centre) * k for k in HALO_SCALES])
+    halo_shift = np.concatenate([shift * carry for carry in HALO_CARRY])
+    return halo_current, halo_current + halo_shift
 
 
 def _mouth_shape(points: np.ndarray, moved: np.ndarray, c: dict[str, float]) -> None:

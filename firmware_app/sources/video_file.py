@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
+import numpy as np
 
 from firmware_app.errors import MediaError
 from firmware_app.frames import VideoFrame
@@ -63,3 +64,9 @@ class VideoFileSource(VideoSource):
         if self._container is not None:
             self._container.close()
             self._container = None
+
+
+def decode_frames(path: Path) -> list[np.ndarray]:
+    """Every frame of a video file (BGR), for offline checks and reports; a live source reads one at a time."""
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
