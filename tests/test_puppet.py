@@ -184,3 +184,17 @@ def test_small_and_frame_filling_faces_are_animated(portrait_face, face_share):
         assert tracked is not None
         gaps = [lip_gap(measurer.face(renderer.render(VideoFrame(frame, 0, 0), tracked, MouthShape(0, {"jawOpen": a})))) for a in (0.0, 0.5, 1.0)]
     assert gaps == sorted(gaps) and gaps[2] - gaps[0] > 0.06, gaps
+
+
+def test_every_model_blendshape_moves_the_rig(portrait_face):
+    from firmware_app.render.rig import CONTROLS, rig_targets
+    from firmware_app.shapes import BLENDSHAPES
+
+    _, face = portrait_face
+    rest = rig_targets(face, {}).targets
+    for name in BLENDSHAPES:
+        if name in ("jawOpen", "mouthClose"):  # the lip gap: render.mouth
+            continue
+        assert name in CONTROLS, name
+        moved = rig_targets(face, {name: 1.0}).targets
+        assert np.abs(moved - rest).max() > 0.5, f"{name} moves nothing"

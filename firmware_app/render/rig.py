@@ -49,7 +49,8 @@ HEAD_CONTROLS = ("headYaw", "headPitch", "headRoll")
 CONTROLS = (
     "eyeBlinkLeft", "eyeBlinkRight", "browInnerUp", "browDownLeft", "browDownRight",
     "mouthPucker", "mouthFunnel", "mouthStretchLeft", "mouthStretchRight", "mouthSmileLeft",
-    "mouthSmileRight", "mouthPressLeft", "mouthPressRight", *HEAD_CONTROLS,
+    "mouthSmileRight", "mouthPressLeft", "mouthPressRight", "mouthRollLower", "mouthRollUpper",
+    "mouthLowerDownLeft", "mouthLowerDownRight", "mouthUpperUpLeft", "mouthUpperUpRight", *HEAD_CONTROLS,
 )  # fmt: skip
 
 # how far each control moves its landmarks at weight 1, in face heights
@@ -61,6 +62,8 @@ FUNNEL_FLARE = 0.012  # lips curl away from the seam
 STRETCH = 0.035
 SMILE_OUT, SMILE_UP = 0.025, 0.03
 PRESS_THIN = 0.5  # share of the lip's thickness lost
+ROLL_THIN = 0.6  # a lip rolled inward shows this much less of itself
+LIP_RAISE = 0.012  # upper lip up / lower lip down at one side (the opening itself is render.mouth's)
 
 
 @dataclass(frozen=True)
@@ -149,14 +152,20 @@ def _mouth_shape(points: np.ndarray, moved: np.ndarray, c: dict[str, float]) -> 
     moved[outer, 1] += np.sign(y[outer]) * FUNNEL_FLARE * c["mouthFunnel"]
     inner = np.array(LIPS_INNER)
     order = np.argsort(x[inner])
+    seam = np.interp(x[outer], x[inner][order], y[inner][order])  # the lip line under each outer point
+    thickness = y[outer] - seam  # < 0 on the upper lip
+    upper_lip = thickness < 0
     for side, sign in (("Left", 1.0), ("Right", -1.0)):
         near = np.clip(sign * across, 0.0, 1.0) ** 2 * weight  # 1 at this corner, 0 at the middle
         moved[:, 0] += sign * near * (STRETCH * c[f"mouthStretch{side}"] + SMILE_OUT * c[f"mouthSmile{side}"])
         moved[:, 1] -= near * SMILE_UP * c[f"mouthSmile{side}"]
+        on_side = np.clip(sign * across[outer] + 0.5, 0.0, 1.0)
         # pressing thins the lips: the outer edge moves toward the seam
-        press = PRESS_THIN * c[f"mouthPress{side}"] * np.clip(sign * across[outer] + 0.5, 0.0, 1.0)
-        seam = np.interp(x[outer], x[inner][order], y[inner][order])
-        moved[outer, 1] -= press * (y[outer] - seam)
+        moved[outer, 1] -= PRESS_THIN * c[f"mouthPress{side}"] * on_side * thickness
+        moved[outer, 1] -= upper_lip * on_side * LIP_RAISE * c[f"mouthUpperUp{side}"]
+        moved[outer, 1] += ~upper_lip * on_side * LIP_RAISE * c[f"mouthLowerDown{side}"]
+    rolled = np.where(upper_lip, c["mouthRollUpper"], c["mouthRollLower"])
+    moved[outer, 1] -= ROLL_THIN * rolled * thickness
 
 
 def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
