@@ -16,7 +16,7 @@ from typing import Any, Callable
 from firmware_app import __version__
 from firmware_app.config import Settings, default_yaml, load_settings, with_changes
 from firmware_app.pipeline import build_pipeline, render_offline
-from firmware_app.errors import CameraMissingError, ExitCode, VentriloquistError
+from firmware_app.errors import CameraMissingError, ConfigError, ExitCode, VentriloquistError
 
 log = logging.getLogger("ventriloquist")
 
@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="the live appliance (renders the bundled demo when no camera is found)")
     run.add_argument("--config", type=Path, help=f"YAML config (default: $VENTRILOQUIST_CONFIG, {SYSTEM_CONFIG}, built-in)")
+    run.add_argument(
+        "--kiosk", action="store_true",
+        help="as the kiosk service: a bad config is shown on the screen until fixed (SIGHUP) instead of exiting",
+    )
     run.set_defaults(handler=cmd_run)
 
     render = commands.add_parser("render", help="offline: speech file + face image/clip → MP4 with sound")
@@ -93,9 +97,13 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--config", type=Path)
     build.set_defaults(handler=cmd_engine_build)
 
-    bench = commands.add_parser("bench", help="per-stage timings and real-time factor on the bundled demo")
-    bench.add_argument("--size", default="640x480,1280x720", help="frame sizes WIDTHxHEIGHT, comma-separated")
+    bench = commands.add_parser("bench", help="stages: per-stage timings; latency: mic → screen; soak: hours-long health")
+    bench.add_argument("what", nargs="?", default="stages", choices=["stages", "latency", "soak"])
+    bench.add_argument("--size", default="640x480,1280x720", help="stages: frame sizes WIDTHxHEIGHT, comma-separated")
     bench.add_argument("--config", type=Path)
+    bench.add_argument("--play-sink", help="latency: play the test sound with `paplay --device=SINK` (a PulseAudio rig) instead of the speaker")
+    bench.add_argument("--events", type=int, default=8, help="latency: how many sounds to time")
+    bench.add_argument("--minutes", type=float, default=30.0, help="soak: how long to run")
     bench.set_defaults(handler=cmd_bench)
 
     models = commands.add_parser("models", help="model files")
@@ -110,17 +118,76 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    settings = load_settings(_config_path(args.config))
+    path = _config_path(args.config)
+    stop, reload, fresh = _run_signals(path)
+    try:
+        settings = load_settings(path)
+    except ConfigError as exc:
+        if not args.kiosk:
+            raise
+        settings = _wait_for_valid_config(exc, stop, reload, fresh)
+        if settings is None:
+            return exc.exit_code
     _setup_logging(args.log_level or settings.logging.level, settings.logging.format)
     realtime = settings.sources.pace != "fast"
+    if not realtime:
+        build_pipeline(settings, realtime=False).run(stop)
+        return ExitCode.OK
+    from firmware_app.live import LiveMetrics
+
+    current = {"metrics": LiveMetrics()}
+    server = _start_health(settings, lambda: current["metrics"])
     try:
-        build_pipeline(settings, realtime).run(_stop_on_signals())
-    except CameraMissingError as exc:  # raised while opening, before any frame is shown
-        if not (settings.demo.when_no_camera and settings.mode == "mirror"):
-            raise
-        log.warning("%s — rendering the bundled demo instead (demo.when_no_camera)", exc.cause)
-        return _run_demo(settings)
+        while not stop.is_set():
+            current["metrics"] = LiveMetrics()
+            try:
+                build_pipeline(settings, realtime=True).run(stop, reload, current["metrics"])
+            except CameraMissingError as exc:  # no camera at start-up
+                if not (settings.demo.when_no_camera and settings.mode == "mirror"):
+                    raise
+                log.warning("%s — rendering the bundled demo instead (demo.when_no_camera)", exc.cause)
+                return _run_demo(settings)
+            if not reload.is_set():
+                break  # the speech file ended
+            reload.clear()
+            settings = fresh.pop("settings", settings)
+            log.info("config reloaded from %s", path or "the built-in defaults")
+    finally:
+        if server is not None:
+            server.stop()
     return ExitCode.OK
+
+
+def _start_health(settings: Settings, metrics):
+    if not settings.health.enabled:
+        return None
+    from firmware_app.health import HealthServer
+
+    server = HealthServer(settings.health.bind, settings.health.port, metrics)
+    try:
+        server.start()
+    except VentriloquistError as exc:
+        log.error("%s", exc)  # no metrics is no reason to leave the screen dark
+        return None
+    return server
+
+
+def _wait_for_valid_config(error: VentriloquistError, stop: threading.Event, reload: threading.Event, fresh: dict) -> Settings | None:
+    """Kiosk start with a broken config: refuse to start, show why on the screen and in the log,
+    and wait for a fixed file (SIGHUP) or a stop. None when stopped."""
+    from firmware_app.sinks.error_card import ErrorCard
+
+    log.error("refusing to start: %s", error)
+    fresh["waiting"] = True
+    with ErrorCard(str(error)) as card:
+        while not stop.is_set():
+            card.show()
+            if reload.wait(0.2):
+                reload.clear()
+                if "settings" in fresh:
+                    return fresh.pop("settings")
+                card.message = str(fresh.pop("error", error))
+    return None
 
 
 def _run_demo(settings: Settings) -> int:
@@ -227,7 +294,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from firmware_app.bench import run_bench
 
     settings = load_settings(_config_path(args.config))
-    print(run_bench(settings, [_parse_size(size) for size in args.size.split(",")]))
+    if args.what == "latency":
+        from firmware_app.latency import run_latency_bench
+
+        print(run_latency_bench(settings, args.play_sink, args.events))
+    elif args.what == "soak":
+        from firmware_app.soak import run_soak
+
+        print(run_soak(settings, args.minutes))
+    else:
+        print(run_bench(settings, [_parse_size(size) for size in args.size.split(",")]))
     return ExitCode.OK
 
 
@@ -260,12 +336,26 @@ def _parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
+def _run_signals(path: Path | None) -> tuple[threading.Event, threading.Event, dict]:
+    """SIGTERM/SIGINT set `stop` (a clean stop). SIGHUP re-reads the config: a valid one is put in
+    `fresh["settings"]` and sets `reload`; an invalid one is logged and the running one stays."""
+    stop, reload, fresh = threading.Event(), threading.Event(), {}
     handler: Callable[[int, Any], None] = lambda signum, frame: stop.set()
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
-    return stop
+
+    def on_hangup(signum: int, frame: Any) -> None:
+        try:
+            fresh["settings"] = load_settings(path)
+        except VentriloquistError as exc:
+            log.error("config reload refused, keeping the running config: %s", exc)
+            fresh["error"] = exc
+            reload.set() if "waiting" in fresh else None
+            return
+        reload.set()
+
+    signal.signal(signal.SIGHUP, on_hangup)
+    return stop, reload, fresh
 
 
 class _JsonFormatter(logging.Formatter):

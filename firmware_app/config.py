@@ -50,8 +50,11 @@ class AudioSettings(Section):
     block_ms: int = Field(20, ge=5, le=200, description="audio block size read from the source, ms")
     passthrough: bool = Field(False, description="play the voice through the appliance, delayed to match the face")
     passthrough_device: str = Field("default", description="audio output device for passthrough")
+    passthrough_delay: Literal["auto", "fixed"] = Field(
+        "auto", description="auto: the delay follows the measured camera-to-screen latency; fixed: look-ahead + one frame"
+    )
     passthrough_trim_ms: float = Field(
-        0.0, ge=-500, le=500, description="added to the passthrough delay (look-ahead + one frame), ms"
+        0.0, ge=-500, le=500, description="added to the passthrough delay (e.g. the display's own lag), ms"
     )
 
 
@@ -146,6 +149,19 @@ class PrivacySettings(Section):
     )
 
 
+class HealthSettings(Section):
+    enabled: bool = Field(True, description="serve /healthz and Prometheus /metrics while `run` is live")
+    bind: str = Field("127.0.0.1", description="address to serve on; 127.0.0.1 keeps it on the appliance")
+    port: int = Field(8095, ge=1, le=65535, description="TCP port of the health and metrics endpoint")
+
+
+class IdleSettings(Section):
+    prompt: str = Field(
+        "", description="text shown when nobody is in view and nobody speaks (empty: none), e.g. 'Step closer and speak'"
+    )
+    prompt_after_s: float = Field(8.0, ge=0, description="seconds of no face and no speech before the prompt shows")
+
+
 class LoggingSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="log verbosity")
     format: Literal["text", "json"] = Field("text", description="text for people, json for the journal")
@@ -173,6 +189,8 @@ class Settings(Section):
     output: OutputSettings = Field(default_factory=OutputSettings)
     disclosure: DisclosureSettings = Field(default_factory=DisclosureSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    idle: IdleSettings = Field(default_factory=IdleSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     demo: DemoSettings = Field(default_factory=DemoSettings)
 

@@ -118,6 +118,7 @@ class Puppeteer(Resource):
         self.mapping = PerformerMapping(settings)
         self.idle = IdleAnimator(settings)
         self.performer_present = False
+        self._performer: Face | None = None  # kept between camera frames (a live camera may be slower)
 
     def open(self) -> None:
         if self.camera is None:
@@ -154,4 +155,6 @@ class Puppeteer(Resource):
             self.camera.close()
             self.camera = None
             return None
-        return self.tracker.track(frame) if frame is not None else None
+        if frame is not None:  # None: no new frame since the last look (live) or the end of a clip
+            self._performer = self.tracker.track(frame)
+        return self._performer

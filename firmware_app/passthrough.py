@@ -20,11 +20,15 @@ log = logging.getLogger(__name__)
 
 
 def passthrough_delay_s(lookahead_s: float, fps: float, trim_ms: float) -> float:
-    """The picture trails the sound by the model's look-ahead plus one frame of render and display.
-
-    An estimate from the pipeline's structure; `audio.passthrough_trim_ms` corrects it on site.
-    """
+    """The starting delay: the model's look-ahead plus one frame of render and display. Live, the
+    delay then follows the pipeline's measured latency (`follow_latency`); `audio.passthrough_trim_ms`
+    corrects what no measurement here can see (the display's own lag, the speaker's distance)."""
     return max(0.0, lookahead_s + 1.0 / fps + trim_ms / 1000.0)
+
+
+FOLLOW_STEP_S = 0.004  # the delay moves toward the measured latency by at most this much at a time…
+FOLLOW_EVERY_S = 0.5  # …this often, so a change is a few inaudible skipped or repeated samples
+FOLLOW_DEADBAND_S = 0.003
 
 
 class VoicePassthrough(Resource):
@@ -32,9 +36,12 @@ class VoicePassthrough(Resource):
     n - delay. A block that arrives too late is skipped rather than played late, so a hiccup
     never shifts the rest of the voice out of sync."""
 
-    def __init__(self, device: str, delay_s: float) -> None:
+    def __init__(self, device: str, delay_s: float, follow: bool = False, trim_s: float = 0.0) -> None:
         self.device = None if device in ("", "default") else device
         self.delay_s = delay_s
+        self.follow = follow
+        self.trim_s = trim_s
+        self._last_follow = 0.0
         self.late_samples = 0  # voice that arrived after its play-out time (heard as silence)
         self._chunks: deque[tuple[int, np.ndarray]] = deque()  # (first sample index, samples)
         self._next_input: int | None = None  # input sample the next output sample plays
@@ -81,6 +88,28 @@ class VoicePassthrough(Resource):
                 lo, hi = max(first, start), min(first + len(samples), end)
                 out[lo - start : hi - start] = samples[lo - first : hi - first]
             self._next_input = end
+
+    def follow_latency(self, video_latency_s: float) -> None:
+        """Move the delay toward the measured picture latency (+ trim), a few ms at a time."""
+        now = time.monotonic()
+        if not self.follow or video_latency_s <= 0 or now - self._last_follow < FOLLOW_EVERY_S:
+            return
+        self._last_follow = now
+        error = video_latency_s + self.trim_s - self.play_delay_s
+        if abs(error) < FOLLOW_DEADBAND_S:
+            return
+        step = float(np.clip(error, -FOLLOW_STEP_S, FOLLOW_STEP_S))
+        with self._lock:
+            self.delay_s = max(0.0, self.delay_s + step)
+            if self._next_input is not None:
+                self._next_input -= round(step * SAMPLE_RATE)  # later play-out = read further back
+
+    @property
+    def play_delay_s(self) -> float:
+        """From a sample's capture to its sound leaving the device: the delay line plus the output
+        latency PortAudio reports."""
+        latency = float(self._stream.latency) if self._stream is not None else 0.0
+        return self.delay_s + latency
 
     def _pending(self) -> bool:
         with self._lock:

@@ -14,14 +14,14 @@ import logging
 import threading
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from firmware_app.config import Settings, with_changes
 from firmware_app.expression import Puppeteer
 from firmware_app.features import FeatureStream
 from firmware_app.frames import AudioBlock, VideoFrame
-from firmware_app.mouth import MouthModel, create_mouth_model
+from firmware_app.mouth import MouthModel, create_mouth_model, fallback_model
 from firmware_app.mouth.track import MouthTrack
 from firmware_app.passthrough import VoicePassthrough, passthrough_delay_s
 from firmware_app.render import Renderer
@@ -86,8 +86,25 @@ class Pipeline:
     size: tuple[int, int]
     passthrough: VoicePassthrough | None = None
     puppeteer: Puppeteer | None = None  # puppet mode: head, blinks and brows
+    fallback: Callable[[], MouthModel] | None = None  # takes over if the mouth model fails live
+    realtime: bool = False
+    audio_taps: list[Callable[[AudioBlock], None]] = field(default_factory=list)  # see every captured block (bench)
+    loop_audio: bool = False  # live: a speech file standing in for the microphone starts over at its end
 
-    def run(self, stop: threading.Event | None = None) -> StageStats:
+    @property
+    def fps(self) -> float:
+        return self.video_source.fps
+
+    def run(self, stop: threading.Event | None = None, reload: threading.Event | None = None, metrics=None):
+        """Until the sources end or `stop`/`reload` is set. Live (paced) pipelines run on threads
+        (`firmware_app.live`) and return their LiveMetrics; offline renders return StageStats."""
+        if self.realtime:
+            from firmware_app.live import LiveMetrics, run_live
+
+            return run_live(self, stop or threading.Event(), reload or threading.Event(), metrics or LiveMetrics())
+        return self._run_offline(stop)
+
+    def _run_offline(self, stop: threading.Event | None) -> StageStats:
         stats = StageStats()
         stop = stop or threading.Event()
         notifier = Notifier()
@@ -149,7 +166,12 @@ def build_pipeline(settings: Settings, realtime: bool) -> Pipeline:
     passthrough = None
     if settings.audio.passthrough and realtime:  # an offline render has no audience to play to
         delay = passthrough_delay_s(model.lookahead_s, settings.video.fps, settings.audio.passthrough_trim_ms)
-        passthrough = VoicePassthrough(settings.audio.passthrough_device, delay)
+        passthrough = VoicePassthrough(
+            settings.audio.passthrough_device,
+            delay,
+            follow=settings.audio.passthrough_delay == "auto",
+            trim_s=settings.audio.passthrough_trim_ms / 1000,
+        )
     return Pipeline(
         voice_source=open_audio_source(settings.sources.audio, settings, realtime),
         video_source=open_video_source(face_uri, settings, realtime),
@@ -160,6 +182,8 @@ def build_pipeline(settings: Settings, realtime: bool) -> Pipeline:
         size=(settings.video.width, settings.video.height),
         passthrough=passthrough,
         puppeteer=puppeteer,
+        fallback=lambda: fallback_model(model, settings.model),
+        realtime=realtime,
     )
 
 

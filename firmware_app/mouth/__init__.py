@@ -23,4 +23,14 @@ def create_mouth_model(settings: ModelSettings, inference: InferenceSettings | N
     raise AssertionError(f"unhandled mouth model kind {settings.kind!r}")  # config validation forbids this
 
 
-__all__ = ["MouthModel", "create_mouth_model"]
+def fallback_model(model: MouthModel, settings: ModelSettings) -> MouthModel:
+    """What takes over when `model` fails while running: the learned model on ONNX Runtime if it
+    ran on TensorRT, else the loudness baseline (which needs nothing that can fail)."""
+    if settings.kind == "learned" and "onnxruntime" not in model.name:
+        return create_mouth_model(settings, InferenceSettings(backend="onnxruntime"))
+    from firmware_app.mouth.loudness import LoudnessBaseline
+
+    return LoudnessBaseline(settings.loudness)
+
+
+__all__ = ["MouthModel", "create_mouth_model", "fallback_model"]

@@ -1,0 +1,150 @@
+"""`ventriloquist bench latency`: how long from a sound reaching the microphone to a mouth on the
+screen reacting to it, and how far the passthrough voice is from that picture.
+
+A known sound (a burst of the bundled speech after a silence) is played EVENTS times into the
+microphone path — through PulseAudio (`paplay --device=SINK`) on a test rig whose microphone is
+that sink's monitor, or through the speaker on the appliance. The live loop runs as in `run`
+(puppet mode on the bundled portrait, so no camera is needed). Per event:
+
+- onset: the first 10 ms of the captured audio above ONSET_DB after ≥ 300 ms of quiet, at the
+  wall time that sample was captured (the voice thread's clock);
+- latency: from that onset to the first frame on screen whose mouth opens (aperture > REACTS);
+- A/V offset: when the passthrough is on, the onset's play-out time (its delay line plus the
+  device latency PortAudio reports) minus the time the frame showing that instant was displayed
+  (+ = sound after picture).
+
+Camera and display hardware are outside this measurement (the camera's exposure and the
+screen's scan-out add to both paths alike).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from firmware_app.assets import BUNDLED_DIR
+from firmware_app.config import Settings, with_changes
+from firmware_app.errors import DeviceError
+from firmware_app.frames import SAMPLE_RATE
+from firmware_app.live import LiveMetrics
+from firmware_app.sources.audio_file import decode_audio
+
+EVENTS = 8
+GAP_S = 1.6  # quiet between bursts: the mouth settles, the onset is clean
+BURST = (1.05, 1.55)  # seconds of the bundled speech: a syllable that opens the mouth wide
+ONSET_DB = -35.0
+QUIET_DB = -50.0
+REACTS = 0.15  # aperture that counts as the mouth reacting
+
+
+def run_latency_bench(settings: Settings, play_sink: str | None, events: int = EVENTS) -> str:
+    if not settings.sources.audio.startswith("mic://"):
+        raise DeviceError("bench latency needs a microphone source", "set sources.audio to mic://default (or mic://pulse)")
+    settings = with_changes(settings, {"mode": "puppet", "puppet.performer": False, "puppet.idle": False, "health.enabled": False})
+    from firmware_app.pipeline import build_pipeline
+
+    pipeline = build_pipeline(settings, realtime=True)
+    captured: list[tuple[float, np.ndarray]] = []
+    pipeline.audio_taps.append(lambda block: captured.append((block.t, block.samples)))
+    metrics, stop, reload = LiveMetrics(), threading.Event(), threading.Event()
+    worker = threading.Thread(target=pipeline.run, args=(stop, reload, metrics), daemon=True)
+    worker.start()
+    try:
+        _wait_for(lambda: metrics.frames > 30, 30, "the live loop to start")
+        burst = _burst()
+        with tempfile.TemporaryDirectory() as tmp:
+            wav = Path(tmp) / "burst.wav"
+            _write_wav(wav, burst)
+            for _ in range(events):
+                _play(wav, burst, play_sink)
+                time.sleep(GAP_S)
+    finally:
+        stop.set()
+        worker.join(timeout=5)
+    return report(_measure(captured, metrics, pipeline))
+
+
+def _measure(captured: list[tuple[float, np.ndarray]], metrics: LiveMetrics, pipeline) -> list[tuple[float, float | None]]:
+    """(latency ms, A/V offset ms or None) per detected event."""
+    if not captured or metrics.audio_origin is None:
+        return []
+    start = captured[0][0]
+    audio = np.concatenate([samples for _, samples in captured])
+    hop = SAMPLE_RATE // 100
+    frames = len(audio) // hop
+    level = 20 * np.log10(np.sqrt(np.mean(audio[: frames * hop].reshape(frames, hop) ** 2, axis=1)) + 1e-9)
+    log = np.array(metrics.frame_log, dtype=float)  # shown at, audio t, aperture
+    results = []
+    quiet_needed = 30
+    for i in range(quiet_needed, frames):
+        if level[i] > ONSET_DB and (level[i - quiet_needed : i] < QUIET_DB).all():
+            t_on = start + i * hop / SAMPLE_RATE
+            wall_on = metrics.audio_origin + t_on
+            after = log[(log[:, 0] >= wall_on) & (log[:, 1] >= t_on - 0.2)]
+            reacting = after[after[:, 2] > REACTS]
+            if len(reacting) == 0:
+                continue
+            latency = (reacting[0, 0] - wall_on) * 1000
+            offset = None
+            if pipeline.passthrough is not None:
+                depicting = log[log[:, 1] >= t_on]
+                if len(depicting):
+                    offset = (wall_on + pipeline.passthrough.play_delay_s - depicting[0, 0]) * 1000
+            results.append((latency, offset))
+    return results
+
+
+def report(results: list[tuple[float, float | None]]) -> str:
+    if not results:
+        return "latency: no sound reached the microphone (check the sink/microphone pairing)\nlatency_ms median=nan p95=nan av_offset_ms=nan"
+    lines = [f"event {i + 1}: mic → mouth on screen {lat:.0f} ms" + (f", A/V offset {off:+.0f} ms" if off is not None else "") for i, (lat, off) in enumerate(results)]
+    latencies = np.array([lat for lat, _ in results])
+    offsets = np.array([off for _, off in results if off is not None])
+    offset_text = f"{np.median(offsets):.0f}" if len(offsets) else "n/a"
+    lines.append(f"latency_ms median={np.median(latencies):.0f} p95={np.percentile(latencies, 95):.0f} av_offset_ms={offset_text}")
+    return "\n".join(lines)
+
+
+def _burst() -> np.ndarray:
+    speech = decode_audio(BUNDLED_DIR / "speech.wav")
+    piece = speech[int(BURST[0] * SAMPLE_RATE) : int(BURST[1] * SAMPLE_RATE)].copy()
+    ramp = np.linspace(0, 1, 80)
+    piece[:80] *= ramp
+    piece[-80:] *= ramp[::-1]
+    return piece
+
+
+def _play(wav: Path, samples: np.ndarray, sink: str | None) -> None:
+    if sink is not None:
+        if shutil.which("paplay") is None:
+            raise DeviceError("--play-sink needs paplay", "sudo apt-get install pulseaudio-utils")
+        subprocess.run(["paplay", f"--device={sink}", str(wav)], check=True, timeout=10)
+    else:
+        from firmware_app.sources.mic import require_sounddevice
+
+        sd = require_sounddevice()
+        sd.play(samples, SAMPLE_RATE, blocking=True)
+
+
+def _write_wav(path: Path, samples: np.ndarray) -> None:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise DeviceError(f"timed out waiting for {what}", "check the microphone and `ventriloquist doctor`")
+        time.sleep(0.05)
+

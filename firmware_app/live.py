@@ -1,0 +1,395 @@
+"""The live appliance loop: capture, inference and rendering run concurrently.
+
+Threads, not processes: PortAudio's callback, ONNX Runtime, MediaPipe, OpenCV and numpy do their
+work in C with the GIL released, so threads overlap on the cores as processes would, while frames
+and mouth shapes are shared without copying or serialising them.
+
+    voice thread   microphone → features → mouth model → MouthTrack (+ the passthrough speaker)
+    camera thread  camera → only the newest frame is kept (older unrendered ones are skipped)
+    main thread    every 1/fps: newest frame → wait (bounded) for the mouth shape of the instant
+                   it shows → tracker → renderer → display; a tick missed is dropped, not queued
+
+Both threads put their data on one clock (`time.monotonic()`): a camera frame shows the moment it
+arrived, and audio sample time maps to the wall clock through the earliest arrival seen (the
+sample clock does not drift; only its start is unknown). Each displayed frame's latency is then
+display time minus capture time, measured, and drives the passthrough delay.
+
+Faults are survived where they happen: a camera or microphone that fails is reopened with
+backoff (the screen keeps the last good frame, the mouth rests), a display window that closes
+is reopened, a mouth model that fails hands over to its fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from firmware_app.errors import VentriloquistError
+from firmware_app.features import FeatureStream
+from firmware_app.frames import HOP_S, AudioBlock, MouthShape, VideoFrame
+from firmware_app.mouth import MouthModel
+from firmware_app.mouth.track import MouthTrack
+from firmware_app.sources import AudioSource, VideoSource
+
+log = logging.getLogger(__name__)
+
+BACKOFF_S = (0.5, 1.0, 2.0, 5.0)  # waits between reopen attempts; the last one repeats
+MAX_BEHIND = 2  # frames due but not shown before the loop skips ahead to the newest
+STALL_S = 1.5  # no camera frame or microphone block for this long: the device is treated as gone
+
+
+@dataclass
+class LiveMetrics:
+    """What the loop knows about itself: read by /metrics, the soak and the latency bench."""
+
+    frames: int = 0
+    dropped_frames: int = 0  # output ticks missed because the loop was behind
+    camera_frames_skipped: int = 0  # captured frames replaced by a newer one before rendering
+    restarts: dict[str, int] = field(default_factory=lambda: {"camera": 0, "microphone": 0, "display": 0, "model": 0})
+    stage_ms: dict[str, float] = field(default_factory=dict)  # moving averages
+    latency_ms: float = 0.0  # capture → displayed, moving average
+    av_offset_ms: float = 0.0  # passthrough sound minus picture (+ = sound late)
+    face_present: bool = False
+    backend: str = ""
+    audio_origin: float | None = None  # wall time of audio t = 0
+    last_frame_at: float = 0.0
+    started_at: float = field(default_factory=time.monotonic)
+    recent_latencies: deque = field(default_factory=lambda: deque(maxlen=300))
+    frame_log: deque = field(default_factory=lambda: deque(maxlen=20000))  # (shown at, audio t, aperture)
+
+    def stage(self, name: str, ms: float) -> None:
+        previous = self.stage_ms.get(name)
+        self.stage_ms[name] = ms if previous is None else previous + 0.05 * (ms - previous)
+
+    @property
+    def fps(self) -> float:
+        elapsed = time.monotonic() - self.started_at
+        return self.frames / elapsed if elapsed > 0 else 0.0
+
+    def summary(self) -> str:
+        stages = " ".join(f"{name}={ms:.2f}ms" for name, ms in self.stage_ms.items())
+        return (
+            f"frames={self.frames} fps={self.fps:.1f} dropped={self.dropped_frames} "
+            f"camera_skipped={self.camera_frames_skipped} latency={self.median_latency_ms():.0f}ms "
+            f"av_offset={self.av_offset_ms:.0f}ms restarts={self.restarts} per-frame: {stages}"
+        )
+
+    def median_latency_ms(self) -> float:
+        return float(np.median(self.recent_latencies)) if self.recent_latencies else 0.0
+
+
+def reopen_forever(name: str, resource, stop: threading.Event, metrics: LiveMetrics, first: bool) -> bool:
+    """Open `resource`, retrying with backoff until it opens or `stop` is set."""
+    attempt = 0
+    while not stop.is_set():
+        try:
+            resource.open()
+            if not first:
+                log.info("%s is back", name)
+            return True
+        except VentriloquistError as exc:
+            wait = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+            log.warning("%s unavailable (%s); retrying in %.1f s", name, exc.cause, wait)
+            attempt += 1
+            metrics.restarts[name] += 1
+            stop.wait(wait)
+    return False
+
+
+class VoiceThread(threading.Thread):
+    """Microphone → mouth shapes, on the audio's own clock mapped to the wall clock."""
+
+    def __init__(self, source: AudioSource, model: MouthModel, fallback: Callable[[], MouthModel] | None,
+                 outputs: list[Callable[[AudioBlock], None]], metrics: LiveMetrics, stop: threading.Event, loop: bool = False) -> None:
+        super().__init__(name="voice", daemon=True)
+        self.loop = loop
+        self.source, self.model, self.fallback = source, model, fallback
+        self.outputs, self.metrics, self.stop = outputs, metrics, stop
+        self.track = MouthTrack()
+        self.lock = threading.Lock()
+        self.origin: float | None = None  # wall time of audio t = 0
+        self.last_block_at = 0.0
+        self.alive = False  # blocks are arriving
+        self.ended = threading.Event()  # a speech file (not a microphone) has been played to its end
+
+    def run(self) -> None:
+        first = True
+        while not self.stop.is_set() and not self.ended.is_set():
+            if not reopen_forever("microphone", self.source, self.stop, self.metrics, first):
+                return
+            first = False
+            self._listen()
+            self.source.close()
+            self.alive = False
+
+    def _listen(self) -> None:
+        features = FeatureStream()
+        self.model.reset()
+        offset = None  # audio t of this stream's start on the voice's continuous clock
+        while not self.stop.is_set():
+            try:
+                block = self.source.read(wait=True)
+            except VentriloquistError as exc:
+                log.warning("microphone failed: %s", exc.cause)
+                return
+            now = time.monotonic()
+            if block is None:
+                if self.source.finished and self.source.duration is not None:
+                    if self.loop:
+                        return  # reopened from the start, on the same clock
+                    self._finish(features)
+                    return
+                if self.source.finished or now - self.last_block_at > STALL_S:
+                    log.warning("microphone delivers nothing; reopening")
+                    return
+                continue
+            if offset is None:  # a reopened stream restarts at t = 0: continue the clock instead
+                offset = 0.0 if self.origin is None else now - block.duration - self.origin
+            block = AudioBlock(block.samples, block.t + offset)
+            self.origin = min(self.origin, now - block.t_end) if self.origin is not None else now - block.t_end
+            self.metrics.audio_origin = self.origin
+            self.last_block_at, self.alive = now, True
+            for output in self.outputs:
+                output(block)
+            self._infer(features, block)
+
+    def _finish(self, features: FeatureStream) -> None:
+        """A speech file ended: its last shapes (the look-ahead's worth) come from silence."""
+        with self.lock:
+            self.track.extend(self.model.flush())
+        self.ended.set()
+
+    def _infer(self, features: FeatureStream, block: AudioBlock) -> None:
+        started = time.perf_counter()
+        rows = features.push(block)
+        try:
+            shapes = self.model.push(rows)
+        except Exception as exc:  # noqa: BLE001 - any inference failure: hand over, keep talking
+            if self.fallback is None:
+                raise
+            log.error("mouth model %s failed (%s); falling back", self.model.name, exc)
+            self.model, self.fallback = self.fallback(), None
+            self.metrics.restarts["model"] += 1
+            self.metrics.backend = self.model.name
+            self.model.reset()
+            return
+        with self.lock:
+            self.track.extend(shapes)
+        self.metrics.stage("voice", (time.perf_counter() - started) * 1000)
+
+    def audio_time(self, wall: float) -> float | None:
+        return None if self.origin is None else wall - self.origin
+
+    def known_until(self) -> float | None:
+        """Wall time up to which mouth shapes exist (None while no voice arrives)."""
+        if self.origin is None or not self.alive:
+            return None
+        with self.lock:
+            return self.origin + self.track.covered_until - HOP_S
+
+    def shape_at(self, t: float) -> MouthShape:
+        """The shape at audio time t (the newest one if t is not covered yet); with no voice
+        arriving the mouth rests."""
+        if not self.alive:
+            return MouthShape(t, {"jawOpen": 0.0, "mouthClose": 0.0})
+        with self.lock:
+            return self.track.at(t)
+
+
+class CameraThread(threading.Thread):
+    """Keeps the last half second of frames with the wall time each arrived; reopens a failed or
+    stalled camera. The render loop takes the newest frame whose mouth shape is already known."""
+
+    def __init__(self, source: VideoSource, metrics: LiveMetrics, stop: threading.Event, opened: bool = False) -> None:
+        super().__init__(name="camera", daemon=True)
+        self.source, self.metrics, self.stop = source, metrics, stop
+        self._already_open = opened
+        self._recent: deque[tuple[VideoFrame, float]] = deque(maxlen=16)
+        self._lock = threading.Lock()
+        self._index = 0
+        self.opened = threading.Event()
+        self.last_frame_at = 0.0
+
+    def run(self) -> None:
+        first = True
+        while not self.stop.is_set():
+            if not self._already_open and not reopen_forever("camera", self.source, self.stop, self.metrics, first):
+                return
+            first, self._already_open = False, False
+            self.opened.set()
+            self._capture()
+            self.source.close()
+
+    def _capture(self) -> None:
+        while not self.stop.is_set():
+            try:
+                frame = self.source.read()
+            except VentriloquistError as exc:
+                log.warning("camera failed: %s", exc.cause)
+                return
+            if frame is None:
+                log.warning("camera delivered no frame; reopening")
+                return
+            now = time.monotonic()
+            with self._lock:
+                self._recent.append((VideoFrame(frame.image, frame.t, self._index, frame.still), now))
+                self._index += 1
+            self.last_frame_at = now
+
+    def latest(self, captured_by: float | None = None, after: int = -1) -> tuple[VideoFrame, float] | None:
+        """The frame to show next: the one after frame `after` if it arrived by `captured_by` (any
+        time if None), jumping to the newest such frame when more than MAX_BEHIND are waiting;
+        the newest one shown again when nothing new is due."""
+        with self._lock:
+            if not self._recent:
+                return None
+            due = [item for item in self._recent if captured_by is None or item[1] <= captured_by]
+            if not due:
+                return self._recent[0]
+            waiting = [item for item in due if item[0].index > after]
+            if not waiting:
+                return due[-1]
+            return waiting[-1] if len(waiting) > MAX_BEHIND else waiting[0]
+
+    @property
+    def stalled(self) -> bool:
+        return self.last_frame_at > 0 and time.monotonic() - self.last_frame_at > STALL_S
+
+
+class NewestFrame(VideoSource):
+    """A live video source read without blocking: the newest frame not yet taken, else None.
+    Puppet mode reads the performer camera through it, so a slow camera never holds up a frame."""
+
+    live = True
+
+    def __init__(self, source: VideoSource, metrics: LiveMetrics, stop: threading.Event) -> None:
+        self.thread = CameraThread(source, metrics, stop)
+        self.fps = source.fps
+        self._taken: int | None = None
+
+    def open(self) -> None:
+        self.thread.start()
+
+    def read(self) -> VideoFrame | None:
+        latest = self.thread.latest()
+        if latest is None or latest[0].index == self._taken:
+            return None
+        self._taken = latest[0].index
+        return latest[0]
+
+    def close(self) -> None:
+        """The thread stops with the loop's stop event."""
+
+
+def run_live(pipeline, stop: threading.Event, reload: threading.Event, metrics: LiveMetrics) -> LiveMetrics:
+    """The appliance: runs until `stop` or `reload` is set. See the module docstring."""
+    from contextlib import ExitStack
+
+    from firmware_app.sdnotify import Notifier
+
+    p = pipeline
+    halt = threading.Event()  # stops this run's threads (on stop or reload)
+    notifier = Notifier()
+    metrics.backend = p.model.name
+    # The camera opens here first: with none at start-up `run` shows the demo (CameraMissingError);
+    # one lost later is reopened by its thread.
+    p.video_source.open()
+    camera = CameraThread(p.video_source, metrics, halt, opened=True)
+    outputs: list[Callable[[AudioBlock], None]] = list(p.audio_taps)
+    with ExitStack() as stack:
+        stack.callback(halt.set)
+        stack.callback(p.video_source.close)
+        if p.passthrough is not None:
+            stack.enter_context(p.passthrough)
+            outputs.append(p.passthrough.write)
+        voice = VoiceThread(p.voice_source, p.model, p.fallback, outputs, metrics, halt, loop=p.loop_audio)
+        stack.enter_context(p.tracker)
+        if p.puppeteer is not None:
+            if p.puppeteer.camera is not None:
+                p.puppeteer.camera = NewestFrame(p.puppeteer.camera, metrics, halt)
+            stack.enter_context(p.puppeteer)
+        sink = stack.enter_context(p.sink)
+        if not reopen_forever("display", _SinkOpener(sink, p.size, p.fps), stop, metrics, first=True):
+            return metrics
+        camera.start()
+        voice.start()
+        _render_loop(p, camera, voice, sink, metrics, notifier, stop, reload)
+    camera.join(timeout=1.0)
+    voice.join(timeout=1.0)
+    log.info("pipeline finished: %s", metrics.summary())
+    return metrics
+
+
+class _SinkOpener:
+    """`reopen_forever` takes anything with open(); a sink opens with its size and rate."""
+
+    def __init__(self, sink, size: tuple[int, int], fps: float) -> None:
+        self.sink, self.size, self.fps = sink, size, fps
+
+    def open(self) -> None:
+        self.sink.open(*self.size, self.fps)
+
+
+def _render_loop(p, camera: CameraThread, voice: VoiceThread, sink, metrics: LiveMetrics, notifier, stop, reload) -> None:
+    """Every tick shows the newest frame whose instant the mouth model has already covered (about
+    the look-ahead plus one audio block ago), so nothing waits and every frame gets its own shape."""
+    period = 1.0 / p.fps
+    next_tick = time.monotonic()
+    shown_index = -1
+    while not (stop.is_set() or reload.is_set() or voice.ended.is_set()):
+        delay = next_tick - time.monotonic()
+        if delay > 0:
+            stop.wait(delay)
+        latest = camera.latest(voice.known_until(), after=shown_index)
+        if latest is not None:
+            frame, captured = latest
+            if frame.index > shown_index + 1 and shown_index >= 0:
+                metrics.camera_frames_skipped += frame.index - shown_index - 1
+            still = frame.index == shown_index or camera.stalled  # nothing new: do not track again
+            shown_index = max(shown_index, frame.index)
+            _show(p, VideoFrame(frame.image, frame.t, frame.index, still or frame.still), captured, voice, sink, metrics)
+            notifier.frame_shown()
+            if sink.closed_by_user:
+                log.warning("the display window was closed; reopening it")
+                sink.close()
+                metrics.restarts["display"] += 1
+                reopen_forever("display", _SinkOpener(sink, p.size, p.fps), stop, metrics, first=False)
+        next_tick += period
+        behind = time.monotonic() - next_tick
+        if behind > 0:  # late: skip the ticks we missed instead of rendering them late
+            missed = int(behind // period) + 1
+            metrics.dropped_frames += missed
+            next_tick += missed * period
+
+
+def _show(p, frame: VideoFrame, captured: float, voice: VoiceThread, sink, metrics: LiveMetrics) -> None:
+    t_audio = voice.audio_time(captured)
+    started = time.perf_counter()
+    shape = voice.shape_at(t_audio) if t_audio is not None else MouthShape(0.0, {})
+    waited = time.perf_counter()
+    face = p.tracker.track(frame)
+    tracked = time.perf_counter()
+    controls = p.puppeteer.controls(frame.t, shape) if p.puppeteer is not None else None
+    image = p.renderer.render(frame, face, shape, controls)
+    rendered = time.perf_counter()
+    sink.write_video(VideoFrame(image, frame.t, frame.index))
+    shown = time.monotonic()
+    done = time.perf_counter()
+    for name, a, b in (("mouth", started, waited), ("tracker", waited, tracked), ("renderer", tracked, rendered), ("display", rendered, done)):
+        metrics.stage(name, (b - a) * 1000)
+    latency = (shown - captured) * 1000
+    metrics.recent_latencies.append(latency)
+    metrics.latency_ms = latency if metrics.frames == 0 else metrics.latency_ms + 0.05 * (latency - metrics.latency_ms)
+    metrics.frames += 1
+    metrics.face_present = face is not None
+    metrics.last_frame_at = shown
+    metrics.frame_log.append((shown, t_audio, shape.aperture))
+    if p.passthrough is not None:
+        p.passthrough.follow_latency(metrics.median_latency_ms() / 1000)
+        metrics.av_offset_ms = p.passthrough.play_delay_s * 1000 - metrics.median_latency_ms()

@@ -1,0 +1,76 @@
+"""`ventriloquist bench soak --minutes N`: the live loop for a long time, watched for what kills a
+kiosk over months: falling frame rate, dropped frames, memory growth, A/V drift.
+
+Runs `run`'s live pipeline from the config's sources (on a test rig: a PulseAudio null sink as
+the microphone, a paced video file as the camera, Xvfb as the screen; a speech file as the voice
+is looped). Samples every SAMPLE_S; memory growth is the slope of a line fitted to the resident
+set size after the first minute (start-up allocations excluded), and A/V drift is how far the
+A/V offset (or, with no passthrough, the picture latency) moved from the first minute to the last.
+Ends with one line: `soak minutes=… fps=… dropped=… rss_slope_mb_per_h=… av_drift_ms=…`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+import numpy as np
+
+from firmware_app.config import Settings, with_changes
+from firmware_app.live import LiveMetrics
+
+log = logging.getLogger(__name__)
+
+SAMPLE_S = 10.0
+WARM_UP_S = 60.0
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def run_soak(settings: Settings, minutes: float) -> str:
+    from firmware_app.pipeline import build_pipeline
+
+    settings = with_changes(settings, {"health.enabled": False})
+    pipeline = build_pipeline(settings, realtime=True)
+    pipeline.loop_audio = True
+    metrics, stop, reload = LiveMetrics(), threading.Event(), threading.Event()
+    worker = threading.Thread(target=pipeline.run, args=(stop, reload, metrics), daemon=True)
+    worker.start()
+    samples = []  # (elapsed s, frames, dropped, rss MB, av offset or latency ms)
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < minutes * 60 and worker.is_alive():
+            time.sleep(SAMPLE_S)
+            sync = metrics.av_offset_ms if pipeline.passthrough is not None else metrics.median_latency_ms()
+            sample = (time.monotonic() - started, metrics.frames, metrics.dropped_frames, rss_mb(), sync)
+            samples.append(sample)
+            log.info("soak %.0f s: frames=%d dropped=%d rss=%.1f MB sync=%.1f ms", *sample)
+    finally:
+        stop.set()
+        worker.join(timeout=5)
+    return summarise(samples, metrics)
+
+
+def summarise(samples: list[tuple[float, int, int, float, float]], metrics: LiveMetrics) -> str:
+    if len(samples) < 2:
+        return "soak: too short to measure (run at least two sample periods)"
+    data = np.array(samples)
+    elapsed, frames, dropped, rss, sync = data.T
+    steady = elapsed >= min(WARM_UP_S, elapsed[-1] / 2)
+    slope_per_s = np.polyfit(elapsed[steady], rss[steady], 1)[0] if steady.sum() >= 2 else 0.0
+    minute = elapsed <= elapsed[0] + 60
+    last_minute = elapsed >= elapsed[-1] - 60
+    drift = float(np.median(sync[last_minute]) - np.median(sync[minute]))
+    fps = frames[-1] / elapsed[-1]
+    lines = [
+        f"soak: {elapsed[-1] / 60:.1f} min, {int(frames[-1])} frames, restarts {metrics.restarts}",
+        f"  memory {rss[steady][0]:.1f} → {rss[-1]:.1f} MB; latency now {metrics.median_latency_ms():.0f} ms; A/V offset now {metrics.av_offset_ms:.0f} ms",
+        f"soak minutes={elapsed[-1] / 60:.1f} fps={fps:.2f} dropped={int(dropped[-1])} "
+        f"rss_slope_mb_per_h={slope_per_s * 3600:.2f} av_drift_ms={drift:.1f}",
+    ]
+    return "\n".join(lines)
