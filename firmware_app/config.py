@@ -47,7 +47,7 @@ class VideoSettings(Section):
 
 
 class AudioSettings(Section):
-    block_ms: int = Field(20, ge=5, le=200, description="audio block size read from the source, ms")
+    block_ms: int = Field(10, ge=5, le=200, description="audio block size read from the source, ms (smaller: less latency)")
     passthrough: bool = Field(False, description="play the voice through the appliance, delayed to match the face")
     passthrough_device: str = Field("default", description="audio output device for passthrough")
     passthrough_delay: Literal["auto", "fixed"] = Field(

@@ -41,7 +41,8 @@ GAP_S = 1.6  # quiet between bursts: the mouth settles, the onset is clean
 BURST = (1.05, 1.55)  # seconds of the bundled speech: a syllable that opens the mouth wide
 ONSET_DB = -35.0
 QUIET_DB = -50.0
-REACTS = 0.15  # aperture that counts as the mouth reacting
+REACTS = 0.15
+SETTLE_S = 4.0  # aperture that counts as the mouth reacting
 
 
 def run_latency_bench(settings: Settings, play_sink: str | None, events: int = EVENTS) -> str:
@@ -54,20 +55,28 @@ def run_latency_bench(settings: Settings, play_sink: str | None, events: int = E
     captured: list[tuple[float, np.ndarray]] = []
     pipeline.audio_taps.append(lambda block: captured.append((block.t, block.samples)))
     metrics, stop, reload = LiveMetrics(), threading.Event(), threading.Event()
-    worker = threading.Thread(target=pipeline.run, args=(stop, reload, metrics), daemon=True)
-    worker.start()
-    try:
-        _wait_for(lambda: metrics.frames > 30, 30, "the live loop to start")
-        burst = _burst()
-        with tempfile.TemporaryDirectory() as tmp:
-            wav = Path(tmp) / "burst.wav"
-            _write_wav(wav, burst)
-            for _ in range(events):
-                _play(wav, burst, play_sink)
-                time.sleep(GAP_S)
-    finally:
-        stop.set()
-        worker.join(timeout=5)
+    failure: list[BaseException] = []
+
+    def play_events() -> None:  # the pipeline keeps the main thread (the display wants it)
+        try:
+            _wait_for(lambda: metrics.frames > 30, 30, "the live loop to start")
+            time.sleep(SETTLE_S)  # the passthrough delay converges on the measured latency
+            burst = _burst()
+            with tempfile.TemporaryDirectory() as tmp:
+                wav = Path(tmp) / "burst.wav"
+                _write_wav(wav, burst)
+                for _ in range(events):
+                    _play(wav, burst, play_sink)
+                    time.sleep(GAP_S)
+        except BaseException as exc:  # noqa: BLE001 - reported after the loop stops
+            failure.append(exc)
+        finally:
+            stop.set()
+
+    threading.Thread(target=play_events, name="latency-player", daemon=True).start()
+    pipeline.run(stop, reload, metrics)
+    if failure:
+        raise failure[0]
     return report(_measure(captured, metrics, pipeline))
 
 

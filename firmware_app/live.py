@@ -317,9 +317,13 @@ def run_live(pipeline, stop: threading.Event, reload: threading.Event, metrics: 
         sink = stack.enter_context(p.sink)
         if not reopen_forever("display", _SinkOpener(sink, p.size, p.fps), stop, metrics, first=True):
             return metrics
+        tracking = TrackerThread(camera, voice, p.tracker, metrics, halt)
         camera.start()
         voice.start()
-        _render_loop(p, camera, voice, sink, metrics, notifier, stop, reload)
+        tracking.start()
+        _render_loop(p, tracking, voice, sink, metrics, notifier, stop, reload)
+        halt.set()
+        tracking.join(timeout=1.0)  # before the tracker closes
     camera.join(timeout=1.0)
     voice.join(timeout=1.0)
     log.info("pipeline finished: %s", metrics.summary())
@@ -336,60 +340,82 @@ class _SinkOpener:
         self.sink.open(*self.size, self.fps)
 
 
-def _render_loop(p, camera: CameraThread, voice: VoiceThread, sink, metrics: LiveMetrics, notifier, stop, reload) -> None:
-    """Every tick shows the newest frame whose instant the mouth model has already covered (about
-    the look-ahead plus one audio block ago), so nothing waits and every frame gets its own shape."""
+class TrackerThread(threading.Thread):
+    """Tracks the next due camera frame while the main thread renders the previous one, so
+    tracking and rendering share the frame time instead of adding up."""
+
+    def __init__(self, camera: CameraThread, voice: VoiceThread, tracker, metrics: LiveMetrics, stop: threading.Event) -> None:
+        super().__init__(name="tracker", daemon=True)
+        self.camera, self.voice, self.tracker, self.metrics, self.stop = camera, voice, tracker, metrics, stop
+        self._tracked: tuple[VideoFrame, float, object] | None = None
+        self._lock = threading.Lock()
+        self.fresh = threading.Event()  # a newly tracked frame waits to be shown
+
+    def run(self) -> None:
+        last = -1
+        while not self.stop.is_set():
+            item = self.camera.latest(self.voice.known_until(), after=last)
+            if item is None or item[0].index == last:
+                self.stop.wait(0.002)
+                continue
+            frame, captured = item
+            if last >= 0 and frame.index > last + 1:
+                self.metrics.camera_frames_skipped += frame.index - last - 1
+            last = frame.index
+            started = time.perf_counter()
+            face = self.tracker.track(frame)
+            self.metrics.stage("tracker", (time.perf_counter() - started) * 1000)
+            with self._lock:
+                if self.fresh.is_set():
+                    self.metrics.dropped_frames += 1  # tracked but replaced before it was shown
+                self._tracked = (frame, captured, face)
+                self.fresh.set()
+
+    def latest(self) -> tuple[VideoFrame, float, object] | None:
+        with self._lock:
+            self.fresh.clear()
+            return self._tracked
+
+
+def _render_loop(p, tracking: TrackerThread, voice: VoiceThread, sink, metrics: LiveMetrics, notifier, stop, reload) -> None:
+    """Shows each tracked frame as soon as it is ready (every frame was picked because the mouth
+    model had already covered its instant, so nothing waits and each gets its own mouth shape).
+    With no new frame within a frame period (a stalled camera, a still portrait) the last one is
+    shown again, so the mouth keeps moving and the watchdog keeps being fed."""
     period = 1.0 / p.fps
-    next_tick = time.monotonic()
-    shown_index = -1
     while not (stop.is_set() or reload.is_set() or voice.ended.is_set()):
-        delay = next_tick - time.monotonic()
-        if delay > 0:
-            stop.wait(delay)
-        latest = camera.latest(voice.known_until(), after=shown_index)
-        if latest is not None:
-            frame, captured = latest
-            if frame.index > shown_index + 1 and shown_index >= 0:
-                metrics.camera_frames_skipped += frame.index - shown_index - 1
-            still = frame.index == shown_index or camera.stalled  # nothing new: do not track again
-            shown_index = max(shown_index, frame.index)
-            _show(p, VideoFrame(frame.image, frame.t, frame.index, still or frame.still), captured, voice, sink, metrics)
-            notifier.frame_shown()
-            if sink.closed_by_user:
-                log.warning("the display window was closed; reopening it")
-                sink.close()
-                metrics.restarts["display"] += 1
-                reopen_forever("display", _SinkOpener(sink, p.size, p.fps), stop, metrics, first=False)
-        next_tick += period
-        behind = time.monotonic() - next_tick
-        if behind > 0:  # late: skip the ticks we missed instead of rendering them late
-            missed = int(behind // period) + 1
-            metrics.dropped_frames += missed
-            next_tick += missed * period
+        tracking.fresh.wait(1.5 * period)
+        latest = tracking.latest()
+        if latest is None:
+            continue
+        frame, captured, face = latest
+        _show(p, frame, captured, face, voice, sink, metrics)
+        notifier.frame_shown()
+        if sink.closed_by_user:
+            log.warning("the display window was closed; reopening it")
+            sink.close()
+            metrics.restarts["display"] += 1
+            reopen_forever("display", _SinkOpener(sink, p.size, p.fps), stop, metrics, first=False)
 
 
-def _show(p, frame: VideoFrame, captured: float, voice: VoiceThread, sink, metrics: LiveMetrics) -> None:
+def _show(p, frame: VideoFrame, captured: float, face, voice: VoiceThread, sink, metrics: LiveMetrics) -> None:
     t_audio = voice.audio_time(captured)
     started = time.perf_counter()
     shape = voice.shape_at(t_audio) if t_audio is not None else MouthShape(0.0, {})
-    waited = time.perf_counter()
-    face = p.tracker.track(frame)
-    tracked = time.perf_counter()
     controls = p.puppeteer.controls(frame.t, shape) if p.puppeteer is not None else None
     image = p.renderer.render(frame, face, shape, controls)
     rendered = time.perf_counter()
     sink.write_video(VideoFrame(image, frame.t, frame.index))
     shown = time.monotonic()
-    done = time.perf_counter()
-    for name, a, b in (("mouth", started, waited), ("tracker", waited, tracked), ("renderer", tracked, rendered), ("display", rendered, done)):
-        metrics.stage(name, (b - a) * 1000)
+    metrics.stage("renderer", (rendered - started) * 1000)
+    metrics.stage("display", (time.perf_counter() - rendered) * 1000)
     latency = (shown - captured) * 1000
     metrics.recent_latencies.append(latency)
     metrics.latency_ms = latency if metrics.frames == 0 else metrics.latency_ms + 0.05 * (latency - metrics.latency_ms)
     metrics.frames += 1
     metrics.face_present = face is not None
     metrics.last_frame_at = shown
-    metrics.frame_log.append((shown, t_audio, shape.aperture))
+    metrics.frame_log.append((shown, t_audio if t_audio is not None else float("nan"), shape.aperture))
     if p.passthrough is not None:
         p.passthrough.follow_latency(metrics.median_latency_ms() / 1000)
         metrics.av_offset_ms = p.passthrough.play_delay_s * 1000 - metrics.median_latency_ms()

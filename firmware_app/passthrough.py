@@ -27,6 +27,7 @@ def passthrough_delay_s(lookahead_s: float, fps: float, trim_ms: float) -> float
 
 
 FOLLOW_STEP_S = 0.004  # the delay moves toward the measured latency by at most this much at a time…
+FOLLOW_CATCH_UP_S = 0.025  # …or this much while it is far off (start-up), then settles
 FOLLOW_EVERY_S = 0.5  # …this often, so a change is a few inaudible skipped or repeated samples
 FOLLOW_DEADBAND_S = 0.003
 
@@ -98,7 +99,8 @@ class VoicePassthrough(Resource):
         error = video_latency_s + self.trim_s - self.play_delay_s
         if abs(error) < FOLLOW_DEADBAND_S:
             return
-        step = float(np.clip(error, -FOLLOW_STEP_S, FOLLOW_STEP_S))
+        limit = FOLLOW_CATCH_UP_S if abs(error) > 0.03 else FOLLOW_STEP_S
+        step = float(np.clip(error, -limit, limit))
         with self._lock:
             self.delay_s = max(0.0, self.delay_s + step)
             if self._next_input is not None:

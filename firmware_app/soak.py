@@ -39,20 +39,20 @@ def run_soak(settings: Settings, minutes: float) -> str:
     pipeline = build_pipeline(settings, realtime=True)
     pipeline.loop_audio = True
     metrics, stop, reload = LiveMetrics(), threading.Event(), threading.Event()
-    worker = threading.Thread(target=pipeline.run, args=(stop, reload, metrics), daemon=True)
-    worker.start()
-    samples = []  # (elapsed s, frames, dropped, rss MB, av offset or latency ms)
-    started = time.monotonic()
-    try:
-        while time.monotonic() - started < minutes * 60 and worker.is_alive():
-            time.sleep(SAMPLE_S)
+    samples: list[tuple[float, int, int, float, float]] = []  # (elapsed s, frames, dropped, rss MB, sync ms)
+
+    def sample() -> None:  # the pipeline keeps the main thread (the display wants it)
+        started = time.monotonic()
+        while not stop.wait(SAMPLE_S):
             sync = metrics.av_offset_ms if pipeline.passthrough is not None else metrics.median_latency_ms()
-            sample = (time.monotonic() - started, metrics.frames, metrics.dropped_frames, rss_mb(), sync)
-            samples.append(sample)
-            log.info("soak %.0f s: frames=%d dropped=%d rss=%.1f MB sync=%.1f ms", *sample)
-    finally:
-        stop.set()
-        worker.join(timeout=5)
+            samples.append((time.monotonic() - started, metrics.frames, metrics.dropped_frames, rss_mb(), sync))
+            log.info("soak %.0f s: frames=%d dropped=%d rss=%.1f MB sync=%.1f ms", *samples[-1])
+            if samples[-1][0] >= minutes * 60:
+                stop.set()
+
+    threading.Thread(target=sample, name="soak", daemon=True).start()
+    pipeline.run(stop, reload, metrics)
+    stop.set()
     return summarise(samples, metrics)
 
 
