@@ -63,11 +63,14 @@ class FeatureStream:
     def __init__(self) -> None:
         self._pending = np.zeros(WINDOW - HOP, np.float32)  # silence before the first sample
         self._next_index = 0
+        self._origin: float | None = None  # the first block's time: frames share the audio's clock
 
     def push(self, block: AudioBlock) -> FeatureFrames:
+        if self._origin is None:
+            self._origin = block.t
         self._pending = np.concatenate([self._pending, block.samples.astype(np.float32)])
         count = (len(self._pending) - (WINDOW - HOP)) // HOP
-        t = self._next_index * HOP_S
+        t = self._origin + self._next_index * HOP_S
         if count <= 0:
             return FeatureFrames(np.zeros((0, 1 + N_MELS), np.float32), t)
         windows = np.lib.stride_tricks.sliding_window_view(self._pending, WINDOW)[: count * HOP : HOP]

@@ -35,6 +35,7 @@ from firmware_app.features import FeatureStream
 from firmware_app.frames import HOP_S, AudioBlock, MouthShape, VideoFrame
 from firmware_app.mouth import MouthModel
 from firmware_app.mouth.track import MouthTrack
+from firmware_app.render.disclosure import draw_prompt
 from firmware_app.sources import AudioSource, VideoSource
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class LiveMetrics:
     backend: str = ""
     audio_origin: float | None = None  # wall time of audio t = 0
     last_frame_at: float = 0.0
+    last_activity_at: float = field(default_factory=time.monotonic)  # a face in view or a voice heard
     started_at: float = field(default_factory=time.monotonic)
     recent_latencies: deque = field(default_factory=lambda: deque(maxlen=300))
     frame_log: deque = field(default_factory=lambda: deque(maxlen=20000))  # (shown at, audio t, aperture)
@@ -404,6 +406,11 @@ def _show(p, frame: VideoFrame, captured: float, face, voice: VoiceThread, sink,
     shape = voice.shape_at(t_audio) if t_audio is not None else MouthShape(0.0, {})
     controls = p.puppeteer.controls(frame.t, shape) if p.puppeteer is not None else None
     image = p.renderer.render(frame, face, shape, controls)
+    now = time.monotonic()
+    if face is not None or shape.aperture > 0.1:
+        metrics.last_activity_at = now
+    if p.idle is not None and p.idle.prompt and now - metrics.last_activity_at > p.idle.prompt_after_s:
+        draw_prompt(image, p.idle.prompt)  # nobody there: invite the next visitor
     rendered = time.perf_counter()
     sink.write_video(VideoFrame(image, frame.t, frame.index))
     shown = time.monotonic()

@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Callable
 
-from firmware_app.config import Settings, with_changes
+from firmware_app.config import IdleSettings, Settings, with_changes
 from firmware_app.expression import Puppeteer
 from firmware_app.features import FeatureStream
 from firmware_app.frames import AudioBlock, VideoFrame
@@ -89,6 +89,7 @@ class Pipeline:
     fallback: Callable[[], MouthModel] | None = None  # takes over if the mouth model fails live
     realtime: bool = False
     audio_taps: list[Callable[[AudioBlock], None]] = field(default_factory=list)  # see every captured block (bench)
+    idle: IdleSettings | None = None  # live: the attract prompt
     loop_audio: bool = False  # live: a speech file standing in for the microphone starts over at its end
 
     @property
@@ -184,6 +185,7 @@ def build_pipeline(settings: Settings, realtime: bool) -> Pipeline:
         puppeteer=puppeteer,
         fallback=lambda: fallback_model(model, settings.model),
         realtime=realtime,
+        idle=settings.idle,
     )
 
 

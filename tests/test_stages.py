@@ -97,7 +97,7 @@ def test_audio_file_source_resamples_and_stamps_contiguous_blocks(tmp_path):
             blocks.append(block)
     assert source.duration == pytest.approx(1.0, abs=0.01)
     assert all(b.t == pytest.approx(a.t_end) for a, b in zip(blocks, blocks[1:]))
-    assert len(blocks[0].samples) == SAMPLE_RATE * 20 // 1000
+    assert len(blocks[0].samples) == SAMPLE_RATE * Settings().audio.block_ms // 1000
     assert np.concatenate([b.samples for b in blocks]).std() == pytest.approx(0.3 / np.sqrt(2), rel=0.05)
 
 

@@ -18,6 +18,9 @@ class MouthModel(ABC):
         Each returned shape's `t` is the audio time it depicts (look-ahead already compensated).
         """
 
+    def reset(self) -> None:
+        """Forget the past: the next push starts a new stream (a reopened microphone)."""
+
     def flush(self) -> list[MouthShape]:
         """End of a file: the shapes still held back for look-ahead."""
         return []

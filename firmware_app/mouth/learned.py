@@ -60,9 +60,11 @@ class LearnedMouthModel(MouthModel):
     def reset(self) -> None:
         self._window: deque[np.ndarray] = deque([SILENT_FRAME] * self.context, maxlen=self.window)
         self._state = self.rest_state.copy()
-        self._next_t = 0.0
+        self._next_t: float | None = None
 
     def push(self, features: FeatureFrames) -> list[MouthShape]:
+        if self._next_t is None:  # a stream's first frame: shapes are stamped on its clock
+            self._next_t = features.t
         shapes = []
         for row in features.values:
             self._window.append(row)

@@ -21,6 +21,9 @@ class LoudnessBaseline(MouthModel):
         self._release = _smoothing(settings.release_ms)
         self._jaw = 0.0
 
+    def reset(self) -> None:
+        self._jaw = 0.0
+
     def push(self, features: FeatureFrames) -> list[MouthShape]:
         s = self.settings
         levels = features.values[:, 0]

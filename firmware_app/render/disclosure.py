@@ -25,3 +25,16 @@ def draw_disclosure(image: np.ndarray, settings: DisclosureSettings) -> None:
     region = image[y : y + box_h, x : x + box_w]
     region[:] = (region * 0.35).astype(np.uint8)
     cv2.putText(image, settings.text, (x + pad, y + pad + text_h), FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+
+
+def draw_prompt(image: np.ndarray, text: str) -> None:
+    """The attract prompt, centred low on the picture, in place (shown when nobody is there)."""
+    height, width = image.shape[:2]
+    scale = max(0.6, height / 720 * 1.2)
+    thickness = max(1, round(scale * 2))
+    (text_w, text_h), baseline = cv2.getTextSize(text, FONT, scale, thickness)
+    x, y = max(0, (width - text_w) // 2), int(height * 0.85)
+    pad = round(14 * scale)
+    region = image[max(0, y - text_h - pad) : y + baseline + pad, max(0, x - pad) : x + text_w + pad]
+    region[:] = (region * 0.4).astype(np.uint8)
+    cv2.putText(image, text, (x, y), FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)

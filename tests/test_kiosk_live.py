@@ -1,0 +1,291 @@
+"""The live kiosk end to end: `ventriloquist run` as a child process on real substitutes (a paced
+clip as the camera, a PulseAudio null sink as the microphone, Xvfb as the screen), watched
+through its own /healthz and /metrics, with faults injected from outside."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import PORTRAIT, PROJECT, SPEECH, _need, _wait_for, cli
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Kiosk:
+    def __init__(self, config: Path, env: dict, port: int, args: tuple[str, ...] = ()) -> None:
+        self.port = port
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "firmware_app", "run", "--config", str(config), *args],
+            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT,
+        )
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def metrics(self) -> dict[str, float]:
+        _, text = self.get("/metrics")
+        values = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                values[name] = float(value)
+        return values
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        def healthy() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(self.process.communicate()[1])
+            try:
+                return self.get("/healthz")[0] == 200
+            except OSError:
+                return False
+
+        _wait_for(healthy, timeout, "the kiosk to show frames")
+
+    def frames_grow(self, seconds: float = 1.5) -> bool:
+        before = self.metrics()["ventriloquist_frames_total"]
+        time.sleep(seconds)
+        return self.metrics()["ventriloquist_frames_total"] > before + 10
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.communicate(timeout=10)[1]
+
+
+def config_file(tmp_path: Path, port: int, **sections: str) -> Path:
+    base = {
+        "sources": f"{{audio: 'file://{SPEECH}', camera: 'file://{PORTRAIT}'}}",
+        "video": "{width: 640, height: 360}",
+        "output": "{uri: 'null://'}",
+        "health": f"{{port: {port}}}",
+    }
+    base.update(sections)
+    path = tmp_path / "config.yaml"
+    path.write_text("".join(f"{key}: {value}\n" for key, value in base.items()))
+    return path
+
+
+@pytest.fixture
+def camera_clip(tmp_path) -> Path:
+    clip = tmp_path / "camera.mp4"
+    result = cli("render", "--audio", str(SPEECH), "--face", str(PORTRAIT), "--out", str(clip), "--size", "640x360")
+    assert result.returncode == 0, result.stderr
+    return clip
+
+
+def test_health_metrics_and_sighup_reload(tmp_path):
+    port = free_port()
+    config = config_file(tmp_path, port)
+    kiosk = Kiosk(config, {}, port)
+    try:
+        kiosk.wait_healthy()
+        status, body = kiosk.get("/healthz")
+        health = json.loads(body)
+        assert status == 200 and health["status"] == "ok" and health["frames"] > 0
+        metrics = kiosk.metrics()
+        for name in ("fps", "frames_total", "dropped_frames_total", "latency_milliseconds", "av_offset_milliseconds", "face_present"):
+            assert f"ventriloquist_{name}" in metrics, name
+        assert any(k.startswith("ventriloquist_stage_milliseconds{stage=\"tracker\"") for k in metrics)
+        assert any(k.startswith("ventriloquist_backend_info{backend=\"learned model") for k in metrics)
+        assert metrics["ventriloquist_face_present"] == 1.0
+        # a broken config is refused and the running one stays
+        good = config.read_text()
+        config.write_text(good + "renderer: {mouth_gian: 2}\n")
+        kiosk.process.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        assert kiosk.frames_grow()
+        # a valid one is taken without restarting the process
+        config.write_text(good.replace("640, height: 360", "480, height: 270"))
+        kiosk.process.send_signal(signal.SIGHUP)
+        time.sleep(2.0)
+        kiosk.wait_healthy()
+        assert kiosk.process.poll() is None
+    finally:
+        err = kiosk.stop()
+    assert "config reload refused" in err and "mouth_gian" in err
+    assert "config reloaded" in err
+
+
+def test_camera_unplugged_then_back(tmp_path, camera_clip):
+    port = free_port()
+    clip = tmp_path / "live.mp4"
+    shutil.copy(camera_clip, clip)
+    config = config_file(
+        tmp_path, port,
+        sources=f"{{audio: 'file://{SPEECH}', camera: 'file://{clip}', loop_video: false}}",
+    )
+    kiosk = Kiosk(config, {}, port)
+    try:
+        kiosk.wait_healthy()
+        clip.rename(tmp_path / "unplugged.mp4")  # at its end the camera is gone
+        _wait_for(lambda: kiosk.metrics()['ventriloquist_restarts_total{part="camera"}'] >= 1, 30, "a camera retry")
+        assert kiosk.frames_grow(), "the screen froze while the camera was gone"
+        assert kiosk.get("/healthz")[0] == 200
+        (tmp_path / "unplugged.mp4").rename(clip)  # plugged back in
+        time.sleep(6)  # the longest backoff
+    finally:
+        err = kiosk.stop()
+    assert "camera unavailable" in err and "camera is back" in err
+
+
+def test_microphone_gone_then_back(tmp_path):
+    _need("pulseaudio", "paplay")
+    runtime = tmp_path / "pulse"
+    runtime.mkdir()
+    env = {"PULSE_RUNTIME_PATH": str(runtime), "HOME": str(runtime), "PULSE_SERVER": f"unix:{runtime / 'native'}"}
+    start = [
+        "pulseaudio", "-n", "-D", "--exit-idle-time=-1", "--disallow-exit",
+        "-L", "module-native-protocol-unix", "-L", "module-null-sink sink_name=vsink", "-L", "module-always-sink",
+    ]  # fmt: skip
+    subprocess.run(start, env={**os.environ, **env}, check=True, capture_output=True, timeout=20)
+    env.update(PULSE_SOURCE="vsink.monitor", PULSE_SINK="vsink")
+    port = free_port()
+    config = config_file(tmp_path, port, sources=f"{{audio: 'mic://pulse', camera: 'file://{PORTRAIT}'}}")
+    kiosk = Kiosk(config, env, port)
+    try:
+        kiosk.wait_healthy()
+        subprocess.run(["pulseaudio", "-k"], env={**os.environ, **env}, capture_output=True, timeout=10)  # unplugged
+        _wait_for(lambda: kiosk.metrics()['ventriloquist_restarts_total{part="microphone"}'] >= 1, 30, "a microphone retry")
+        assert kiosk.frames_grow(), "the screen froze while the microphone was gone"
+        subprocess.run(start, env={**os.environ, **env}, check=True, capture_output=True, timeout=20)  # back
+        time.sleep(7)
+    finally:
+        err = kiosk.stop()
+        subprocess.run(["pulseaudio", "-k"], env={**os.environ, **env}, capture_output=True, timeout=10)
+    assert "microphone unavailable" in err and "microphone is back" in err
+
+
+def test_display_window_closed_is_reopened(tmp_path, xvfb):
+    _need("wmctrl")
+    port = free_port()
+    config = config_file(tmp_path, port, output="{uri: 'display://0', window_title: 'Ventriloquist kiosk test'}")
+    kiosk = Kiosk(config, {"DISPLAY": xvfb}, port)
+    try:
+        kiosk.wait_healthy()
+        subprocess.run(["wmctrl", "-c", "Ventriloquist kiosk test"], env={**os.environ, "DISPLAY": xvfb}, check=True, timeout=10)
+        _wait_for(lambda: kiosk.metrics()['ventriloquist_restarts_total{part="display"}'] >= 1, 20, "the window to be reopened")
+        assert kiosk.frames_grow()
+        listed = subprocess.run(["wmctrl", "-l"], env={**os.environ, "DISPLAY": xvfb}, capture_output=True, text=True, timeout=10).stdout
+        assert "Ventriloquist kiosk test" in listed
+    finally:
+        kiosk.stop()
+
+
+def test_kiosk_with_a_broken_config_shows_the_error_and_waits_for_a_fix(tmp_path, xvfb):
+    _need("import")
+    port = free_port()
+    config = tmp_path / "config.yaml"
+    config.write_text("renderer: {mouth_gian: 2}\n")
+    kiosk = Kiosk(config, {"DISPLAY": xvfb}, port, ("--kiosk",))
+    try:
+        time.sleep(6)
+        assert kiosk.process.poll() is None, "the kiosk exited instead of showing the error"
+        shot = tmp_path / "shot.png"
+        subprocess.run(["import", "-window", "root", str(shot)], env={**os.environ, "DISPLAY": xvfb}, check=True, timeout=20)
+        import cv2
+
+        image = cv2.imread(str(shot))
+        assert image is not None
+        background = np.median(image.reshape(-1, 3), axis=0)
+        assert np.allclose(background, (40, 24, 24), atol=6), background  # the error card fills the screen
+        assert (image.max(axis=2) > 200).mean() > 0.005  # with its text
+        config_file(tmp_path, port)  # fixed
+        kiosk.process.send_signal(signal.SIGHUP)
+        kiosk.wait_healthy()
+    finally:
+        err = kiosk.stop()
+    assert "refusing to start" in err and "mouth_gian" in err
+
+
+@pytest.mark.parametrize("faulty_after", [40])
+def test_a_failing_mouth_model_hands_over_to_its_fallback(faulty_after):
+    """In process: the real learned model, made to fail after a while (as a GPU fault would)."""
+    import threading
+
+    from firmware_app.config import Settings, with_changes
+    from firmware_app.live import LiveMetrics
+    from firmware_app.pipeline import build_pipeline
+
+    settings = with_changes(Settings(), {
+        "sources.audio": f"file://{SPEECH}", "sources.camera": f"file://{PORTRAIT}",
+        "video.width": 640, "video.height": 360, "output.uri": "null://",
+    })  # fmt: skip
+    pipeline = build_pipeline(settings, realtime=True)
+    real_push, calls = pipeline.model.push, {"n": 0}
+
+    def failing_push(features):
+        calls["n"] += 1
+        if calls["n"] > faulty_after:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered (injected)")
+        return real_push(features)
+
+    pipeline.model.push = failing_push
+    metrics, stop = LiveMetrics(), threading.Event()
+    threading.Timer(4.0, stop.set).start()
+    pipeline.run(stop, threading.Event(), metrics)
+    assert metrics.restarts["model"] == 1
+    assert "loudness" in metrics.backend
+    assert metrics.frames > 60
+    apertures = np.array([a for _, _, a in metrics.frame_log])
+    assert apertures[-40:].max() > 0.05  # the fallback still moves the mouth
+
+
+def test_no_face_in_view_shows_the_picture_untouched(tmp_path):
+    import threading
+
+    import cv2
+
+    from firmware_app.config import Settings, with_changes
+    from firmware_app.live import LiveMetrics
+    from firmware_app.pipeline import build_pipeline
+
+    empty = tmp_path / "empty.png"
+    cv2.imwrite(str(empty), np.full((360, 640, 3), 128, np.uint8))
+    settings = with_changes(Settings(), {
+        "sources.audio": f"file://{SPEECH}", "sources.camera": f"file://{empty}",
+        "video.width": 640, "video.height": 360, "output.uri": "null://",
+    })  # fmt: skip
+    metrics, stop = LiveMetrics(), threading.Event()
+    threading.Timer(3.0, stop.set).start()
+    build_pipeline(settings, realtime=True).run(stop, threading.Event(), metrics)
+    assert metrics.frames > 50 and not metrics.face_present
+
+
+def test_speech_into_the_microphone_moves_the_mouth_on_screen_in_time(pulse, xvfb, tmp_path):
+    """The full loop: a PulseAudio null sink as the microphone, Xvfb as the screen; bursts of
+    speech played into the microphone, the mouth on screen timed against them."""
+    config = config_file(tmp_path, free_port(), sources="{audio: 'mic://pulse'}", output="{uri: 'display://0'}")
+    env = {**pulse, "DISPLAY": xvfb}
+    result = cli("bench", "latency", "--config", str(config), "--play-sink", "vsink", "--events", "6", env=env, timeout=180)
+    assert result.returncode == 0, result.stderr
+    summary = re.search(r"latency_ms median=(\S+) p95=(\S+) av_offset_ms=(\S+)", result.stdout)
+    assert summary, result.stdout
+    events = re.findall(r"event \d+: mic → mouth on screen (\d+) ms", result.stdout)
+    assert len(events) >= 4, result.stdout
+    assert float(summary.group(1)) <= LATENCY_TARGET_MS, result.stdout
+
+
+LATENCY_TARGET_MS = 150  # the design target is 100 ms; CI machines are loaded two-core VMs (see the note)
