@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0)  # waits between reopen attempts; the last one repeats
 MAX_BEHIND = 2  # frames due but not shown before the loop skips ahead to the newest
-STALL_S = 1.5  # no camera frame or microphone block for this long: the device is treated as gone
+STALL_S = 1.5
+MAX_FRAME_FAILURES = 100  # frames in a row that fail to render before the loop gives up  # no camera frame or microphone block for this long: the device is treated as gone
 
 
 @dataclass
@@ -385,13 +386,22 @@ def _render_loop(p, tracking: TrackerThread, voice: VoiceThread, sink, metrics: 
     With no new frame within a frame period (a stalled camera, a still portrait) the last one is
     shown again, so the mouth keeps moving and the watchdog keeps being fed."""
     period = 1.0 / p.fps
+    failures = 0
     while not (stop.is_set() or reload.is_set() or voice.ended.is_set()):
         tracking.fresh.wait(1.5 * period)
         latest = tracking.latest()
         if latest is None:
             continue
         frame, captured, face = latest
-        _show(p, frame, captured, face, voice, sink, metrics)
+        try:
+            _show(p, frame, captured, face, voice, sink, metrics)
+        except Exception:  # noqa: BLE001 - one bad frame must not darken the kiosk
+            failures += 1
+            log.exception("frame %d failed (%d in a row)", frame.index, failures)
+            if failures >= MAX_FRAME_FAILURES:
+                raise  # a persistent fault: let systemd restart the service
+            continue
+        failures = 0
         notifier.frame_shown()
         if sink.closed_by_user:
             log.warning("the display window was closed; reopening it")

@@ -75,9 +75,21 @@ class Kiosk:
         return self.process.communicate(timeout=10)[1]
 
 
-def config_file(tmp_path: Path, port: int, **sections: str) -> Path:
+@pytest.fixture(scope="module")
+def long_voice(tmp_path_factory) -> Path:
+    """A minute of speech: the kiosk keeps running while faults are injected (a speech file that
+    stands in for the microphone ends the run at its end)."""
+    from firmware_app.sources.audio_file import decode_audio
+    from test_render import write_wav
+
+    path = tmp_path_factory.mktemp("voice") / "minute.wav"
+    write_wav(path, np.tile(decode_audio(SPEECH), 5))
+    return path
+
+
+def config_file(tmp_path: Path, port: int, voice: Path = SPEECH, **sections: str) -> Path:
     base = {
-        "sources": f"{{audio: 'file://{SPEECH}', camera: 'file://{PORTRAIT}'}}",
+        "sources": f"{{audio: 'file://{voice}', camera: 'file://{PORTRAIT}'}}",
         "video": "{width: 640, height: 360}",
         "output": "{uri: 'null://'}",
         "health": f"{{port: {port}}}",
@@ -90,15 +102,20 @@ def config_file(tmp_path: Path, port: int, **sections: str) -> Path:
 
 @pytest.fixture
 def camera_clip(tmp_path) -> Path:
-    clip = tmp_path / "camera.mp4"
-    result = cli("render", "--audio", str(SPEECH), "--face", str(PORTRAIT), "--out", str(clip), "--size", "640x360")
+    """A 3 s talking clip as the camera."""
+    from firmware_app.sources.audio_file import decode_audio
+    from test_render import write_wav
+
+    voice, clip = tmp_path / "three.wav", tmp_path / "camera.mp4"
+    write_wav(voice, decode_audio(SPEECH)[: 16000 * 3])
+    result = cli("render", "--audio", str(voice), "--face", str(PORTRAIT), "--out", str(clip), "--size", "640x360")
     assert result.returncode == 0, result.stderr
     return clip
 
 
-def test_health_metrics_and_sighup_reload(tmp_path):
+def test_health_metrics_and_sighup_reload(tmp_path, long_voice):
     port = free_port()
-    config = config_file(tmp_path, port)
+    config = config_file(tmp_path, port, long_voice)
     kiosk = Kiosk(config, {}, port)
     try:
         kiosk.wait_healthy()
@@ -129,13 +146,13 @@ def test_health_metrics_and_sighup_reload(tmp_path):
     assert "config reloaded" in err
 
 
-def test_camera_unplugged_then_back(tmp_path, camera_clip):
+def test_camera_unplugged_then_back(tmp_path, camera_clip, long_voice):
     port = free_port()
     clip = tmp_path / "live.mp4"
     shutil.copy(camera_clip, clip)
     config = config_file(
         tmp_path, port,
-        sources=f"{{audio: 'file://{SPEECH}', camera: 'file://{clip}', loop_video: false}}",
+        sources=f"{{audio: 'file://{long_voice}', camera: 'file://{clip}', loop_video: false}}",
     )
     kiosk = Kiosk(config, {}, port)
     try:
@@ -178,10 +195,10 @@ def test_microphone_gone_then_back(tmp_path):
     assert "microphone unavailable" in err and "microphone is back" in err
 
 
-def test_display_window_closed_is_reopened(tmp_path, xvfb):
+def test_display_window_closed_is_reopened(tmp_path, xvfb, long_voice):
     _need("wmctrl")
     port = free_port()
-    config = config_file(tmp_path, port, output="{uri: 'display://0', window_title: 'Ventriloquist kiosk test'}")
+    config = config_file(tmp_path, port, long_voice, output="{uri: 'display://0', window_title: 'Ventriloquist kiosk test'}")
     kiosk = Kiosk(config, {"DISPLAY": xvfb}, port)
     try:
         kiosk.wait_healthy()
@@ -194,7 +211,7 @@ def test_display_window_closed_is_reopened(tmp_path, xvfb):
         kiosk.stop()
 
 
-def test_kiosk_with_a_broken_config_shows_the_error_and_waits_for_a_fix(tmp_path, xvfb):
+def test_kiosk_with_a_broken_config_shows_the_error_and_waits_for_a_fix(tmp_path, xvfb, long_voice):
     _need("import")
     port = free_port()
     config = tmp_path / "config.yaml"
@@ -212,7 +229,7 @@ def test_kiosk_with_a_broken_config_shows_the_error_and_waits_for_a_fix(tmp_path
         background = np.median(image.reshape(-1, 3), axis=0)
         assert np.allclose(background, (40, 24, 24), atol=6), background  # the error card fills the screen
         assert (image.max(axis=2) > 200).mean() > 0.005  # with its text
-        config_file(tmp_path, port)  # fixed
+        config_file(tmp_path, port, long_voice)  # fixed
         kiosk.process.send_signal(signal.SIGHUP)
         kiosk.wait_healthy()
     finally:

@@ -42,7 +42,11 @@ class DisplaySink(Sink):
     def write_video(self, frame: VideoFrame) -> None:
         cv2.imshow(self.title, frame.image)
         key = cv2.waitKey(1) & 0xFF
-        if key in QUIT_KEYS or cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
+        try:
+            visible = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
+        except cv2.error:  # the window manager destroyed the window
+            visible = False
+        if key in QUIT_KEYS or not visible:
             self._closed_by_user = True
 
     @property
@@ -51,6 +55,10 @@ class DisplaySink(Sink):
 
     def close(self, complete: bool = True) -> None:
         if self._open:
-            cv2.destroyWindow(self.title)
-            cv2.waitKey(1)
+            try:
+                cv2.destroyWindow(self.title)
+                cv2.waitKey(1)
+            except cv2.error:  # the window manager already destroyed it
+                pass
             self._open = False
+            self._closed_by_user = False
