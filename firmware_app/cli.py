@@ -192,7 +192,10 @@ def _wait_for_valid_config(error: VentriloquistError, stop: threading.Event, rel
 
 def _run_demo(settings: Settings) -> int:
     demo = settings.demo
-    out = Path(demo.output).resolve()
+    out = Path(demo.output)
+    if not out.is_absolute() and os.environ.get("CACHE_DIRECTORY"):  # under systemd the app folder is read-only
+        out = Path(os.environ["CACHE_DIRECTORY"]) / out
+    out = out.resolve()
     stats = render_offline(settings, demo.audio, demo.face, str(out))
     print(f"demo written to {out} ({stats.media_seconds:.1f} s, {stats.summary()})")
     from firmware_app.sinks.display import display_available

@@ -67,11 +67,11 @@ def test_models_fetch_refuses_a_file_that_fails_the_hash(tmp_path):
     assert not dest.exists()
 
 
-def verify_units(folder: Path, executable: str) -> subprocess.CompletedProcess:
+def verify_units(folder: Path, executable: str, source: Path = UNIT.parent) -> subprocess.CompletedProcess:
     """Copy every unit into `folder` with ExecStart pointing at `executable`, then verify them together."""
     folder.mkdir(exist_ok=True)
     units = []
-    for unit in sorted(UNIT.parent.glob("*.service")):
+    for unit in sorted(source.glob("*.service")):
         copy = folder / unit.name
         copy.write_text(unit.read_text().replace("/opt/ventriloquist/.venv/bin/ventriloquist", executable))
         units.append(str(copy))
@@ -90,6 +90,11 @@ def test_systemd_unit_verifies(tmp_path):
     installed = str(Path(sys.executable).parent / "ventriloquist")
     result = verify_units(tmp_path / "good", installed)
     assert result.returncode == 0 and "ventriloquist" not in result.stderr, result.stderr
+    for hardening in ("NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes", "DevicePolicy=closed", "CapabilityBoundingSet="):
+        assert hardening in text, hardening
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in text and "--kiosk" in text
+    display_unit = (UNIT.parent / "ventriloquist-display.service").read_text()
+    assert "Xorg :0" in display_unit and "-nolisten tcp" in display_unit and "matchbox-window-manager" in display_unit
     # the check can fail: a unit whose program is missing is refused
     assert verify_units(tmp_path / "broken", "/nonexistent/ventriloquist").returncode != 0
 
@@ -113,3 +118,26 @@ def test_bench_prints_per_stage_timings_and_realtime_factor():
         assert f"  {stage} " in out
     assert out.count("of the 30 fps frame budget") == 3
     assert "mouth step (10 ms of audio" in out
+
+
+def test_install_script_stages_user_units_and_config(tmp_path):
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("needs systemd-analyze (Debian package systemd)")
+    root = tmp_path / "root"
+    result = subprocess.run(
+        ["bash", str(UNIT.parent / "install.sh"), "--no-systemctl"],
+        env={**os.environ, "ROOT": str(root)}, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    for unit in ("ventriloquist.service", "ventriloquist-engine.service", "ventriloquist-display.service"):
+        assert (root / "etc/systemd/system" / unit).read_text() == (UNIT.parent / unit).read_text()
+    config = root / "etc/ventriloquist/config.yaml"
+    assert config.read_text() == (PROJECT / "config" / "default.yaml").read_text()
+    assert (root / "opt/ventriloquist/.venv/bin/ventriloquist").exists()
+    config.write_text("mode: puppet\n")  # the operator's config survives a reinstall
+    again = subprocess.run(["bash", str(UNIT.parent / "install.sh"), "--no-systemctl"], env={**os.environ, "ROOT": str(root)}, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and config.read_text() == "mode: puppet\n"
+    # the staged units verify against the staged app
+    staged = root / "etc/systemd/system"
+    result = verify_units(tmp_path / "verify", str(root / "opt/ventriloquist/.venv/bin/ventriloquist"), staged)
+    assert result.returncode == 0, result.stderr
