@@ -82,20 +82,24 @@ def run_latency_bench(settings: Settings, play_sink: str | None, events: int = E
 
 def _measure(captured: list[tuple[float, np.ndarray]], metrics: LiveMetrics, pipeline) -> list[tuple[float, float | None]]:
     """(latency ms, A/V offset ms or None) per detected event."""
-    if not captured or metrics.audio_origin is None:
+    if not captured or not metrics.frame_log:
         return []
     start = captured[0][0]
     audio = np.concatenate([samples for _, samples in captured])
     hop = SAMPLE_RATE // 100
     frames = len(audio) // hop
     level = 20 * np.log10(np.sqrt(np.mean(audio[: frames * hop].reshape(frames, hop) ** 2, axis=1)) + 1e-9)
-    log = np.array(metrics.frame_log, dtype=float)  # shown at, audio t, aperture
+    log = np.array(metrics.frame_log, dtype=float)  # shown at, audio t, aperture, captured at
     results = []
     quiet_needed = 30
     for i in range(quiet_needed, frames):
         if level[i] > ONSET_DB and (level[i - quiet_needed : i] < QUIET_DB).all():
             t_on = start + i * hop / SAMPLE_RATE
-            wall_on = metrics.audio_origin + t_on
+            depicting = log[log[:, 1] >= t_on]
+            if len(depicting) == 0:
+                continue
+            # the onset's capture time on the clock the loop used when it rendered that instant
+            wall_on = depicting[0, 3] - depicting[0, 1] + t_on
             after = log[(log[:, 0] >= wall_on) & (log[:, 1] >= t_on - 0.2)]
             reacting = after[after[:, 2] > REACTS]
             if len(reacting) == 0:
@@ -103,9 +107,7 @@ def _measure(captured: list[tuple[float, np.ndarray]], metrics: LiveMetrics, pip
             latency = (reacting[0, 0] - wall_on) * 1000
             offset = None
             if pipeline.passthrough is not None:
-                depicting = log[log[:, 1] >= t_on]
-                if len(depicting):
-                    offset = (wall_on + pipeline.passthrough.play_delay_s - depicting[0, 0]) * 1000
+                offset = (wall_on + pipeline.passthrough.play_delay_s - depicting[0, 0]) * 1000
             results.append((latency, offset))
     return results
 

@@ -41,6 +41,7 @@ from firmware_app.sources import AudioSource, VideoSource
 log = logging.getLogger(__name__)
 
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0)  # waits between reopen attempts; the last one repeats
+ORIGIN_WINDOW = 500  # audio blocks (5 s at 10 ms) over which the audio clock's offset is estimated
 MAX_BEHIND = 2  # frames due but not shown before the loop skips ahead to the newest
 STALL_S = 1.5
 MAX_FRAME_FAILURES = 100  # frames in a row that fail to render before the loop gives up  # no camera frame or microphone block for this long: the device is treated as gone
@@ -64,7 +65,7 @@ class LiveMetrics:
     last_activity_at: float = field(default_factory=time.monotonic)  # a face in view or a voice heard
     started_at: float = field(default_factory=time.monotonic)
     recent_latencies: deque = field(default_factory=lambda: deque(maxlen=300))
-    frame_log: deque = field(default_factory=lambda: deque(maxlen=20000))  # (shown at, audio t, aperture)
+    frame_log: deque = field(default_factory=lambda: deque(maxlen=20000))  # (shown at, audio t, aperture, captured at)
 
     def stage(self, name: str, ms: float) -> None:
         previous = self.stage_ms.get(name)
@@ -117,6 +118,7 @@ class VoiceThread(threading.Thread):
         self.track = MouthTrack()
         self.lock = threading.Lock()
         self.origin: float | None = None  # wall time of audio t = 0
+        self._lateness: deque[float] = deque(maxlen=ORIGIN_WINDOW)  # arrival minus end, per block
         self.last_block_at = 0.0
         self.alive = False  # blocks are arriving
         self.ended = threading.Event()  # a speech file (not a microphone) has been played to its end
@@ -155,7 +157,10 @@ class VoiceThread(threading.Thread):
             if offset is None:  # a reopened stream restarts at t = 0: continue the clock instead
                 offset = 0.0 if self.origin is None else now - block.duration - self.origin
             block = AudioBlock(block.samples, block.t + offset)
-            self.origin = min(self.origin, now - block.t_end) if self.origin is not None else now - block.t_end
+            # the block that arrived soonest after it ended shows the clock offset best; a window
+            # (not all time) lets the estimate follow a sound card whose clock drifts either way
+            self._lateness.append(now - block.t_end)
+            self.origin = min(self._lateness)
             self.metrics.audio_origin = self.origin
             self.last_block_at, self.alive = now, True
             for output in self.outputs:
@@ -432,7 +437,8 @@ def _show(p, frame: VideoFrame, captured: float, face, voice: VoiceThread, sink,
     metrics.frames += 1
     metrics.face_present = face is not None
     metrics.last_frame_at = shown
-    metrics.frame_log.append((shown, t_audio if t_audio is not None else float("nan"), shape.aperture))
+    metrics.frame_log.append((shown, t_audio if t_audio is not None else float("nan"), shape.aperture, captured))
     if p.passthrough is not None:
-        p.passthrough.follow_latency(metrics.median_latency_ms() / 1000)
+        # a sound between two frames shows in the next one: half a frame later on average
+        p.passthrough.follow_latency(metrics.median_latency_ms() / 1000 + 0.5 / p.fps)
         metrics.av_offset_ms = p.passthrough.play_delay_s * 1000 - metrics.median_latency_ms()

@@ -28,8 +28,9 @@ def passthrough_delay_s(lookahead_s: float, fps: float, trim_ms: float) -> float
 
 FOLLOW_STEP_S = 0.004  # the delay moves toward the measured latency by at most this much at a time…
 FOLLOW_CATCH_UP_S = 0.025  # …or this much while it is far off (start-up), then settles
-FOLLOW_EVERY_S = 0.5  # …this often, so a change is a few inaudible skipped or repeated samples
+FOLLOW_EVERY_S = 0.5  # …this often
 FOLLOW_DEADBAND_S = 0.003
+QUIET_RMS = 0.003  # about -50 dBFS: the delay moves only where the voice is this quiet, so no one hears it
 
 
 class VoicePassthrough(Resource):
@@ -40,9 +41,11 @@ class VoicePassthrough(Resource):
     def __init__(self, device: str, delay_s: float, follow: bool = False, trim_s: float = 0.0) -> None:
         self.device = None if device in ("", "default") else device
         self.delay_s = delay_s
-        self.follow = follow
+        self.follow = follow  # live: move the delay toward the measured picture latency
         self.trim_s = trim_s
         self._last_follow = 0.0
+        self._wanted_step = 0.0
+        self._device_latency = 0.0
         self.late_samples = 0  # voice that arrived after its play-out time (heard as silence)
         self._chunks: deque[tuple[int, np.ndarray]] = deque()  # (first sample index, samples)
         self._next_input: int | None = None  # input sample the next output sample plays
@@ -56,6 +59,7 @@ class VoicePassthrough(Resource):
                 samplerate=SAMPLE_RATE, channels=1, dtype="float32", device=self.device, callback=self._fill
             )
             self._stream.start()
+            self._device_latency = float(self._stream.latency)
         except (sd.PortAudioError, ValueError) as exc:
             outputs = [d["name"] for d in sd.query_devices() if d["max_output_channels"] > 0]
             raise DeviceError(
@@ -89,9 +93,15 @@ class VoicePassthrough(Resource):
                 lo, hi = max(first, start), min(first + len(samples), end)
                 out[lo - start : hi - start] = samples[lo - first : hi - first]
             self._next_input = end
+            if self._wanted_step and np.sqrt(np.mean(out**2)) < QUIET_RMS:
+                # the voice is silent here: moving the delay now skips or repeats only silence
+                self.delay_s = max(0.0, self.delay_s + self._wanted_step)
+                self._next_input -= round(self._wanted_step * SAMPLE_RATE)  # later play-out = read further back
+                self._wanted_step = 0.0
 
     def follow_latency(self, video_latency_s: float) -> None:
-        """Move the delay toward the measured picture latency (+ trim), a few ms at a time."""
+        """Ask the delay to move toward the measured picture latency (+ trim), a few ms at a time;
+        the move happens at the next quiet moment."""
         now = time.monotonic()
         if not self.follow or video_latency_s <= 0 or now - self._last_follow < FOLLOW_EVERY_S:
             return
@@ -100,18 +110,14 @@ class VoicePassthrough(Resource):
         if abs(error) < FOLLOW_DEADBAND_S:
             return
         limit = FOLLOW_CATCH_UP_S if abs(error) > 0.03 else FOLLOW_STEP_S
-        step = float(np.clip(error, -limit, limit))
         with self._lock:
-            self.delay_s = max(0.0, self.delay_s + step)
-            if self._next_input is not None:
-                self._next_input -= round(step * SAMPLE_RATE)  # later play-out = read further back
+            self._wanted_step = float(np.clip(error, -limit, limit))
 
     @property
     def play_delay_s(self) -> float:
         """From a sample's capture to its sound leaving the device: the delay line plus the output
         latency PortAudio reports."""
-        latency = float(self._stream.latency) if self._stream is not None else 0.0
-        return self.delay_s + latency
+        return self.delay_s + self._device_latency
 
     def _pending(self) -> bool:
         with self._lock:
