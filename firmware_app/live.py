@@ -323,8 +323,9 @@ def run_live(pipeline, stop: threading.Event, reload: threading.Event, metrics: 
                 p.puppeteer.camera = NewestFrame(p.puppeteer.camera, metrics, halt)
             stack.enter_context(p.puppeteer)
         sink = stack.enter_context(p.sink)
-        if not reopen_forever("display", _SinkOpener(sink, p.size, p.fps), stop, metrics, first=True):
-            return metrics
+        # no screen at start-up is an error the operator must see (systemd retries the unit);
+        # a window lost later is reopened in the loop
+        sink.open(*p.size, p.fps)
         tracking = TrackerThread(camera, voice, p.tracker, metrics, halt)
         camera.start()
         voice.start()
