@@ -65,7 +65,7 @@ class LiveMetrics:
     last_activity_at: float = field(default_factory=time.monotonic)  # a face in view or a voice heard
     started_at: float = field(default_factory=time.monotonic)
     recent_latencies: deque = field(default_factory=lambda: deque(maxlen=300))
-    frame_log: deque = field(default_factory=lambda: deque(maxlen=20000))  # (shown at, audio t, aperture, captured at)
+    frame_log: deque = field(default_factory=lambda: deque(maxlen=3000))  # (shown at, audio t, aperture, captured at): 100 s
 
     def stage(self, name: str, ms: float) -> None:
         previous = self.stage_ms.get(name)
