@@ -110,9 +110,11 @@ class VoiceThread(threading.Thread):
     """Microphone → mouth shapes, on the audio's own clock mapped to the wall clock."""
 
     def __init__(self, source: AudioSource, model: MouthModel, fallback: Callable[[], MouthModel] | None,
-                 outputs: list[Callable[[AudioBlock], None]], metrics: LiveMetrics, stop: threading.Event, loop: bool = False) -> None:
+                 outputs: list[Callable[[AudioBlock], None]], metrics: LiveMetrics, stop: threading.Event, loop: bool = False,
+                 opened: bool = False) -> None:
         super().__init__(name="voice", daemon=True)
         self.loop = loop
+        self._already_open = opened
         self.source, self.model, self.fallback = source, model, fallback
         self.outputs, self.metrics, self.stop = outputs, metrics, stop
         self.track = MouthTrack()
@@ -126,9 +128,9 @@ class VoiceThread(threading.Thread):
     def run(self) -> None:
         first = True
         while not self.stop.is_set() and not self.ended.is_set():
-            if not reopen_forever("microphone", self.source, self.stop, self.metrics, first):
+            if not self._already_open and not reopen_forever("microphone", self.source, self.stop, self.metrics, first):
                 return
-            first = False
+            first, self._already_open = False, False
             self._listen()
             self.source.close()
             self.alive = False
@@ -305,18 +307,20 @@ def run_live(pipeline, stop: threading.Event, reload: threading.Event, metrics: 
     halt = threading.Event()  # stops this run's threads (on stop or reload)
     notifier = Notifier()
     metrics.backend = p.model.name
-    # The camera opens here first: with none at start-up `run` shows the demo (CameraMissingError);
-    # one lost later is reopened by its thread.
+    # Camera and microphone open here first: a device missing at start-up is an error the operator
+    # sees (with no camera `run` shows the demo instead); one lost later is reopened by its thread.
     p.video_source.open()
     camera = CameraThread(p.video_source, metrics, halt, opened=True)
     outputs: list[Callable[[AudioBlock], None]] = list(p.audio_taps)
     with ExitStack() as stack:
         stack.callback(halt.set)
         stack.callback(p.video_source.close)
+        p.voice_source.open()
+        stack.callback(p.voice_source.close)
         if p.passthrough is not None:
             stack.enter_context(p.passthrough)
             outputs.append(p.passthrough.write)
-        voice = VoiceThread(p.voice_source, p.model, p.fallback, outputs, metrics, halt, loop=p.loop_audio)
+        voice = VoiceThread(p.voice_source, p.model, p.fallback, outputs, metrics, halt, loop=p.loop_audio, opened=True)
         stack.enter_context(p.tracker)
         if p.puppeteer is not None:
             if p.puppeteer.camera is not None:
