@@ -353,7 +353,8 @@ def _run_signals(path: Path | None) -> tuple[threading.Event, threading.Event, d
         except VentriloquistError as exc:
             log.error("config reload refused, keeping the running config: %s", exc)
             fresh["error"] = exc
-            reload.set() if "waiting" in fresh else None
+            if "waiting" in fresh:  # the kiosk's error card shows the new error
+                reload.set()
             return
         reload.set()
 

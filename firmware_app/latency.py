@@ -24,7 +24,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,7 @@ from firmware_app.config import Settings, with_changes
 from firmware_app.errors import DeviceError
 from firmware_app.frames import SAMPLE_RATE
 from firmware_app.live import LiveMetrics
-from firmware_app.sources.audio_file import decode_audio
+from firmware_app.sources.audio_file import decode_audio, write_wav
 
 EVENTS = 8
 GAP_S = 1.6  # quiet between bursts: the mouth settles, the onset is clean
@@ -64,7 +63,7 @@ def run_latency_bench(settings: Settings, play_sink: str | None, events: int = E
             burst = _burst()
             with tempfile.TemporaryDirectory() as tmp:
                 wav = Path(tmp) / "burst.wav"
-                _write_wav(wav, burst)
+                write_wav(wav, burst)
                 for _ in range(events):
                     _play(wav, burst, play_sink)
                     time.sleep(GAP_S)
@@ -142,14 +141,6 @@ def _play(wav: Path, samples: np.ndarray, sink: str | None) -> None:
 
         sd = require_sounddevice()
         sd.play(samples, SAMPLE_RATE, blocking=True)
-
-
-def _write_wav(path: Path, samples: np.ndarray) -> None:
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
-        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
 
 
 def _wait_for(predicate, timeout: float, what: str) -> None:

@@ -56,7 +56,6 @@ class LiveMetrics:
     camera_frames_skipped: int = 0  # captured frames replaced by a newer one before rendering
     restarts: dict[str, int] = field(default_factory=lambda: {"camera": 0, "microphone": 0, "display": 0, "model": 0})
     stage_ms: dict[str, float] = field(default_factory=dict)  # moving averages
-    latency_ms: float = 0.0  # capture → displayed, moving average
     av_offset_ms: float = 0.0  # passthrough sound minus picture (+ = sound late)
     face_present: bool = False
     backend: str = ""
@@ -223,7 +222,6 @@ class CameraThread(threading.Thread):
         self._recent: deque[tuple[VideoFrame, float]] = deque(maxlen=16)
         self._lock = threading.Lock()
         self._index = 0
-        self.opened = threading.Event()
         self.last_frame_at = 0.0
 
     def run(self) -> None:
@@ -232,7 +230,6 @@ class CameraThread(threading.Thread):
             if not self._already_open and not reopen_forever("camera", self.source, self.stop, self.metrics, first):
                 return
             first, self._already_open = False, False
-            self.opened.set()
             self._capture()
             self.source.close()
 
@@ -438,7 +435,6 @@ def _show(p, frame: VideoFrame, captured: float, face, voice: VoiceThread, sink,
     metrics.stage("display", (time.perf_counter() - rendered) * 1000)
     latency = (shown - captured) * 1000
     metrics.recent_latencies.append(latency)
-    metrics.latency_ms = latency if metrics.frames == 0 else metrics.latency_ms + 0.05 * (latency - metrics.latency_ms)
     metrics.frames += 1
     metrics.face_present = face is not None
     metrics.last_frame_at = shown

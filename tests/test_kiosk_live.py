@@ -80,7 +80,7 @@ def long_voice(tmp_path_factory) -> Path:
     """A minute of speech: the kiosk keeps running while faults are injected (a speech file that
     stands in for the microphone ends the run at its end)."""
     from firmware_app.sources.audio_file import decode_audio
-    from test_render import write_wav
+    from firmware_app.sources.audio_file import write_wav
 
     path = tmp_path_factory.mktemp("voice") / "minute.wav"
     write_wav(path, np.tile(decode_audio(SPEECH), 5))
@@ -104,7 +104,7 @@ def config_file(tmp_path: Path, port: int, voice: Path = SPEECH, **sections: str
 def camera_clip(tmp_path) -> Path:
     """A 3 s talking clip as the camera."""
     from firmware_app.sources.audio_file import decode_audio
-    from test_render import write_wav
+    from firmware_app.sources.audio_file import write_wav
 
     voice, clip = tmp_path / "three.wav", tmp_path / "camera.mp4"
     write_wav(voice, decode_audio(SPEECH)[: 16000 * 3])

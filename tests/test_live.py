@@ -16,7 +16,7 @@ import pytest
 
 from conftest import PORTRAIT, SPEECH, cli
 from firmware_app.sources.audio_file import decode_audio
-from test_render import write_wav
+from firmware_app.sources.audio_file import write_wav
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import PORTRAIT, SPEECH
 from firmware_app.sources.audio_file import decode_audio
-from test_render import write_wav
+from firmware_app.sources.audio_file import write_wav
 
 RECORD = """
 import sys, time, numpy as np

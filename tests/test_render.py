@@ -9,7 +9,7 @@ from conftest import PORTRAIT, SPEECH, cli
 from firmware_app.config import Settings
 from firmware_app.features import features_of
 from firmware_app.frames import Face, VideoFrame
-from firmware_app.sources.audio_file import decode_audio
+from firmware_app.sources.audio_file import decode_audio, write_wav
 from firmware_app.tracker import FaceTracker
 from media import audio_samples, stream_durations, video_frames
 
@@ -122,13 +122,3 @@ def test_render_with_a_looping_video_clip_as_face(tmp_path):
     assert rendered[0].shape == (360, 640, 3)
     # the face is still found and re-rendered after the clip has looped several times
     assert tracked(rendered[-30]) is not None
-
-
-def write_wav(path, samples: np.ndarray, rate: int = 16_000) -> None:
-    import wave
-
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())

@@ -64,3 +64,14 @@ class AudioFileSource(AudioSource):
     @property
     def finished(self) -> bool:
         return self._pos >= len(self._samples)
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> None:
+    """Mono 16-bit WAV (for players such as paplay, and for tests)."""
+    import wave
+
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
