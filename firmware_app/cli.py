@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import logging
 import os
@@ -11,7 +12,7 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from firmware_app import __version__
 from firmware_app.config import Settings, default_yaml, load_settings, with_changes
@@ -21,6 +22,7 @@ from firmware_app.errors import CameraMissingError, ConfigError, ExitCode, Ventr
 log = logging.getLogger("ventriloquist")
 
 SYSTEM_CONFIG = Path("/etc/ventriloquist/config.yaml")
+STOP_DEADLINE_S = 1.8  # SIGTERM to exit: the kiosk promises 2 s
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -343,9 +345,14 @@ def _run_signals(path: Path | None) -> tuple[threading.Event, threading.Event, d
     """SIGTERM/SIGINT set `stop` (a clean stop). SIGHUP re-reads the config: a valid one is put in
     `fresh["settings"]` and sets `reload`; an invalid one is logged and the running one stays."""
     stop, reload, fresh = threading.Event(), threading.Event(), {}
-    handler: Callable[[int, Any], None] = lambda signum, frame: stop.set()
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+
+    def on_stop(signum: int, frame: Any) -> None:
+        if not stop.is_set():
+            stop.set()
+            _exit_if_still_running_after(STOP_DEADLINE_S)
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
 
     def on_hangup(signum: int, frame: Any) -> None:
         try:
@@ -360,6 +367,22 @@ def _run_signals(path: Path | None) -> tuple[threading.Event, threading.Event, d
 
     signal.signal(signal.SIGHUP, on_hangup)
     return stop, reload, fresh
+
+
+def _exit_if_still_running_after(seconds: float) -> None:
+    """A stop must not hang on a device driver that never returns (PortAudio on a vanished sound
+    server, a wedged camera): past the deadline the process exits, with every thread's stack in the
+    log so the hang can be fixed."""
+
+    def overdue() -> None:
+        log.error("still stopping %.1f s after the signal; exiting now (thread stacks follow)", seconds)
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        sys.stderr.flush()
+        os._exit(ExitCode.OK)
+
+    timer = threading.Timer(seconds, overdue)
+    timer.daemon = True
+    timer.start()
 
 
 class _JsonFormatter(logging.Formatter):

@@ -70,9 +70,13 @@ class Kiosk:
         return self.metrics()["ventriloquist_frames_total"] > before + 10
 
     def stop(self) -> str:
+        """SIGTERM; what the kiosk logged. `stopped_in` is how long it took to exit."""
+        started = time.monotonic()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        return self.process.communicate(timeout=10)[1]
+        err = self.process.communicate(timeout=10)[1]
+        self.stopped_in = time.monotonic() - started
+        return err
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +146,8 @@ def test_health_metrics_and_sighup_reload(tmp_path, long_voice):
         assert kiosk.process.poll() is None
     finally:
         err = kiosk.stop()
+    assert kiosk.process.returncode == 0 and kiosk.stopped_in < 2.0, (kiosk.stopped_in, err[-2000:])
+    assert "still stopping" not in err, err[-2000:]  # stopped cleanly, not by the deadline
     assert "config reload refused" in err and "mouth_gian" in err
     assert "config reloaded" in err
 
@@ -193,6 +199,7 @@ def test_microphone_gone_then_back(tmp_path):
         err = kiosk.stop()
         subprocess.run(["pulseaudio", "-k"], env={**os.environ, **env}, capture_output=True, timeout=10)
     assert "microphone unavailable" in err and "microphone is back" in err
+    assert kiosk.stopped_in < 2.0 and "still stopping" not in err, (kiosk.stopped_in, err[-2000:])
 
 
 def test_display_window_closed_is_reopened(tmp_path, xvfb, long_voice):
@@ -306,3 +313,21 @@ def test_speech_into_the_microphone_moves_the_mouth_on_screen_in_time(pulse, xvf
 
 
 LATENCY_TARGET_MS = 150  # the design target is 100 ms; CI machines are loaded two-core VMs (see the note)
+
+
+def test_a_stop_that_hangs_in_a_driver_still_ends_within_the_deadline():
+    """A thread stuck in a device call cannot hold the service past its 2 s: the process exits
+    and logs every thread's stack so the hang can be found."""
+    code = (
+        "import threading, time\n"
+        "from firmware_app.cli import _exit_if_still_running_after\n"
+        "threading.Thread(target=time.sleep, args=(60,), name='stuck-driver').start()\n"
+        "_exit_if_still_running_after(0.5)\n"
+        "time.sleep(60)\n"
+    )
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, cwd=PROJECT)
+    assert time.monotonic() - started < 10
+    assert result.returncode == 0
+    assert "still stopping 0.5 s after the signal" in result.stderr
+    assert "Thread 0x" in result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 
 import numpy as np
 
@@ -38,6 +39,7 @@ class MicSource(AudioSource):
         self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=queue_blocks)
         self._samples_read = 0
         self._stream = None
+        self._closing = threading.Lock()
 
     def open(self) -> None:
         sd = require_sounddevice()
@@ -82,7 +84,14 @@ class MicSource(AudioSource):
         return False
 
     def close(self) -> None:
-        if self._stream is not None:
-            self._stream.stop()
-            self._stream.close()
-            self._stream = None
+        # abort, not stop: there is nothing to drain on an input, and PortAudio's stop can wait
+        # forever on an ALSA device whose server is gone; the lock makes a second close a no-op
+        # rather than a concurrent one (two threads closing one stream deadlock PortAudio)
+        with self._closing:
+            stream, self._stream = self._stream, None
+            if stream is not None:
+                try:
+                    stream.abort()
+                    stream.close()
+                except require_sounddevice().PortAudioError as exc:  # a device already gone
+                    log.debug("closing the microphone: %s", exc)
