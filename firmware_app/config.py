@@ -153,6 +153,12 @@ class HealthSettings(Section):
     enabled: bool = Field(True, description="serve /healthz and Prometheus /metrics while `run` is live")
     bind: str = Field("127.0.0.1", description="address to serve on; 127.0.0.1 keeps it on the appliance")
     port: int = Field(8095, ge=1, le=65535, description="TCP port of the health and metrics endpoint")
+    restart_above_mb: int = Field(
+        1536,
+        ge=0,
+        description="resident memory (MiB) above which the live kiosk restarts itself at a quiet moment (nobody in view "
+        "or speaking for 30 s; at once above 1.25x); systemd starts it again in seconds; 0: never",
+    )
 
 
 class IdleSettings(Section):

@@ -15,6 +15,7 @@ class ExitCode:
     BAD_MODEL = 5
     DEVICE = 6
     MEDIA = 7
+    RESTART = 75  # EX_TEMPFAIL: a planned restart (memory limit); systemd starts it again
 
 
 class VentriloquistError(Exception):

@@ -47,6 +47,8 @@ def prometheus(metrics: LiveMetrics) -> str:
     metric("frames_total", "counter", "frames shown", [("", metrics.frames)])
     metric("dropped_frames_total", "counter", "output frames skipped because the loop was behind", [("", metrics.dropped_frames)])
     metric("camera_frames_skipped_total", "counter", "camera frames replaced by a newer one before rendering", [("", metrics.camera_frames_skipped)])
+    metric("resident_memory_megabytes", "gauge", "resident memory of the kiosk process (MiB)", [("", metrics.resident_mb)])
+    metric("frames_repeated_total", "counter", "the last frame shown again (with a new mouth) because no new one was due", [("", metrics.frames_repeated)])
     metric("stage_milliseconds", "gauge", "per-frame time of each stage (moving average)", [(f'{{stage="{k}"}}', v) for k, v in metrics.stage_ms.items()])
     metric("latency_milliseconds", "gauge", "capture to display, median of recent frames", [("", metrics.median_latency_ms())])
     metric("av_offset_milliseconds", "gauge", "passthrough sound minus picture (+ = sound late)", [("", metrics.av_offset_ms)])

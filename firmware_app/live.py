@@ -4,12 +4,15 @@ Threads, not processes: PortAudio's callback, ONNX Runtime, MediaPipe, OpenCV an
 work in C with the GIL released, so threads overlap on the cores as processes would, while frames
 and mouth shapes are shared without copying or serialising them.
 
-    voice thread   microphone → features → mouth model → MouthTrack (+ the passthrough speaker)
-    camera thread  camera → only the newest frame is kept (older unrendered ones are skipped)
-    main thread    every 1/fps: newest frame → wait (bounded) for the mouth shape of the instant
-                   it shows → tracker → renderer → display; a tick missed is dropped, not queued
+    voice thread    microphone → features → mouth model → MouthTrack (+ the passthrough speaker)
+    camera thread   camera → the last half second of frames, each stamped with its arrival
+    tracker thread  each new frame → face landmarks, while the model still waits for the
+                    look-ahead audio of that frame's instant (so tracking costs no latency)
+    main thread     the next tracked frame whose instant the mouth model has covered → renderer
+                    → display; when more are due than MAX_BEHIND it jumps to the newest (the ones
+                    jumped over are dropped and counted, never queued)
 
-Both threads put their data on one clock (`time.monotonic()`): a camera frame shows the moment it
+All threads put their data on one clock (`time.monotonic()`): a camera frame shows the moment it
 arrived, and audio sample time maps to the wall clock through the earliest arrival seen (the
 sample clock does not drift; only its start is unknown). Each displayed frame's latency is then
 display time minus capture time, measured, and drives the passthrough delay.
@@ -33,6 +36,7 @@ import numpy as np
 from firmware_app.errors import VentriloquistError
 from firmware_app.features import FeatureStream
 from firmware_app.frames import HOP_S, AudioBlock, MouthShape, VideoFrame
+from firmware_app.memory import check_memory, resident_mb
 from firmware_app.mouth import MouthModel
 from firmware_app.mouth.track import MouthTrack
 from firmware_app.render.disclosure import draw_prompt
@@ -43,8 +47,9 @@ log = logging.getLogger(__name__)
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0)  # waits between reopen attempts; the last one repeats
 ORIGIN_WINDOW = 500  # audio blocks (5 s at 10 ms) over which the audio clock's offset is estimated
 MAX_BEHIND = 2  # frames due but not shown before the loop skips ahead to the newest
-STALL_S = 1.5
-MAX_FRAME_FAILURES = 100  # frames in a row that fail to render before the loop gives up  # no camera frame or microphone block for this long: the device is treated as gone
+STALL_S = 1.5  # no camera frame or microphone block for this long: the device is treated as gone
+MAX_FRAME_FAILURES = 100  # frames in a row that fail to render before the loop gives up
+MEMORY_CHECK_S = 5.0
 
 
 @dataclass
@@ -54,6 +59,7 @@ class LiveMetrics:
     frames: int = 0
     dropped_frames: int = 0  # output ticks missed because the loop was behind
     camera_frames_skipped: int = 0  # captured frames replaced by a newer one before rendering
+    frames_repeated: int = 0  # the last frame shown again (new mouth) because no new one was due
     restarts: dict[str, int] = field(default_factory=lambda: {"camera": 0, "microphone": 0, "display": 0, "model": 0})
     stage_ms: dict[str, float] = field(default_factory=dict)  # moving averages
     av_offset_ms: float = 0.0  # passthrough sound minus picture (+ = sound late)
@@ -61,6 +67,7 @@ class LiveMetrics:
     backend: str = ""
     audio_origin: float | None = None  # wall time of audio t = 0
     last_frame_at: float = 0.0
+    resident_mb: float = 0.0  # read every MEMORY_CHECK_S
     last_activity_at: float = field(default_factory=time.monotonic)  # a face in view or a voice heard
     started_at: float = field(default_factory=time.monotonic)
     recent_latencies: deque = field(default_factory=lambda: deque(maxlen=300))
@@ -79,7 +86,7 @@ class LiveMetrics:
         stages = " ".join(f"{name}={ms:.2f}ms" for name, ms in self.stage_ms.items())
         return (
             f"frames={self.frames} fps={self.fps:.1f} dropped={self.dropped_frames} "
-            f"camera_skipped={self.camera_frames_skipped} latency={self.median_latency_ms():.0f}ms "
+            f"camera_skipped={self.camera_frames_skipped} repeated={self.frames_repeated} latency={self.median_latency_ms():.0f}ms "
             f"av_offset={self.av_offset_ms:.0f}ms restarts={self.restarts} per-frame: {stages}"
         )
 
@@ -110,8 +117,9 @@ class VoiceThread(threading.Thread):
 
     def __init__(self, source: AudioSource, model: MouthModel, fallback: Callable[[], MouthModel] | None,
                  outputs: list[Callable[[AudioBlock], None]], metrics: LiveMetrics, stop: threading.Event, loop: bool = False,
-                 opened: bool = False) -> None:
+                 opened: bool = False, progress: threading.Event | None = None) -> None:
         super().__init__(name="voice", daemon=True)
+        self.progress = progress or threading.Event()  # set whenever new mouth shapes exist
         self.loop = loop
         self._already_open = opened
         self.source, self.model, self.fallback = source, model, fallback
@@ -190,6 +198,7 @@ class VoiceThread(threading.Thread):
             return
         with self.lock:
             self.track.extend(shapes)
+        self.progress.set()
         self.metrics.stage("voice", (time.perf_counter() - started) * 1000)
 
     def audio_time(self, wall: float) -> float | None:
@@ -223,6 +232,7 @@ class CameraThread(threading.Thread):
         self._lock = threading.Lock()
         self._index = 0
         self.last_frame_at = 0.0
+        self.arrived = threading.Event()  # set whenever a new frame is kept
 
     def run(self) -> None:
         first = True
@@ -248,21 +258,20 @@ class CameraThread(threading.Thread):
                 self._recent.append((VideoFrame(frame.image, frame.t, self._index, frame.still), now))
                 self._index += 1
             self.last_frame_at = now
+            self.arrived.set()
 
-    def latest(self, captured_by: float | None = None, after: int = -1) -> tuple[VideoFrame, float] | None:
-        """The frame to show next: the one after frame `after` if it arrived by `captured_by` (any
-        time if None), jumping to the newest such frame when more than MAX_BEHIND are waiting;
-        the newest one shown again when nothing new is due."""
+    def next_after(self, after: int) -> tuple[VideoFrame, float] | None:
+        """The frame to process after frame `after`: the next one, or the newest when more than
+        MAX_BEHIND are waiting (a slow consumer skips ahead rather than falling further behind)."""
         with self._lock:
-            if not self._recent:
-                return None
-            due = [item for item in self._recent if captured_by is None or item[1] <= captured_by]
-            if not due:
-                return self._recent[0]
-            waiting = [item for item in due if item[0].index > after]
-            if not waiting:
-                return due[-1]
-            return waiting[-1] if len(waiting) > MAX_BEHIND else waiting[0]
+            waiting = [item for item in self._recent if item[0].index > after]
+        if not waiting:
+            return None
+        return waiting[-1] if len(waiting) > MAX_BEHIND else waiting[0]
+
+    def newest(self) -> tuple[VideoFrame, float] | None:
+        with self._lock:
+            return self._recent[-1] if self._recent else None
 
     @property
     def stalled(self) -> bool:
@@ -284,7 +293,7 @@ class NewestFrame(VideoSource):
         self.thread.start()
 
     def read(self) -> VideoFrame | None:
-        latest = self.thread.latest()
+        latest = self.thread.newest()
         if latest is None or latest[0].index == self._taken:
             return None
         self._taken = latest[0].index
@@ -317,7 +326,8 @@ def run_live(pipeline, stop: threading.Event, reload: threading.Event, metrics: 
         if p.passthrough is not None:
             stack.enter_context(p.passthrough)
             outputs.append(p.passthrough.write)
-        voice = VoiceThread(p.voice_source, p.model, p.fallback, outputs, metrics, halt, loop=p.loop_audio, opened=True)
+        progress = threading.Event()  # new mouth shapes or a newly tracked frame: the render loop looks
+        voice = VoiceThread(p.voice_source, p.model, p.fallback, outputs, metrics, halt, loop=p.loop_audio, opened=True, progress=progress)
         stack.enter_context(p.tracker)
         if p.puppeteer is not None:
             if p.puppeteer.camera is not None:
@@ -327,13 +337,15 @@ def run_live(pipeline, stop: threading.Event, reload: threading.Event, metrics: 
         # no screen at start-up is an error the operator must see (systemd retries the unit);
         # a window lost later is reopened in the loop
         sink.open(*p.size, p.fps)
-        tracking = TrackerThread(camera, voice, p.tracker, metrics, halt)
+        tracking = TrackerThread(camera, p.tracker, metrics, halt, progress)
         camera.start()
         voice.start()
         tracking.start()
-        _render_loop(p, tracking, voice, sink, metrics, notifier, stop, reload)
-        halt.set()
-        tracking.join(timeout=1.0)  # before the tracker closes
+        try:
+            _render_loop(p, tracking, voice, sink, metrics, notifier, stop, reload)
+        finally:  # also when the loop gives up: the tracker thread must finish before its tracker closes
+            halt.set()
+            tracking.join(timeout=1.0)
     camera.join(timeout=1.0)
     voice.join(timeout=1.0)
     log.info("pipeline finished: %s", metrics.summary())
@@ -350,23 +362,32 @@ class _SinkOpener:
         self.sink.open(*self.size, self.fps)
 
 
-class TrackerThread(threading.Thread):
-    """Tracks the next due camera frame while the main thread renders the previous one, so
-    tracking and rendering share the frame time instead of adding up."""
+@dataclass
+class Tracked:
+    frame: VideoFrame
+    captured: float  # wall time the frame arrived: the instant it shows
+    face: object
 
-    def __init__(self, camera: CameraThread, voice: VoiceThread, tracker, metrics: LiveMetrics, stop: threading.Event) -> None:
+
+class TrackerThread(threading.Thread):
+    """Tracks each camera frame as soon as it arrives. Its mouth shape cannot exist before the
+    model has heard LOOK-AHEAD more audio, so tracking runs during that wait instead of after it
+    and adds nothing to the latency."""
+
+    def __init__(self, camera: CameraThread, tracker, metrics: LiveMetrics, stop: threading.Event, progress: threading.Event) -> None:
         super().__init__(name="tracker", daemon=True)
-        self.camera, self.voice, self.tracker, self.metrics, self.stop = camera, voice, tracker, metrics, stop
-        self._tracked: tuple[VideoFrame, float, object] | None = None
+        self.camera, self.tracker, self.metrics, self.stop = camera, tracker, metrics, stop
+        self.progress = progress  # set whenever a newly tracked frame is ready
+        self._ready: deque[Tracked] = deque(maxlen=8)
         self._lock = threading.Lock()
-        self.fresh = threading.Event()  # a newly tracked frame waits to be shown
 
     def run(self) -> None:
         last = -1
         while not self.stop.is_set():
-            item = self.camera.latest(self.voice.known_until(), after=last)
-            if item is None or item[0].index == last:
-                self.stop.wait(0.002)
+            self.camera.arrived.clear()
+            item = self.camera.next_after(last)
+            if item is None:
+                self.camera.arrived.wait(0.1)
                 continue
             frame, captured = item
             if last >= 0 and frame.index > last + 1:
@@ -376,39 +397,53 @@ class TrackerThread(threading.Thread):
             face = self.tracker.track(frame)
             self.metrics.stage("tracker", (time.perf_counter() - started) * 1000)
             with self._lock:
-                if self.fresh.is_set():
-                    self.metrics.dropped_frames += 1  # tracked but replaced before it was shown
-                self._tracked = (frame, captured, face)
-                self.fresh.set()
+                self._ready.append(Tracked(frame, captured, face))
+            self.progress.set()
 
-    def latest(self) -> tuple[VideoFrame, float, object] | None:
+    def next_due(self, known_until: float | None, after: int) -> Tracked | None:
+        """The tracked frame to show after frame `after`: the next one whose instant the mouth
+        model has covered (any, while no voice arrives), or the newest such one when more than
+        MAX_BEHIND are due; the ones jumped over count as dropped."""
         with self._lock:
-            self.fresh.clear()
-            return self._tracked
+            due = [t for t in self._ready if t.frame.index > after and (known_until is None or t.captured <= known_until)]
+        if len(due) > MAX_BEHIND:
+            self.metrics.dropped_frames += len(due) - 1
+            return due[-1]
+        return due[0] if due else None
 
 
 def _render_loop(p, tracking: TrackerThread, voice: VoiceThread, sink, metrics: LiveMetrics, notifier, stop, reload) -> None:
-    """Shows each tracked frame as soon as it is ready (every frame was picked because the mouth
-    model had already covered its instant, so nothing waits and each gets its own mouth shape).
-    With no new frame within a frame period (a stalled camera, a still portrait) the last one is
-    shown again, so the mouth keeps moving and the watchdog keeps being fed."""
+    """Shows each tracked frame as soon as the mouth model has covered its instant, so every frame
+    gets the mouth shape of the moment it shows, with nothing queued. With no new frame within
+    1.5 frame periods (a stalled camera) the last one is shown again with the newest mouth
+    shape, so the mouth keeps moving and the watchdog keeps being fed."""
     period = 1.0 / p.fps
-    failures = 0
+    failures, shown_index, last, last_shown_at = 0, -1, None, time.monotonic()
+    memory_checked_at = 0.0
     while not (stop.is_set() or reload.is_set() or voice.ended.is_set()):
-        tracking.fresh.wait(1.5 * period)
-        latest = tracking.latest()
-        if latest is None:
-            continue
-        frame, captured, face = latest
+        if time.monotonic() - memory_checked_at > MEMORY_CHECK_S:
+            memory_checked_at = time.monotonic()
+            metrics.resident_mb = resident_mb()
+            check_memory(p.restart_above_mb, metrics.resident_mb, metrics.last_activity_at)
+        voice.progress.clear()
+        known_until = voice.known_until()
+        item = tracking.next_due(known_until, shown_index)
+        if item is None:
+            overdue_in = last_shown_at + 1.5 * period - time.monotonic()
+            if last is None or overdue_in > 0:
+                voice.progress.wait(overdue_in if last is not None else 0.1)
+                continue
+            item = Tracked(last.frame, known_until if known_until is not None else time.monotonic(), last.face)
+            metrics.frames_repeated += 1
         try:
-            _show(p, frame, captured, face, voice, sink, metrics)
+            _show(p, item.frame, item.captured, item.face, voice, sink, metrics)
         except Exception:  # noqa: BLE001 - one bad frame must not darken the kiosk
             failures += 1
-            log.exception("frame %d failed (%d in a row)", frame.index, failures)
+            log.exception("frame %d failed (%d in a row)", item.frame.index, failures)
             if failures >= MAX_FRAME_FAILURES:
                 raise  # a persistent fault: let systemd restart the service
             continue
-        failures = 0
+        failures, shown_index, last, last_shown_at = 0, item.frame.index, item, time.monotonic()
         notifier.frame_shown()
         if sink.closed_by_user:
             log.warning("the display window was closed; reopening it")
@@ -441,5 +476,6 @@ def _show(p, frame: VideoFrame, captured: float, face, voice: VoiceThread, sink,
     metrics.frame_log.append((shown, t_audio if t_audio is not None else float("nan"), shape.aperture, captured))
     if p.passthrough is not None:
         # a sound between two frames shows in the next one: half a frame later on average
-        p.passthrough.follow_latency(metrics.median_latency_ms() / 1000 + 0.5 / p.fps)
-        metrics.av_offset_ms = p.passthrough.play_delay_s * 1000 - metrics.median_latency_ms()
+        picture_delay_s = metrics.median_latency_ms() / 1000 + 0.5 / p.fps
+        p.passthrough.follow_latency(picture_delay_s)
+        metrics.av_offset_ms = (p.passthrough.play_delay_s - picture_delay_s) * 1000

@@ -91,6 +91,7 @@ class Pipeline:
     audio_taps: list[Callable[[AudioBlock], None]] = field(default_factory=list)  # see every captured block (bench)
     idle: IdleSettings | None = None  # live: the attract prompt
     loop_audio: bool = False  # live: a speech file standing in for the microphone starts over at its end
+    restart_above_mb: int = 0  # live: resident memory that asks for a restart (0: never)
 
     @property
     def fps(self) -> float:
@@ -186,6 +187,7 @@ def build_pipeline(settings: Settings, realtime: bool) -> Pipeline:
         fallback=lambda: fallback_model(model, settings.model),
         realtime=realtime,
         idle=settings.idle,
+        restart_above_mb=settings.health.restart_above_mb,
     )
 
 

@@ -12,7 +12,6 @@ Ends with one line: `soak minutes=… fps=… dropped=… rss_slope_mb_per_h=…
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from firmware_app.config import Settings, with_changes
 from firmware_app.live import LiveMetrics
+from firmware_app.memory import resident_mb
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +27,10 @@ SAMPLE_S = 10.0
 WARM_UP_S = 60.0
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 def run_soak(settings: Settings, minutes: float) -> str:
     from firmware_app.pipeline import build_pipeline
 
-    settings = with_changes(settings, {"health.enabled": False})
+    settings = with_changes(settings, {"health.enabled": False, "health.restart_above_mb": 0})  # measure growth, never mask it
     pipeline = build_pipeline(settings, realtime=True)
     pipeline.loop_audio = True
     metrics, stop, reload = LiveMetrics(), threading.Event(), threading.Event()
@@ -45,7 +40,7 @@ def run_soak(settings: Settings, minutes: float) -> str:
         started = time.monotonic()
         while not stop.wait(SAMPLE_S):
             sync = metrics.av_offset_ms if pipeline.passthrough is not None else metrics.median_latency_ms()
-            samples.append((time.monotonic() - started, metrics.frames, metrics.dropped_frames, rss_mb(), sync))
+            samples.append((time.monotonic() - started, metrics.frames, metrics.dropped_frames, resident_mb(), sync))
             log.info("soak %.0f s: frames=%d dropped=%d rss=%.1f MB sync=%.1f ms", *samples[-1])
             if samples[-1][0] >= minutes * 60:
                 stop.set()

@@ -331,3 +331,28 @@ def test_a_stop_that_hangs_in_a_driver_still_ends_within_the_deadline():
     assert result.returncode == 0
     assert "still stopping 0.5 s after the signal" in result.stderr
     assert "Thread 0x" in result.stderr
+
+
+def test_memory_above_the_limit_restarts_the_kiosk_through_systemd(tmp_path):
+    """Far above health.restart_above_mb the kiosk stops with EX_TEMPFAIL (75), which the unit's
+    Restart=on-failure turns into a fresh start, and says why."""
+    port = free_port()
+    config = config_file(tmp_path, port, health=f"{{port: {port}, restart_above_mb: 60}}")
+    kiosk = Kiosk(config, {}, port)
+    err = kiosk.process.communicate(timeout=90)[1]
+    assert kiosk.process.returncode == 75, err[-2000:]
+    assert "above health.restart_above_mb (60 MB); restarting" in err
+    assert "Traceback" not in err
+
+
+def test_memory_limit_waits_for_a_quiet_moment_unless_far_above():
+    from firmware_app.memory import MemoryLimitReached, check_memory
+
+    now = time.monotonic()
+    check_memory(0, 10_000, now - 3600)  # 0: never
+    check_memory(1000, 900, now - 3600)  # below the limit
+    check_memory(1000, 1100, now)  # above, but someone is there: wait
+    with pytest.raises(MemoryLimitReached):
+        check_memory(1000, 1100, now - 60)  # above, and nobody for a minute
+    with pytest.raises(MemoryLimitReached):
+        check_memory(1000, 1300, now)  # far above: at once

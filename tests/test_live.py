@@ -82,6 +82,47 @@ def test_sigterm_stops_the_live_loop_cleanly(tmp_path):
     assert "pipeline finished" in err
 
 
+def test_frames_are_tracked_on_arrival_and_shown_only_once_their_mouth_exists():
+    """The tracker finds the face while the model still waits for the look-ahead audio; the
+    display loop gets a frame only once the mouth model has covered its instant, in order, and
+    when it has fallen behind it jumps to the newest and counts the ones jumped over."""
+    import threading
+
+    from firmware_app.config import Settings
+    from firmware_app.live import MAX_BEHIND, CameraThread, LiveMetrics, TrackerThread
+    from firmware_app.sources import open_video_source
+    from firmware_app.tracker import FaceTracker
+
+    settings = Settings()
+    metrics, stop, progress = LiveMetrics(), threading.Event(), threading.Event()
+    source = open_video_source(f"file://{PORTRAIT}", settings, realtime=True)
+    source.open()
+    camera = CameraThread(source, metrics, stop, opened=True)
+    with FaceTracker(settings.tracker) as tracker:
+        tracking = TrackerThread(camera, tracker, metrics, stop, progress)
+        camera.start()
+        tracking.start()
+        try:
+            assert progress.wait(10), "no frame was tracked"
+            time.sleep(0.5)  # about 15 frames tracked at 30 fps, none shown yet
+            first = tracking.next_due(known_until=0.0, after=-1)
+            assert first is None, "a frame was offered before the mouth shape for its instant existed"
+            now = time.monotonic()
+            newest = tracking.next_due(known_until=now, after=-1)
+            assert newest is not None and newest.face is not None
+            assert metrics.dropped_frames >= MAX_BEHIND, "the frames jumped over were not counted"
+            # caught up: the next one is offered only when it is due, and then in order
+            assert tracking.next_due(known_until=newest.captured, after=newest.frame.index) is None
+            time.sleep(0.2)
+            following = tracking.next_due(known_until=newest.captured + 0.045, after=newest.frame.index)
+            assert following is not None and following.frame.index == newest.frame.index + 1
+        finally:
+            stop.set()
+            tracking.join(2)
+            camera.join(2)
+            source.close()
+
+
 @pytest.mark.hardware
 @pytest.mark.skipif(not Path("/dev/video0").exists(), reason="no camera at /dev/video0 (runs on the appliance)")
 def test_real_camera_delivers_timestamped_frames():
