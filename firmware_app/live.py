@@ -145,6 +145,7 @@ class VoiceThread(threading.Thread):
     def _listen(self) -> None:
         features = FeatureStream()
         self.model.reset()
+        self.source.skip_backlog()
         offset = None  # audio t of this stream's start on the voice's continuous clock
         while not self.stop.is_set():
             try:
@@ -323,9 +324,6 @@ def run_live(pipeline, stop: threading.Event, reload: threading.Event, metrics: 
         stack.callback(p.video_source.close)
         p.voice_source.open()
         stack.callback(p.voice_source.close)
-        if p.passthrough is not None:
-            stack.enter_context(p.passthrough)
-            outputs.append(p.passthrough.write)
         progress = threading.Event()  # new mouth shapes or a newly tracked frame: the render loop looks
         voice = VoiceThread(p.voice_source, p.model, p.fallback, outputs, metrics, halt, loop=p.loop_audio, opened=True, progress=progress)
         stack.enter_context(p.tracker)
@@ -337,6 +335,9 @@ def run_live(pipeline, stop: threading.Event, reload: threading.Event, metrics: 
         # no screen at start-up is an error the operator must see (systemd retries the unit);
         # a window lost later is reopened in the loop
         sink.open(*p.size, p.fps)
+        if p.passthrough is not None:  # last: the slow start-up above would starve its device
+            stack.enter_context(p.passthrough)
+            outputs.append(p.passthrough.write)
         tracking = TrackerThread(camera, p.tracker, metrics, halt, progress)
         camera.start()
         voice.start()

@@ -31,6 +31,7 @@ FOLLOW_CATCH_UP_S = 0.025  # …or this much while it is far off (start-up), the
 FOLLOW_EVERY_S = 0.5  # …this often
 FOLLOW_DEADBAND_S = 0.003
 QUIET_RMS = 0.003  # about -50 dBFS: the delay moves only where the voice is this quiet, so no one hears it
+QUIET_MARGIN_S = 0.03  # …for this long around the samples a move skips or repeats
 
 
 class VoicePassthrough(Resource):
@@ -49,6 +50,9 @@ class VoicePassthrough(Resource):
         self.late_samples = 0  # voice that arrived after its play-out time (heard as silence)
         self._chunks: deque[tuple[int, np.ndarray]] = deque()  # (first sample index, samples)
         self._next_input: int | None = None  # input sample the next output sample plays
+        self._received_until = 0  # input sample after the newest one written
+        self._quiet_run = 0  # output samples played in a row below QUIET_RMS
+        self.underflows = 0
         self._lock = threading.Lock()
         self._stream = None
 
@@ -68,7 +72,7 @@ class VoicePassthrough(Resource):
                 + (", ".join(repr(n) for n in outputs) or "none found")
                 + ", or audio.passthrough: false",
             ) from None
-        log.info("voice passthrough to %s, delayed %.0f ms", self.device or "default", self.delay_s * 1000)
+        log.info("voice passthrough to %s, delayed %.0f ms (+ %.0f ms in the device)", self.device or "default", self.delay_s * 1000, self._device_latency * 1000)
 
     def write(self, block: AudioBlock) -> None:
         first = round(block.t * SAMPLE_RATE)
@@ -77,6 +81,7 @@ class VoicePassthrough(Resource):
                 self._next_input = first - round(self.delay_s * SAMPLE_RATE)
             self.late_samples += max(0, min(first + len(block.samples), self._next_input) - first)
             self._chunks.append((first, block.samples.astype(np.float32)))
+            self._received_until = first + len(block.samples)
 
     def _fill(self, outdata: np.ndarray, frames: int, time_info: object, status: object) -> None:
         out = outdata[:, 0]
@@ -84,6 +89,11 @@ class VoicePassthrough(Resource):
         with self._lock:
             if self._next_input is None:
                 return
+            if status and getattr(status, "output_underflow", False):
+                # the device ran dry and played silence we never counted: the sample clock no
+                # longer says when a sample plays, so anchor again as at the start
+                self.underflows += 1
+                self._next_input = self._received_until - round(self.delay_s * SAMPLE_RATE)
             start, end = self._next_input, self._next_input + frames
             while self._chunks and self._chunks[0][0] + len(self._chunks[0][1]) <= start:
                 self._chunks.popleft()  # already played (or too late to play)
@@ -93,11 +103,29 @@ class VoicePassthrough(Resource):
                 lo, hi = max(first, start), min(first + len(samples), end)
                 out[lo - start : hi - start] = samples[lo - first : hi - first]
             self._next_input = end
-            if self._wanted_step and np.sqrt(np.mean(out**2)) < QUIET_RMS:
-                # the voice is silent here: moving the delay now skips or repeats only silence
+            self._quiet_run = self._quiet_run + frames if np.sqrt(np.mean(out**2)) < QUIET_RMS else 0
+            if self._wanted_step and self._can_move_unheard(round(self._wanted_step * SAMPLE_RATE)):
                 self.delay_s = max(0.0, self.delay_s + self._wanted_step)
                 self._next_input -= round(self._wanted_step * SAMPLE_RATE)  # later play-out = read further back
                 self._wanted_step = 0.0
+
+    def _can_move_unheard(self, step: int) -> bool:
+        """Moving the delay repeats (step > 0) the `step` samples just played or skips (step < 0)
+        the next -step ones: only where all of that, and a margin, is silence. One quiet device
+        buffer is not enough: inside a word (a stop consonant) a few ms can be that quiet."""
+        margin = round(QUIET_MARGIN_S * SAMPLE_RATE)
+        if self._quiet_run < max(step, 0) + margin:
+            return False
+        return step >= 0 or self._level(self._next_input, -step + margin) < QUIET_RMS
+
+    def _level(self, start: int, count: int) -> float:
+        """RMS of the input samples [start, start + count) still held (missing ones count as silence)."""
+        total = 0.0
+        for first, samples in self._chunks:
+            lo, hi = max(first, start), min(first + len(samples), start + count)
+            if lo < hi:
+                total += float(np.sum(samples[lo - first : hi - first] ** 2))
+        return float(np.sqrt(total / count))
 
     def follow_latency(self, video_latency_s: float) -> None:
         """Ask the delay to move toward the measured picture latency (+ trim), a few ms at a time;
@@ -127,14 +155,17 @@ class VoicePassthrough(Resource):
             return self._next_input < first + len(samples)
 
     def close(self, timeout_s: float = 2.0) -> None:
-        """Play out what the delay line still holds (the end of a voice is not cut off), then stop;
-        PortAudio's stop itself waits for the device's own buffers."""
+        """Play out what the delay line still holds and then the device's own buffer (the end of
+        a voice is not cut off), then stop. The wait for the device is explicit: through a sound
+        server PortAudio's stop returns while the server still holds the last of the voice."""
         deadline = time.monotonic() + timeout_s
         while self._stream is not None and self._pending() and time.monotonic() < deadline:
             time.sleep(0.01)
-        if self.late_samples:
-            log.warning("passthrough: %.0f ms of voice arrived after its play-out time and was skipped",
-                        1000 * self.late_samples / SAMPLE_RATE)
+        if self._stream is not None:
+            time.sleep(max(0.0, min(self._device_latency + 0.05, deadline - time.monotonic())))
+        if self.late_samples or self.underflows:
+            log.warning("passthrough: %.0f ms of voice arrived after its play-out time and was skipped; the device ran dry %d times",
+                        1000 * self.late_samples / SAMPLE_RATE, self.underflows)
         if self._stream is not None:
             self._stream.stop()
             self._stream.close()

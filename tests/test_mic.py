@@ -59,11 +59,12 @@ def test_microphone_hears_what_the_room_plays(pulse, tmp_path):
     assert np.corrcoef(heard, speech)[0, 1] > 0.95, run.stderr[-3000:]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known flaw, still open in issue 6: through the PulseAudio ALSA plugin (bursty device buffering) the played voice "
-    "is sometimes shifted or cut (correlation 0.24-0.87 in about 1 run in 4, > 0.95 otherwise)",
-)
+def below_5khz(samples: np.ndarray) -> np.ndarray:
+    spectrum = np.fft.rfft(samples)
+    spectrum[np.fft.rfftfreq(len(samples), 1 / 16000) > 5000] = 0
+    return np.fft.irfft(spectrum, len(samples))
+
+
 def test_passthrough_plays_the_voice_into_the_room(pulse, tmp_path):
     """`run` with audio.passthrough: the voice comes out of the appliance's speaker (the null sink)."""
     speech = decode_audio(SPEECH)[8000 : 8000 + 16000 * 3]
@@ -85,9 +86,22 @@ def test_passthrough_plays_the_voice_into_the_room(pulse, tmp_path):
     assert run.returncode == 0, run.stderr
     assert "voice passthrough to pulse" in run.stderr
     recorder.communicate(timeout=30)
-    captured = np.load(recorded)
+    # PulseAudio resamples the voice (16 → 48 → 16 kHz) and its filter takes the top of the band
+    # (the hiss of an "s"): compare below 5 kHz.
+    captured, speech = below_5khz(np.load(recorded)), below_5khz(speech)
+    # The delay follows the measured picture latency, moving a few ms at a time in quiet moments,
+    # so the voice is checked piece by piece: every 100 ms of it must be heard, intact (waveform
+    # correlation), in order, each near where the one before it was; a piece may straddle one
+    # such move, so "intact" is 0.9 alike rather than 0.99.
     spectrum = np.fft.rfft(captured, 2 * len(captured)) * np.conj(np.fft.rfft(speech, 2 * len(captured)))
     lag = int(np.argmax(np.fft.irfft(spectrum)[: len(captured)]))
-    heard = captured[lag : lag + len(speech)]
-    assert len(heard) == len(speech)
-    assert np.corrcoef(heard, speech)[0, 1] > 0.95, run.stderr[-3000:]
+    piece, search = 1600, 800  # 100 ms pieces, each looked for within ±50 ms of the previous one's place
+    for start in range(0, len(speech) - piece + 1, piece):
+        wanted = speech[start : start + piece]
+        if np.sqrt(np.mean(wanted**2)) < 0.01:
+            continue  # a pause: nothing to recognise
+        candidates = range(max(0, lag + start - search), min(len(captured) - piece, lag + start + search))
+        alike = [np.corrcoef(captured[k : k + piece], wanted)[0, 1] for k in candidates]
+        found, similarity = candidates[int(np.argmax(alike))], max(alike)
+        assert similarity > 0.9, f"{start / 16000:.2f} s into the voice: heard {similarity:.2f} alike\n{run.stderr[-3000:]}"
+        lag = found - start

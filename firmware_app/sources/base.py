@@ -29,6 +29,9 @@ class AudioSource(Resource, ABC):
     def finished(self) -> bool:
         """True once every block has been read."""
 
+    def skip_backlog(self) -> None:
+        """Drop what a live source captured before anyone listened (files have no backlog)."""
+
 
 class VideoSource(Resource, ABC):
     """Delivers frames fitted to the pipeline's size, each stamped with its media time."""

@@ -79,6 +79,16 @@ class MicSource(AudioSource):
         self._samples_read += len(samples)
         return block
 
+    def skip_backlog(self) -> None:
+        # blocks queued while the rest of the appliance started: stale for the mouth, and a
+        # passthrough anchored on them would play the voice that much late; the sample clock
+        # still counts them, so it stays continuous
+        while True:
+            try:
+                self._samples_read += len(self._queue.get_nowait())
+            except queue.Empty:
+                return
+
     @property
     def finished(self) -> bool:
         return False
