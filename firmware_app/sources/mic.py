@@ -14,6 +14,8 @@ from firmware_app.sources.base import AudioSource
 
 log = logging.getLogger(__name__)
 
+CLOSE_TIMEOUT_S = 1.0
+
 
 def require_sounddevice():
     try:
@@ -94,14 +96,25 @@ class MicSource(AudioSource):
         return False
 
     def close(self) -> None:
-        # abort, not stop: there is nothing to drain on an input, and PortAudio's stop can wait
-        # forever on an ALSA device whose server is gone; the lock makes a second close a no-op
-        # rather than a concurrent one (two threads closing one stream deadlock PortAudio)
+        # abort, not stop: there is nothing to drain on an input. Even abort can block for ever
+        # when the sound server has died under the stream, so it runs on a helper thread and a
+        # stream that will not close is left behind: the voice thread must get on with reopening
+        # and a SIGTERM must not wait. The lock makes a second close a no-op, not a concurrent one
+        # (two threads closing one PortAudio stream deadlock).
         with self._closing:
             stream, self._stream = self._stream, None
-            if stream is not None:
-                try:
-                    stream.abort()
-                    stream.close()
-                except require_sounddevice().PortAudioError as exc:  # a device already gone
-                    log.debug("closing the microphone: %s", exc)
+        if stream is None:
+            return
+        closer = threading.Thread(target=_close_stream, args=(stream,), name="microphone-close", daemon=True)
+        closer.start()
+        closer.join(CLOSE_TIMEOUT_S)
+        if closer.is_alive():
+            log.warning("the microphone's driver did not close within %.0f s (its sound server is gone?); left behind", CLOSE_TIMEOUT_S)
+
+
+def _close_stream(stream) -> None:
+    try:
+        stream.abort()
+        stream.close()
+    except require_sounddevice().PortAudioError as exc:  # a device already gone
+        log.debug("closing the microphone: %s", exc)
