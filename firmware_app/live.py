@@ -419,7 +419,7 @@ def _render_loop(p, tracking: TrackerThread, voice: VoiceThread, sink, metrics: 
     1.5 frame periods (a stalled camera) the last one is shown again with the newest mouth
     shape, so the mouth keeps moving and the watchdog keeps being fed."""
     period = 1.0 / p.fps
-    failures, shown_index, last, last_shown_at = 0, -1, None, time.monotonic()
+    failures, last, last_shown_at = 0, None, time.monotonic()
     memory_checked_at = 0.0
     while not (stop.is_set() or reload.is_set() or voice.ended.is_set()):
         if time.monotonic() - memory_checked_at > MEMORY_CHECK_S:
@@ -428,7 +428,7 @@ def _render_loop(p, tracking: TrackerThread, voice: VoiceThread, sink, metrics: 
             check_memory(p.restart_above_mb, metrics.resident_mb, metrics.last_activity_at)
         voice.progress.clear()
         known_until = voice.known_until()
-        item = tracking.next_due(known_until, shown_index)
+        item = tracking.next_due(known_until, after=last.frame.index if last is not None else -1)
         if item is None:
             overdue_in = last_shown_at + 1.5 * period - time.monotonic()
             if last is None or overdue_in > 0:
@@ -444,7 +444,7 @@ def _render_loop(p, tracking: TrackerThread, voice: VoiceThread, sink, metrics: 
             if failures >= MAX_FRAME_FAILURES:
                 raise  # a persistent fault: let systemd restart the service
             continue
-        failures, shown_index, last, last_shown_at = 0, item.frame.index, item, time.monotonic()
+        failures, last, last_shown_at = 0, item, time.monotonic()
         notifier.frame_shown()
         if sink.closed_by_user:
             log.warning("the display window was closed; reopening it")
