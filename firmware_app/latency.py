@@ -91,8 +91,10 @@ def _measure(captured: list[tuple[float, np.ndarray]], metrics: LiveMetrics, pip
     log = np.array(metrics.frame_log, dtype=float)  # shown at, audio t, aperture, captured at
     results = []
     quiet_needed = 30
-    for i in range(quiet_needed, frames):
-        if level[i] > ONSET_DB and (level[i - quiet_needed : i] < QUIET_DB).all():
+    for i in range(quiet_needed + 1, frames):
+        # the hop before the onset may hold the sound's first milliseconds (a burst rarely starts
+        # on a hop boundary): the quiet is required before that rising edge
+        if level[i] > ONSET_DB and level[i - 1] <= ONSET_DB and (level[i - 1 - quiet_needed : i - 1] < QUIET_DB).all():
             t_on = start + i * hop / SAMPLE_RATE
             depicting = log[log[:, 1] >= t_on]
             if len(depicting) == 0:
