@@ -22,9 +22,16 @@ setup(
         "pyyaml>=6",
         "pydantic>=2.5",
         "onnxruntime>=1.17",
+        # the operator's console and /metrics (firmware_app/health.py, firmware_app/console/)
+        "starlette>=0.40",
+        "uvicorn>=0.30",
+        "prometheus-client>=0.20",
+        "ruamel.yaml>=0.18",  # the console's trim slider edits the config keeping its comments
+        # systemd's notify protocol through libsystemd's own sd_notify (wheels for x86_64 and aarch64)
+        "cysystemd>=2.0",
     ],
     extras_require={
-        "dev": ["pytest>=7", "scikit-image>=0.22", "onnxconverter-common>=1.14"],
+        "dev": ["pytest>=7", "scikit-image>=0.22", "onnxconverter-common>=1.14", "selenium>=4.20"],
         # training and evaluation only; the runtime never imports these. piper-tts (GPL-3) is a
         # data tool that speaks the training sentences, it is not shipped in the appliance.
         "train": [

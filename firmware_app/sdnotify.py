@@ -1,31 +1,32 @@
-"""systemd's notify protocol (READY, WATCHDOG, STATUS) without a dependency; silent outside systemd."""
+"""systemd's notify protocol (READY, WATCHDOG, STATUS) through libsystemd's own `sd_notify`
+(cysystemd, which ships it in its wheels for x86_64 and aarch64); silent outside systemd."""
 
 from __future__ import annotations
 
 import os
-import socket
 import time
+
+from cysystemd.daemon import Notification, notify
+
+WATCHDOG_EVERY_S = 1.0  # WatchdogSec=10: a ping a second leaves a wide margin
 
 
 class Notifier:
     def __init__(self) -> None:
-        self.address = os.environ.get("NOTIFY_SOCKET")
+        # cysystemd logs an error for every message sent with no systemd listening: ask only under it
+        self.enabled = bool(os.environ.get("NOTIFY_SOCKET"))
         self._last_watchdog = 0.0
         self.ready_sent = False
 
-    def send(self, message: str) -> None:
-        if not self.address:
-            return
-        address = "\0" + self.address[1:] if self.address.startswith("@") else self.address
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.sendto(message.encode(), address)
-
     def frame_shown(self) -> None:
         """Called per displayed frame: READY once, then watchdog pings at most once a second."""
+        if not self.enabled:
+            return
         if not self.ready_sent:
-            self.send("READY=1\nSTATUS=showing frames")
+            notify(Notification.READY)
+            notify(Notification.STATUS, "showing frames")
             self.ready_sent = True
         now = time.monotonic()
-        if now - self._last_watchdog >= 1.0:
-            self.send("WATCHDOG=1")
+        if now - self._last_watchdog >= WATCHDOG_EVERY_S:
+            notify(Notification.WATCHDOG)
             self._last_watchdog = now

@@ -14,7 +14,7 @@ apt_packages=(python3-venv libportaudio2 libgl1 libglib2.0-0 libegl1 libfontconf
   libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0
   libxcb-xinerama0 libxcb-xkb1 libxcb-shape0 libxcb-cursor0)
 dev_packages=(xvfb matchbox-window-manager imagemagick x11-utils wmctrl xinit xserver-xorg-core pulseaudio pulseaudio-utils
-  libasound2-plugins systemd espeak-ng libespeak-ng1 espeak-ng-data sox)
+  libasound2-plugins systemd espeak-ng libespeak-ng1 espeak-ng-data sox chromium chromium-driver)
 [ "$dev" = 1 ] && apt_packages+=("${dev_packages[@]}")
 
 missing=()
