@@ -135,15 +135,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not realtime:
         build_pipeline(settings, realtime=False).run(stop)
         return ExitCode.OK
+    from firmware_app.health import LiveState
     from firmware_app.live import LiveMetrics
 
-    current = {"metrics": LiveMetrics()}
-    server = _start_health(settings, lambda: current["metrics"])
+    live = LiveState(path, settings)  # what /metrics and the console see
+    server = _start_health(settings, live)
     try:
         while not stop.is_set():
-            current["metrics"] = LiveMetrics()
+            metrics = LiveMetrics()
             try:
-                build_pipeline(settings, realtime=True).run(stop, reload, current["metrics"])
+                pipeline = build_pipeline(settings, realtime=True)
+                live.started(settings, pipeline, metrics)
+                pipeline.run(stop, reload, metrics)
             except CameraMissingError as exc:  # no camera at start-up
                 if not (settings.demo.when_no_camera and settings.mode == "mirror"):
                     raise
@@ -160,12 +163,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _start_health(settings: Settings, metrics):
+def _start_health(settings: Settings, live):
     if not settings.health.enabled:
         return None
     from firmware_app.health import HealthServer
 
-    server = HealthServer(settings.health.bind, settings.health.port, metrics)
+    server = HealthServer(settings, live)
     try:
         server.start()
     except VentriloquistError as exc:

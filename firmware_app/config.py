@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from firmware_app.errors import ConfigError, MissingFileError
 
@@ -161,6 +161,26 @@ class HealthSettings(Section):
     )
 
 
+LOOPBACK = ("127.0.0.1", "::1")  # the only binds the console serves without a token
+
+
+class ConsoleSettings(Section):
+    enabled: bool = Field(True, description="serve the operator's console page at / on the health address (needs health.enabled)")
+    token: str = Field(
+        "",
+        description="secret (16+ characters) every request must carry once set (Bearer header, or the page's login);"
+        " required when health.bind is not 127.0.0.1 or ::1",
+    )
+    preview: bool = Field(False, description="show the frame on the screen now on the page (kept in memory only, never written)")
+    upload_max_mb: float = Field(50.0, gt=0, le=500, description="largest portrait (still or clip) the console accepts, MiB")
+
+    @model_validator(mode="after")
+    def _token_long_enough(self) -> "ConsoleSettings":
+        if self.token and len(self.token) < 16:
+            raise ValueError("token must be at least 16 characters (e.g. `openssl rand -hex 16`)")
+        return self
+
+
 class IdleSettings(Section):
     prompt: str = Field(
         "", description="text shown when nobody is in view and nobody speaks (empty: none), e.g. 'Step closer and speak'"
@@ -196,6 +216,7 @@ class Settings(Section):
     disclosure: DisclosureSettings = Field(default_factory=DisclosureSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     idle: IdleSettings = Field(default_factory=IdleSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     demo: DemoSettings = Field(default_factory=DemoSettings)
@@ -215,6 +236,17 @@ class Settings(Section):
 
 # --- loading -------------------------------------------------------------------------------
 
+    @field_validator("console")
+    @classmethod
+    def _off_loopback_needs_a_token(cls, console: ConsoleSettings, info: ValidationInfo) -> ConsoleSettings:
+        health = info.data.get("health")
+        if health is not None and health.enabled and health.bind not in LOOPBACK and not console.token:
+            raise ValueError(
+                f"health.bind {health.bind} serves /metrics and the console beyond this machine, so console.token"
+                " must be set (16+ characters); or bind 127.0.0.1 and reach it through an SSH tunnel"
+            )
+        return console
+
 
 def load_settings(path: str | Path | None) -> Settings:
     """Read and validate a config file; None means the built-in defaults."""
@@ -229,8 +261,13 @@ def load_settings(path: str | Path | None) -> Settings:
                 f"config file {path} does not exist",
                 "check the path, or write a fresh one with `ventriloquist config default > config.yaml`",
             )
-        text = path.read_text(encoding="utf-8", errors="replace")
-        data, lines = _parse_yaml(text, source)
+        return settings_from_text(path.read_text(encoding="utf-8", errors="replace"), source)
+    return _validate(data, source, lines)
+
+
+def settings_from_text(text: str, source: str) -> Settings:
+    """Validate config text as if read from `source` (errors name that file, its keys and lines)."""
+    data, lines = _parse_yaml(text, source)
     return _validate(data, source, lines)
 
 
@@ -307,7 +344,7 @@ def _describe(exc: ValidationError, source: str, lines: dict[tuple, int]) -> str
             allowed = ", ".join(_allowed_keys(loc[:-1]))
             message = f"unknown key; allowed here: {allowed}"
         elif err["type"] != "missing":
-            message += f" (got {err['input']!r})" if not isinstance(err["input"], dict) else ""
+            message += f" (got {err['input']!r})" if not isinstance(err["input"], (dict, BaseModel)) else ""
             allowed = _allowed_values(loc)
             if allowed and "should be" not in message:
                 message += f"; allowed: {allowed}"

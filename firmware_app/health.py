@@ -1,24 +1,64 @@
-"""Health and metrics over HTTP for the kiosk's operators: `/healthz` and Prometheus `/metrics`.
+"""Health, metrics and the operator's console over HTTP: `/healthz`, Prometheus `/metrics` and the
+page at `/` (`firmware_app/console/`), one Starlette app served by uvicorn from a daemon thread.
 
 Bound to 127.0.0.1 by default (`health.bind`): the appliance exposes nothing to the network
-unless the operator asks. Served from a daemon thread; reads the live loop's metrics as they are.
+unless the operator asks, and then only with `console.token`. The live loop's metrics are read as
+they are at each scrape: a prometheus-client collector turns them into gauges, counters and the
+loop's own latency and stage-time histograms.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import os
+import signal
+import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
 
 from firmware_app.errors import DeviceError
 from firmware_app.live import LiveMetrics
 
+if TYPE_CHECKING:
+    from firmware_app.config import Settings
+    from firmware_app.pipeline import Pipeline
+
 log = logging.getLogger(__name__)
 
 HEALTHY_WITHIN_S = 2.0  # a frame shown this recently means the appliance is working
+STOP_WITHIN_S = 1.0  # of the kiosk's 2 s SIGTERM budget
+disable_created_metrics()  # `_created` series only double every counter; nothing here reads them
+
+
+class LiveState:
+    """What the web side sees of the running kiosk. `run` updates it as pipelines come and go
+    (each SIGHUP reload builds a new one); the console changes the kiosk only through `reload`
+    (the SIGHUP path, the same as `systemctl reload`) and the running passthrough's trim."""
+
+    def __init__(self, config_path: Path | None, settings: Settings) -> None:
+        self.config_path = config_path
+        self.settings = settings
+        self.metrics = LiveMetrics()
+        self.pipeline: Pipeline | None = None
+        self.generation = 0  # pipelines started: a reload shows as a new one
+
+    def started(self, settings: Settings, pipeline: Pipeline, metrics: LiveMetrics) -> None:
+        self.settings, self.pipeline, self.metrics = settings, pipeline, metrics
+        self.generation += 1
+
+    def reload(self) -> None:
+        os.kill(os.getpid(), signal.SIGHUP)
 
 
 def health(metrics: LiveMetrics) -> tuple[bool, dict]:
@@ -31,72 +71,112 @@ def health(metrics: LiveMetrics) -> tuple[bool, dict]:
         "fps": round(metrics.fps, 2),
         "face_present": metrics.face_present,
         "backend": metrics.backend,
-        "restarts": metrics.restarts,
+        "restarts": dict(metrics.restarts),
     }
 
 
-def prometheus(metrics: LiveMetrics) -> str:
-    lines = []
+class LiveCollector(Collector):
+    """The live loop's LiveMetrics as Prometheus metrics, read at each scrape (the loop keeps its
+    own numbers; a reload starts a fresh LiveMetrics, which Prometheus sees as a counter reset)."""
 
-    def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
-        lines.append(f"# HELP ventriloquist_{name} {help_text}")
-        lines.append(f"# TYPE ventriloquist_{name} {kind}")
-        lines.extend(f"ventriloquist_{name}{labels} {value:.6g}" for labels, value in samples)
+    def __init__(self, state: LiveState) -> None:
+        self.state = state
 
-    metric("fps", "gauge", "frames shown per second since start", [("", metrics.fps)])
-    metric("frames_total", "counter", "frames shown", [("", metrics.frames)])
-    metric("dropped_frames_total", "counter", "output frames skipped because the loop was behind", [("", metrics.dropped_frames)])
-    metric("camera_frames_skipped_total", "counter", "camera frames replaced by a newer one before rendering", [("", metrics.camera_frames_skipped)])
-    metric("resident_memory_megabytes", "gauge", "resident memory of the kiosk process (MiB)", [("", metrics.resident_mb)])
-    metric("frames_repeated_total", "counter", "the last frame shown again (with a new mouth) because no new one was due", [("", metrics.frames_repeated)])
-    metric("stage_milliseconds", "gauge", "per-frame time of each stage (moving average)", [(f'{{stage="{k}"}}', v) for k, v in metrics.stage_ms.items()])
-    metric("latency_milliseconds", "gauge", "capture to display, median of recent frames", [("", metrics.median_latency_ms())])
-    metric("av_offset_milliseconds", "gauge", "passthrough sound minus picture (+ = sound late)", [("", metrics.av_offset_ms)])
-    metric("face_present", "gauge", "1 when a face is being animated", [("", float(metrics.face_present))])
-    metric("backend_info", "gauge", "the mouth model and its inference backend", [(f'{{backend="{metrics.backend}"}}', 1.0)])
-    metric("restarts_total", "counter", "devices reopened and models replaced after a fault", [(f'{{part="{k}"}}', v) for k, v in metrics.restarts.items()])
-    return "\n".join(lines) + "\n"
+    def collect(self) -> Iterator[Metric]:
+        m = self.state.metrics
+
+        def gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
+            return GaugeMetricFamily(f"ventriloquist_{name}", help_text, value=value)
+
+        def counter(name: str, help_text: str, value: float) -> CounterMetricFamily:
+            return CounterMetricFamily(f"ventriloquist_{name}", help_text, value=value)
+
+        yield gauge("fps", "frames shown per second since start", m.fps)
+        yield counter("frames", "frames shown", m.frames)
+        yield counter("dropped_frames", "output frames skipped because the loop was behind", m.dropped_frames)
+        yield counter("camera_frames_skipped", "camera frames replaced by a newer one before rendering", m.camera_frames_skipped)
+        yield counter("frames_repeated", "the last frame shown again (with a new mouth) because no new one was due", m.frames_repeated)
+        yield gauge("resident_memory_megabytes", "resident memory of the kiosk process (MiB)", m.resident_mb)
+        stages = GaugeMetricFamily("ventriloquist_stage_milliseconds", "per-frame time of each stage (moving average)", labels=["stage"])
+        for stage, ms in dict(m.stage_ms).items():
+            stages.add_metric([stage], ms)
+        yield stages
+        yield gauge("latency_milliseconds", "capture to display, median of recent frames", m.median_latency_ms())
+        yield gauge("av_offset_milliseconds", "passthrough sound minus picture (+ = sound late)", m.av_offset_ms)
+        yield gauge("passthrough_delay_milliseconds", "capture of a voice sample to its sound leaving the speaker", m.passthrough_delay_ms)
+        yield gauge("face_present", "1 when a face is being animated", float(m.face_present))
+        backend = GaugeMetricFamily("ventriloquist_backend_info", "the mouth model and its inference backend", labels=["backend"])
+        backend.add_metric([m.backend], 1.0)
+        yield backend
+        restarts = CounterMetricFamily("ventriloquist_restarts", "devices reopened and models replaced after a fault", labels=["part"])
+        for part, count in dict(m.restarts).items():
+            restarts.add_metric([part], count)
+        yield restarts
+        yield gauge("uptime_seconds", "time since this pipeline started", time.monotonic() - m.started_at)
+        yield gauge("pipeline_generation", "pipelines started by this process (a config reload starts a new one)", self.state.generation)
+        yield from m.latency_histogram.collect()
+        yield from m.stage_histogram.collect()
+
+
+def metrics_registry(state: LiveState) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(LiveCollector(state))
+    return registry
+
+
+def build_app(settings: Settings, state: LiveState) -> Starlette:
+    """/healthz and /metrics, and the console at / (when `console.enabled`), behind the console's
+    guard: a token off-loopback, same-origin writes, loopback host names only on loopback."""
+    from firmware_app.console.security import Guard, Policy
+
+    registry = metrics_registry(state)
+    policy = Policy(settings)
+
+    def healthz(request: Request) -> JSONResponse:
+        ok, body = health(state.metrics)
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    routes = [Route("/healthz", healthz), Route("/metrics", metrics)]
+    if settings.console.enabled:
+        from firmware_app.console.routes import console_routes
+
+        routes.append(Mount("/", routes=console_routes(settings, state, policy)))
+    return Starlette(routes=routes, middleware=[Middleware(Guard, policy=policy)])
 
 
 class HealthServer:
-    def __init__(self, bind: str, port: int, metrics: Callable[[], LiveMetrics]) -> None:
-        self.bind, self.port, self.metrics = bind, port, metrics
-        self._server: ThreadingHTTPServer | None = None
+    def __init__(self, settings: Settings, state: LiveState) -> None:
+        self.settings, self.state = settings, state
+        self.bind, self.port = settings.health.bind, settings.health.port
+        self._server = None
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        get_metrics = self.metrics
+        import uvicorn
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-                metrics = get_metrics()
-                if self.path == "/healthz":
-                    ok, body = health(metrics)
-                    self._send(200 if ok else 503, "application/json", json.dumps(body))
-                elif self.path == "/metrics":
-                    self._send(200, "text/plain; version=0.0.4", prometheus(metrics))
-                else:
-                    self._send(404, "text/plain", "try /healthz or /metrics\n")
-
-            def _send(self, code: int, kind: str, body: str) -> None:
-                data = body.encode()
-                self.send_response(code)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:  # scrapes every few seconds: keep the journal quiet
-                pass
-
-        try:
-            self._server = ThreadingHTTPServer((self.bind, self.port), Handler)
+        try:  # bound here, so a port in use is the operator's error now, not a dead thread later
+            sock = socket.socket(socket.AF_INET6 if ":" in self.bind else socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.bind, self.port))
         except OSError as exc:
+            sock.close()
             raise DeviceError(f"cannot serve health on {self.bind}:{self.port}: {exc}", "set health.port to a free port, or health.enabled: false") from None
-        threading.Thread(target=self._server.serve_forever, name="health", daemon=True).start()
-        log.info("health and metrics on http://%s:%d/healthz and /metrics", self.bind, self.port)
+        config = uvicorn.Config(
+            build_app(self.settings, self.state), http="h11", ws="none", lifespan="off",
+            log_config=None, access_log=False, timeout_graceful_shutdown=STOP_WITHIN_S,
+        )  # fmt: skip
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, name="health", daemon=True)
+        self._thread.start()
+        host = f"[{self.bind}]" if ":" in self.bind else self.bind
+        page = " and the console at /" if self.settings.console.enabled else ""
+        log.info("health and metrics on http://%s:%d/healthz and /metrics%s", host, self.port, page)
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.should_exit = True
+            self._thread.join(timeout=STOP_WITHIN_S)
             self._server = None

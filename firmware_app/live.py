@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+from prometheus_client import Histogram
 
 from firmware_app.errors import VentriloquistError
 from firmware_app.features import FeatureStream
@@ -50,6 +51,14 @@ MAX_BEHIND = 2  # frames due but not shown before the loop skips ahead to the ne
 STALL_S = 1.5  # no camera frame or microphone block for this long: the device is treated as gone
 MAX_FRAME_FAILURES = 100  # frames in a row that fail to render before the loop gives up
 MEMORY_CHECK_S = 5.0
+LATENCY_BUCKETS_MS = (25, 50, 75, 100, 125, 150, 200, 300, 500, 1000)
+STAGE_BUCKETS_MS = (0.5, 1, 2, 5, 10, 15, 20, 30, 50, 100)
+
+
+def _histogram(name: str, help_text: str, buckets: tuple, labels: tuple[str, ...] = ()) -> Histogram:
+    """A prometheus-client histogram owned by one run's metrics (registry=None: /metrics collects it
+    from the LiveMetrics in use, so a reload starts it afresh like every other counter)."""
+    return Histogram(name, help_text, labels, buckets=buckets, registry=None)
 
 
 @dataclass
@@ -72,10 +81,21 @@ class LiveMetrics:
     started_at: float = field(default_factory=time.monotonic)
     recent_latencies: deque = field(default_factory=lambda: deque(maxlen=300))
     frame_log: deque = field(default_factory=lambda: deque(maxlen=3000))  # (shown at, audio t, aperture, captured at): 100 s
+    passthrough_delay_ms: float = 0.0  # capture of a voice sample to its sound leaving the device
+    shown_image: np.ndarray | None = None  # the frame on the screen now (memory only: the console's preview)
+    latency_histogram: Histogram = field(default_factory=lambda: _histogram(
+        "ventriloquist_frame_latency_milliseconds", "capture to display of each frame shown", LATENCY_BUCKETS_MS))
+    stage_histogram: Histogram = field(default_factory=lambda: _histogram(
+        "ventriloquist_stage_duration_milliseconds", "time of each stage, per frame or audio block", STAGE_BUCKETS_MS, ("stage",)))
 
     def stage(self, name: str, ms: float) -> None:
         previous = self.stage_ms.get(name)
         self.stage_ms[name] = ms if previous is None else previous + 0.05 * (ms - previous)
+        self.stage_histogram.labels(name).observe(ms)
+
+    def latency(self, ms: float) -> None:
+        self.recent_latencies.append(ms)
+        self.latency_histogram.observe(ms)
 
     @property
     def fps(self) -> float:
@@ -470,7 +490,8 @@ def _show(p, frame: VideoFrame, captured: float, face, voice: VoiceThread, sink,
     metrics.stage("renderer", (rendered - started) * 1000)
     metrics.stage("display", (time.perf_counter() - rendered) * 1000)
     latency = (shown - captured) * 1000
-    metrics.recent_latencies.append(latency)
+    metrics.latency(latency)
+    metrics.shown_image = image
     metrics.frames += 1
     metrics.face_present = face is not None
     metrics.last_frame_at = shown
@@ -480,3 +501,4 @@ def _show(p, frame: VideoFrame, captured: float, face, voice: VoiceThread, sink,
         picture_delay_s = metrics.median_latency_ms() / 1000 + 0.5 / p.fps
         p.passthrough.follow_latency(picture_delay_s)
         metrics.av_offset_ms = (p.passthrough.play_delay_s - picture_delay_s) * 1000
+        metrics.passthrough_delay_ms = p.passthrough.play_delay_s * 1000

@@ -141,6 +141,14 @@ class VoicePassthrough(Resource):
         with self._lock:
             self._wanted_step = float(np.clip(error, -limit, limit))
 
+    def set_trim(self, trim_s: float) -> None:
+        """The operator's trim, changed live (the console's slider): the delay moves by the
+        difference at quiet moments, toward the measured latency (auto) or by the whole step (fixed)."""
+        with self._lock:
+            step, self.trim_s = trim_s - self.trim_s, trim_s
+            if not self.follow:
+                self._wanted_step += step
+
     @property
     def play_delay_s(self) -> float:
         """From a sample's capture to its sound leaving the device: the delay line plus the output

@@ -1,0 +1,106 @@
+"""A portrait uploaded through the console, checked before it may replace the current one: a still
+(JPEG, PNG, WebP) or a clip (MP4, MOV, WebM, MKV) that decodes, of a sensible size, with exactly
+one face that MediaPipe finds. Everything happens in memory; only a portrait that passes is
+written (by the caller, into the config folder)."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import av
+import cv2
+import numpy as np
+
+from firmware_app.assets import resolve_path, verify_model_file
+from firmware_app.errors import MediaError
+
+MIN_SIDE = 128  # px: smaller faces are below MediaPipe's detector
+MAX_SIDE = 8192
+MAX_PIXELS = 40_000_000  # a 40 MP still; larger ones are refused before decoding
+MAX_CLIP_S = 600.0
+STILLS = {b"\xff\xd8\xff": "jpg", b"\x89PNG\r\n\x1a\n": "png"}
+FIX = "upload a JPEG, PNG or WebP photo, or an MP4/MOV/WebM clip, of one face filling about a third of the picture"
+
+
+@dataclass
+class Portrait:
+    extension: str  # what the checked file is, from its content (never from the uploaded name)
+    width: int
+    height: int
+    clip: bool
+
+    def describe(self) -> str:
+        return f"{'clip' if self.clip else 'still'} {self.width}x{self.height}, one face"
+
+
+def kind_of(data: bytes) -> tuple[str, bool]:
+    """(extension, is a clip) from the file's first bytes."""
+    for magic, extension in STILLS.items():
+        if data.startswith(magic):
+            return extension, False
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp", False
+    if data[4:8] == b"ftyp":
+        return ("mov" if data[8:10] == b"qt" else "mp4"), True
+    if data.startswith(b"\x1a\x45\xdf\xa3"):
+        return ("webm" if b"webm" in data[:64] else "mkv"), True
+    raise MediaError("the upload is not an image or a video clip (its first bytes match no known format)", FIX)
+
+
+def check_portrait(data: bytes, model_path: str) -> Portrait:
+    if not data:
+        raise MediaError("the upload is empty", FIX)
+    extension, clip = kind_of(data)
+    width, height, duration = _probe(data)
+    if min(width, height) < MIN_SIDE or max(width, height) > MAX_SIDE or width * height > MAX_PIXELS:
+        raise MediaError(
+            f"the picture is {width}x{height}; a portrait must be {MIN_SIDE} to {MAX_SIDE} px a side and at most "
+            f"{MAX_PIXELS // 1_000_000} MP", "scale it (1280x720 is plenty) and upload it again",
+        )  # fmt: skip
+    if clip and duration > MAX_CLIP_S:
+        raise MediaError(f"the clip is {duration:.0f} s long; the portrait loops a clip of at most {MAX_CLIP_S:.0f} s", "trim it")
+    faces = count_faces(_first_frame(data), model_path)
+    if faces != 1:
+        found = "no face" if faces == 0 else f"{faces} faces"
+        raise MediaError(f"{found} found in the {'clip' if clip else 'picture'}; a portrait shows exactly one", FIX)
+    return Portrait(extension, width, height, clip)
+
+
+def _probe(data: bytes) -> tuple[int, int, float]:
+    """Width, height and duration from the container's headers, before anything is decoded."""
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            if not container.streams.video:
+                raise MediaError("the upload has no picture in it", FIX)
+            stream = container.streams.video[0]
+            duration = float(container.duration / av.time_base) if container.duration else 0.0
+            return stream.codec_context.width, stream.codec_context.height, duration
+    except av.FFmpegError as exc:
+        raise MediaError(f"the upload does not open as an image or a clip ({exc})", FIX) from None
+
+
+def _first_frame(data: bytes) -> np.ndarray:
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            for frame in container.decode(video=0):
+                return frame.to_ndarray(format="rgb24")
+    except av.FFmpegError as exc:
+        raise MediaError(f"the upload is damaged ({exc})", FIX) from None
+    raise MediaError("the upload has no picture in it", FIX)
+
+
+def count_faces(rgb: np.ndarray, model_path: str) -> int:
+    """Faces MediaPipe's face landmarker finds in one picture (up to 3), the same model the kiosk
+    tracks with, on the picture scaled to at most 1280 px."""
+    import mediapipe as mp
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    scale = 1280 / max(rgb.shape[:2])
+    if scale < 1:
+        rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    path = verify_model_file(resolve_path(model_path))
+    options = vision.FaceLandmarkerOptions(base_options=BaseOptions(model_asset_path=str(path)), running_mode=vision.RunningMode.IMAGE, num_faces=3)
+    with vision.FaceLandmarker.create_from_options(options) as landmarker:
+        result = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)))
+    return len(result.face_landmarks)

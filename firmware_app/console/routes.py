@@ -1,0 +1,159 @@
+"""The console's page and its JSON API. Every write goes through `ConfigFolder` and every change
+to the running kiosk through the SIGHUP reload (`LiveState.reload`), except the A/V trim, which
+the running passthrough takes live (and which is also saved to the config file)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Awaitable, Callable
+
+import cv2
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from firmware_app.config import Settings
+from firmware_app.console.configfile import ConfigFolder
+from firmware_app.console.portrait import check_portrait
+from firmware_app.console.security import Policy
+from firmware_app.console.status import History, RecentErrors, snapshot
+from firmware_app.errors import VentriloquistError
+
+if TYPE_CHECKING:
+    from firmware_app.health import LiveState
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+PREVIEW_WIDTH = 640  # px: enough to see the screen, cheap to encode a few times a second
+
+
+def refused(exc: VentriloquistError, status: int = 422) -> JSONResponse:
+    return JSONResponse({"ok": False, "error": str(exc)}, status_code=status)
+
+
+def console_routes(settings: Settings, state: LiveState, policy: Policy) -> list[BaseRoute]:
+    folder = ConfigFolder(state.config_path)
+    history = History(state)
+    history.start()
+    errors = RecentErrors().attach()
+    started_at = time.monotonic()
+    upload_limit = int(settings.console.upload_max_mb * 1024 * 1024)
+    page = (STATIC / "index.html").read_text(encoding="utf-8").replace("{{csrf}}", policy.csrf)
+
+    def index(request: Request) -> HTMLResponse:
+        return HTMLResponse(page, headers={"cache-control": "no-store"})
+
+    def status(request: Request) -> JSONResponse:
+        return JSONResponse(snapshot(state, history, errors, started_at), headers={"cache-control": "no-store"})
+
+    def preview(request: Request) -> Response:
+        """The frame on the screen now, as JPEG; off (404) unless console.preview: true."""
+        image = state.metrics.shown_image
+        if not state.settings.console.preview:
+            return JSONResponse({"error": "the preview is off (console.preview: false)"}, status_code=404)
+        if image is None:
+            return JSONResponse({"error": "no frame shown yet"}, status_code=503)
+        scale = PREVIEW_WIDTH / image.shape[1]
+        small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
+        ok, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        return Response(jpeg.tobytes(), media_type="image/jpeg", headers={"cache-control": "no-store"})
+
+    def config(request: Request) -> JSONResponse:
+        return JSONResponse({"path": str(folder.path) if folder.path else None, "text": folder.read()}, headers={"cache-control": "no-store"})
+
+    async def check(request: Request) -> JSONResponse:
+        text = str((await _json(request)).get("text", ""))
+        try:
+            parsed = folder.check(text)
+        except VentriloquistError as exc:
+            return refused(exc)
+        return JSONResponse({"ok": True, "summary": f"OK (mode {parsed.mode}, audio {parsed.sources.audio}, output {parsed.output.uri})"})
+
+    async def apply(request: Request) -> JSONResponse:
+        text = str((await _json(request)).get("text", ""))
+        try:
+            folder.apply(text)
+        except VentriloquistError as exc:
+            return refused(exc)
+        log.info("console: config written to %s (previous kept as %s.bak); reloading", folder.path, folder.path.name)
+        state.reload()
+        return JSONResponse({"ok": True, "generation": state.generation, "backup": f"{folder.path}.bak"})
+
+    async def trim(request: Request) -> JSONResponse:
+        """Live while the slider moves; `save` (when it is let go) also writes it to the config."""
+        body = await _json(request)
+        try:
+            ms = float(body.get("ms"))
+        except (TypeError, ValueError):
+            return JSONResponse({"ok": False, "error": "ms must be a number"}, status_code=422)
+        try:
+            text = folder.with_keys({"audio.passthrough_trim_ms": ms})
+            folder.check(text)  # out of range is the config's own error, with its limits
+            if body.get("save"):
+                folder.apply(text)
+        except VentriloquistError as exc:
+            return refused(exc)
+        passthrough = state.pipeline.passthrough if state.pipeline is not None else None
+        if passthrough is None:
+            return JSONResponse({"ok": False, "error": "audio.passthrough is off: there is no delay to trim"}, status_code=409)
+        passthrough.set_trim(ms / 1000)
+        if body.get("save"):
+            log.info("console: passthrough trim %.0f ms, saved to %s", ms, folder.path)
+        return JSONResponse({"ok": True, "trim_ms": ms, "saved": bool(body.get("save"))})
+
+    async def portrait(request: Request) -> JSONResponse:
+        data = await _read_limited(request, upload_limit)
+        if data is None:
+            return JSONResponse({"ok": False, "error": f"the upload is larger than console.upload_max_mb ({settings.console.upload_max_mb:g} MiB)"}, status_code=413)
+        try:
+            checked = await run_in_threadpool(check_portrait, data, state.settings.tracker.model_path)
+            stored = folder.store(f"portrait.{checked.extension}", data)
+            folder.apply(folder.with_keys({"sources.portrait": f"file://{stored}"}))
+        except VentriloquistError as exc:
+            return refused(exc)
+        log.info("console: new portrait %s (%s); reloading", stored, checked.describe())
+        state.reload()
+        note = "" if state.settings.mode == "puppet" else " (shown in puppet mode: set mode: puppet)"
+        return JSONResponse({"ok": True, "path": str(stored), "summary": checked.describe() + note})
+
+    api: list[tuple[str, Callable[[Request], Awaitable[Response] | Response], list[str]]] = [
+        ("/api/status", status, ["GET"]),
+        ("/api/preview.jpg", preview, ["GET"]),
+        ("/api/config", config, ["GET"]),
+        ("/api/config/check", check, ["POST"]),
+        ("/api/config/apply", apply, ["POST"]),
+        ("/api/trim", trim, ["POST"]),
+        ("/api/portrait", portrait, ["POST"]),
+    ]
+    return [
+        Route("/", index),
+        *(Route(path, endpoint, methods=methods) for path, endpoint, methods in api),
+        Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+    ]
+
+
+async def _json(request: Request) -> dict:
+    try:
+        body = await request.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is longer than `limit` (it is never held whole)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,96 @@
+"""What the console's status panel shows: the live numbers now, a few minutes of their history
+(sampled once a second, so the fps is the recent rate rather than the average since start), and
+the last warnings and errors from the log."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from firmware_app.health import LiveState
+
+HISTORY_S = 300  # the charts show the last five minutes
+SAMPLE_EVERY_S = 1.0
+KEPT_ERRORS = 20
+
+
+class RecentErrors(logging.Handler):
+    """Keeps the last warnings and errors logged anywhere in the process."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.records: deque[dict] = deque(maxlen=KEPT_ERRORS)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append({"time": record.created, "level": record.levelname.lower(), "message": record.getMessage()})
+
+    def attach(self) -> "RecentErrors":
+        logging.getLogger().addHandler(self)
+        return self
+
+
+class History(threading.Thread):
+    """Samples the live metrics once a second into rings the charts draw."""
+
+    def __init__(self, state: LiveState) -> None:
+        super().__init__(name="console-history", daemon=True)
+        self.state = state
+        self.samples: deque[tuple[float, float, float, float]] = deque(maxlen=HISTORY_S)  # (unix time, fps, latency, A/V)
+        self._last: tuple[float, int, int] | None = None  # (monotonic, frames, generation)
+
+    def run(self) -> None:
+        while True:
+            self.sample()
+            time.sleep(SAMPLE_EVERY_S)
+
+    def sample(self) -> None:
+        m, now = self.state.metrics, time.monotonic()
+        fps = 0.0
+        if self._last is not None and self._last[2] == self.state.generation and now > self._last[0]:
+            fps = max(0, m.frames - self._last[1]) / (now - self._last[0])
+        elif m.frames:
+            fps = m.fps
+        self._last = (now, m.frames, self.state.generation)
+        self.samples.append((time.time(), round(fps, 2), round(m.median_latency_ms(), 1), round(m.av_offset_ms, 1)))
+
+    @property
+    def recent_fps(self) -> float:
+        return self.samples[-1][1] if self.samples else 0.0
+
+    def series(self) -> dict[str, list[float]]:
+        columns = list(zip(*self.samples)) or [(), (), (), ()]
+        return {name: list(values) for name, values in zip(("t", "fps", "latency_ms", "av_offset_ms"), columns)}
+
+
+def snapshot(state: LiveState, history: History, errors: RecentErrors, started_at: float) -> dict:
+    """The status panel's JSON."""
+    m, settings = state.metrics, state.settings
+    passthrough = state.pipeline.passthrough if state.pipeline is not None else None
+    return {
+        "fps": history.recent_fps,
+        "fps_average": round(m.fps, 2),
+        "frames": m.frames,
+        "latency_ms": round(m.median_latency_ms(), 1),
+        "av_offset_ms": round(m.av_offset_ms, 1),
+        "face_present": m.face_present,
+        "backend": m.backend,
+        "restarts": dict(m.restarts),
+        "memory_mb": round(m.resident_mb, 1),
+        "uptime_s": round(time.monotonic() - started_at),
+        "pipeline_uptime_s": round(time.monotonic() - m.started_at),
+        "generation": state.generation,
+        "mode": settings.mode,
+        "passthrough": {
+            "on": passthrough is not None,
+            "delay_ms": round(m.passthrough_delay_ms, 1),
+            "trim_ms": round(passthrough.trim_s * 1000, 1) if passthrough is not None else settings.audio.passthrough_trim_ms,
+        },
+        "preview": settings.console.preview,
+        "config_path": str(state.config_path) if state.config_path else None,
+        "errors": list(errors.records)[::-1],
+        "history": history.series(),
+    }
