@@ -91,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="what this machine has, and the fix for what it lacks")
     doctor.add_argument("--config", type=Path)
     doctor.add_argument("--selftest", action="store_true", help="also run the golden parity check on the active backend")
+    doctor.add_argument("--device", action="store_true", help="also the Jetson's parts: L4T release, GPU nodes, sandbox, camera daemon")
+    doctor.add_argument("--capture", type=int, metavar="N", help="also capture N frames from sources.camera")
     doctor.set_defaults(handler=cmd_doctor)
 
     engine = commands.add_parser("engine", help="TensorRT engine for the mouth model (Jetson)")
@@ -279,22 +281,44 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         from firmware_app.doctor import selftest
 
         checks.append(selftest(settings))
+    if args.device:
+        from firmware_app.doctor import device_checks
+
+        checks += device_checks(settings)
+    if args.capture:
+        from firmware_app.doctor import capture_check
+
+        checks.append(capture_check(settings, args.capture))
     print_report(checks)
     return ExitCode.OK if all(c.ok or not c.required for c in checks) else ExitCode.FAILURE
 
 
 def cmd_engine_build(args: argparse.Namespace) -> int:
-    from firmware_app.doctor import selftest
-
-    from firmware_app.inference import tensorrt_usable
+    """Under `auto` a failed build or parity check is a logged downgrade to ONNX Runtime (exit 0, the
+    kiosk still starts); with `tensorrt` forced it is an error."""
+    from firmware_app.doctor import build_and_check_engine
+    from firmware_app.errors import DeviceError
+    from firmware_app.inference import as_device_error, describe_failure, tensorrt_usable
 
     settings = load_settings(_config_path(args.config))
     usable, why = tensorrt_usable()
-    if settings.inference.backend == "onnxruntime" or (settings.inference.backend == "auto" and not usable):
+    backend = settings.inference.backend
+    if backend == "onnxruntime" or (backend == "auto" and not usable):
         print(f"engine: nothing to build, the mouth model runs on ONNX Runtime ({why if not usable else 'configured'})")
         return ExitCode.OK
-    check = selftest(with_changes(settings, {"inference.backend": "tensorrt"}))
+    if not usable:
+        raise DeviceError(f"inference.backend is tensorrt, but {why}", "on a Jetson run `bash scripts/setup.sh --jetson`, or set inference.backend: auto")
+    try:
+        check = build_and_check_engine(settings)
+    except Exception as exc:  # noqa: BLE001 - under auto any failure is a downgrade, see below
+        if backend == "tensorrt":
+            raise as_device_error(exc) from None
+        print(f"engine: TensorRT failed ({describe_failure(exc)}); the kiosk will use ONNX Runtime on the CPU")
+        return ExitCode.OK
     print(f"engine: {check.detail}")
+    if not check.ok and backend == "auto":
+        print("engine: the kiosk will use ONNX Runtime on the CPU (inference.backend: auto) until a rebuilt engine passes")
+        return ExitCode.OK
     return ExitCode.OK if check.ok else ExitCode.BAD_MODEL
 
 

@@ -38,6 +38,12 @@ class SourcesSettings(Section):
         description="file sources: realtime (live simulation), fast (offline), auto (realtime for run, fast for render)",
     )
     loop_video: bool = Field(True, description="restart a video file at its end instead of stopping")
+    csi_source: str = Field(
+        "nvarguscamerasrc sensor-id={sensor} ! video/x-raw(memory:NVMM), framerate={fps} ! "
+        "nvvidconv ! video/x-raw, format=BGRx, width={width}, height={height}",
+        description="csi:// cameras: the GStreamer source part of the pipeline ({sensor} {width} {height} {fps} are filled in); "
+        "'videotestsrc is-live=true ! video/x-raw, width={width}, height={height}, framerate={fps}' tests it without a camera",
+    )
 
 
 class VideoSettings(Section):
@@ -410,7 +416,8 @@ def _section_yaml(model: BaseModel, indent: int) -> list[str]:
             out.append(f"{pad}{name}:")
             out.extend(_section_yaml(value, indent + 1))
             continue
-        rendered = yaml.safe_dump(list(value) if isinstance(value, tuple) else value, default_flow_style=True)
+        # one line whatever its length: a wrapped scalar would not parse beside its comment
+        rendered = yaml.safe_dump(list(value) if isinstance(value, tuple) else value, default_flow_style=True, width=1 << 16)
         rendered = rendered.strip().removesuffix("...").strip()
         comment = field.description or ""
         if get_origin(field.annotation) is Literal:

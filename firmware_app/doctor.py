@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from firmware_app.assets import FACE_LANDMARKER, resolve_path, sha256_of
@@ -141,10 +142,14 @@ def _pycuda(_: Settings) -> Check:
 
 
 def _gstreamer(_: Settings) -> Check:
-    from firmware_app.sources.camera import opencv_has_gstreamer
+    from firmware_app.sources.camera import gstreamer_has
 
-    ok = opencv_has_gstreamer()
-    return Check("OpenCV GStreamer", ok, "yes" if ok else "no (csi:// cameras unavailable)", "use JetPack's OpenCV for CSI cameras", required=False)
+    if shutil.which("gst-launch-1.0") is None:
+        return Check("GStreamer", False, "gst-launch-1.0 not installed (csi:// cameras unavailable)",
+                     "sudo apt-get install gstreamer1.0-tools gstreamer1.0-plugins-base", required=False)
+    ok = gstreamer_has("nvarguscamerasrc")
+    return Check("GStreamer", ok, "nvarguscamerasrc available" if ok else "no nvarguscamerasrc (csi:// needs a Jetson)",
+                 "on a Jetson: sudo apt-get install nvidia-l4t-gstreamer", required=False)
 
 
 def selftest(settings: Settings) -> Check:
@@ -161,3 +166,100 @@ def selftest(settings: Settings) -> Check:
     finally:
         backend.close()
     return Check(f"selftest ({backend.name})", result.ok, result.line(), "rebuild the engine: ventriloquist engine build")
+
+
+def engine_dir_for(settings: Settings) -> Path:
+    from firmware_app.mouth.learned import default_engine_dir
+
+    configured = settings.inference.engine_dir
+    return default_engine_dir() if configured == "auto" else Path(configured).expanduser()
+
+
+def build_and_check_engine(settings: Settings, engine_dir: Path | None = None) -> Check:
+    """`engine build`: the TensorRT engine built (or loaded from the cache), checked against the
+    golden outputs from another thread (as the kiosk's voice thread calls it) and closed; the
+    verdict is stored beside the engine, so `inference.backend: auto` never runs one that failed."""
+    from firmware_app.inference.parity import FP16_TOLERANCE, FP32_TOLERANCE, golden_path
+    from firmware_app.inference.tensorrt_backend import TensorRTBackend, parity_from_another_thread
+
+    model = resolve_path(settings.model.path)
+    fp16 = settings.inference.fp16
+    backend = TensorRTBackend(model, engine_dir or engine_dir_for(settings), fp16, accept_failed_parity=True)
+    try:
+        result = parity_from_another_thread(backend, golden_path(model), FP16_TOLERANCE if fp16 else FP32_TOLERANCE)
+        backend.record_parity(result.ok, result.line())
+    finally:
+        backend.close()
+    return Check("engine (tensorrt)", result.ok, result.line(), "rebuild after a JetPack or model update: ventriloquist engine build")
+
+
+# --- `doctor --device`: the Jetson's own parts --------------------------------------------------------
+
+# Orin's GPU, memory and sync nodes under JetPack 6 (after OE4T meta-tegra tegra-configs/devices.csv);
+# the kiosk unit must allow each one that exists, or CUDA is denied and the kiosk runs on the CPU.
+JETSON_DEVICE_NODES = (
+    "/dev/nvgpu/igpu0/as", "/dev/nvgpu/igpu0/channel", "/dev/nvgpu/igpu0/ctrl", "/dev/nvgpu/igpu0/ctxsw",
+    "/dev/nvgpu/igpu0/dbg", "/dev/nvgpu/igpu0/nvsched", "/dev/nvgpu/igpu0/power", "/dev/nvgpu/igpu0/prof",
+    "/dev/nvgpu/igpu0/prof-ctx", "/dev/nvgpu/igpu0/prof-dev", "/dev/nvgpu/igpu0/sched", "/dev/nvgpu/igpu0/tsg",
+    "/dev/nvhost-as-gpu", "/dev/nvhost-ctrl-gpu", "/dev/nvhost-ctxsw-gpu", "/dev/nvhost-dbg-gpu", "/dev/nvhost-gpu",
+    "/dev/nvhost-nvsched-gpu", "/dev/nvhost-power-gpu", "/dev/nvhost-prof-ctx-gpu", "/dev/nvhost-prof-dev-gpu",
+    "/dev/nvhost-prof-gpu", "/dev/nvhost-sched-gpu", "/dev/nvhost-tsg-gpu",
+    "/dev/nvmap", "/dev/host1x-fence", "/dev/nvsciipc", "/dev/nvidia0", "/dev/nvidiactl", "/dev/nvidia-modeset",
+    "/dev/nvidia-uvm",
+)
+DEVICE_CLASSES = {"char-drm": "/dev/dri/", "char-video4linux": "/dev/video"}  # allowed by class, not path
+INSTALLED_UNIT = Path("/etc/systemd/system/ventriloquist.service")
+ARGUS_SOCKET = Path("/tmp/argus_socket")
+
+
+def allowed_devices(unit_text: str) -> list[str]:
+    return [line.split("=", 1)[1].split()[0] for line in unit_text.splitlines() if line.startswith("DeviceAllow=")]
+
+
+def blocked_nodes(unit_text: str, present: list[str]) -> list[str]:
+    """The present Jetson device nodes that the unit's DevicePolicy=closed allow-list does not cover."""
+    allowed = allowed_devices(unit_text)
+    prefixes = tuple(prefix for cls, prefix in DEVICE_CLASSES.items() if cls in allowed)
+    return [node for node in present if node not in allowed and not node.startswith(prefixes)]
+
+
+def present_jetson_nodes(dev: Path = Path("/dev")) -> list[str]:
+    patterns = ("nvgpu/igpu0/*", "nvhost-*", "nvmap", "host1x-fence", "nvsciipc", "nvidia*", "dri/*")
+    found = sorted({str(Path("/dev") / p.relative_to(dev)) for pattern in patterns for p in dev.glob(pattern) if not p.is_dir()})
+    # DLA, PVA and the video codecs are not used by the kiosk: not allowing them is intended
+    return [n for n in found if not any(skip in n for skip in ("nvdla", "pva", "nvdec", "nvenc", "by-path"))]
+
+
+def device_checks(settings: Settings, dev: Path = Path("/dev"), unit: Path | None = None) -> list[Check]:
+    """The L4T release, the GPU nodes, whether the kiosk's sandbox lets CUDA reach them, the camera daemon."""
+    from firmware_app.inference.tensorrt_backend import l4t_release
+
+    release = l4t_release()
+    checks = [Check("L4T release", release != "none", release if release != "none" else "no /etc/nv_tegra_release (not a Jetson)",
+                    "run this on the Jetson (JetPack 6)")]
+    nodes = present_jetson_nodes(dev)
+    gpu = [n for n in nodes if "gpu" in n]
+    checks.append(Check("GPU nodes", bool(gpu), ", ".join(nodes) or "none", "install JetPack 6 (nvgpu driver)"))
+    unit = unit or (INSTALLED_UNIT if INSTALLED_UNIT.is_file() else Path(__file__).resolve().parent.parent / "systemd" / "ventriloquist.service")
+    blocked = blocked_nodes(unit.read_text(), nodes)
+    checks.append(Check("sandbox devices", not blocked, f"{unit}: " + (f"blocks {', '.join(blocked)}" if blocked else "allows every node present"),
+                        "add DeviceAllow=<node> rw to the unit (systemd/ventriloquist.service), then install.sh again"))
+    checks.append(Check("argus socket", ARGUS_SOCKET.exists(), str(ARGUS_SOCKET) if ARGUS_SOCKET.exists() else "absent (nvargus-daemon not running)",
+                        "sudo systemctl enable --now nvargus-daemon (csi:// cameras only)", required=False))
+    return checks
+
+
+def capture_check(settings: Settings, frames: int) -> Check:
+    """`frames` frames from sources.camera (a csi:// camera goes through the GStreamer pipe)."""
+    import time
+
+    from firmware_app.sources import open_video_source
+
+    source = open_video_source(settings.sources.camera, settings, realtime=True)
+    with source:
+        started = time.monotonic()
+        got = [f for f in (source.read() for _ in range(frames)) if f is not None]
+        seconds = time.monotonic() - started
+    shape = "x".join(map(str, got[-1].image.shape[1::-1])) if got else "-"
+    return Check(f"capture {settings.sources.camera}", len(got) == frames,
+                 f"{len(got)}/{frames} frames of {shape} in {seconds:.1f} s", "see the camera fix above; check the cable")

@@ -132,6 +132,18 @@ def reopen_forever(name: str, resource, stop: threading.Event, metrics: LiveMetr
     return False
 
 
+def release_model(model: MouthModel) -> None:
+    """Free what a replaced model holds (a TensorRT backend's GPU memory, which on a Jetson is system
+    memory) now, not at exit; a close that fails only costs a log line."""
+    backend = getattr(model, "backend", None)  # MouthModel has no close(); the learned model's backend does
+    if backend is None:
+        return
+    try:
+        backend.close()
+    except Exception as exc:  # noqa: BLE001 - the handover must go on
+        log.warning("closing the failed mouth model %s: %s", model.name, exc)
+
+
 class VoiceThread(threading.Thread):
     """Microphone → mouth shapes, on the audio's own clock mapped to the wall clock."""
 
@@ -212,7 +224,8 @@ class VoiceThread(threading.Thread):
             if self.fallback is None:
                 raise
             log.error("mouth model %s failed (%s); falling back", self.model.name, exc)
-            self.model, self.fallback = self.fallback(), None
+            failed, self.model, self.fallback = self.model, self.fallback(), None
+            release_model(failed)
             self.metrics.restarts["model"] += 1
             self.metrics.backend = self.model.name
             self.model.reset()

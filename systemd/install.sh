@@ -71,11 +71,25 @@ for unit in ventriloquist.service ventriloquist-engine.service ventriloquist-dis
   install -m 0644 "$here/systemd/$unit" "$units/$unit"
 done
 
+# 5. the desktop's display manager (gdm3 on JetPack's desktop image) would start its own X on the
+#    same VT and fight the kiosk display: disable and mask it, as `systemctl disable` + `mask` do
+#    (files, so a staged install can be checked). Undo: rm the mask link, systemctl enable gdm3.
+display_manager=""
+if [[ -L "$units/display-manager.service" ]]; then
+  display_manager="$(basename "$(readlink "$units/display-manager.service")")"
+  rm -f "$units/display-manager.service"
+  if [[ "$display_manager" != ventriloquist-* ]]; then
+    ln -sfn /dev/null "$units/$display_manager"
+    echo "masked the display manager $display_manager (the kiosk display replaces it)"
+  fi
+fi
+
 if [[ $SYSTEMCTL -eq 1 ]]; then
   systemctl daemon-reload
   systemctl set-default graphical.target
   systemctl enable ventriloquist-display.service ventriloquist-engine.service ventriloquist.service
   if [[ $START -eq 1 ]]; then
+    [[ -n "$display_manager" ]] && systemctl stop "$display_manager"
     systemctl restart ventriloquist-display.service ventriloquist.service
   fi
   echo "enabled; status: systemctl status ventriloquist  ·  logs: journalctl -u ventriloquist -f"

@@ -36,7 +36,7 @@ def test_run_without_camera_renders_the_bundled_demo(tmp_path):
 def test_doctor_reports_every_part_with_a_status():
     result = cli("doctor")
     assert result.returncode == 0, result.stdout + result.stderr
-    for part in ("face model", "mouth model", "PortAudio", "microphones", "cameras", "display", "ONNX Runtime", "CUDA GPU", "TensorRT", "pycuda", "OpenCV GStreamer"):
+    for part in ("face model", "mouth model", "PortAudio", "microphones", "cameras", "display", "ONNX Runtime", "CUDA GPU", "TensorRT", "pycuda", "GStreamer"):
         line = next((l for l in result.stdout.splitlines() if l.startswith(part)), None)
         assert line is not None, f"doctor does not report {part}"
         assert " OK " in line or " absent " in line or " MISSING " in line

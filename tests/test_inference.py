@@ -29,6 +29,7 @@ from models.lint import lint
 MODEL = PROJECT / "models" / "mouth.onnx"
 KEY = EngineKey(
     onnx_sha256="a" * 64, tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="8.7",
+    sm_count=16, total_memory_mb=62800, l4t_release="# R36 (release), REVISION: 4.0",
     precision="fp16", input_shapes=(("features", (1, 9, 41)), ("state", (1, 192))),
 )
 
@@ -79,6 +80,7 @@ def test_key_digest_changes_with_every_field():
     variants = [
         replace(KEY, onnx_sha256="b" * 64), replace(KEY, tensorrt_version="10.4.0"), replace(KEY, gpu_name="Xavier"),
         replace(KEY, compute_capability="7.2"), replace(KEY, precision="fp32"),
+        replace(KEY, sm_count=8), replace(KEY, total_memory_mb=7620), replace(KEY, l4t_release="# R36 (release), REVISION: 4.3"),
         replace(KEY, input_shapes=(("features", (1, 9, 41)), ("state", (1, 128)))),
     ]
     digests = {KEY.digest(), *(v.digest() for v in variants)}

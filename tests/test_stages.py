@@ -136,15 +136,6 @@ def test_missing_camera_is_a_device_error():
         source.open()
 
 
-def test_csi_camera_without_gstreamer_says_how_to_fix():
-    from firmware_app.sources.camera import opencv_has_gstreamer
-
-    if opencv_has_gstreamer():
-        pytest.skip("this OpenCV has GStreamer; the CSI path is covered on the device")
-    with pytest.raises(DeviceError, match="system-site-packages"):
-        open_video_source("csi://0", Settings(), realtime=True).open()
-
-
 def test_uri_parsing():
     assert parse_uri("mic://USB Audio", ("mic", "file")).location == "USB Audio"
     assert parse_uri("/tmp/a.wav", ("mic", "file")).scheme == "file"

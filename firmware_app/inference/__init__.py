@@ -10,7 +10,7 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from firmware_app.errors import DeviceError
+from firmware_app.errors import DeviceError, VentriloquistError
 from firmware_app.inference.base import Backend
 
 log = logging.getLogger(__name__)
@@ -37,20 +37,47 @@ def open_backend(kind: str, onnx_path: Path, engine_dir: Path, fp16: bool = True
     if kind in ("auto", "tensorrt"):
         usable, why = tensorrt_usable()
         if usable:
-            from firmware_app.inference.tensorrt_backend import TensorRTBackend
-
-            log.info("inference backend: TensorRT (%s)", why)
-            return TensorRTBackend(onnx_path, engine_dir, fp16)
-        if kind == "tensorrt":
+            try:
+                return _open_tensorrt(onnx_path, engine_dir, fp16, why)
+            except Exception as exc:  # noqa: BLE001 - build, parse, permission, memory: all mean "use the CPU"
+                if kind == "tensorrt":
+                    raise as_device_error(exc) from None
+                why = f"TensorRT failed to start: {describe_failure(exc)}"
+                log.warning("inference backend: ONNX Runtime on the CPU (%s)", why)
+        elif kind == "tensorrt":
             raise DeviceError(
                 f"inference.backend is tensorrt, but {why}",
                 "on a Jetson install JetPack's TensorRT and pycuda (pip install -e '.[jetson]'), "
                 "or set inference.backend: auto to use ONNX Runtime",
             )
-        log.info("inference backend: ONNX Runtime on the CPU (TensorRT not used: %s)", why)
+        else:
+            log.info("inference backend: ONNX Runtime on the CPU (TensorRT not used: %s)", why)
     from firmware_app.inference.onnxruntime_backend import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend(onnx_path)
 
 
-__all__ = ["Backend", "open_backend", "tensorrt_usable"]
+def _open_tensorrt(onnx_path: Path, engine_dir: Path, fp16: bool, why: str) -> Backend:
+    from firmware_app.inference.tensorrt_backend import TensorRTBackend
+
+    backend = TensorRTBackend(onnx_path, engine_dir, fp16)
+    log.info("inference backend: TensorRT (%s)", why)
+    return backend
+
+
+def describe_failure(exc: Exception) -> str:
+    return exc.cause if isinstance(exc, VentriloquistError) else f"{type(exc).__name__}: {exc}"
+
+
+def as_device_error(exc: Exception) -> VentriloquistError:
+    """A forced TensorRT that fails: the error it raised if it is ours, else one clear paragraph."""
+    if isinstance(exc, VentriloquistError):
+        return exc
+    return DeviceError(
+        f"inference.backend is tensorrt, but TensorRT failed to start ({describe_failure(exc)})",
+        "check free memory and that /var/cache/ventriloquist is writable, run `ventriloquist doctor --device`, "
+        "or set inference.backend: auto to fall back to ONNX Runtime",
+    )
+
+
+__all__ = ["Backend", "as_device_error", "describe_failure", "open_backend", "tensorrt_usable"]

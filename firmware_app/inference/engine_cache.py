@@ -1,9 +1,12 @@
-"""The TensorRT engine cache: an engine is only reused for exactly the model, TensorRT version, GPU,
-precision and shapes it was built for, and only if its bytes are the ones that were written.
+"""The TensorRT engine cache: an engine is only reused for exactly the model, TensorRT version, GPU
+module, L4T release, precision and shapes it was built for, and only if its bytes are the ones
+that were written.
 
 Each engine `<model>-<key digest>.engine` has a JSON sidecar holding the full key and the engine's
 own sha256. A key mismatch, a hash mismatch (a tampered or half-copied file) or an engine that
 TensorRT refuses to deserialize means: build again. Never a crash, never a file we did not write.
+`engine build` records the engine's parity verdict in the sidecar, so `inference.backend: auto`
+never runs an engine that failed it (it falls back to ONNX Runtime instead).
 """
 
 from __future__ import annotations
@@ -28,11 +31,21 @@ class EngineKey:
     tensorrt_version: str
     gpu_name: str
     compute_capability: str
+    # AGX, NX and Nano Orin all say "Orin" / 8.7: SM count and memory tell them apart, and the L4T
+    # release catches an image cloned onto a module with other firmware
+    sm_count: int
+    total_memory_mb: int
+    l4t_release: str
     precision: str  # "fp16" or "fp32"
     input_shapes: tuple[tuple[str, tuple[int, ...]], ...]
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.as_json(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def timing_cache_name(self) -> str:
+        """Timing caches depend on TensorRT and the GPU only (not the model), so one per pair."""
+        gpu = [self.gpu_name, self.compute_capability, self.sm_count, self.total_memory_mb, self.l4t_release]
+        return f"timing-{self.tensorrt_version}-{hashlib.sha256(json.dumps(gpu).encode()).hexdigest()[:12]}.cache"
 
     def as_json(self) -> dict:
         data = asdict(self)
@@ -94,3 +107,18 @@ class EngineCache:
         if engine is None:
             raise ModelError(f"TensorRT built {path} but cannot load it", "check the TensorRT install (ventriloquist doctor)")
         return engine
+
+    def record_parity(self, key: EngineKey, ok: bool, line: str) -> None:
+        """Note in the sidecar whether the stored engine matched the golden outputs."""
+        sidecar = self.sidecar_path(key)
+        record = json.loads(sidecar.read_text())
+        record["parity"] = {"ok": ok, "line": line}
+        write_atomically(sidecar, json.dumps(record, indent=2).encode())
+
+    def parity_failure(self, key: EngineKey) -> str | None:
+        """The recorded parity line if this key's engine failed its check, else None (passed or unchecked)."""
+        try:
+            parity = json.loads(self.sidecar_path(key).read_text()).get("parity") or {}
+        except (OSError, ValueError):
+            return None
+        return None if parity.get("ok", True) else str(parity.get("line", "parity failed"))

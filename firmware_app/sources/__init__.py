@@ -27,7 +27,7 @@ def open_video_source(text: str, settings: Settings, realtime: bool) -> VideoSou
     if uri.scheme in ("v4l2", "csi"):
         from firmware_app.sources.camera import CameraSource
 
-        return CameraSource(uri, size, settings.video.fps)
+        return CameraSource(uri, size, settings.video.fps, settings.sources.csi_source)
     if uri.is_image:
         from firmware_app.sources.image import ImageSource
 

@@ -1,0 +1,1 @@
+"""Fake pycuda package (tests only); see tests/fakes/README.md."""

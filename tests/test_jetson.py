@@ -1,0 +1,191 @@
+"""Jetson readiness that can be proven here: csi:// through the real GStreamer pipe (videotestsrc in
+place of nvarguscamerasrc), the kiosk unit's device allow-list and camera socket, the engine unit
+that never keeps the kiosk down, masking gdm3, `doctor --device`, setup's --jetson path, the
+Jetson constraints, and the smoke script up to the first part this machine lacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import PROJECT, SPEECH, cli
+from firmware_app.config import Settings, with_changes
+from firmware_app.errors import CameraMissingError, ConfigError
+from firmware_app.sources import open_video_source
+
+UNITS = PROJECT / "systemd"
+TEST_SOURCE = "videotestsrc is-live=true pattern=smpte ! video/x-raw, width={width}, height={height}, framerate={fps}"
+FAKES = Path(__file__).parent / "fakes"
+
+
+def need_gstreamer() -> None:
+    from firmware_app.sources.camera import gstreamer_has
+
+    if shutil.which("gst-launch-1.0") is None or not gstreamer_has("videotestsrc"):
+        pytest.skip("needs gstreamer1.0-tools and gstreamer1.0-plugins-base (installed by `bash scripts/setup.sh --dev`)")
+
+
+def csi_settings(**changes) -> Settings:
+    return with_changes(Settings(), {"sources.camera": "csi://0", "sources.csi_source": TEST_SOURCE,
+                                     "video.width": 320, "video.height": 240, "video.fps": 30.0, **changes})
+
+
+# --- csi:// through GStreamer ------------------------------------------------------------------------------
+
+
+def test_csi_camera_delivers_paced_bgr_frames_through_the_gstreamer_pipe():
+    need_gstreamer()
+    settings = csi_settings()
+    source = open_video_source("csi://0", settings, realtime=True)
+    with source:
+        frames = [source.read() for _ in range(30)]
+        process = source._pipe.process
+    assert all(f is not None for f in frames)
+    assert [f.index for f in frames] == list(range(30))
+    assert {f.image.shape for f in frames} == {(240, 320, 3)} and frames[0].image.dtype == np.uint8
+    # SMPTE bars, left to right: white, yellow, cyan, green, magenta, red, blue — in BGR order
+    bars = [tuple(int(c) for c in frames[5].image[40, x]) for x in range(20, 320, 46)]
+    assert bars == [(255, 255, 255), (0, 255, 255), (255, 255, 0), (0, 255, 0), (255, 0, 255), (0, 0, 255), (255, 0, 0)]
+    # a live source: frames arrive at the camera's rate, not as fast as they can be read
+    assert frames[-1].t - frames[0].t > 29 / 30 * 0.5
+    assert process.poll() is not None  # closed: the pipeline stopped
+
+
+def test_closing_the_csi_camera_from_another_thread_unblocks_its_reader():
+    need_gstreamer()
+    source = open_video_source("csi://0", csi_settings(**{"video.fps": 1.0}), realtime=True)
+    source.open()
+    source.read()  # the first frame; the next one is a second away
+    results: list = []
+    reader = threading.Thread(target=lambda: results.append(source.read()))
+    reader.start()
+    time.sleep(0.2)
+    source.close()
+    reader.join(timeout=10)
+    assert not reader.is_alive() and results == [None]
+
+
+def test_csi_without_nvargus_names_gstreamers_reason_and_the_fix():
+    need_gstreamer()
+    from firmware_app.sources.camera import gstreamer_has
+
+    if gstreamer_has("nvarguscamerasrc"):
+        pytest.skip("this machine has nvarguscamerasrc; the smoke script captures from the real camera")
+    source = open_video_source("csi://0", with_changes(Settings(), {"sources.camera": "csi://0"}), realtime=True)
+    with pytest.raises(CameraMissingError) as error:
+        source.open()
+    assert 'no element "nvarguscamerasrc"' in error.value.cause and "nvargus-daemon" in error.value.fix
+
+
+def test_a_broken_csi_source_template_is_a_config_error():
+    source = open_video_source("csi://0", csi_settings(**{"sources.csi_source": "videotestsrc ! {resolution}"}), realtime=True)
+    with pytest.raises(ConfigError, match="csi_source"):
+        source.open()
+
+
+def test_run_shows_a_csi_camera_through_gstreamer(tmp_path):
+    need_gstreamer()
+    from firmware_app.sources.audio_file import decode_audio, write_wav
+
+    voice = tmp_path / "voice.wav"
+    write_wav(voice, decode_audio(SPEECH)[8000 : 8000 + 16000 * 2])
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"mode: mirror\nsources:\n  camera: csi://0\n  audio: file://{voice}\n  csi_source: '{TEST_SOURCE}'\n"
+        "video:\n  width: 320\n  height: 240\noutput:\n  uri: null://\nhealth:\n  enabled: false\nlogging:\n  format: json\n"
+    )
+    result = cli("run", "--config", str(config), timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    finished = [r["message"] for r in records if r["message"].startswith("pipeline finished")]
+    assert finished, result.stderr[-3000:]
+    frames = int(finished[0].split("frames=")[1].split()[0])
+    assert frames >= 30  # 2 s of voice at the camera's 30 fps
+    assert not any("camera" in r["message"] and "reopen" in r["message"] for r in records)
+
+
+# --- the units -----------------------------------------------------------------------------------------------
+
+
+def test_kiosk_unit_allows_every_orin_gpu_node_and_binds_the_argus_socket():
+    from firmware_app.doctor import JETSON_DEVICE_NODES, allowed_devices, blocked_nodes
+
+    text = (UNITS / "ventriloquist.service").read_text()
+    assert "DevicePolicy=closed" in text
+    allowed = allowed_devices(text)
+    missing = [n for n in JETSON_DEVICE_NODES if n not in allowed]
+    assert not missing, f"not allowed: {missing}"
+    for node in ("/dev/nvgpu/igpu0/ctrl", "/dev/host1x-fence", "/dev/nvsciipc", "/dev/nvmap"):
+        assert node in allowed
+    assert "char-drm" in allowed and "char-nvidia-uvm" not in allowed
+    assert blocked_nodes(text, ["/dev/nvgpu/igpu0/ctrl", "/dev/dri/renderD128", "/dev/nvhost-vic-new"]) == ["/dev/nvhost-vic-new"]
+    assert "PrivateTmp=yes" in text and "BindPaths=-/tmp/argus_socket" in text
+    unit = dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+    assert "nvargus-daemon.service" in unit["After"] and "nvargus-daemon.service" in unit["Wants"]
+
+
+def test_engine_unit_is_wanted_not_required():
+    text = (UNITS / "ventriloquist-engine.service").read_text()
+    assert "WantedBy=ventriloquist.service" in text and "RequiredBy=" not in text
+    kiosk = (UNITS / "ventriloquist.service").read_text()
+    assert not re.search(r"^(Requires|Requisite|BindsTo)=.*ventriloquist-engine", kiosk, re.M)
+
+
+def test_install_masks_the_desktops_display_manager(tmp_path):
+    if not (PROJECT / ".venv" / "bin" / "ventriloquist").exists():
+        pytest.skip("needs the .venv that scripts/setup.sh builds")
+    units = tmp_path / "root" / "etc" / "systemd" / "system"
+    units.mkdir(parents=True)
+    (units / "display-manager.service").symlink_to("/lib/systemd/system/gdm3.service")  # JetPack's desktop image
+    result = subprocess.run(["bash", str(UNITS / "install.sh"), "--no-systemctl"], env={**os.environ, "ROOT": str(tmp_path / "root")},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "masked the display manager gdm3.service" in result.stdout
+    assert os.readlink(units / "gdm3.service") == "/dev/null" and not (units / "display-manager.service").is_symlink()
+
+
+# --- doctor --device ------------------------------------------------------------------------------------------
+
+
+def test_doctor_device_finds_orin_nodes_the_sandbox_would_block(tmp_path):
+    from firmware_app.doctor import device_checks
+
+    dev = tmp_path / "dev"
+    for node in ("nvgpu/igpu0/ctrl", "nvgpu/igpu0/as", "nvmap", "host1x-fence", "dri/renderD128", "nvhost-ctrl-nvdla0"):
+        (dev / node).parent.mkdir(parents=True, exist_ok=True)
+        (dev / node).touch()
+    good = {c.name: c for c in device_checks(Settings(), dev=dev)}
+    assert good["GPU nodes"].ok and "/dev/nvgpu/igpu0/ctrl" in good["GPU nodes"].detail
+    assert "nvdla" not in good["GPU nodes"].detail  # not used by the kiosk, not required
+    assert good["sandbox devices"].ok, good["sandbox devices"].detail
+    unit = tmp_path / "old.service"
+    unit.write_text("DevicePolicy=closed\nDeviceAllow=/dev/nvhost-ctrl rw\nDeviceAllow=char-drm rw\n")  # the old L4T list
+    old = {c.name: c for c in device_checks(Settings(), dev=dev, unit=unit)}
+    assert not old["sandbox devices"].ok and "/dev/nvgpu/igpu0/ctrl" in old["sandbox devices"].detail
+    assert "/dev/dri" not in old["sandbox devices"].detail
+
+
+def test_doctor_device_off_a_jetson_says_what_is_missing():
+    result = cli("doctor", "--device")
+    if Path("/etc/nv_tegra_release").exists():
+        pytest.skip("this is a Jetson")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert re.search(r"L4T release\s+MISSING\s+no /etc/nv_tegra_release", result.stdout)
+    assert re.search(r"sandbox devices\s+OK", result.stdout)
+
+
+def test_doctor_captures_frames_from_the_configured_camera(tmp_path):
+    need_gstreamer()
+    config = tmp_path / "config.yaml"
+    config.write_text(f"sources:\n  camera: csi://0\n  csi_source: '{TEST_SOURCE}'\nvideo:\n  width: 320\n  height: 240\n")
+    result = cli("doctor", "--capture", "30", "--config", str(config))
+    assert re.search(r"capture csi://0\s+OK\s+30/30 frames of 320x240", result.stdout), result.stdout + result.stderr
