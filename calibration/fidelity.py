@@ -24,7 +24,7 @@ from firmware_app.assets import BUNDLED_DIR
 from firmware_app.config import RendererSettings, Settings, TrackerSettings
 from firmware_app.frames import Face, VideoFrame
 from firmware_app.render import animate_face
-from firmware_app.render.mouth import intended_gap
+from firmware_app.render.mouth import planned_gap
 from firmware_app.render.rig import FUNNEL_NARROW, PUCKER_NARROW, FaceFrame
 from firmware_app.sources.base import fit_frame
 from firmware_app.sources.video_file import decode_frames
@@ -111,9 +111,8 @@ def sweep_face(image: np.ndarray, measurer: Measurer, max_open: float) -> list[S
         return measurer.face(animate_face(image, face, controls, aperture * max_open, color))
 
     sweeps = []
-    # a face showing its teeth keeps them and opens below them (render.mouth.intended_gap)
-    height = FaceFrame.of(face).scale
-    intended = [float(intended_gap(a * max_open * height, np.array([lip_gap(face) * height]))[0]) / height / max_open for a in APERTURES]
+    # a still showing its upper teeth keeps them and opens below them (render.mouth.intended_gap)
+    intended = [planned_gap(image, face, a * max_open) / max_open for a in APERTURES]
     measured = [render({}, a) for a in APERTURES]
     sweeps.append(Sweep("lip aperture (gap / max_open)", intended, [lip_gap(f) / max_open for f in measured], [f.blendshapes["jawOpen"] for f in measured]))
     for control in ("mouthPucker", "mouthFunnel"):

@@ -281,8 +281,11 @@ def main() -> None:
     parser.add_argument("--faces", type=Path, default=SHARED_FACES, help="the shared faces folder (SOURCES.md)")
     parser.add_argument("--no-sheets", action="store_true")
     parser.add_argument("--no-mirror", action="store_true")
+    parser.add_argument("--only", help="comma-separated identities (default: all found)")
     args = parser.parse_args()
     images = load_identities(args.faces)
+    if args.only:
+        images = {name: images[name] for name in args.only.split(",")}
     track = speech_track()
     results = {}
     with Measurer() as measurer:

@@ -2,9 +2,11 @@
 audience sees.
 
 Order matters: lids slide first (on the tracked eyes), then one landmark warp applies the rig
-(brows, lip rounding and spreading, head pose), then the mouth opens or closes on the moved lips
-and its inside is painted. When the face is lost the last face keeps being used while the effect
-fades out, so the picture returns to the untouched frame instead of snapping.
+(brows, lip rounding and spreading, head pose), then the jaw opens or closes on the moved lips
+and a `MouthSource` fills the opening (`render.interior`; the mouth model's visemes reach it as
+`viseme_*` weights of the mouth shape). A still picture keeps its own upper teeth; moving video
+(a camera) never shows its own mouth. When the face is lost the last face keeps being used while
+the effect fades out, so the picture returns to the untouched frame instead of snapping.
 """
 
 from __future__ import annotations
@@ -15,13 +17,23 @@ from firmware_app.config import DisclosureSettings, RendererSettings
 from firmware_app.frames import Face, MouthShape, VideoFrame
 from firmware_app.render.disclosure import draw_disclosure
 from firmware_app.render.eyes import blink
+from firmware_app.render.interior import Articulation, MouthSource, PhotoMouth
 from firmware_app.render.mouth import draw_mouth
 from firmware_app.render.rig import CONTROLS, FaceFrame, rig_targets
 from firmware_app.render.warp import warp_landmarks
 
 
-def animate_face(image: np.ndarray, face: Face, controls: dict[str, float], opening: float, interior_color: tuple[int, int, int]) -> np.ndarray:
-    """`image` with `face` doing what `controls` say and its lips parted by `opening` × face height."""
+def animate_face(
+    image: np.ndarray,
+    face: Face,
+    controls: dict[str, float],
+    opening: float,
+    interior_color: tuple[int, int, int],
+    own_teeth: bool = True,
+    source: MouthSource | None = None,
+) -> np.ndarray:
+    """`image` with `face` doing what `controls` say and its lips parted by `opening` × face height.
+    `own_teeth`: the picture is a still whose own upper teeth may show (see `render.mouth`)."""
     out = blink(image.copy(), face, controls)
     if any(controls.get(name, 0.0) for name in CONTROLS):
         pose = rig_targets(face, controls)
@@ -29,7 +41,10 @@ def animate_face(image: np.ndarray, face: Face, controls: dict[str, float], open
         landmarks = face.landmarks.copy()
         landmarks[:, :2] = pose.targets
         face = Face(landmarks, face.blendshapes, face.pose)
-    return draw_mouth(out, face, opening, interior_color)
+    return draw_mouth(out, face, opening, interior_color, Articulation.of(controls), own_teeth, source or _PHOTO)
+
+
+_PHOTO = PhotoMouth()
 
 
 class Renderer:
@@ -39,13 +54,19 @@ class Renderer:
         self._last_face: Face | None = None
         self._last_size: tuple[int, ...] = ()
         self._frames_lost = 0
+        self._still = False
+        self.source: MouthSource = PhotoMouth()
 
     def render(self, frame: VideoFrame, face: Face | None, shape: MouthShape, controls: dict[str, float] | None = None) -> np.ndarray:
         controls = {**shape.weights, **(controls or {})}
         opening = shape.aperture * self.settings.mouth_gain * self.settings.max_open
+        # a repeated still may show its own upper teeth; moving video (a camera) never shows its
+        # own mouth, which moves with someone else's speech (a still's first frame counts as
+        # moving: the two differ only when a mouth open in the photo is commanded open)
+        self._still = frame.still
         if face is not None:
             self._last_face, self._last_size, self._frames_lost = face, frame.image.shape, 0
-            out = animate_face(frame.image, face, controls, opening, self.settings.interior_color)
+            out = self._animate(frame.image, face, controls, opening)
         else:
             out = self._fade_out(frame, controls, opening)
         if self.disclosure.enabled:
@@ -60,6 +81,9 @@ class Renderer:
             self._last_face = None
             return frame.image.copy()
         strength = 1.0 - self._frames_lost / (fade + 1)
-        animated = animate_face(frame.image, self._last_face, controls, opening, self.settings.interior_color)
+        animated = self._animate(frame.image, self._last_face, controls, opening)
         blended = frame.image.astype(np.float32) * (1 - strength) + animated.astype(np.float32) * strength
         return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+    def _animate(self, image: np.ndarray, face: Face, controls: dict[str, float], opening: float) -> np.ndarray:
+        return animate_face(image, face, controls, opening, self.settings.interior_color, self._still, self.source)

@@ -1,10 +1,20 @@
-"""Open or close the tracked face's mouth by warping the lower face, and paint the mouth interior.
+"""Open or close the tracked face's mouth as a jaw does, then fill the opening.
 
 Geometry lives in a mouth-aligned frame: u runs along the lips (left corner → right corner), v
-points down the face, both in pixels, origin at the lip seam. The lower lip and jaw move down by
-most of the change in opening, the upper lip up by the rest; both motions fade out toward the
-nose, the jaw line and the neck, so the warped patch meets the untouched face without a seam.
-One `cv2.remap` over the lower-face box does the whole warp.
+points down the face, both in pixels, origin at the lip seam. An opening is a jaw rotation: the
+lower lip, the chin and the skin down to the jaw line move down together (the lip rigidly, so it
+keeps its thickness and colour; the chin a little further, as a hinged jaw swings), the upper lip
+stays with the skull (it lifts only a little), and the motion fades smoothly across the cheeks,
+toward the jaw line and down the neck, so no ridge or seam shows and nothing moves outside the
+lower face. Beside the mouth the field is continuous across the lip line: the cheek above the
+corners stays, the skin below stretches with the jaw.
+
+The opening itself is filled by a `MouthSource` (`render.interior`). A still photo that shows its
+own upper teeth keeps them, hanging from the upper lip; anything else the picture's mouth showed
+(a camera's own moving mouth, a photo's lower teeth or dark) is never shown: the lips are moved
+from where they are to where the command wants them, and the space between is painted. Closing
+seals the lips on their own texture (a pixel or two of each lip's inner edge is skipped, so a
+photo's open mouth leaves no dark line). One `cv2.remap` over the lower-face box does the warp.
 """
 
 from __future__ import annotations
@@ -15,16 +25,25 @@ import cv2
 import numpy as np
 
 from firmware_app.frames import Face
+from firmware_app.render.interior import Articulation, FaceLight, MouthSource, Opening, PhotoMouth
 
 INNER_UPPER = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308]
 INNER_LOWER = [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308]
 OUTER_LOWER = [61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291]
+CHEEKS = [50, 280, 205, 425, 36, 266]
 CORNER_LEFT, CORNER_RIGHT = 61, 291
 FOREHEAD, CHIN, NOSE_BASE = 10, 152, 2
 JAW_LEFT, JAW_RIGHT = 172, 397
 
-LOWER_SHARE = 0.75  # the jaw does most of the opening; the upper lip lifts a little
-TEETH_COLOR = np.array([200, 210, 215], np.float32)  # B G R, in shadow
+UPPER_SHARE = 0.12  # the upper lip lifts this share of a change in opening; the jaw does the rest
+SEAL = 0.008  # face heights of a photo's open lip edge skipped when lips move, so no dark line is left
+LIP_RIGID = 0.8  # share of the lower lip's thickness that moves rigidly with its inner edge
+JAW_SWING = 0.15  # the chin moves this much further than the lower lip (the jaw is hinged at the ear)
+JAW_REACH = (0.25, 1.2)  # × the jaw's half width: the jaw's motion fades out across the cheeks
+NECK = 0.22  # face heights below the chin over which the jaw's motion dies out
+CLOSE_BY_JAW = 0.6  # a photo's open mouth closes this much by the jaw, the rest by the lips
+TEETH_MAX = 0.24  # the photo's own upper teeth kept: at most this × the mouth width
+DEFAULT_SOURCE = PhotoMouth()
 
 
 @dataclass(frozen=True)
@@ -43,12 +62,23 @@ class MouthGeometry:
     upper_v: np.ndarray
     lower_u: np.ndarray
     lower_v: np.ndarray
+    sides: tuple[float, float] = (1.0, 1.0)  # half_width / the inner corner's distance on each side
+    jaw_sides: tuple[float, float] = (1.0, 1.0)  # jaw_half_width / the jaw point's distance on each side
+
+    def symmetric(self, u: np.ndarray, sides: tuple[float, float] | None = None) -> np.ndarray:
+        """u rescaled on each side so both corners sit at ± half_width: a face turned three
+        quarters has a short far side, and the opening must end at its corner too."""
+        left, right = sides or self.sides
+        return u * np.where(u < 0, np.float32(left), np.float32(right))
 
     def current_opening(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """v of the inner upper and lower lip edges at each u."""
         upper = np.interp(u, self.upper_u, self.upper_v)
         lower = np.interp(u, self.lower_u, self.lower_v)
         return upper, np.maximum(lower, upper)
+
+    def to_image(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return self.centre + u[..., None] * self.ex + v[..., None] * self.ey
 
 
 def measure_mouth(face: Face) -> MouthGeometry:
@@ -66,13 +96,20 @@ def measure_mouth(face: Face) -> MouthGeometry:
 
     upper_u, upper_v = uv(INNER_UPPER)
     lower_u, lower_v = uv(INNER_LOWER)
+    half_width = float(np.linalg.norm(p[308] - p[78]) / 2)
+    jaw_half_width = float(np.linalg.norm(p[JAW_RIGHT] - p[JAW_LEFT]) / 2)
+
+    def sides(a: int, b: int, half: float) -> tuple[float, float]:
+        ends = sorted(float((p[i] - centre) @ ex) for i in (a, b))
+        return half / max(-ends[0], 0.25 * half), half / max(ends[1], 0.25 * half)
+
     return MouthGeometry(
         centre=centre,
         ex=ex,
         ey=ey,
-        half_width=float(np.linalg.norm(p[308] - p[78]) / 2),
+        half_width=half_width,
         outer_half_width=float(np.linalg.norm(p[CORNER_RIGHT] - p[CORNER_LEFT]) / 2),
-        jaw_half_width=float(np.linalg.norm(p[JAW_RIGHT] - p[JAW_LEFT]) / 2),
+        jaw_half_width=jaw_half_width,
         face_height=float(np.linalg.norm(p[CHIN] - p[FOREHEAD])),
         nose_v=float((p[NOSE_BASE] - centre) @ ey),
         chin_v=float((p[CHIN] - centre) @ ey),
@@ -81,10 +118,12 @@ def measure_mouth(face: Face) -> MouthGeometry:
         upper_v=upper_v,
         lower_u=lower_u,
         lower_v=lower_v,
+        sides=sides(78, 308, half_width),
+        jaw_sides=sides(JAW_LEFT, JAW_RIGHT, jaw_half_width),
     )
 
 
-def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
+def _smoothstep(edge0, edge1, x):
     t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
 
@@ -94,132 +133,196 @@ def lip_profile(u: np.ndarray, half_width: float) -> np.ndarray:
     return np.clip(1.0 - (u / half_width) ** 2, 0.0, 1.0) ** 0.8
 
 
-def intended_gap(opening: np.ndarray | float, shown: np.ndarray) -> np.ndarray:
-    """The lip gap drawn for a commanded `opening` where the face already shows a gap `shown` (its
-    teeth, say): those stay, hanging from the upper lip, and the opening appears below them; a
-    small opening lets the lips close part way over them, and 0 closes the lips."""
-    return opening + shown * np.clip(opening / np.maximum(shown, 1.0), 0.0, 1.0)
+def intended_gap(opening: np.ndarray | float, kept: np.ndarray) -> np.ndarray:
+    """The lip gap drawn for a commanded `opening` where the photo's own upper teeth (`kept`
+    pixels of them) stay: the opening appears below them; a small opening lets the lips close
+    part way over them, and 0 closes the lips."""
+    return opening + kept * np.clip(opening / np.maximum(kept, 1.0), 0.0, 1.0)
 
 
-def render_mouth(image: np.ndarray, face: Face, opening: float, interior_color: tuple[int, int, int]) -> np.ndarray:
-    """Return a copy of `image` whose lips part by `opening` × face height at the centre (0 closes them)."""
-    return draw_mouth(image.copy(), face, opening, interior_color)
+@dataclass(frozen=True)
+class LipLines:
+    """Per integer u across the warp box: where the lips are, and where they go."""
+
+    u0: int  # u of the first entry
+    upper: np.ndarray
+    lower: np.ndarray
+    new_upper: np.ndarray
+    new_lower: np.ndarray
+    kept: np.ndarray  # the photo's own teeth shown below the new upper lip, pixels
+    upper_shift: np.ndarray  # new − source position of the upper lip's edge (source edge sealed)
+    lower_shift: np.ndarray
+    jaw: np.ndarray  # how far the jaw carries the skin at this u, far below the lip
 
 
-def draw_mouth(image: np.ndarray, face: Face, opening: float, interior_color: tuple[int, int, int]) -> np.ndarray:
-    """`render_mouth` in place; returns `image`."""
+def plan_lips(g: MouthGeometry, u: np.ndarray, opening: float, own_teeth: np.ndarray) -> LipLines:
+    """Where each lip goes for a commanded centre `opening` (face heights)."""
+    upper, lower = g.current_opening(u)
+    shown = lower - upper
+    target = intended_gap(opening * g.face_height * lip_profile(g.symmetric(u), g.half_width), own_teeth)
+    delta = target - shown  # > 0 opens, < 0 closes
+    new_upper = upper - UPPER_SHARE * delta
+    new_lower = lower + (1 - UPPER_SHARE) * delta
+    seal = np.minimum(SEAL * g.face_height, 0.5 * shown)
+    upper_shift = new_upper - (upper - seal)
+    lower_shift = new_lower - (lower + seal)
+    centre = int(np.argmin(np.abs(u)))
+    jaw = lower_shift[centre] * (1.0 if lower_shift[centre] >= 0 else CLOSE_BY_JAW)
+    lateral = 1.0 - _smoothstep(JAW_REACH[0] * g.jaw_half_width, JAW_REACH[1] * g.jaw_half_width, np.abs(g.symmetric(u, g.jaw_sides)))
+    return LipLines(
+        int(u[0]), upper, lower, new_upper, new_lower, np.minimum(own_teeth, target), upper_shift, lower_shift, jaw * lateral
+    )
+
+
+def planned_gap(image: np.ndarray, face: Face, opening: float, own_teeth: bool = True) -> float:
+    """The lip gap at the centre, in face heights, that `draw_mouth` draws for `opening`."""
     g = measure_mouth(face)
-    box = _warp_box(g, image.shape)
+    us = np.array([-1.0, 0.0, 1.0])
+    own = kept_teeth(image, g, us, face_light(image, face, (0, 0, 0))) if own_teeth else np.zeros_like(us)
+    lines = plan_lips(g, us, opening, own)
+    return float(lines.new_lower[1] - lines.new_upper[1]) / g.face_height
+
+
+def render_mouth(image: np.ndarray, face: Face, opening: float, interior_color: tuple[int, int, int] = (24, 22, 52), **kwargs) -> np.ndarray:
+    """Return a copy of `image` whose lips part by `opening` × face height at the centre (0 closes them)."""
+    return draw_mouth(image.copy(), face, opening, interior_color, **kwargs)
+
+
+def draw_mouth(
+    image: np.ndarray,
+    face: Face,
+    opening: float,
+    interior_color: tuple[int, int, int] = (24, 22, 52),
+    articulation: Articulation = Articulation(),
+    own_teeth: bool = True,
+    source: MouthSource = DEFAULT_SOURCE,
+) -> np.ndarray:
+    """`render_mouth` in place; returns `image`. `own_teeth`: keep the upper teeth the picture shows
+    (a still photo); off for moving video, whose own mouth moves with someone else's speech."""
+    g = measure_mouth(face)
+    box = _warp_box(g, opening, image.shape)
     if box is None:
         return image
     x0, y0, x1, y1 = box
     xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
-    rel_x, rel_y = xs - g.centre[0], ys - g.centre[1]
-    u = rel_x * g.ex[0] + rel_y * g.ex[1]
-    v = rel_x * g.ey[0] + rel_y * g.ey[1]
+    rel_x, rel_y = xs - np.float32(g.centre[0]), ys - np.float32(g.centre[1])
+    u = rel_x * np.float32(g.ex[0]) + rel_y * np.float32(g.ex[1])
+    v = rel_x * np.float32(g.ey[0]) + rel_y * np.float32(g.ey[1])
 
-    upper, lower = g.current_opening(u)
-    # a face that already shows its teeth keeps them, hanging from the upper lip, and the commanded
-    # opening appears below them; in silence (opening 0) the lips still close over them
-    shown = np.maximum(lower - upper, 0.0)
-    target = intended_gap(opening * g.face_height * lip_profile(u, g.half_width), shown)
-    delta = target - shown  # > 0 opens, < 0 closes
-    new_upper = upper - (1 - LOWER_SHARE) * delta
-    new_lower = lower + LOWER_SHARE * delta
+    us = np.arange(np.floor(u.min()), np.ceil(u.max()) + 1)
+    light = face_light(image, face, interior_color)
+    own = kept_teeth(image, g, us, light) if own_teeth else np.zeros_like(us)
+    lines = plan_lips(g, us, opening, own)
+    at = np.clip(np.rint(u - lines.u0).astype(np.intp), 0, len(us) - 1)
 
-    centre_upper, centre_lower = g.current_opening(np.zeros(1))
-    centre_shown = np.maximum(centre_lower - centre_upper, 0.0)
-    centre_delta = float((intended_gap(opening * g.face_height, centre_shown) - centre_shown)[0])
-    above_seam = v < (new_upper + new_lower) / 2
-    shift_v = np.where(
-        above_seam,
-        _upper_shift(g, v, new_upper, delta),
-        _lower_shift(g, u, v, new_lower, delta, centre_delta),
-    )
-    # what the mouth already showed moves with the upper lip; only the space below it is painted
-    keeps_own = (v >= new_upper) & (v < np.minimum(new_upper + shown, new_lower))
-    shift_v = np.where(keeps_own, new_upper - upper, shift_v)
-    map_x = (xs - shift_v * g.ey[0]).astype(np.float32)
-    map_y = (ys - shift_v * g.ey[1]).astype(np.float32)
+    def per_u(values: np.ndarray) -> np.ndarray:
+        return values.astype(np.float32)[at]
+
+    new_upper, new_lower, kept = per_u(lines.new_upper), per_u(lines.new_lower), per_u(lines.kept)
+    teeth_end = new_upper + kept
+    upper_map = per_u(lines.upper_shift) * _smoothstep(np.float32(g.nose_v), np.minimum(new_upper, -1.0), v)
+    own_map = per_u(lines.new_upper - lines.upper)
+    lower_map = _jaw_shift(g, u, v, new_lower, per_u(lines.lower_shift), per_u(lines.jaw), float(lines.jaw[np.argmin(np.abs(us))]))
+    above = v < (teeth_end + new_lower) * 0.5
+    shift_v = np.where(above, np.where(v < new_upper, upper_map, own_map), lower_map)
+    map_x = xs - shift_v * np.float32(g.ey[0])
+    map_y = ys - shift_v * np.float32(g.ey[1])
     warped = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
-    inside = np.clip(np.minimum(v - new_upper - shown, new_lower - v) + 0.5, 0.0, 1.0) * (np.abs(u) < g.half_width)
+    across = g.symmetric(u)
+    inside = np.clip(np.minimum(v - teeth_end, new_lower - v) + 0.5, 0.0, 1.0)
+    inside *= np.clip(g.half_width - np.abs(across) + 0.5, 0.0, 1.0)
     rows, cols = np.nonzero(inside.any(axis=1))[0], np.nonzero(inside.any(axis=0))[0]
     if len(rows):
-        lips = _lip_color(image, face)
-        base = 0.5 * np.array(interior_color, np.float32) + 0.5 * 0.3 * lips  # lit like this face
         r, c = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)  # only the opening's box
-        cavity = _cavity(u[r, c], v[r, c], new_upper[r, c], new_lower[r, c], g.half_width, base, lips, shown[r, c])
-        alpha = inside[r, c, None].astype(np.float32)
-        warped[r, c] = (warped[r, c] * (1 - alpha) + cavity * alpha).astype(np.uint8)
+        hole = Opening(across[r, c], v[r, c], new_upper[r, c], teeth_end[r, c], new_lower[r, c], g.half_width, opening)
+        pixels = source.paint(hole, light, articulation)
+        alpha = inside[r, c, None]
+        warped[r, c] = np.clip(warped[r, c] * (1 - alpha) + pixels * alpha + 0.5, 0, 255).astype(np.uint8)
     image[y0:y1, x0:x1] = warped
     return image
 
 
-def _upper_shift(g: MouthGeometry, v: np.ndarray, new_upper: np.ndarray, delta: np.ndarray) -> np.ndarray:
-    """Upper lip moves up by its share of the change, fading to nothing at the nose."""
-    span = np.maximum(new_upper - g.nose_v, 1.0)
-    t = np.clip((v - g.nose_v) / span, 0.0, 1.0)
-    fade = t * t * (3.0 - 2.0 * t)
-    return -(1 - LOWER_SHARE) * delta * fade
+def _jaw_shift(g: MouthGeometry, u: np.ndarray, v: np.ndarray, new_lower: np.ndarray, lip: np.ndarray, jaw: np.ndarray, jaw_centre: float) -> np.ndarray:
+    """Below the lip line: the lower lip moves rigidly with its edge, the skin below it goes over to
+    the jaw's motion (a little more toward the chin), all fading out down the neck."""
+    thickness = np.float32(g.lower_lip_thickness)
+    depth = v - new_lower
+    # under the lips' middle the skin goes over to the jaw within a lip's thickness; toward the
+    # corners (which stay) it stretches over the whole way down to the chin, so the cheek's
+    # texture is drawn out gently instead of in a crease
+    span = 1.5 * thickness + np.float32(0.05 * g.face_height) + np.float32(0.8 * g.chin_v) * _smoothstep(0.2 * g.half_width, 1.2 * g.half_width, np.abs(g.symmetric(u)))
+    to_jaw = _smoothstep(LIP_RIGID * thickness, LIP_RIGID * thickness + span, depth)
+    swing = 1.0 + JAW_SWING * np.clip(depth / np.float32(max(g.chin_v, 1.0)), 0.0, 1.0)
+    chin_now = np.float32(g.chin_v + jaw_centre * (1 + JAW_SWING))
+    neck = 1.0 - _smoothstep(chin_now, chin_now + np.float32(NECK * g.face_height), v)
+    return (lip + (jaw * swing - lip) * to_jaw) * neck
 
 
-def _lower_shift(
-    g: MouthGeometry, u: np.ndarray, v: np.ndarray, new_lower: np.ndarray, delta: np.ndarray, centre_delta: float
-) -> np.ndarray:
-    """Lower lip follows the lip profile; deeper down the whole jaw moves, fading at the jaw line and neck."""
-    depth = np.maximum(v - new_lower, 0.0)
-    lip_weight = np.exp(-depth / g.lower_lip_thickness)
-    jaw_lateral = 1.0 - _smoothstep(g.outer_half_width, g.jaw_half_width, np.abs(u))
-    neck_fade = 1.0 - _smoothstep(g.chin_v, g.chin_v + 0.15 * g.face_height, v)
-    shift = delta * lip_weight + centre_delta * jaw_lateral * (1.0 - lip_weight)
-    return LOWER_SHARE * shift * neck_fade
+def kept_teeth(image: np.ndarray, g: MouthGeometry, us: np.ndarray, light: FaceLight, samples: int = 16) -> np.ndarray:
+    """Pixels of the photo's own upper teeth below the upper lip at each u (0 where none show).
 
-
-def _lip_color(image: np.ndarray, face: Face) -> np.ndarray:
-    """Median colour of the lips (B G R): the mouth's inside is shaded from it, so it matches the
-    face's skin and light instead of being one fixed black."""
-    p = face.landmarks[:, :2]
-    samples = (p[OUTER_LOWER] * 0.5 + p[INNER_LOWER] * 0.5).round().astype(int)
+    Down each column of the photo's lip gap, the run of bright, unsaturated pixels that starts
+    at the upper lip; only kept where the middle of the mouth shows them."""
+    upper, lower = g.current_opening(us)
+    shown = lower - upper
+    across = g.symmetric(us)
+    inside = np.abs(across) < g.half_width * 0.9
+    if shown[inside].size == 0 or np.median(shown[inside]) < 2.0:
+        return np.zeros_like(us)
+    steps = (np.arange(samples) + 0.5) / samples
+    points = g.to_image(np.repeat(us[:, None], samples, 1), upper[:, None] + shown[:, None] * steps)
     h, w = image.shape[:2]
-    samples = samples[(samples[:, 0] >= 0) & (samples[:, 0] < w) & (samples[:, 1] >= 0) & (samples[:, 1] < h)]
-    if len(samples) == 0:
-        return np.array([90, 90, 150], np.float32)
-    return np.median(image[samples[:, 1], samples[:, 0]].astype(np.float32), axis=0)
+    px = np.clip(np.rint(points).astype(int), 0, [w - 1, h - 1])
+    colour = image[px[..., 1], px[..., 0]].astype(np.float32)
+    brightness, spread = colour.mean(axis=-1), colour.max(axis=-1) - colour.min(axis=-1)
+    toothlike = (brightness > 0.8 * light.skin.mean()) & (brightness > 70) & (spread < 0.45 * brightness)
+    toothlike[:, : max(samples // 8, 1)] |= True  # the lip's own edge may lead the teeth
+    run = np.cumprod(toothlike, axis=1).sum(axis=1) / samples
+    middle = np.abs(across) < 0.4 * g.half_width
+    if not middle.any() or np.mean(run[middle] > 0.3) < 0.6:
+        return np.zeros_like(us)
+    # one smooth row of teeth, not a ragged run per column: as long as the middle shows them,
+    # shorter along the arch, never more than the gap shows
+    length = min(float(np.median(run[middle] * shown[middle])), TEETH_MAX * 2 * g.half_width)
+    arch = np.clip(1.0 - (across / (0.9 * g.half_width)) ** 2, 0.0, 1.0) ** 0.3
+    return np.minimum(length * arch, shown)
+
+def face_light(image: np.ndarray, face: Face, interior_color: tuple[int, int, int]) -> FaceLight:
+    """This face's lip and skin colours and fine texture, sampled from the picture."""
+    p = face.landmarks[:, :2]
+    lips = _median_colour(image, p[OUTER_LOWER] * 0.5 + p[INNER_LOWER] * 0.5, np.array([90, 90, 150], np.float32))
+    skin = _median_colour(image, p[CHEEKS], lips * 1.3)
+    height = float(np.linalg.norm(p[CHIN] - p[FOREHEAD]))
+    return FaceLight(lips, skin, np.asarray(interior_color, np.float32), _grain(image, p[CHEEKS], max(int(0.03 * height), 3)))
 
 
-def _cavity(
-    u: np.ndarray, v: np.ndarray, top: np.ndarray, bottom: np.ndarray, half_width: float, base: np.ndarray, lips: np.ndarray, shown: np.ndarray
-) -> np.ndarray:
-    """The mouth's inside: a cavity darkest at its centre and back, upper teeth under the top lip,
-    the edge of the lower teeth and a tongue hint at the bottom when the mouth is open wide."""
-    height = np.maximum(bottom - top, 1e-3)
-    across = np.clip(np.abs(u) / half_width, 0.0, 1.0)
-    down = np.clip((v - top) / height, 0.0, 1.0)
-    depth = (1.0 - across**2) * np.sin(np.pi * down)  # 1 in the middle of the opening
-    cavity = base * (1.1 - 0.6 * depth)[..., None]
-    # tongue: a soft mound rising from the bottom, lit from the front, coloured like darker lips
-    tongue_top = 1.0 - 0.35 * (1.0 - across**2)
-    tongue = np.clip((down - tongue_top) * 8, 0.0, 1.0) * (height > 10) * (1.0 - across)
-    cavity = cavity * (1 - 0.7 * tongue[..., None]) + (0.45 * lips) * (0.7 * tongue[..., None])
-    brightness = float(np.clip(lips.mean() / 140.0, 0.6, 1.2))
-    teeth_color = np.minimum(TEETH_COLOR * brightness, 245)
-    upper_band = np.clip(height * 0.3, 0.0, 0.06 * half_width * 2)
-    upper_teeth = ((v - top) < upper_band) & (across < 0.7) & (height > 4) & (shown < 2)  # else the real ones show
-    lower_band = np.clip(height * 0.12, 0.0, 0.03 * half_width * 2)
-    lower_teeth = ((bottom - v) < lower_band) & (across < 0.55) & (height > 14)
-    teeth_alpha = (upper_teeth * (1.0 - across / 0.7) * 0.85 + lower_teeth * (1.0 - across / 0.55) * 0.5)[..., None]
-    return cavity * (1 - teeth_alpha) + teeth_color * teeth_alpha
+def _median_colour(image: np.ndarray, points: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    px = np.rint(points).astype(int)
+    px = px[(px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h)]
+    if len(px) == 0:
+        return fallback
+    return np.median(image[px[:, 1], px[:, 0]].astype(np.float32), axis=0)
 
 
-def _warp_box(g: MouthGeometry, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
+def _grain(image: np.ndarray, points: np.ndarray, half: int) -> float:
+    """The picture's fine texture on the cheeks (std of what a small blur removes): painted pixels
+    get as much, so they are as sharp and as noisy as the skin beside them."""
+    values = []
+    h, w = image.shape[:2]
+    for x, y in np.rint(points).astype(int):
+        if half <= x < w - half and half <= y < h - half:
+            patch = cv2.cvtColor(image[y - half : y + half, x - half : x + half], cv2.COLOR_BGR2GRAY).astype(np.float32)
+            values.append(float(np.std(patch - cv2.GaussianBlur(patch, (0, 0), 1.0))))
+    return float(np.clip(np.median(values), 0.0, 5.0)) if values else 0.0
+
+
+def _warp_box(g: MouthGeometry, opening: float, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
     """Axis-aligned pixel box that holds every point the warp may move."""
-    half = g.jaw_half_width * 1.05
-    corners = [
-        g.centre + su * half * g.ex + sv * g.ey
-        for su in (-1, 1)
-        for sv in (g.nose_v, g.chin_v + 0.16 * g.face_height)
-    ]
+    half = g.jaw_half_width / min(g.jaw_sides) * JAW_REACH[1]
+    bottom = g.chin_v + (max(opening, 0.0) * (1 + JAW_SWING) + TEETH_MAX * 0.5 + NECK) * g.face_height + 2
+    corners = [g.centre + su * half * g.ex + sv * g.ey for su in (-1, 1) for sv in (g.nose_v, bottom)]
     xs = [c[0] for c in corners]
     ys = [c[1] for c in corners]
     height, width = shape[:2]

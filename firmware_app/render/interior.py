@@ -1,0 +1,167 @@
+"""What shows between parted lips: the source of mouth pixels.
+
+`render.mouth` opens the jaw and hands the opening to a `MouthSource`, which paints it. The
+opening is described in the mouth's own frame (u along the lips from the face's centre line, v
+down the face, pixels), with the edges of the upper and lower lips at each u, so a source never
+needs to know about the warp. `PhotoMouth` is the single-photo source: a cavity shaded from the
+lips' own shadow at the edges to dark at the back, upper teeth hanging from the upper lip (rigid
+with the skull), lower teeth on the jaw when it opens wide, and a tongue that follows the visemes,
+all coloured from this face's lips and light and drawn at full resolution with one-pixel edges
+(no blurred patch). A bank of real mouth images (enrolled from a clip) plugs in as another
+`MouthSource`: pick the image nearest the commanded shape and fit it to the same opening.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+# Tooth boundaries along the arch, as shares of the inner mouth's half width: the arch recedes,
+# so the teeth look narrower toward the sides.
+UPPER_TOOTH_EDGES = (0.0, 0.30, 0.54, 0.72)
+LOWER_TOOTH_EDGES = (0.0, 0.17, 0.34, 0.50)
+UPPER_TEETH_LENGTH = 0.11  # visible crown, × the inner mouth width
+LOWER_TEETH_LENGTH = 0.06
+UPPER_ARCH = 0.80  # teeth show out to this share of the half width
+LOWER_ARCH = 0.5
+WIDE_OPEN = (0.045, 0.10)  # opening (face heights) over which the lower teeth come into view
+GRAIN_TILE = 128
+
+
+@dataclass(frozen=True)
+class Articulation:
+    """What the mouth model says about the inside of the mouth, beyond how far it is open."""
+
+    tongue_up: float = 0.0  # tip raised to the teeth (TH, DD, nn)
+    tongue_out: float = 0.0  # tip between the teeth, in front of the upper ones (TH)
+    tongue_low: float = 0.0  # lying low in the mouth (aa)
+
+    @classmethod
+    def of(cls, weights: dict[str, float]) -> "Articulation":
+        """From the mouth model's viseme probabilities (`viseme_TH`, …); none given: a neutral tongue."""
+
+        def v(name: str) -> float:
+            return float(weights.get(f"viseme_{name}", 0.0))
+
+        return cls(float(np.clip(v("TH") + v("DD") + v("nn"), 0, 1)), float(np.clip(v("TH"), 0, 1)), float(np.clip(v("aa") + 0.5 * v("oh"), 0, 1)))
+
+
+@dataclass(frozen=True)
+class Opening:
+    """The space between the parted lips, in the mouth frame; every array has the box's shape."""
+
+    u: np.ndarray
+    v: np.ndarray
+    lip_top: np.ndarray  # the upper lip's inner edge (teeth hang from it)
+    top: np.ndarray  # where painting starts (below the photo's own teeth when they are kept)
+    bottom: np.ndarray  # the lower lip's inner edge (lower teeth stand on it)
+    half_width: float  # inner lip corners
+    opening: float  # commanded gap at the centre, face heights
+
+
+@dataclass(frozen=True)
+class FaceLight:
+    """Colours of this face (B G R, float): everything painted inside the mouth is mixed from them."""
+
+    lips: np.ndarray
+    skin: np.ndarray
+    back: np.ndarray  # the configured colour of the mouth's depths (`renderer.interior_color`)
+    grain: float  # the picture's fine texture (std of its high frequencies), 0-255
+
+
+class MouthSource(Protocol):
+    """Anything that can fill an opening with mouth pixels."""
+
+    def paint(self, opening: Opening, light: FaceLight, articulation: Articulation) -> np.ndarray:
+        """H x W x 3 float32 B G R pixels for the opening's box (only the inside is shown)."""
+        ...
+
+
+class PhotoMouth:
+    """The single-photo mouth: shaded cavity, teeth and tongue drawn to fit the opening."""
+
+    def __init__(self, seed: int = 7) -> None:
+        self._grain = np.random.default_rng(seed).standard_normal((GRAIN_TILE, GRAIN_TILE)).astype(np.float32)
+
+    def paint(self, opening: Opening, light: FaceLight, articulation: Articulation) -> np.ndarray:
+        o = opening
+        gap = np.maximum(o.bottom - o.top, 1e-3)
+        across = np.clip(np.abs(o.u) / o.half_width, 0.0, 1.0)
+        out = _cavity(o, gap, across, light)
+        wide = _smoothstep(*WIDE_OPEN, o.opening)
+        tongue_alpha, tongue_shade = _tongue(o, gap, across, articulation, wide)
+        tongue = light.lips * 0.62 * tongue_shade[..., None] + np.array([0, 0, 6], np.float32)
+        out = _over(out, tongue, tongue_alpha)
+        teeth = teeth_colour(light)
+        if wide > 0:
+            alpha, shade = _teeth(o.u, o.bottom - o.v, o.half_width, LOWER_TOOTH_EDGES, LOWER_ARCH, LOWER_TEETH_LENGTH * wide, gap, 0.1)
+            out = _over(out, teeth * 0.86 * shade[..., None], alpha)
+        alpha, shade = _teeth(o.u, o.v - o.lip_top, o.half_width, UPPER_TOOTH_EDGES, UPPER_ARCH, UPPER_TEETH_LENGTH, o.bottom - o.lip_top)
+        alpha = alpha * (o.top <= o.lip_top + 0.5)  # the photo's own upper teeth are showing instead
+        out = _over(out, teeth * shade[..., None], alpha)
+        if articulation.tongue_out > 0:  # the tip shows between the teeth
+            tip = tongue_alpha * np.exp(-((o.u / (0.3 * o.half_width)) ** 2)) * articulation.tongue_out
+            out = _over(out, tongue * 1.1, np.clip(tip * 1.5, 0.0, 1.0) * (o.v > o.lip_top + 0.35 * (o.bottom - o.lip_top)))
+        grain = np.resize(self._grain, out.shape[:2]) if out.shape[0] > GRAIN_TILE or out.shape[1] > GRAIN_TILE else self._grain[: out.shape[0], : out.shape[1]]
+        return out + (light.grain * grain)[..., None]
+
+
+def teeth_colour(light: FaceLight) -> np.ndarray:
+    """Off-white in this face's light: as bright as the skin allows, tinted like it (grey on a
+    grey photo), a little warmer than paper."""
+    skin = np.maximum(light.skin, 1.0)
+    tint = (skin / skin.mean()) ** 0.25 * np.array([0.94, 1.0, 1.03], np.float32)
+    level = np.clip(skin.mean() * 1.3, 120.0, 220.0)
+    return np.minimum(tint * level, 240.0).astype(np.float32)
+
+
+def _cavity(o: Opening, gap: np.ndarray, across: np.ndarray, light: FaceLight) -> np.ndarray:
+    """Dark at the back, the lips' own shadow where it meets them: never a flat black."""
+    edge = np.minimum(np.minimum(o.v - o.lip_top, o.bottom - o.v), (o.half_width - np.abs(o.u)) * 0.6)
+    depth = _smoothstep(0.0, 0.5 * np.maximum(gap, 6.0), edge) * (1.0 - 0.5 * across**2)
+    shadow, back = light.lips * 0.40, 0.5 * light.back + light.lips * 0.06 + 3.0
+    return shadow + (back - shadow) * depth[..., None]
+
+
+def _tongue(o: Opening, gap: np.ndarray, across: np.ndarray, a: Articulation, wide: float) -> tuple[np.ndarray, np.ndarray]:
+    """(alpha, shade): a mound rising from behind the lower teeth, lower on aa, its tip lifted to
+    the upper teeth on TH/DD/nn; lit from the front, darker toward the back and the sides."""
+    rise = 0.34 - 0.16 * a.tongue_low + 0.5 * a.tongue_up * np.exp(-((o.u / (0.4 * o.half_width)) ** 2))
+    height = gap * rise * np.sqrt(np.clip(1.0 - (o.u / (0.9 * o.half_width)) ** 2, 0.0, 1.0))
+    surface = o.bottom - height
+    alpha = np.clip(o.v - surface + 0.5, 0.0, 1.0) * (height > 1.0) * np.clip(gap / 4.0 - 0.25, 0.0, 1.0)
+    below = np.clip((o.v - surface) / np.maximum(height, 1.0), 0.0, 1.0)
+    shade = (1.05 - 0.35 * below) * (1.0 - 0.45 * across**2) * (0.75 + 0.25 * wide)
+    return alpha, shade
+
+
+def _teeth(
+    u: np.ndarray, depth: np.ndarray, half_width: float, edges: tuple[float, ...], arch: float, length: float, room: np.ndarray, gaps: float = 0.18
+) -> tuple[np.ndarray, np.ndarray]:
+    """(alpha, shade) of a row of teeth growing `depth` pixels from the lip that holds them.
+
+    Crowns are longest in the middle and shorter along the receding arch, their tips rounded, the
+    gaps between them a faint shadow, the part next to the lip shaded by it."""
+    across = np.abs(u) / half_width
+    crown = length * 2 * half_width * np.clip(1.0 - (across / arch) ** 2, 0.0, 1.0) ** 0.35
+    crown = np.minimum(crown, 0.6 * np.maximum(room, 0.0) + 1.0)
+    bounds = np.array(edges, np.float32)
+    nearest = np.abs(across[..., None] - bounds).min(axis=-1) * half_width  # pixels to the closest tooth gap
+    width = half_width * (bounds[1] - bounds[0])
+    tip = crown * (1.0 - 0.12 * (1.0 - np.clip(nearest / (0.5 * width), 0.0, 1.0)) ** 2)  # rounded corners
+    alpha = np.clip(tip - depth + 0.5, 0.0, 1.0) * (depth > -0.5) * (across < arch)
+    seam = 1.0 - gaps * np.clip(1.0 - nearest / 0.9, 0.0, 1.0) * _smoothstep(0.0, 0.5 * np.maximum(crown, 1.0), depth)
+    shade = seam * (0.66 + 0.34 * _smoothstep(0.0, 0.45 * np.maximum(crown, 1.0), depth)) * (1.0 - 0.4 * (across / arch) ** 2)
+    return alpha, shade
+
+
+def _over(under: np.ndarray, colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    a = alpha[..., None]
+    return under * (1.0 - a) + colour * a
+
+
+def _smoothstep(edge0: float, edge1: float, x):
+    t = np.clip((np.asarray(x, np.float32) - edge0) / (edge1 - edge0), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
