@@ -9,6 +9,7 @@ Modes, read when called:
   FAKE_TRT_NO_CONTEXT     create_execution_context returns None
   FAKE_TRT_BAD_ADDRESS    set_tensor_address returns False
   FAKE_TRT_OFFSET         added to every output (a wrong engine)
+  FAKE_TRT_EXECUTE_FAILS  execute_async_v3 returns False (a GPU fault while running)
 """
 
 from __future__ import annotations
@@ -203,6 +204,8 @@ class ExecutionContext(_Tracked):
 
     def execute_async_v3(self, stream_handle: int) -> bool:
         _cuda._require_context("execute")
+        if os.environ.get("FAKE_TRT_EXECUTE_FAILS"):
+            return False
         inputs = {
             i.name: np.frombuffer(bytes(_cuda.device_memory(self.addresses[i.name])), np.float32).reshape(self.shapes[i.name])
             for i in self.session.get_inputs()
