@@ -30,7 +30,7 @@ SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),  # nobody frames the page to trick a click on a slider
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),  # (no-referrer would make a form's Origin "null")
     (b"content-security-policy",
      b"default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"),
 ]  # fmt: skip
@@ -115,6 +115,8 @@ class Guard:
             return JSONResponse({"error": "refused: the request did not come from this console's page"}, status_code=403)
         if scope["path"] == LOGIN_PATH and method == "POST":
             return None
+        if scope["path"].startswith("/static/") and method in SAFE_METHODS:
+            return None  # the page's own code and style (the login page uses them too): nothing secret
         if not policy.authenticated(headers):
             return self._unauthorised(headers)
         if method not in SAFE_METHODS and not policy.csrf_ok(headers):

@@ -1,0 +1,311 @@
+"""The operator's console in a real browser (Debian's headless Chromium, driven by Selenium through
+chromedriver) against a real `ventriloquist run`: a paced speech file as the microphone, the
+portrait as the camera, Xvfb as the screen and a PulseAudio null sink as the passthrough's
+speaker. One kiosk serves most checks; a second one, bound off 127.0.0.1, checks the token."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import PORTRAIT, PROJECT, SPEECH, _need, _wait_for, cli
+from test_kiosk_live import Kiosk, free_port
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1400,1100")  # fmt: skip
+TOKEN = "correct-horse-battery-staple"
+WAIT_S = 45  # for the kiosk to do something it was asked to (a reload, a few quiet moments); CI is busy
+
+
+class LoggedKiosk(Kiosk):
+    """`run` logging to a file (it outlives what a pipe holds), reached at its own bind address."""
+
+    def __init__(self, config: Path, env: dict, port: int, log_path: Path, host: str = "127.0.0.1") -> None:
+        import os
+
+        self.port, self.host, self.log_path = port, host, log_path
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "firmware_app", "run", "--config", str(config)],
+            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=self.log_path.open("w"), cwd=PROJECT,
+        )  # fmt: skip
+
+    def url(self, path: str) -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    def request(self, path: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, str]:
+        request = urllib.request.Request(self.url(path), data=data, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def get(self, path: str) -> tuple[int, str]:
+        return self.request(path, headers={"Authorization": f"Bearer {TOKEN}"})
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        try:
+            super().wait_healthy(timeout)
+        except AssertionError:
+            raise AssertionError(self.log()[-3000:]) from None
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        self.process.wait(10)
+        return self.log()
+
+
+def backend(kiosk: Kiosk) -> str:
+    return next(k for k, v in kiosk.metrics().items() if k.startswith("ventriloquist_backend_info") and v == 1.0)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _need("chromium", "chromedriver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def voice(tmp_path_factory) -> Path:
+    """Three minutes of speech (with its pauses): the kiosk keeps talking through the module."""
+    from firmware_app.sources.audio_file import decode_audio, write_wav
+
+    path = tmp_path_factory.mktemp("voice") / "long.wav"
+    write_wav(path, np.tile(decode_audio(SPEECH), 13))
+    return path
+
+
+@pytest.fixture(scope="module")
+def kiosk(tmp_path_factory, xvfb, pulse, voice):
+    folder = tmp_path_factory.mktemp("etc-ventriloquist")  # the config folder, as /etc/ventriloquist
+    port = free_port()
+    config = folder / "config.yaml"
+    config.write_text(
+        "# the console test's kiosk\n"
+        f"sources: {{audio: 'file://{voice}', camera: 'file://{PORTRAIT}'}}\n"
+        "video: {width: 640, height: 360}\n"
+        "audio: {passthrough: true, passthrough_device: pulse}\n"
+        "output: {uri: 'display://0', window_title: Ventriloquist console test}\n"
+        f"health: {{port: {port}}}\n"
+        "console: {preview: true, upload_max_mb: 2}\n"
+    )
+    running = LoggedKiosk(config, {**pulse, "DISPLAY": xvfb}, port, tmp_path_factory.mktemp("log") / "kiosk.log")
+    running.config, running.folder = config, folder
+    try:
+        running.wait_healthy(90)
+        yield running
+    finally:
+        log = running.stop()
+    assert "Traceback" not in log, log[-3000:]
+
+
+def page(browser, kiosk) -> None:
+    browser.get(kiosk.url("/"))
+    wait(browser, lambda: browser.find_element("id", "config-text").get_attribute("value"), "the config in the editor")
+
+
+def wait(browser, condition, what: str, timeout: float = WAIT_S):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, timeout, poll_frequency=0.2).until(lambda _: condition(), message=f"waiting for {what}")
+
+
+def text_of(browser, element_id: str) -> str:
+    return browser.find_element("id", element_id).text
+
+
+def set_editor(browser, text: str) -> None:
+    editor = browser.find_element("id", "config-text")
+    editor.clear()
+    editor.send_keys(text)
+
+
+def test_the_page_shows_the_kiosk_live(browser, kiosk, tmp_path):
+    page(browser, kiosk)
+    wait(browser, lambda: re.fullmatch(r"\d+\.\d", text_of(browser, "fps")) and float(text_of(browser, "fps")) > 5, "live fps")
+    first = text_of(browser, "uptime")
+    wait(browser, lambda: text_of(browser, "uptime") != first, "the page to update without reloading")
+    assert text_of(browser, "face") == "in view"
+    assert float(text_of(browser, "latency")) > 0
+    assert "learned model" in text_of(browser, "backend")
+    assert browser.find_elements("css selector", "#chart-fps canvas") and browser.find_elements("css selector", "#chart-latency canvas")
+    # console.preview: true shows the screen itself, refreshed a few times a second
+    preview = browser.find_element("id", "preview")
+    wait(browser, lambda: preview.is_displayed() and browser.execute_script("return arguments[0].naturalWidth", preview) == 640, "the preview")
+    shown = browser.execute_script("return arguments[0].src", preview)
+    wait(browser, lambda: browser.execute_script("return arguments[0].src", preview) != shown, "a newer preview frame", 10)
+    browser.save_screenshot(str(tmp_path / "console.png"))
+
+
+def test_metrics_are_prometheus_exposition_with_histograms(kiosk):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, text = kiosk.get("/metrics")
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    assert status == 200
+    latency = families["ventriloquist_frame_latency_milliseconds"]
+    assert latency.type == "histogram"
+    count = next(s.value for s in latency.samples if s.name.endswith("_count"))
+    assert count >= families["ventriloquist_frames"].samples[0].value - 1 > 0  # every frame shown is in it
+    stages = {s.labels["stage"] for s in families["ventriloquist_stage_duration_milliseconds"].samples if s.name.endswith("_count")}
+    assert {"voice", "tracker", "renderer", "display"} <= stages
+    assert families["ventriloquist_frames"].type == "counter" and families["ventriloquist_fps"].type == "gauge"
+
+
+def test_a_bad_config_shows_the_keys_error_and_the_kiosk_keeps_running(browser, kiosk, tmp_path):
+    good = kiosk.config.read_text()
+    bad = good + "renderer: {mouth_gian: 2}\n"
+    page(browser, kiosk)
+    generation = kiosk.metrics()["ventriloquist_pipeline_generation"]
+    set_editor(browser, bad)
+    browser.find_element("id", "config-check").click()
+    wait(browser, lambda: "mouth_gian" in text_of(browser, "config-result"), "the check's verdict")
+    shown = text_of(browser, "config-result")
+    # the same paragraph `ventriloquist config check` prints for that file
+    copy = tmp_path / "config.yaml"
+    copy.write_text(bad)
+    checked = cli("config", "check", str(copy))
+    assert checked.returncode == 3
+    assert shown == checked.stderr.strip().replace(str(copy), str(kiosk.config)), (shown, checked.stderr)
+    assert "line 8: `renderer.mouth_gian`: unknown key; allowed here: mouth_gain" in shown
+    browser.find_element("id", "config-apply").click()
+    wait(browser, lambda: text_of(browser, "config-result") == shown and "bad" in browser.find_element("id", "config-result").get_attribute("class"), "the refusal")
+    assert kiosk.config.read_text() == good and not (kiosk.folder / "config.yaml.bak").exists()
+    assert kiosk.frames_grow()
+    assert kiosk.metrics()["ventriloquist_pipeline_generation"] == generation
+
+
+def test_a_good_config_is_applied_through_the_reload_and_metrics_show_it(browser, kiosk):
+    previous = kiosk.config.read_text()
+    assert "learned model" in backend(kiosk)
+    generation = kiosk.metrics()["ventriloquist_pipeline_generation"]
+    page(browser, kiosk)
+    changed = previous + "model: {kind: loudness}\n"
+    set_editor(browser, changed)
+    browser.find_element("id", "config-apply").click()
+    wait(browser, lambda: text_of(browser, "config-result").startswith("Applied"), "the apply")
+    _wait_for(lambda: kiosk.metrics()["ventriloquist_pipeline_generation"] == generation + 1 and "loudness" in backend(kiosk), WAIT_S, "the reload")
+    assert kiosk.config.read_text() == changed
+    assert (kiosk.folder / "config.yaml.bak").read_text() == previous
+    kiosk.wait_healthy()
+    assert "config reloaded" in kiosk.log()
+    wait(browser, lambda: "loudness" in text_of(browser, "backend"), "the page to show the new model")
+
+
+def test_the_trim_slider_moves_the_passthrough_delay_live(browser, kiosk):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    page(browser, kiosk)
+    _wait_for(lambda: kiosk.metrics()["ventriloquist_passthrough_delay_milliseconds"] > 0, WAIT_S, "the passthrough")
+    time.sleep(3)  # the delay settles on the measured latency first
+    metrics = kiosk.metrics()
+    before, generation = metrics["ventriloquist_passthrough_delay_milliseconds"], metrics["ventriloquist_pipeline_generation"]
+    slider = browser.find_element("id", "trim")
+    wait(browser, lambda: slider.is_enabled(), "the slider")
+    # a real drag: press in the middle (0 ms of the -500…500 range), pull right a fifth of the way
+    ActionChains(browser).click_and_hold(slider).move_by_offset(slider.size["width"] // 5, 0).release().perform()
+    wait(browser, lambda: "saved" in text_of(browser, "trim-result"), "the trim to be saved")
+    trim = float(text_of(browser, "trim-value"))
+    assert 150 <= trim <= 250, trim
+    assert f"passthrough_trim_ms: {trim}" in kiosk.config.read_text()
+    _wait_for(lambda: kiosk.metrics()["ventriloquist_passthrough_delay_milliseconds"] >= before + trim - 20, WAIT_S, "the delay to move")
+    assert kiosk.metrics()["ventriloquist_pipeline_generation"] == generation  # live: no reload
+    wait(browser, lambda: float(text_of(browser, "passthrough-delay")) >= before + trim - 20, "the page to show the delay")
+
+
+def test_a_portrait_is_checked_before_it_replaces_the_current_one(browser, kiosk, tmp_path):
+    page(browser, kiosk)
+    generation = kiosk.metrics()["ventriloquist_pipeline_generation"]
+
+    def upload(path: Path) -> str:
+        browser.find_element("id", "portrait-file").send_keys(str(path))
+        browser.find_element("id", "portrait-upload").click()
+        wait(browser, lambda: not text_of(browser, "portrait-result").startswith("Checking"), "the upload's verdict")
+        return text_of(browser, "portrait-result")
+
+    assert "not an image or a video clip" in upload(SPEECH)
+    blank = tmp_path / "wall.png"
+    cv2.imwrite(str(blank), np.full((480, 640, 3), 128, np.uint8))
+    assert "no face found" in upload(blank)
+    assert not list(kiosk.folder.glob("portrait.*")) and "portrait:" not in kiosk.config.read_text()
+    assert kiosk.metrics()["ventriloquist_pipeline_generation"] == generation
+    assert "still 270x360, one face" in upload(PORTRAIT)
+    stored = kiosk.folder / "portrait.jpg"
+    assert stored.read_bytes() == PORTRAIT.read_bytes()
+    assert f"portrait: file://{stored}" in kiosk.config.read_text()
+    _wait_for(lambda: kiosk.metrics()["ventriloquist_pipeline_generation"] == generation + 1, WAIT_S, "the reload")
+    # larger than console.upload_max_mb (2): refused before it is read whole
+    csrf = browser.find_element("css selector", 'meta[name="csrf-token"]').get_attribute("content")
+    status, body = kiosk.request("/api/portrait", b"\xff\xd8\xff" + bytes(3 * 1024 * 1024), {"X-CSRF-Token": csrf})
+    assert status == 413 and "upload_max_mb" in body
+    assert sorted(p.name for p in kiosk.folder.iterdir()) == ["config.yaml", "config.yaml.bak", "portrait.jpg"]
+
+
+def test_writes_from_anywhere_but_the_page_are_refused(browser, kiosk):
+    page(browser, kiosk)
+    csrf = browser.find_element("css selector", 'meta[name="csrf-token"]').get_attribute("content")
+    before = kiosk.config.read_text()
+    body = json.dumps({"text": "mode: puppet\n"}).encode()
+    json_type = {"Content-Type": "application/json"}
+    assert kiosk.request("/api/config/apply", body, json_type)[0] == 403  # no CSRF token
+    assert kiosk.request("/api/config/apply", body, {**json_type, "X-CSRF-Token": "guess"})[0] == 403
+    other_site = {**json_type, "X-CSRF-Token": csrf, "Origin": "http://evil.example"}
+    assert kiosk.request("/api/config/apply", body, other_site)[0] == 403
+    rebound = {"Host": f"evil.example:{kiosk.port}"}  # DNS rebinding: another name for 127.0.0.1
+    assert kiosk.request("/api/status", None, rebound)[0] == 403
+    assert kiosk.config.read_text() == before
+    assert kiosk.request("/api/config/check", body, {**json_type, "X-CSRF-Token": csrf})[0] == 200
+
+
+def test_off_loopback_the_token_is_required(browser, tmp_path, voice):
+    port = free_port()
+    config = tmp_path / "config.yaml"
+    base = (f"sources: {{audio: 'file://{voice}', camera: 'file://{PORTRAIT}'}}\nvideo: {{width: 480, height: 270}}\n"
+            f"output: {{uri: 'null://'}}\nhealth: {{bind: 127.0.0.2, port: {port}}}\n")  # fmt: skip
+    config.write_text(base)
+    refused = cli("config", "check", str(config))
+    assert refused.returncode == 3 and "console.token must be set" in refused.stderr
+    config.write_text(base + f"console: {{token: {TOKEN}}}\n")
+    kiosk = LoggedKiosk(config, {}, port, tmp_path / "kiosk.log", host="127.0.0.2")
+    try:
+        kiosk.wait_healthy(90)
+        for path in ("/", "/metrics", "/healthz", "/api/status", "/api/config"):
+            assert kiosk.request(path)[0] == 401, path
+            assert kiosk.request(path, headers={"Authorization": "Bearer not-the-token-at-all"})[0] == 401, path
+        assert kiosk.get("/metrics")[0] == 200  # how Prometheus scrapes it: authorization: {credentials: TOKEN}
+        browser.get(kiosk.url("/"))
+        assert "needs the token" in browser.find_element("tag name", "body").text
+        browser.find_element("id", "token").send_keys("a-wrong-guess-of-it")
+        browser.find_element("id", "sign-in").click()
+        assert "not the one in console.token" in browser.find_element("tag name", "body").text
+        browser.find_element("id", "token").send_keys(TOKEN)
+        browser.find_element("id", "sign-in").click()
+        wait(browser, lambda: browser.find_elements("id", "fps") and re.fullmatch(r"\d+\.\d", text_of(browser, "fps")) and float(text_of(browser, "fps")) > 5, "the console")
+    finally:
+        kiosk.stop()
