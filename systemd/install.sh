@@ -58,8 +58,10 @@ else
   ln -sfn "$here" "$app"  # staging: point at this checkout
 fi
 
-# 3. the config: never overwrite the operator's
+# 3. the config: never overwrite the operator's. The service user owns the folder, so the console
+#    can replace the file atomically (a new file renamed over it) and keep the previous as .bak.
 mkdir -p "$config_dir"
+[[ -z "$ROOT" ]] && chown ventriloquist:ventriloquist "$config_dir"
 if [[ ! -f "$config_dir/config.yaml" ]]; then
   install -m 0644 "$here/config/default.yaml" "$config_dir/config.yaml"
   echo "installed the default config at $config_dir/config.yaml; edit it, then: systemctl reload ventriloquist"
