@@ -45,6 +45,8 @@ setup(
             "pocketsphinx>=5.0",
         ],
         "jetson": ["pycuda>=2024.1"],
+        # what scripts/jetson-smoke.sh needs on the device to run the hardware-marked tests
+        "device-tests": ["pytest>=7", "onnx>=1.15"],
     },
     entry_points={"console_scripts": ["ventriloquist=firmware_app.cli:main"]},
 )

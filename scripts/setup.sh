@@ -4,18 +4,45 @@
 #   bash scripts/setup.sh          runtime only
 #   bash scripts/setup.sh --dev    also the test and training tools (Xvfb, PulseAudio, pytest,
 #                                  espeak-ng, sox, the `train` extra with PyTorch CPU)
+#   bash scripts/setup.sh --jetson on a Jetson (JetPack 6): the venv also sees JetPack's TensorRT
+#                                  (--system-site-packages), pycuda builds against /usr/local/cuda,
+#                                  the kiosk display's X packages, GStreamer for csi://, the Jetson's
+#                                  wheel versions (constraints/jetson.txt), pytest + onnx for
+#                                  scripts/jetson-smoke.sh
+# VENV=dir (default .venv) and CONSTRAINTS=file (pip -c) pick another virtualenv and versions; CI
+# uses them to run the tests a second time against constraints/jetson.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+mode="${1:-}"
+case "$mode" in
+  ""|--dev|--jetson) ;;
+  *) echo "setup: unknown option $mode (use --dev or --jetson)" >&2; exit 2 ;;
+esac
 dev=0
-[ "${1:-}" = "--dev" ] && dev=1
+[ "$mode" = "--dev" ] && dev=1
+jetson=0
+[ "$mode" = "--jetson" ] && jetson=1
+venv="${VENV:-.venv}"
+constraints="${CONSTRAINTS:-}"
+[ "$jetson" = 1 ] && constraints="${constraints:-constraints/jetson.txt}"
+if [ "$jetson" = 1 ] && [ ! -f "${NV_TEGRA_RELEASE:-/etc/nv_tegra_release}" ]; then
+  echo "setup: --jetson is for a Jetson with JetPack 6, and this machine has no /etc/nv_tegra_release; use bash scripts/setup.sh" >&2
+  exit 1
+fi
 
 apt_packages=(python3-venv libportaudio2 libgl1 libglib2.0-0 libegl1 libfontconfig1 libdbus-1-3
   libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0
   libxcb-xinerama0 libxcb-xkb1 libxcb-shape0 libxcb-cursor0)
 dev_packages=(xvfb matchbox-window-manager imagemagick x11-utils wmctrl xinit xserver-xorg-core pulseaudio pulseaudio-utils
-  libasound2-plugins systemd espeak-ng libespeak-ng1 espeak-ng-data sox chromium chromium-driver)
+  libasound2-plugins systemd espeak-ng libespeak-ng1 espeak-ng-data sox chromium chromium-driver
+  gstreamer1.0-tools gstreamer1.0-plugins-base)
+# JetPack's apt repository has python3-libnvinfer (TensorRT's Python bindings) and, with
+# nvidia-l4t-gstreamer, nvarguscamerasrc; pycuda is an sdist and compiles
+jetson_packages=(python3-dev build-essential python3-libnvinfer xinit xserver-xorg-core matchbox-window-manager
+  gstreamer1.0-tools gstreamer1.0-plugins-base nvidia-l4t-gstreamer)
 [ "$dev" = 1 ] && apt_packages+=("${dev_packages[@]}")
+[ "$jetson" = 1 ] && apt_packages+=("${jetson_packages[@]}")
 
 missing=()
 for pkg in "${apt_packages[@]}"; do
@@ -30,15 +57,34 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 python="${PYTHON:-python3}"
-[ -x .venv/bin/python ] || "$python" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
+venv_flags=()
+if [ "$jetson" = 1 ]; then
+  venv_flags=(--system-site-packages)  # JetPack's tensorrt is installed for the system Python only
+  if [ -f "$venv/pyvenv.cfg" ] && grep -q "include-system-site-packages = false" "$venv/pyvenv.cfg"; then
+    echo "setup: $venv was made without --system-site-packages, so it cannot see TensorRT; rm -rf $venv and run again" >&2
+    exit 1
+  fi
+  export CUDA_ROOT=/usr/local/cuda PATH="/usr/local/cuda/bin:$PATH"  # pycuda's build looks for nvcc
+  if ! command -v nvcc >/dev/null; then
+    echo "setup: no CUDA toolkit in /usr/local/cuda (pycuda needs nvcc); sudo apt-get install nvidia-jetpack" >&2
+    exit 1
+  fi
+fi
+[ -x "$venv/bin/python" ] || "$python" -m venv "${venv_flags[@]}" "$venv"
+"$venv/bin/python" -m pip install -q --upgrade pip
+pip_constraints=()
+[ -n "$constraints" ] && pip_constraints=(-c "$constraints")
 extras=""
 [ "$dev" = 1 ] && extras="[dev,train]"
-.venv/bin/python -m pip install -q -e ".${extras}"
+[ "$jetson" = 1 ] && extras="[jetson,device-tests]"
+"$venv/bin/python" -m pip install -q "${pip_constraints[@]}" -e ".${extras}"
 # mediapipe brings opencv-contrib-python; a stray opencv-python would shadow its cv2.
-if .venv/bin/python -m pip show -q opencv-python >/dev/null 2>&1; then
-  .venv/bin/python -m pip uninstall -q -y opencv-python
-  .venv/bin/python -m pip install -q --force-reinstall --no-deps opencv-contrib-python
+if "$venv/bin/python" -m pip show -q opencv-python >/dev/null 2>&1; then
+  "$venv/bin/python" -m pip uninstall -q -y opencv-python
+  "$venv/bin/python" -m pip install -q "${pip_constraints[@]}" --force-reinstall --no-deps opencv-contrib-python
 fi
-.venv/bin/ventriloquist models fetch
-echo "setup: done. Run: .venv/bin/ventriloquist run"
+"$venv/bin/ventriloquist" models fetch
+if [ "$jetson" = 1 ] && ! "$venv/bin/python" -c "import tensorrt, pycuda.driver" 2>/dev/null; then
+  echo "setup: warning: TensorRT or pycuda does not import; the mouth model will run on ONNX Runtime (see: $venv/bin/ventriloquist doctor)" >&2
+fi
+echo "setup: done. Run: $venv/bin/ventriloquist run"

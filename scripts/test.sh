@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
-exec .venv/bin/python -m pytest -ra "$@"
+# VENV / CONSTRAINTS (see setup.sh) test another virtualenv, e.g. the Jetson versions in CI
+exec "${VENV:-.venv}/bin/python" -m pytest -ra "$@"
