@@ -249,8 +249,10 @@ class TensorRTBackend(Backend):
                 log.warning("TensorRT backend close: could not %s (%s)", what, exc)
 
     def _drop_context(self) -> None:
-        self._context.pop()
-        self._context.detach()  # releases the primary context retained in __init__
+        """Release the primary context retained in __init__, while it is current: pycuda releases a
+        context that is not current only on the thread that retained it, and takes a current one off
+        its context stack itself (so no pop follows)."""
+        self._context.detach()
         self._context = None
 
 

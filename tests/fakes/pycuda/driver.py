@@ -52,6 +52,9 @@ class device_attribute:  # noqa: N801 - pycuda's spelling
 
 
 class Context:
+    def __init__(self) -> None:
+        self.thread = threading.current_thread()
+
     def push(self) -> None:
         if not hasattr(_stack, "items"):
             _stack.items = []
@@ -65,10 +68,17 @@ class Context:
         record(f"pop on {threading.current_thread().name}")
 
     def detach(self) -> None:
+        """As pycuda's primary context: released if current (and taken off the stack) or if
+        detached on the thread that retained it; from any other thread silently not released."""
         if _retained["count"] <= 0:
             raise Error("detach: context not retained")
+        if _current() is self:
+            _stack.items.pop()
+        elif threading.current_thread() is not self.thread:
+            record("detach skipped: out-of-thread context not current")
+            return
         _retained["count"] -= 1
-        record("detach")
+        record(f"detach on {threading.current_thread().name}")
 
 
 class Device:
