@@ -10,7 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["firmware_app", "firmware_app.*"]),
-    package_data={"firmware_app": ["assets/*"]},
+    package_data={"firmware_app": ["assets/*", "console/static/*", "console/static/vendor/*"]},
     install_requires=[
         "numpy>=1.24",
         # mediapipe depends on the contrib build; asking for plain opencv-python too would install

@@ -184,7 +184,7 @@ def build_and_check_engine(settings: Settings, engine_dir: Path | None = None) -
 
     model = resolve_path(settings.model.path)
     fp16 = settings.inference.fp16
-    backend = TensorRTBackend(model, engine_dir or engine_dir_for(settings), fp16, accept_failed_parity=True)
+    backend = TensorRTBackend(model, engine_dir or engine_dir_for(settings), fp16, rebuild_failed_parity=True)
     try:
         result = parity_from_another_thread(backend, golden_path(model), FP16_TOLERANCE if fp16 else FP32_TOLERANCE)
         backend.record_parity(result.ok, result.line())

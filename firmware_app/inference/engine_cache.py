@@ -108,6 +108,11 @@ class EngineCache:
             raise ModelError(f"TensorRT built {path} but cannot load it", "check the TensorRT install (ventriloquist doctor)")
         return engine
 
+    def discard(self, key: EngineKey) -> None:
+        """Forget this key's engine: sidecar first, so a half-done discard never leaves a described engine missing."""
+        for path in (self.sidecar_path(key), self.engine_path(key)):
+            path.unlink(missing_ok=True)
+
     def record_parity(self, key: EngineKey, ok: bool, line: str) -> None:
         """Note in the sidecar whether the stored engine matched the golden outputs."""
         sidecar = self.sidecar_path(key)

@@ -145,7 +145,9 @@ def build_engine(onnx_path: Path, fp16: bool, timing_cache: Path, workspace_mb: 
 class TensorRTBackend(Backend):
     name = "tensorrt"
 
-    def __init__(self, onnx_path: Path, engine_dir: Path, fp16: bool = True, accept_failed_parity: bool = False) -> None:
+    def __init__(self, onnx_path: Path, engine_dir: Path, fp16: bool = True, rebuild_failed_parity: bool = False) -> None:
+        """An engine whose recorded parity check failed is refused (`auto` then runs ONNX Runtime),
+        or, for `engine build`, deleted and built again."""
         import pycuda.driver as cuda
 
         from firmware_app.inference.onnxruntime_backend import OnnxRuntimeBackend
@@ -163,8 +165,11 @@ class TensorRTBackend(Backend):
         try:
             self.cache = EngineCache(engine_dir, onnx_path.stem)
             self.key = engine_key(onnx_path, fp16, self.input_shapes)
-            failure = None if accept_failed_parity else self.cache.parity_failure(self.key)
-            if failure:
+            failure = self.cache.parity_failure(self.key)
+            if failure and rebuild_failed_parity:
+                log.warning("the cached engine failed its parity check (%s): building it again", failure)
+                self.cache.discard(self.key)
+            elif failure:
                 raise ModelError(f"the TensorRT engine {self.cache.engine_path(self.key)} failed its parity check ({failure})", REBUILD_FIX)
             self._load(onnx_path, engine_dir, fp16)
         except BaseException:
