@@ -204,7 +204,7 @@ JETSON_DEVICE_NODES = (
     "/dev/nvhost-as-gpu", "/dev/nvhost-ctrl-gpu", "/dev/nvhost-ctxsw-gpu", "/dev/nvhost-dbg-gpu", "/dev/nvhost-gpu",
     "/dev/nvhost-nvsched-gpu", "/dev/nvhost-power-gpu", "/dev/nvhost-prof-ctx-gpu", "/dev/nvhost-prof-dev-gpu",
     "/dev/nvhost-prof-gpu", "/dev/nvhost-sched-gpu", "/dev/nvhost-tsg-gpu",
-    "/dev/nvmap", "/dev/host1x-fence", "/dev/nvsciipc", "/dev/nvidia0", "/dev/nvidiactl", "/dev/nvidia-modeset",
+    "/dev/nvmap", "/dev/host1x-fence", "/dev/nvsciipc", "/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-modeset",
     "/dev/nvidia-uvm",
 )
 DEVICE_CLASSES = {"char-drm": "/dev/dri/", "char-video4linux": "/dev/video"}  # allowed by class, not path
@@ -226,8 +226,8 @@ def blocked_nodes(unit_text: str, present: list[str]) -> list[str]:
 def present_jetson_nodes(dev: Path = Path("/dev")) -> list[str]:
     patterns = ("nvgpu/igpu0/*", "nvhost-*", "nvmap", "host1x-fence", "nvsciipc", "nvidia*", "dri/*")
     found = sorted({str(Path("/dev") / p.relative_to(dev)) for pattern in patterns for p in dev.glob(pattern) if not p.is_dir()})
-    # DLA, PVA and the video codecs are not used by the kiosk: not allowing them is intended
-    return [n for n in found if not any(skip in n for skip in ("nvdla", "pva", "nvdec", "nvenc", "by-path"))]
+    # DLA, PVA, the video codecs and the UVM profiler are not used by the kiosk: not allowing them is intended
+    return [n for n in found if not any(skip in n for skip in ("nvdla", "pva", "nvdec", "nvenc", "uvm-tools"))]
 
 
 def device_checks(settings: Settings, dev: Path = Path("/dev"), unit: Path | None = None) -> list[Check]:
