@@ -166,7 +166,7 @@ class HealthServer:
             raise DeviceError(f"cannot serve health on {self.bind}:{self.port}: {exc}", "set health.port to a free port, or health.enabled: false") from None
         config = uvicorn.Config(
             build_app(self.settings, self.state), http="h11", ws="none", lifespan="off",
-            log_config=None, access_log=False, timeout_graceful_shutdown=STOP_WITHIN_S,
+            log_config=None, log_level="warning", access_log=False, timeout_graceful_shutdown=STOP_WITHIN_S,
         )  # fmt: skip
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, name="health", daemon=True)

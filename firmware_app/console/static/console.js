@@ -51,16 +51,16 @@ function render(s) {
   $("backend").textContent = s.backend || "–";
   $("uptime").textContent = duration(s.uptime_s);
   $("fps").textContent = s.fps.toFixed(1);
-  $("latency").textContent = s.latency_ms.toFixed(0);
-  $("av-offset").textContent = s.passthrough.on ? s.av_offset_ms.toFixed(0) : "–";
+  $("latency").textContent = `${s.latency_ms.toFixed(0)} ms`;
+  $("av-offset").textContent = s.passthrough.on ? `${s.av_offset_ms.toFixed(0)} ms` : "off";
   $("face").textContent = s.face_present ? "in view" : "none";
-  $("memory").textContent = s.memory_mb.toFixed(0);
-  $("restarts").textContent = Object.entries(s.restarts).map(([part, n]) => `${part} ${n}`).join(" · ");
-  $("passthrough-delay").textContent = s.passthrough.on ? s.passthrough.delay_ms.toFixed(0) : "off";
+  $("memory").textContent = `${s.memory_mb.toFixed(0)} MiB`;
+  $("restarts").textContent = Object.entries(s.restarts).map(([part, n]) => `${part} ${n}`).join("\n");
+  $("passthrough-delay").textContent = s.passthrough.on ? `${s.passthrough.delay_ms.toFixed(0)} ms` : "off (audio.passthrough: false)";
   $("trim").disabled = !s.passthrough.on;
   if (!trimTouched) {
     $("trim").value = s.passthrough.trim_ms;
-    $("trim-value").textContent = s.passthrough.trim_ms.toFixed(0);
+    $("trim-value").textContent = `${s.passthrough.trim_ms.toFixed(0)} ms`;
   }
   const errors = $("errors");
   errors.replaceChildren(...(s.errors.length ? s.errors : [null]).map((e) => {
@@ -142,7 +142,7 @@ async function sendTrim(save) {
 
 $("trim").addEventListener("input", () => {
   trimTouched = true;
-  $("trim-value").textContent = $("trim").value;
+  $("trim-value").textContent = `${$("trim").value} ms`;
   clearTimeout(trimSending);
   trimSending = setTimeout(() => sendTrim(false), 100);
 });
