@@ -313,3 +313,42 @@ def test_off_loopback_the_token_is_required(browser, tmp_path, voice):
         wait(browser, lambda: browser.find_elements("id", "fps") and re.fullmatch(r"\d+\.\d", text_of(browser, "fps")) and float(text_of(browser, "fps")) > 5, "the console")
     finally:
         kiosk.stop()
+
+
+def test_the_console_writes_plain_names_inside_the_config_folder_only(tmp_path):
+    from firmware_app.console.configfile import ConfigFolder
+    from firmware_app.errors import ConfigError
+
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    config = folder / "config.yaml"
+    config.write_text("# mine\nvideo: {width: 640, height: 360}  # small\n")
+    files = ConfigFolder(config)
+    for name in ("../escape.jpg", "/etc/passwd", "sub/portrait.jpg", ".hidden", "config.yaml.bak", ".."):
+        with pytest.raises(ConfigError):
+            files.store(name, b"x")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["config.yaml", "etc"]
+    changed = files.with_keys({"audio.passthrough_trim_ms": 40.0})
+    assert changed.startswith("# mine\nvideo: {width: 640, height: 360}  # small\n") and "passthrough_trim_ms: 40.0" in changed
+    files.apply(changed)
+    assert config.read_text() == changed and (folder / "config.yaml.bak").read_text().startswith("# mine")
+    with pytest.raises(ConfigError, match="passthrough_trim_ms"):
+        files.apply(files.with_keys({"audio.passthrough_trim_ms": 900}))  # out of range: nothing written
+    assert config.read_text() == changed
+    with pytest.raises(ConfigError, match="no config file"):
+        ConfigFolder(None).store("portrait.jpg", b"x")
+
+
+def test_on_loopback_only_loopback_names_are_answered():
+    from firmware_app.config import Settings, with_changes
+    from firmware_app.console.security import Policy
+
+    loopback = Policy(Settings())
+    assert not loopback.token_required
+    for host in ("127.0.0.1:8095", "localhost:9000", "[::1]:8095", "localhost"):
+        assert loopback.host_allowed(host), host
+    for host in ("evil.example:8095", "127.0.0.1.evil.example", "", "kiosk.local:8095"):
+        assert not loopback.host_allowed(host), host
+    bound = Policy(with_changes(Settings(), {"health.bind": "0.0.0.0", "console.token": TOKEN}))
+    assert bound.token_required and bound.host_allowed("kiosk.local:8095")
+    assert Policy(with_changes(Settings(), {"console.token": TOKEN})).token_required  # set: always asked for

@@ -70,15 +70,14 @@ class Policy:
         cookie = SimpleCookie(headers.get("cookie", ""))
         return COOKIE in cookie and self.token_matches(cookie[COOKIE].value)
 
-    def same_origin(self, headers: Headers, scheme: str) -> bool:
-        """The browser says where the request comes from (Origin, else Referer): it must be this
-        server. Clients that send neither (curl with the token) are not browsers and cannot be
-        tricked by another site."""
+    def same_origin(self, headers: Headers) -> bool:
+        """The browser says where the request comes from (Origin, else Referer): it must name
+        this server (host and port; the scheme may differ behind an HTTPS proxy). Clients that
+        send neither (curl with the token) are not browsers and cannot be tricked by another site."""
         origin = headers.get("origin") or headers.get("referer")
         if not origin:
             return True
-        parts = urlsplit(origin)
-        return f"{parts.scheme}://{parts.netloc}" == f"{scheme}://{headers.get('host', '')}"
+        return urlsplit(origin).netloc == headers.get("host", "")
 
     def csrf_ok(self, headers: Headers) -> bool:
         return hmac.compare_digest(headers.get(CSRF_HEADER, "").encode(), self.csrf.encode())
@@ -111,7 +110,7 @@ class Guard:
         headers, policy, method = Headers(scope=scope), self.policy, scope["method"]
         if not policy.host_allowed(headers.get("host", "")):
             return JSONResponse({"error": "this console answers only to 127.0.0.1 or localhost"}, status_code=403)
-        if method not in SAFE_METHODS and not policy.same_origin(headers, scope.get("scheme", "http")):
+        if method not in SAFE_METHODS and not policy.same_origin(headers):
             return JSONResponse({"error": "refused: the request did not come from this console's page"}, status_code=403)
         if scope["path"] == LOGIN_PATH and method == "POST":
             return None
