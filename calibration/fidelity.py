@@ -79,7 +79,14 @@ class Measurer:
 
     def face(self, image: np.ndarray) -> Face | None:
         self.t += 1.0  # a second apart: nothing carries over between images
-        return self.tracker._detect(VideoFrame(image, self.t, 0))
+        self.tracker._window_centre = None  # nor where the last face was: look at the middle first
+        self.tracker._search_step = 0
+        for _ in range(3):  # middle, one side, the other (the tracker's own sweep)
+            face = self.tracker._detect(VideoFrame(image, self.t, 0))
+            if face is not None:
+                return face
+            self.t += 1.0
+        return None
 
 
 def lip_gap(face: Face) -> float:

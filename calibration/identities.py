@@ -141,6 +141,8 @@ class IdentityResult:
     aperture_corr: float  # commanded jawOpen vs re-measured gap
     jaw_score_corr: float  # commanded jawOpen vs MediaPipe's jawOpen blendshape on the render
     outside_change: float  # mean abs pixel change outside the lower face at jawOpen 1
+    lip_thickness_ratio: float  # lower lip thickness (14 → 17) at jawOpen 1 / at jawOpen 0
+    chin_follow: float  # the chin's drop / the lower lip's drop, jawOpen 0 → 1 (a jaw: about 1)
     gaps: list[float]
     jaw_scores: list[float]
     viseme_gaps: dict[str, float]
@@ -150,13 +152,14 @@ def measure_identity(image: np.ndarray, measurer: Measurer, render: Render = ren
     face = measurer.face(image)
     if face is None:
         raise RuntimeError("MediaPipe finds no face in the picture")
-    gaps, scores, wide = [], [], None
+    gaps, scores, wide, seen_faces = [], [], None, []
     for jaw in JAW_SWEEP:
         out = render(image, face, {"jawOpen": float(jaw), "mouthClose": 0.0})
         seen = measurer.face(out)
         gaps.append(lip_gap(seen) if seen else float("nan"))
         scores.append(seen.blendshapes.get("jawOpen", 0.0) if seen else float("nan"))
         wide = out
+        seen_faces.append(seen)
     viseme_gaps = {}
     for pose in POSES:
         seen = measurer.face(render(image, face, viseme_pose(pose)))
@@ -168,10 +171,26 @@ def measure_identity(image: np.ndarray, measurer: Measurer, render: Render = ren
         aperture_corr=_corr(command, np.array(gaps)),
         jaw_score_corr=_corr(command, np.array(scores)),
         outside_change=outside_change(image, wide, face),
+        **_jaw_measures(seen_faces[0], seen_faces[-1]),
         gaps=gaps,
         jaw_scores=scores,
         viseme_gaps=viseme_gaps,
     )
+
+
+def _jaw_measures(closed: Face | None, opened: Face | None) -> dict[str, float]:
+    """Does the render open like a jaw? The lower lip's thickness kept, the chin dropping with it."""
+    if closed is None or opened is None:
+        return {"lip_thickness_ratio": float("nan"), "chin_follow": float("nan")}
+    frame = FaceFrame.of(closed)
+
+    def down(face: Face, index: int) -> float:  # along the closed face's vertical, pixels
+        return float((face.landmarks[index, :2] - frame.origin) @ frame.ey)
+
+    thickness = [down(f, 17) - down(f, 14) for f in (closed, opened)]
+    lip_drop = down(opened, 14) - down(closed, 14)
+    chin_drop = down(opened, 152) - down(closed, 152)
+    return {"lip_thickness_ratio": thickness[1] / max(thickness[0], 1e-3), "chin_follow": chin_drop / max(lip_drop, 1e-3)}
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
@@ -198,6 +217,9 @@ class MirrorResult:
     closed_gap_p95: float  # re-measured gap, 95th percentile, over frames commanded closed
     real_gap_p95: float  # the camera's own gap over the same frames (what would show through)
     frames: int
+    commanded: list[float]
+    measured: list[float]
+    real: list[float]
 
 
 def measure_mirror(clip: Path, track: MouthTrack, render_frame: Callable | None = None, seconds: float | None = None) -> MirrorResult:
@@ -230,16 +252,22 @@ def measure_mirror(clip: Path, track: MouthTrack, render_frame: Callable | None 
         closed_gap_p95=float(np.percentile(measured_a[closed], 95)) if closed.any() else float("nan"),
         real_gap_p95=float(np.percentile(real_a[closed], 95)) if closed.any() else float("nan"),
         frames=len(commanded),
+        commanded=commanded,
+        measured=measured,
+        real=real,
     )
 
 
 def table(results: dict[str, IdentityResult], mirror: MirrorResult | None) -> str:
     lines = [
-        "| identity | gap at jawOpen 1 (≥ 0.07) | gap closed (≤ 0.01) | aperture corr (≥ 0.95) | MediaPipe jawOpen corr (≥ 0.9) | outside change (0-255) |",
-        "|---|---|---|---|---|---|",
+        "| identity | gap at jawOpen 1 (≥ 0.07) | gap closed (≤ 0.01) | aperture corr (≥ 0.95) | MediaPipe jawOpen corr (≥ 0.9) | outside change (0-255) | lower lip thickness open / closed | chin drop / lip drop |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
-        lines.append(f"| {name} | {r.gap_open:.3f} | {r.gap_closed:.3f} | {r.aperture_corr:.3f} | {r.jaw_score_corr:.3f} | {r.outside_change:.2f} |")
+        lines.append(
+            f"| {name} | {r.gap_open:.3f} | {r.gap_closed:.3f} | {r.aperture_corr:.3f} | {r.jaw_score_corr:.3f} | {r.outside_change:.2f} "
+            f"| {r.lip_thickness_ratio:.2f} | {r.chin_follow:.2f} |"
+        )
     text = "\n".join(lines) + "\n"
     if mirror is not None:
         text += (

@@ -22,7 +22,7 @@ import numpy as np
 # so the teeth look narrower toward the sides.
 UPPER_TOOTH_EDGES = (0.0, 0.30, 0.54, 0.72)
 LOWER_TOOTH_EDGES = (0.0, 0.17, 0.34, 0.50)
-UPPER_TEETH_LENGTH = 0.11  # visible crown, × the inner mouth width
+UPPER_TEETH_LENGTH = 0.09  # visible crown, × the inner mouth width
 LOWER_TEETH_LENGTH = 0.06
 UPPER_ARCH = 0.80  # teeth show out to this share of the half width
 LOWER_ARCH = 0.5
@@ -146,7 +146,7 @@ def _teeth(
     gaps between them a faint shadow, the part next to the lip shaded by it."""
     across = np.abs(u) / half_width
     crown = length * 2 * half_width * np.clip(1.0 - (across / arch) ** 2, 0.0, 1.0) ** 0.35
-    crown = np.minimum(crown, 0.6 * np.maximum(room, 0.0) + 1.0)
+    crown = np.minimum(crown, 0.5 * np.maximum(room, 0.0) + 1.0)
     bounds = np.array(edges, np.float32)
     nearest = np.abs(across[..., None] - bounds).min(axis=-1) * half_width  # pixels to the closest tooth gap
     width = half_width * (bounds[1] - bounds[0])

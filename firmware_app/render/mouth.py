@@ -37,12 +37,14 @@ JAW_LEFT, JAW_RIGHT = 172, 397
 
 UPPER_SHARE = 0.12  # the upper lip lifts this share of a change in opening; the jaw does the rest
 SEAL = 0.008  # face heights of a photo's open lip edge skipped when lips move, so no dark line is left
+SEAL_MOVING = (0.2, 0.014)  # moving video skips this share of its own gap more (tracking lags fast lips), up to face heights
 LIP_RIGID = 0.8  # share of the lower lip's thickness that moves rigidly with its inner edge
 JAW_SWING = 0.15  # the chin moves this much further than the lower lip (the jaw is hinged at the ear)
 JAW_REACH = (0.25, 1.2)  # × the jaw's half width: the jaw's motion fades out across the cheeks
 NECK = 0.22  # face heights below the chin over which the jaw's motion dies out
 CLOSE_BY_JAW = 0.6  # a photo's open mouth closes this much by the jaw, the rest by the lips
 TEETH_MAX = 0.24  # the photo's own upper teeth kept: at most this × the mouth width
+FIELD_STEP = 2  # the warp's smooth fields are computed on a grid this many pixels apart
 DEFAULT_SOURCE = PhotoMouth()
 
 
@@ -155,15 +157,17 @@ class LipLines:
     jaw: np.ndarray  # how far the jaw carries the skin at this u, far below the lip
 
 
-def plan_lips(g: MouthGeometry, u: np.ndarray, opening: float, own_teeth: np.ndarray) -> LipLines:
-    """Where each lip goes for a commanded centre `opening` (face heights)."""
+def plan_lips(g: MouthGeometry, u: np.ndarray, opening: float, own_teeth: np.ndarray, moving: bool = False) -> LipLines:
+    """Where each lip goes for a commanded centre `opening` (face heights). `moving`: the picture
+    is video, whose lips may be a little away from where the (smoothed) landmarks say."""
     upper, lower = g.current_opening(u)
     shown = lower - upper
     target = intended_gap(opening * g.face_height * lip_profile(g.symmetric(u), g.half_width), own_teeth)
     delta = target - shown  # > 0 opens, < 0 closes
     new_upper = upper - UPPER_SHARE * delta
     new_lower = lower + (1 - UPPER_SHARE) * delta
-    seal = np.minimum(SEAL * g.face_height, 0.5 * shown)
+    extra = np.minimum(SEAL_MOVING[0] * shown, SEAL_MOVING[1] * g.face_height) if moving else 0.0
+    seal = np.minimum(SEAL * g.face_height + extra, 0.5 * shown)
     upper_shift = new_upper - (upper - seal)
     lower_shift = new_lower - (lower + seal)
     centre = int(np.argmin(np.abs(u)))
@@ -200,47 +204,133 @@ def draw_mouth(
     """`render_mouth` in place; returns `image`. `own_teeth`: keep the upper teeth the picture shows
     (a still photo); off for moving video, whose own mouth moves with someone else's speech."""
     g = measure_mouth(face)
-    box = _warp_box(g, opening, image.shape)
+    reach = g.jaw_half_width / min(g.jaw_sides) * JAW_REACH[1]  # the jaw's motion ends here on the longer side
+    us = np.arange(-np.ceil(reach) - 2, np.ceil(reach) + 3)
+    light = face_light(image, face, interior_color)
+    own = _kept_teeth_cached(image, face, g, us, light) if own_teeth else np.zeros_like(us)
+    lines = plan_lips(g, us, opening, own, moving=not own_teeth)
+    box = _warp_box(g, reach, max(float(lines.jaw.max()), 0.0) * (1 + JAW_SWING), image.shape)
     if box is None:
         return image
     x0, y0, x1, y1 = box
-    xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
-    rel_x, rel_y = xs - np.float32(g.centre[0]), ys - np.float32(g.centre[1])
-    u = rel_x * np.float32(g.ex[0]) + rel_y * np.float32(g.ex[1])
-    v = rel_x * np.float32(g.ey[0]) + rel_y * np.float32(g.ey[1])
 
-    us = np.arange(np.floor(u.min()), np.ceil(u.max()) + 1)
-    light = face_light(image, face, interior_color)
-    own = kept_teeth(image, g, us, light) if own_teeth else np.zeros_like(us)
-    lines = plan_lips(g, us, opening, own)
-    at = np.clip(np.rint(u - lines.u0).astype(np.intp), 0, len(us) - 1)
+    # the smooth parts of the motion on a grid FIELD_STEP times coarser, then one resize; the
+    # choice between them (the lip seam, a sharp edge) is made per pixel, in the rows the lips cross
+    u_c, v_c = _mouth_coords(g, x0, y0, x1, y1, FIELD_STEP)
+    fields = cv2.resize(_fields(g, lines, u_c, v_c), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    shift_v = np.empty((y1 - y0, x1 - x0), np.float32)
+    b0, b1 = _seam_rows(g, lines, y0, y1)
+    shift_v[:b0] = fields[:b0, :, 0]
+    shift_v[b1:] = fields[b1:, :, 2]
+    u, v = _mouth_coords(g, x0, y0 + b0, x1, y0 + b1, 1)
+    position = np.clip(u - np.float32(lines.u0), 0, len(us) - 1.001)
+    at, frac = position.astype(np.intp), position % np.float32(1.0)
+
+    def along(values: np.ndarray) -> np.ndarray:  # linear between whole u: a smooth edge on a tilted mouth
+        values = values.astype(np.float32)
+        return values[at] * (1 - frac) + values[at + 1] * frac
+
+    new_upper, new_lower = along(lines.new_upper), along(lines.new_lower)
+    teeth_end = new_upper + along(lines.kept)
+    band = fields[b0:b1]
+    shift_v[b0:b1] = band[..., 2]
+    warped = _remap_v(image, g, x0, y0, shift_v)
+    # in the rows the lips cross, the upper and the lower face are drawn apart and joined along
+    # the seam with a one-pixel ramp (a hard per-pixel choice would leave a jagged lip line)
+    upper_side = np.clip((teeth_end + new_lower) * 0.5 - v + 0.5, 0.0, 1.0)[..., None]
+    upper_band = _remap_v(image, g, x0, y0 + b0, np.where(v < new_upper, band[..., 0], band[..., 1]))
+    warped[b0:b1] = (upper_band * upper_side + warped[b0:b1] * (1.0 - upper_side) + 0.5).astype(np.uint8)
+
+    hole_box = _opening_box(g, lines, x0, y0 + b0, x1, y0 + b1)
+    if hole_box is not None:
+        r, c = hole_box
+        across = g.symmetric(u[r, c])
+        inside = np.clip(np.minimum(v[r, c] - teeth_end[r, c], new_lower[r, c] - v[r, c]) + 0.5, 0.0, 1.0)
+        inside *= np.clip(g.half_width - np.abs(across) + 0.5, 0.0, 1.0)
+        hole = Opening(across, v[r, c], new_upper[r, c], teeth_end[r, c], new_lower[r, c], g.half_width, opening)
+        pixels = source.paint(hole, light, articulation)
+        alpha = inside[..., None]
+        rows = slice(r.start + b0, r.stop + b0)
+        warped[rows, c] = np.clip(warped[rows, c] * (1 - alpha) + pixels * alpha + 0.5, 0, 255).astype(np.uint8)
+    image[y0:y1, x0:x1] = warped
+    return image
+
+
+def _remap_v(image: np.ndarray, g: MouthGeometry, x0: int, y0: int, shift_v: np.ndarray) -> np.ndarray:
+    """The box at (x0, y0) of `image`, each pixel read `shift_v` pixels up the face (backward map)."""
+    h, w = shift_v.shape
+    map_x = np.arange(x0, x0 + w, dtype=np.float32)[None, :] - shift_v * np.float32(g.ey[0])
+    map_y = np.arange(y0, y0 + h, dtype=np.float32)[:, None] - shift_v * np.float32(g.ey[1])
+    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _seam_rows(g: MouthGeometry, lines: LipLines, y0: int, y1: int) -> tuple[int, int]:
+    """Box rows [b0, b1) the lips cross: above them only the upper lip's motion applies, below
+    them only the jaw's (beside the mouth both are nil at the lip line, so the choice is free)."""
+    us = np.arange(len(lines.upper), dtype=np.float64) + lines.u0
+    us = us[np.abs(g.symmetric(us)) <= g.half_width + 2]
+    at = (us - lines.u0).astype(int)
+    ys = np.concatenate([g.to_image(us, lines.new_upper[at])[:, 1], g.to_image(us, lines.new_lower[at])[:, 1]])
+    b0 = int(np.clip(np.floor(ys.min()) - 2 - y0, 0, y1 - y0))
+    b1 = int(np.clip(np.ceil(ys.max()) + 3 - y0, b0, y1 - y0))
+    return b0, b1
+
+
+_teeth_cache: dict[tuple, np.ndarray] = {}
+
+
+def _kept_teeth_cached(image: np.ndarray, face: Face, g: MouthGeometry, us: np.ndarray, light: FaceLight) -> np.ndarray:
+    """`kept_teeth`, looked up once per tracked face: a still is the same face every frame."""
+    key = (hash(face.landmarks.tobytes()), len(us), image.shape)
+    if key not in _teeth_cache:
+        if len(_teeth_cache) > 8:
+            _teeth_cache.clear()
+        _teeth_cache[key] = kept_teeth(image, g, us, light)
+    return _teeth_cache[key]
+
+
+def _mouth_coords(g: MouthGeometry, x0: int, y0: int, x1: int, y1: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """(u, v) of the box's pixels, or of a grid `step` times coarser placed where cv2.resize
+    samples it (coarse cell j stands at pixel step·j + (step − 1)/2)."""
+    offset = (step - 1) / 2
+    xs = np.arange(x0 + offset, x1 + step, step, dtype=np.float32)[: -(-(x1 - x0) // step)] - np.float32(g.centre[0])
+    ys = np.arange(y0 + offset, y1 + step, step, dtype=np.float32)[: -(-(y1 - y0) // step)] - np.float32(g.centre[1])
+    ex, ey = g.ex.astype(np.float32), g.ey.astype(np.float32)
+    u = xs[None, :] * ex[0] + ys[:, None] * ex[1]
+    v = xs[None, :] * ey[0] + ys[:, None] * ey[1]
+    return u, v
+
+
+def _fields(g: MouthGeometry, lines: LipLines, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """H x W x 3: the upper lip's shift (fading up to the nose), the kept teeth's (rigid with the
+    upper lip) and the jaw's, each defined everywhere so each resizes smoothly."""
+    at = np.clip(np.rint(u - lines.u0).astype(np.intp), 0, len(lines.upper) - 1)
 
     def per_u(values: np.ndarray) -> np.ndarray:
         return values.astype(np.float32)[at]
 
-    new_upper, new_lower, kept = per_u(lines.new_upper), per_u(lines.new_lower), per_u(lines.kept)
-    teeth_end = new_upper + kept
-    upper_map = per_u(lines.upper_shift) * _smoothstep(np.float32(g.nose_v), np.minimum(new_upper, -1.0), v)
-    own_map = per_u(lines.new_upper - lines.upper)
-    lower_map = _jaw_shift(g, u, v, new_lower, per_u(lines.lower_shift), per_u(lines.jaw), float(lines.jaw[np.argmin(np.abs(us))]))
-    above = v < (teeth_end + new_lower) * 0.5
-    shift_v = np.where(above, np.where(v < new_upper, upper_map, own_map), lower_map)
-    map_x = xs - shift_v * np.float32(g.ey[0])
-    map_y = ys - shift_v * np.float32(g.ey[1])
-    warped = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    new_upper = per_u(lines.new_upper)
+    upper = per_u(lines.upper_shift) * _smoothstep(np.float32(g.nose_v), np.minimum(new_upper, -1.0), v)
+    own = per_u(lines.new_upper - lines.upper)
+    centre_jaw = float(lines.jaw[int(np.argmin(np.abs(np.arange(len(lines.jaw)) + lines.u0)))])
+    lower = _jaw_shift(g, u, v, per_u(lines.new_lower), per_u(lines.lower_shift), per_u(lines.jaw), centre_jaw)
+    return np.stack([upper, own, lower], axis=-1).astype(np.float32)
 
-    across = g.symmetric(u)
-    inside = np.clip(np.minimum(v - teeth_end, new_lower - v) + 0.5, 0.0, 1.0)
-    inside *= np.clip(g.half_width - np.abs(across) + 0.5, 0.0, 1.0)
-    rows, cols = np.nonzero(inside.any(axis=1))[0], np.nonzero(inside.any(axis=0))[0]
-    if len(rows):
-        r, c = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)  # only the opening's box
-        hole = Opening(across[r, c], v[r, c], new_upper[r, c], teeth_end[r, c], new_lower[r, c], g.half_width, opening)
-        pixels = source.paint(hole, light, articulation)
-        alpha = inside[r, c, None]
-        warped[r, c] = np.clip(warped[r, c] * (1 - alpha) + pixels * alpha + 0.5, 0, 255).astype(np.uint8)
-    image[y0:y1, x0:x1] = warped
-    return image
+
+def _opening_box(g: MouthGeometry, lines: LipLines, x0: int, y0: int, x1: int, y1: int) -> tuple[slice, slice] | None:
+    """Rows and columns of the warp box that the opening between the lips can touch."""
+    us = np.arange(len(lines.upper), dtype=np.float64) + lines.u0
+    open_ = (lines.new_lower - lines.new_upper - lines.kept > 0.05) & (np.abs(g.symmetric(us)) < g.half_width + 1)
+    if not open_.any():
+        return None
+    u = us[open_]
+    edges = np.concatenate([g.to_image(u, lines.new_upper[open_]), g.to_image(u, lines.new_lower[open_])])
+    (ex0, ey0), (ex1, ey1) = np.floor(edges.min(axis=0)) - 2, np.ceil(edges.max(axis=0)) + 3
+    c0, c1 = int(max(ex0, x0)) - x0, int(min(ex1, x1)) - x0
+    r0, r1 = int(max(ey0, y0)) - y0, int(min(ey1, y1)) - y0
+    if c1 <= c0 or r1 <= r0:
+        return None
+    return slice(r0, r1), slice(c0, c1)
 
 
 def _jaw_shift(g: MouthGeometry, u: np.ndarray, v: np.ndarray, new_lower: np.ndarray, lip: np.ndarray, jaw: np.ndarray, jaw_centre: float) -> np.ndarray:
@@ -318,10 +408,10 @@ def _grain(image: np.ndarray, points: np.ndarray, half: int) -> float:
     return float(np.clip(np.median(values), 0.0, 5.0)) if values else 0.0
 
 
-def _warp_box(g: MouthGeometry, opening: float, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
-    """Axis-aligned pixel box that holds every point the warp may move."""
-    half = g.jaw_half_width / min(g.jaw_sides) * JAW_REACH[1]
-    bottom = g.chin_v + (max(opening, 0.0) * (1 + JAW_SWING) + TEETH_MAX * 0.5 + NECK) * g.face_height + 2
+def _warp_box(g: MouthGeometry, half: float, drop: float, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
+    """Axis-aligned pixel box that holds every point the warp may move: `half` along the lips,
+    from the nose to the neck below the chin's `drop` (pixels)."""
+    bottom = g.chin_v + drop + NECK * g.face_height + 2
     corners = [g.centre + su * half * g.ex + sv * g.ey for su in (-1, 1) for sv in (g.nose_v, bottom)]
     xs = [c[0] for c in corners]
     ys = [c[1] for c in corners]

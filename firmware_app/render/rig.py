@@ -34,6 +34,9 @@ IRISES = list(range(468, 478))  # left free: the warp interpolates them from the
 LIPS_OUTER = [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 146, 91, 181, 84, 17, 314, 405, 321, 375]
 LIPS_INNER = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 95, 88, 178, 87, 14, 317, 402, 318, 324]
 LIPS = LIPS_OUTER + LIPS_INNER
+UPPER_OUTER = [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291]
+UPPER_INNER = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308]
+LOWER_INNER = [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308]
 LEFT_CORNERS, RIGHT_CORNERS = [291, 308, 409, 375], [61, 78, 185, 146]  # subject's left = image right
 
 FOREHEAD, CHIN = 10, 152
@@ -150,11 +153,11 @@ def _mouth_shape(points: np.ndarray, moved: np.ndarray, c: dict[str, float]) -> 
     moved[:, 0] -= narrow * (x - centre_x) * np.minimum(np.abs(across), 1.0) ** 0.5 * weight
     outer = np.array(LIPS_OUTER)
     moved[outer, 1] += np.sign(y[outer]) * FUNNEL_FLARE * c["mouthFunnel"]
-    inner = np.array(LIPS_INNER)
-    order = np.argsort(x[inner])
-    seam = np.interp(x[outer], x[inner][order], y[inner][order])  # the lip line under each outer point
+    # each outer point's own lip edge: the upper lip's over the upper inner edge, the lower's over
+    # the lower one (an open mouth has both at one x, so one interpolated "seam" would be wrong)
+    upper_lip = np.isin(outer, UPPER_OUTER)
+    seam = np.where(upper_lip, _edge(x, y, UPPER_INNER, x[outer]), _edge(x, y, LOWER_INNER, x[outer]))
     thickness = y[outer] - seam  # < 0 on the upper lip
-    upper_lip = thickness < 0
     for side, sign in (("Left", 1.0), ("Right", -1.0)):
         near = np.clip(sign * across, 0.0, 1.0) ** 2 * weight  # 1 at this corner, 0 at the middle
         moved[:, 0] += sign * near * (STRETCH * c[f"mouthStretch{side}"] + SMILE_OUT * c[f"mouthSmile{side}"])
@@ -166,6 +169,11 @@ def _mouth_shape(points: np.ndarray, moved: np.ndarray, c: dict[str, float]) -> 
         moved[outer, 1] += ~upper_lip * on_side * LIP_RAISE * c[f"mouthLowerDown{side}"]
     rolled = np.where(upper_lip, c["mouthRollUpper"], c["mouthRollLower"])
     moved[outer, 1] -= ROLL_THIN * rolled * thickness
+
+
+def _edge(x: np.ndarray, y: np.ndarray, indices: list[int], at: np.ndarray) -> np.ndarray:
+    order = np.argsort(x[indices])
+    return np.interp(at, x[indices][order], y[indices][order])
 
 
 def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:

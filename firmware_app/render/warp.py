@@ -23,13 +23,16 @@ def warp_landmarks(image: np.ndarray, current: np.ndarray, target: np.ndarray, f
     moving = np.abs(target - current).max(axis=1) > 0.05
     if not moving.any():
         return image
-    box = _box(current, target, image.shape, face_height)
+    # only the part of the face that moves is warped (the mouth, for a viseme): the box holds the
+    # moving points and the fixed ring around them; fixed points inside it stay pinned
+    box = _box(current[moving], target[moving], image.shape, face_height)
     if box is None:
         return image
     x0, y0, x1, y1 = box
-    ring = _ring(current, face_height)
-    points = np.concatenate([target, ring]) - (x0, y0)
-    shifts = np.concatenate([target - current, np.zeros_like(ring)])
+    inside = np.all((current >= (x0, y0)) & (current < (x1, y1)), axis=1) | moving
+    ring = _ring(current[moving], face_height)
+    points = np.concatenate([target[inside], ring]) - (x0, y0)
+    shifts = np.concatenate([(target - current)[inside], np.zeros_like(ring)])
     field = _splat(points, shifts, (y1 - y0, x1 - x0), max(SIGMA * face_height, 1.5))
     xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
     map_x, map_y = xs - field[..., 0], ys - field[..., 1]
