@@ -84,12 +84,19 @@ def normalise_transcript(transcript: str) -> list[str]:
     return [w.strip("'") for w in text.split() if w.strip("'")]
 
 
-def _phone_frames(pcm: bytes, words: list[str]) -> list[tuple[str, int, int]]:
-    """(ARPAbet phone or filler, start frame, duration in frames) from PocketSphinx."""
+def _phone_frames(pcm: bytes, words: list[str], lexicon: dict[str, str] | None = None) -> list[tuple[str, int, int]]:
+    """(ARPAbet phone or filler, start frame, duration in frames) from PocketSphinx. Words in
+    `lexicon` (word → ARPAbet) are aligned with that pronunciation, under a name of their own
+    so that an English word with the same spelling keeps its own."""
+    lexicon = lexicon or {}
+    words = [f"lex_{w}" if w in lexicon else w for w in words]
     text = " ".join(words)
     failure = ""
     for level in range(len(_BEAMS)):
         decoder = _decoder(level)
+        for word in dict.fromkeys(words):
+            if word.startswith("lex_") and decoder.lookup_word(word) is None:
+                decoder.add_word(word, lexicon[word[4:]], True)
         if level == 0:
             missing = [w for w in dict.fromkeys(words) if decoder.lookup_word(w) is None]
             if missing:
@@ -121,15 +128,16 @@ def _phone_frames(pcm: bytes, words: list[str]) -> list[tuple[str, int, int]]:
     )
 
 
-def align(audio: np.ndarray, transcript: str) -> list[tuple[str, float, float]]:
+def align(audio: np.ndarray, transcript: str, lexicon: dict[str, str] | None = None) -> list[tuple[str, float, float]]:
     """Phoneme timing of `audio` (float32 mono 16 kHz) speaking `transcript`.
 
     Returns (IPA phoneme, start_s, end_s) tuples, sorted and contiguous, covering exactly
     [0, len(audio) / 16000]; pauses, leading/trailing silence and non-speech are "sil"
     (adjacent "sil" segments are merged). An empty transcript gives one "sil" segment.
 
-    Raises ValueError when the words are not in CMUdict (naming them), when the clip is too
-    short, or when PocketSphinx finds no alignment.
+    `lexicon` gives pronunciations (ARPAbet) for words CMUdict lacks or says otherwise, e.g. a
+    rule-based one for another language (`models.italian`). Raises ValueError when words are in
+    neither (naming them), when the clip is too short, or when PocketSphinx finds no alignment.
     """
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1:
@@ -145,7 +153,7 @@ def align(audio: np.ndarray, transcript: str) -> list[tuple[str, float, float]]:
     padded += np.random.default_rng(0).normal(0.0, _DITHER, len(padded)).astype(np.float32)
     pcm = (np.clip(padded, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
     with _lock:
-        phones = _phone_frames(pcm, words)
+        phones = _phone_frames(pcm, words, lexicon)
 
     labels: list[str] = []
     bounds: list[float] = []

@@ -246,6 +246,23 @@ def _sox_pitch_lag_samples(cents: float) -> int:
     return int(round(lag_ms * SAMPLE_RATE / 1000))
 
 
+def _sox(x: np.ndarray, *effect: str) -> np.ndarray:
+    """Run one sox effect over float32 16 kHz mono (6 dB headroom: sox clips at full scale)."""
+    sox = shutil.which("sox")
+    if sox is None:
+        raise RuntimeError("pitch_shift and tempo need the `sox` program (apt-get install sox; models/setup_corpus_tools.sh)")
+    raw = ["-t", "raw", "-e", "floating-point", "-b", "32", "-c", "1", "-r", str(SAMPLE_RATE)]
+    result = subprocess.run(
+        [sox, "-V1", "-D", *raw, "-", *raw, "-", *effect],
+        input=(0.5 * x).astype("<f4").tobytes(),
+        capture_output=True,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"sox {effect[0]} failed: {result.stderr.decode(errors='replace')[-300:]}")
+    return 2.0 * np.frombuffer(result.stdout, "<f4").astype(np.float64)
+
+
 def pitch_shift(audio: np.ndarray, cents: float) -> np.ndarray:
     """Shift pitch by `cents` keeping length and timing: sox's ``pitch`` effect (WSOLA tempo
     change + resampling; ``apt-get install sox``) with 30 ms segments, its small displacement
@@ -253,19 +270,7 @@ def pitch_shift(audio: np.ndarray, cents: float) -> np.ndarray:
     x = np.asarray(audio, np.float32).reshape(-1)
     if abs(cents) < 1e-6 or len(x) == 0:
         return x.copy()
-    sox = shutil.which("sox")
-    if sox is None:
-        raise RuntimeError("pitch_shift needs the `sox` program (apt-get install sox; models/setup_corpus_tools.sh)")
-    raw = ["-t", "raw", "-e", "floating-point", "-b", "32", "-c", "1", "-r", str(SAMPLE_RATE)]
-    result = subprocess.run(
-        [sox, "-V1", "-D", *raw, "-", *raw, "-", "pitch", f"{cents:.2f}", *_SOX_WSOLA],
-        input=(0.5 * x).astype("<f4").tobytes(),  # 6 dB headroom: sox clips at full scale
-        capture_output=True,
-        timeout=120,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"sox pitch failed: {result.stderr.decode(errors='replace')[-300:]}")
-    y = 2.0 * np.frombuffer(result.stdout, "<f4").astype(np.float64)
+    y = _sox(x, "pitch", f"{cents:.2f}", *_SOX_WSOLA)
     lag = _sox_pitch_lag_samples(cents)
     if lag > 0:  # output late: drop its first samples
         y = y[lag:]
@@ -273,6 +278,17 @@ def pitch_shift(audio: np.ndarray, cents: float) -> np.ndarray:
         y = np.concatenate([np.zeros(-lag), y])
     y = np.pad(y, (0, max(0, len(x) - len(y))))[: len(x)]
     return np.clip(y, -1.0, 1.0).astype(np.float32)
+
+
+def tempo(audio: np.ndarray, factor: float) -> np.ndarray:
+    """Speak `factor` times faster at the same pitch (sox ``tempo -s``, WSOLA with 30 ms
+    segments): the output lasts len / factor, so phoneme times scale by 1 / factor."""
+    x = np.asarray(audio, np.float32).reshape(-1)
+    if abs(factor - 1.0) < 1e-6 or len(x) == 0:
+        return x.copy()
+    y = _sox(x, "tempo", "-s", f"{factor:.4f}", *_SOX_WSOLA)
+    n = int(round(len(x) / factor))
+    return np.clip(np.pad(y, (0, max(0, n - len(y))))[:n], -1.0, 1.0).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------

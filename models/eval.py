@@ -1,17 +1,25 @@
-"""Evaluate the learned model side by side with its peers on the held-out splits.
+"""Evaluate the learned model side by side with its peers, per split and per speaker.
 
-    python -m models.eval --corpus build/corpus --model models/mouth.onnx --out models/report
+    python -m models.eval --corpus build/corpus --real build/real --model models/mouth.onnx --out models/report
+    ventriloquist eval DIR [--model models/mouth.onnx] [--out report/]   # any folder of WAV + transcript
 
-Every method hears the same clean held-out audio and is scored by `models.metrics` against the
-reference made from the synthesizers' exact phoneme timing. Prints a table per split and saves it
-(JSON and Markdown). Any recording with a transcript can join: `--recording x.wav --transcript x.txt`
-aligns it with pocketsphinx and scores it as its own split.
+Every method hears the same audio and is scored by `models.metrics` against the reference made
+from phoneme timing: exact for the synthetic splits (`models.corpus`), aligned by pocketsphinx and
+corrected against acoustic p/b bursts for real speech (`models.real_corpus`). Splits:
+
+- `heldout_sentence`, `heldout_voice`: synthetic (unseen sentences; unseen voices);
+- `validation`, `test`: real speakers held out whole (validation chose the weights; test chose
+  nothing); `test_pitch+4st`: the test speakers pitch-shifted up 4 semitones (a stand-in for
+  children);
+- `test_foreign`: an Italian speaker (another language, held out whole), aligned through
+  Italian letter-to-sound rules and corrected against its bursts like the English speakers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -21,12 +29,22 @@ from firmware_app.analyze import analyze_samples
 from firmware_app.config import LoudnessSettings
 from firmware_app.mouth.learned import load_learned_model
 from firmware_app.mouth.loudness import LoudnessBaseline
-from models.corpus import load_split
 from models.metrics import HIGHER_IS_BETTER, Tally
 
 Method = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # audio → (viseme probs, aperture)
-SPLITS = ("heldout_sentence", "heldout_voice")
+SYNTHETIC_SPLITS = ("heldout_sentence", "heldout_voice")
+REAL_SPLITS = ("validation", "test")
+FOREIGN_SPLIT = "test_foreign"
+CHILD_CENTS = 400.0
 METRICS = tuple(HIGHER_IS_BETTER)
+
+
+@dataclass
+class Case:
+    audio: np.ndarray
+    phonemes: list
+    speaker: str
+    bursts: list[float] | None = None
 
 
 def model_method(path: Path) -> Method:
@@ -52,53 +70,118 @@ def pylipsync_method(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out.viseme_probs, out.aperture
 
 
-def evaluate(cases: dict[str, list[tuple[np.ndarray, list]]], methods: dict[str, Method]) -> dict[str, dict[str, dict]]:
-    """{split: {method: metrics}} for cases {split: [(audio, phonemes), ...]}."""
-    results: dict[str, dict[str, dict]] = {}
+def score(tally: Tally, case: Case, method: Method) -> None:
+    visemes, aperture = method(case.audio)
+    tally.add(visemes, aperture, case.phonemes, case.bursts)
+
+
+def evaluate(cases: dict[str, list[Case]], methods: dict[str, Method]) -> dict:
+    """{"splits": {split: {method: metrics}}, "speakers": {split: {speaker: {method: metrics}}}}."""
+    results: dict = {"splits": {}, "speakers": {}}
     for split, items in cases.items():
-        results[split] = {}
+        results["splits"][split], results["speakers"][split] = {}, {}
         for name, method in methods.items():
-            tally = Tally()
-            for audio, phonemes in items:
-                visemes, aperture = method(audio)
-                tally.add(visemes, aperture, phonemes)
-            results[split][name] = tally.results()
+            pooled: Tally = Tally()
+            by_speaker: dict[str, Tally] = {}
+            for case in items:
+                for tally in (pooled, by_speaker.setdefault(case.speaker, Tally())):
+                    score(tally, case, method)
+            results["splits"][split][name] = pooled.results()
+            for speaker, tally in by_speaker.items():
+                results["speakers"][split].setdefault(speaker, {})[name] = tally.results()
     return results
 
 
-def table(results: dict[str, dict[str, dict]]) -> str:
+def _cells(metrics: dict, names: tuple[str, ...]) -> str:
+    def cell(m: str) -> str:
+        value = metrics.get(m, float("nan"))
+        if isinstance(value, float) and np.isnan(value):
+            return "–"
+        return f"{value:.0f}" if m in ("best_lag_ms",) else f"{value:.1f}" if m == "burst_error_ms" else f"{value:.3f}"
+
+    return " | ".join(cell(m) for m in names)
+
+
+def table(results: dict) -> str:
     lines = []
-    for split, by_method in results.items():
-        lines.append(f"\n### {split}\n")
-        lines.append("| method | " + " | ".join(METRICS) + " |")
-        lines.append("|---|" + "---|" * len(METRICS))
-        for name, metrics in by_method.items():
-            cells = [f"{metrics[m]:.0f}" if m == "best_lag_ms" else f"{metrics[m]:.3f}" for m in METRICS]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for split, by_method in results["splits"].items():
+        names = METRICS
+        lines += [f"\n### {split}\n", "| method | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        lines += [f"| {name} | {_cells(metrics, names)} |" for name, metrics in by_method.items()]
+        speakers = results["speakers"].get(split, {})
+        if len(speakers) > 1:
+            lines += [f"\n{split}, per speaker:\n", "| speaker | method | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+            for speaker, per_method in sorted(speakers.items()):
+                lines += [f"| {speaker} | {name} | {_cells(metrics, names)} |" for name, metrics in per_method.items()]
     return "\n".join(lines) + "\n"
+
+
+def synthetic_cases(corpus: Path) -> dict[str, list[Case]]:
+    from models.corpus import load_split
+
+    return {split: [Case(r["audio"], r["phonemes"], r["voice"]) for r in load_split(corpus, split)] for split in SYNTHETIC_SPLITS}
+
+
+def real_cases(real: Path, child: bool = True) -> dict[str, list[Case]]:
+    from models.augment import pitch_shift
+    from models.corpus import load_split
+
+    cases = {split: [Case(r["audio"], r["phonemes"], r["voice"], r["bursts"]) for r in load_split(real, split)]
+             for split in (*REAL_SPLITS, FOREIGN_SPLIT) if (real / f"{split}.npy").exists()}
+    if child:
+        cases["test_pitch+4st"] = [Case(pitch_shift(c.audio, CHILD_CENTS), c.phonemes, c.speaker, c.bursts) for c in cases["test"]]
+    return cases
+
+
+def folder_cases(folder: Path) -> tuple[list[Case], dict]:
+    """Every audio file in `folder` with a transcript beside it (x.wav + x.txt), aligned and
+    corrected against its own bursts (see `models.real_corpus.correct_folder`)."""
+    from models.real_corpus import align_folder
+
+    items, info = align_folder(folder)
+    return [Case(audio, phonemes, speaker, bursts) for audio, phonemes, speaker, bursts in items], info
+
+
+def default_methods(model: Path) -> dict[str, Method]:
+    return {"learned model": model_method(model), "loudness baseline": loudness_method, "pylipsync": pylipsync_method}
+
+
+def write_report(results: dict, out: Path, extra: dict | None = None) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval.json").write_text(json.dumps({**results, **(extra or {})}, indent=2))
+    text = table(results)
+    (out / "eval.md").write_text(text)
+    return text
+
+
+def evaluate_folder(folder: Path, model: Path | None, out: Path) -> str:
+    """`ventriloquist eval DIR`: align the folder, score every method, write out/eval.{md,json}."""
+    from firmware_app.assets import resolve_path
+    from firmware_app.config import ModelSettings
+
+    cases, info = folder_cases(folder)
+    results = evaluate({folder.name: cases}, default_methods(model or resolve_path(ModelSettings().path)))
+    text = write_report(results, out, {"alignment": info})
+    summary = (f"{info['kept']} of {info['recordings']} recordings aligned (aligner bias {info['bias_ms']:.1f} ms from "
+               f"{info['b_anchors']} /b/ bursts); report: {out / 'eval.md'}")
+    return text + "\n" + summary
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, default=Path("build/corpus"))
+    parser.add_argument("--corpus", type=Path, default=Path("build/corpus"), help="synthetic corpus (models.corpus)")
+    parser.add_argument("--real", type=Path, default=None, help="real-speech corpus (models.real_corpus)")
     parser.add_argument("--model", type=Path, default=Path("models/mouth.onnx"))
     parser.add_argument("--out", type=Path, default=Path("models/report"))
-    parser.add_argument("--recording", type=Path, action="append", default=[], help="a recording to add (with --transcript)")
-    parser.add_argument("--transcript", type=Path, action="append", default=[])
+    parser.add_argument("--folder", type=Path, action="append", default=[], help="a folder of WAV + transcript to add as its own split")
+    parser.add_argument("--no-synthetic", action="store_true", help="skip the synthetic splits")
     args = parser.parse_args()
-    cases = {split: [(r["audio"], r["phonemes"]) for r in load_split(args.corpus, split)] for split in SPLITS}
-    if args.recording:
-        from models.align import align_file
-        from firmware_app.sources.audio_file import decode_audio
-
-        cases["recordings"] = [(decode_audio(w), align_file(w, t)) for w, t in zip(args.recording, args.transcript)]
-    methods = {"learned model": model_method(args.model), "loudness baseline": loudness_method, "pylipsync": pylipsync_method}
-    results = evaluate(cases, methods)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "eval.json").write_text(json.dumps(results, indent=2))
-    text = table(results)
-    (args.out / "eval.md").write_text(text)
-    print(text)
+    cases: dict[str, list[Case]] = {} if args.no_synthetic else synthetic_cases(args.corpus)
+    if args.real is not None:
+        cases.update(real_cases(args.real))
+    for folder in args.folder:
+        cases[folder.name], _ = folder_cases(folder)
+    print(write_report(evaluate(cases, default_methods(args.model)), args.out))
 
 
 if __name__ == "__main__":

@@ -79,6 +79,7 @@ VISEME_INDEX = {name: i for i, name in enumerate(VISEMES)}
 SHAPE_MATRIX = np.array([[STYLES[v].shape.get(b, 0.0) for b in BLENDSHAPES] for v in VISEMES], np.float32)
 JAW, CLOSE = JAW_OPEN, MOUTH_CLOSE  # column indices, as training code names them
 OPEN_VOWELS = {"aa", "oh", "E"}
+SEAL_MARGIN = 0.15  # a p/b/m is sealed except its first and last 15 % (the lips close and part there)
 
 
 def viseme_of(phoneme: str) -> str:
@@ -134,7 +135,7 @@ def _seal_bilabials(blend: np.ndarray, phonemes: list[tuple[str, float, float]],
     for phoneme, start, end in phonemes:
         if viseme_of(phoneme) != "PP":
             continue
-        margin = 0.15 * (end - start)
+        margin = SEAL_MARGIN * (end - start)
         inside = (t >= start + margin) & (t < end - margin)
         if not inside.any():
             inside[min(int(round((start + end) / 2 / HOP_S)), len(t) - 1)] = True

@@ -8,6 +8,7 @@ CPU only, fixed seed, a progress bar, and a report (JSON + Markdown) next to the
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import time
@@ -18,12 +19,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from firmware_app.features import pad_silence
+from firmware_app.features import features_of, pad_silence
 from firmware_app.shapes import BLENDSHAPES, VISEMES
 from models.corpus import load_split
 from models.export import export_onnx, write_golden
 from models.net import CONTEXT, LOOKAHEAD, MouthNet, parameter_count
-from models.targets import CLOSE, JAW, VISEME_INDEX
+from models.targets import CLOSE, JAW, VISEME_INDEX, make_targets
 
 BILABIAL_WEIGHT = 4.0
 
@@ -79,28 +80,57 @@ def evaluate(net: MouthNet, stream: Stream, class_weights: torch.Tensor) -> dict
     return result
 
 
-def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, batch: int, frames: int) -> dict:
+def with_targets(records: list[dict]) -> list[dict]:
+    """Evaluation records (audio + phonemes) as training records (features + targets)."""
+    out = []
+    for r in records:
+        features = features_of(r["audio"])
+        targets = make_targets(r["phonemes"], len(features))
+        out.append({"features": features, "visemes": targets.visemes, "blendshapes": targets.blendshapes})
+    return out
+
+
+def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, batch: int, frames: int,
+          real: Path | None = None, real_fraction: float = 0.5, init: Path | None = None, lr: float = 2e-3,
+          threads: int = 0, check_every: int = 200) -> dict:
+    """Synthetic `corpus` (exact timing), plus the real-speech corpus `real` (aligned, augmented)
+    when given: each batch takes `real_fraction` of its crops from real speech, and the weights
+    kept are those that scored best on the real validation speakers (never the test speakers).
+    `init` fine-tunes saved weights (their input normalisation is kept)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(threads or max(1, torch.get_num_threads()))
     started = time.time()
-    train_stream = Stream(load_split(corpus, "train"))
-    check_stream = Stream(load_split(corpus, "heldout_sentence"))
-    mean = torch.from_numpy(train_stream.features.mean(axis=0))
-    std = torch.from_numpy(train_stream.features.std(axis=0) + 1e-3)
-    counts = np.bincount(train_stream.visemes, minlength=len(VISEMES)).astype(np.float64)
+    streams = [Stream(load_split(corpus, "train"))]
+    shares = [1.0]
+    if real is not None:
+        streams.append(Stream(load_split(real, "train")))
+        shares = [1.0 - real_fraction, real_fraction]
+        check_stream = Stream(with_targets(load_split(real, "validation")))
+    else:
+        check_stream = Stream(load_split(corpus, "heldout_sentence"))
+    all_features = np.concatenate([s.features for s in streams])
+    mean = torch.from_numpy(all_features.mean(axis=0))
+    std = torch.from_numpy(all_features.std(axis=0) + 1e-3)
+    del all_features
+    counts = sum(np.bincount(s.visemes, minlength=len(VISEMES)).astype(np.float64) for s in streams)
     class_weights = torch.tensor((counts.sum() / np.maximum(counts, 1) / len(VISEMES)) ** 0.5, dtype=torch.float32)
     net = MouthNet(mean, std)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    if init is not None:
+        net.load_state_dict(torch.load(init, map_location="cpu"))
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     deadline = started + minutes * 60
     history = []
+    best = (math.inf, 0, copy.deepcopy(net.state_dict()))
+    per_stream = [max(1, round(batch * share)) for share in shares]
     progress = tqdm(total=max_steps, desc="training", unit="step")
     step = 0
     while step < max_steps and time.time() < deadline:
         fraction = max(step / max_steps, (time.time() - started) / (minutes * 60))
         for group in optimizer.param_groups:
-            group["lr"] = 2e-3 * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0)))
-        x, v, b = train_stream.batch(rng, batch, frames)
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0)))
+        parts = [stream.batch(rng, n, frames) for stream, n in zip(streams, per_stream)]
+        x, v, b = (torch.cat(tensors) for tensors in zip(*parts))
         result = losses(net, x, v, b, class_weights)
         optimizer.zero_grad()
         result["total"].backward()
@@ -108,12 +138,16 @@ def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, ba
         optimizer.step()
         step += 1
         progress.update(1)
-        if step % 200 == 0 or step == max_steps:
+        if step % check_every == 0 or step == max_steps:
             check = evaluate(net, check_stream, class_weights)
-            history.append({"step": step, "train_total": float(result["total"]), **{f"heldout_{k}": v for k, v in check.items()}})
+            history.append({"step": step, "train_total": float(result["total"]), **{f"check_{k}": v for k, v in check.items()}})
             progress.set_postfix(loss=f"{float(result['total']):.3f}", acc=f"{check['frame_accuracy']:.3f}")
+            if check["total"] < best[0]:
+                best = (check["total"], step, copy.deepcopy(net.state_dict()))
     progress.close()
     train_seconds = time.time() - started
+    if real is not None:
+        net.load_state_dict(best[2])  # chosen on the validation speakers
     net.eval()
     export_onnx(net, out, corpus)
     torch.save(net.state_dict(), out.with_suffix(".pt"))
@@ -122,9 +156,14 @@ def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, ba
         "steps": step,
         "train_minutes": round(train_seconds / 60, 2),
         "parameters": parameter_count(net),
-        "train_frames": len(train_stream),
-        "train_hours": round(len(train_stream) * 0.01 / 3600, 2),
+        "train_frames": sum(len(s) for s in streams),
+        "train_hours": {name: round(len(s) * 0.01 / 3600, 2) for name, s in zip(("synthetic", "real"), streams)},
+        "real_fraction": real_fraction if real is not None else 0.0,
+        "check_split": "real validation speakers" if real is not None else "synthetic heldout_sentence",
+        "chosen_step": best[1] if real is not None else step,
         "seed": seed,
+        "init": str(init) if init else None,
+        "lr": lr,
         "batch": batch,
         "crop_frames": frames,
         "lookahead_frames": LOOKAHEAD,
@@ -144,8 +183,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--real", type=Path, default=None, help="the real-speech corpus (models.real_corpus) to train on too")
+    parser.add_argument("--real-fraction", type=float, default=0.5, help="share of each batch from real speech")
+    parser.add_argument("--init", type=Path, default=None, help="fine-tune these saved weights (a .pt file)")
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--threads", type=int, default=0, help="PyTorch threads (0: its default)")
+    parser.add_argument("--check-every", type=int, default=200, help="steps between checks on the validation split")
     args = parser.parse_args()
-    report = train(args.corpus, args.out, args.minutes, args.steps, args.seed, args.batch, args.frames)
+    report = train(args.corpus, args.out, args.minutes, args.steps, args.seed, args.batch, args.frames, args.real,
+                   args.real_fraction, args.init, args.lr, args.threads, args.check_every)
     print(json.dumps({k: v for k, v in report.items() if k != "history"}, indent=2))
 
 

@@ -197,7 +197,7 @@ def test_corpus_builder_and_trainer_smoke(tmp_path):
         capture_output=True, text=True, cwd=PROJECT, timeout=600,
     )
     assert evaluation.returncode == 0, evaluation.stderr
-    results = json.loads((report / "eval.json").read_text())
+    results = json.loads((report / "eval.json").read_text())["splits"]
     assert set(results) == {"heldout_sentence", "heldout_voice"}
     for split in results.values():
         assert set(split) == {"learned model", "loudness baseline", "pylipsync"}
