@@ -9,7 +9,9 @@ setup(
     long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["firmware_app", "firmware_app.*"]),
+    # `models` (training, evaluation) comes along for `ventriloquist eval`; it imports its tools
+    # (the `train` extra) only when used.
+    packages=find_packages(include=["firmware_app", "firmware_app.*", "models"]),
     package_data={"firmware_app": ["assets/*", "console/static/*", "console/static/vendor/*"]},
     install_requires=[
         "numpy>=1.24",
