@@ -4,7 +4,9 @@ Threads, not processes: PortAudio's callback, ONNX Runtime, MediaPipe, OpenCV an
 work in C with the GIL released, so threads overlap on the cores as processes would, while frames
 and mouth shapes are shared without copying or serialising them.
 
-    voice thread    microphone → features → mouth model → MouthTrack (+ the passthrough speaker)
+    voice thread    microphone → passthrough ring → features → mouth model → MouthTrack; it
+                    runs at a lower nice level than the tracker where allowed (`priority.py`),
+                    so when the cores are busy frames drop, not the voice
     camera thread   camera → the last half second of frames, each stamped with its arrival
     tracker thread  each new frame → face landmarks, while the model still waits for the
                     look-ahead audio of that frame's instant (so tracking costs no latency)
@@ -40,6 +42,7 @@ from firmware_app.frames import HOP_S, AudioBlock, MouthShape, VideoFrame
 from firmware_app.memory import check_memory, resident_mb
 from firmware_app.mouth import MouthModel
 from firmware_app.mouth.track import MouthTrack
+from firmware_app.priority import prioritise_this_thread
 from firmware_app.render.disclosure import draw_prompt
 from firmware_app.sources import AudioSource, VideoSource
 
@@ -51,6 +54,9 @@ MAX_BEHIND = 2  # frames due but not shown before the loop skips ahead to the ne
 STALL_S = 1.5  # no camera frame or microphone block for this long: the device is treated as gone
 MAX_FRAME_FAILURES = 100  # frames in a row that fail to render before the loop gives up
 MEMORY_CHECK_S = 5.0
+MAX_HOLD_S = 0.2  # the most the picture waits for a late voice (the tracker keeps 8 frames)
+VOICE_NICE = -5  # relative to the process: the voice thread, where the system allows it
+VIDEO_NICE = 5  # the tracker (the heaviest video work): always allowed, frames drop first
 LATENCY_BUCKETS_MS = (25, 50, 75, 100, 125, 150, 200, 300, 500, 1000)
 STAGE_BUCKETS_MS = (0.5, 1, 2, 5, 10, 15, 20, 30, 50, 100)
 
@@ -148,11 +154,10 @@ class VoiceThread(threading.Thread):
     """Microphone → mouth shapes, on the audio's own clock mapped to the wall clock."""
 
     def __init__(self, source: AudioSource, model: MouthModel, fallback: Callable[[], MouthModel] | None,
-                 outputs: list[Callable[[AudioBlock], None]], metrics: LiveMetrics, stop: threading.Event, loop: bool = False,
+                 outputs: list[Callable[[AudioBlock], None]], metrics: LiveMetrics, stop: threading.Event,
                  opened: bool = False, progress: threading.Event | None = None) -> None:
         super().__init__(name="voice", daemon=True)
         self.progress = progress or threading.Event()  # set whenever new mouth shapes exist
-        self.loop = loop
         self._already_open = opened
         self.source, self.model, self.fallback = source, model, fallback
         self.outputs, self.metrics, self.stop = outputs, metrics, stop
@@ -165,6 +170,7 @@ class VoiceThread(threading.Thread):
         self.ended = threading.Event()  # a speech file (not a microphone) has been played to its end
 
     def run(self) -> None:
+        prioritise_this_thread(VOICE_NICE)  # the voice comes first when the cores are busy
         first = True
         while not self.stop.is_set() and not self.ended.is_set():
             if not self._already_open and not reopen_forever("microphone", self.source, self.stop, self.metrics, first):
@@ -188,8 +194,6 @@ class VoiceThread(threading.Thread):
             now = time.monotonic()
             if block is None:
                 if self.source.finished and self.source.duration is not None:
-                    if self.loop:
-                        return  # reopened from the start, on the same clock
                     self._finish(features)
                     return
                 if self.source.finished or now - self.last_block_at > STALL_S:
@@ -355,10 +359,12 @@ def run_live(pipeline, stop: threading.Event, reload: threading.Event, metrics: 
     with ExitStack() as stack:
         stack.callback(halt.set)
         stack.callback(p.video_source.close)
+        if p.loop_audio:
+            p.voice_source.loop_forever()
         p.voice_source.open()
         stack.callback(p.voice_source.close)
         progress = threading.Event()  # new mouth shapes or a newly tracked frame: the render loop looks
-        voice = VoiceThread(p.voice_source, p.model, p.fallback, outputs, metrics, halt, loop=p.loop_audio, opened=True, progress=progress)
+        voice = VoiceThread(p.voice_source, p.model, p.fallback, outputs, metrics, halt, opened=True, progress=progress)
         stack.enter_context(p.tracker)
         if p.puppeteer is not None:
             if p.puppeteer.camera is not None:
@@ -416,6 +422,7 @@ class TrackerThread(threading.Thread):
         self._lock = threading.Lock()
 
     def run(self) -> None:
+        prioritise_this_thread(VIDEO_NICE)  # frames are dropped before the voice glitches
         last = -1
         while not self.stop.is_set():
             self.camera.arrived.clear()
@@ -460,7 +467,7 @@ def _render_loop(p, tracking: TrackerThread, voice: VoiceThread, sink, metrics: 
             metrics.resident_mb = resident_mb()
             check_memory(p.restart_above_mb, metrics.resident_mb, metrics.last_activity_at)
         voice.progress.clear()
-        known_until = voice.known_until()
+        known_until = _shown_until(p, voice, metrics)
         item = tracking.next_due(known_until, after=last.frame.index if last is not None else -1)
         if item is None:
             overdue_in = last_shown_at + 1.5 * period - time.monotonic()
@@ -484,6 +491,23 @@ def _render_loop(p, tracking: TrackerThread, voice: VoiceThread, sink, metrics: 
             sink.close()
             metrics.restarts["display"] += 1
             reopen_forever("display", _SinkOpener(sink, p.size, p.fps), stop, metrics, first=False)
+
+
+def _shown_until(p, voice: VoiceThread, metrics: LiveMetrics) -> float | None:
+    """Frames captured up to this wall time may be shown: the mouth model has covered them, and
+    when the passthrough voice must play later than the picture would (its floor, after the voice
+    thread was starved), the picture waits for it, up to MAX_HOLD_S, so the two stay together."""
+    known_until = voice.known_until()
+    line = p.passthrough
+    if line is None or not line.follow or known_until is None:  # (None: no voice to wait for)
+        return known_until
+    # the picture's delay is its latency (capture → shown) plus half a frame (see _show)
+    busy_s = (metrics.stage_ms.get("renderer", 0.0) + metrics.stage_ms.get("display", 0.0)) / 1000
+    hold = min(MAX_HOLD_S, line.floor_s - line.trim_s - 0.5 / p.fps - busy_s)
+    if hold <= 0:
+        return known_until
+    held_until = time.monotonic() - hold
+    return held_until if known_until is None else min(known_until, held_until)
 
 
 def _show(p, frame: VideoFrame, captured: float, face, voice: VoiceThread, sink, metrics: LiveMetrics) -> None:

@@ -1,20 +1,46 @@
 """Audio passthrough: the appliance plays the voice through its own speaker, delayed so that what
 visitors hear lands together with the mouth they see (people notice sound that leads the picture
-most; ATSC IS-191 allows 15 ms lead)."""
+most; ATSC IS-191 allows 15 ms lead).
+
+The voice must never glitch when the CPU is busy, so the line is built to bend, not break:
+
+- the sound device is fed by its own small process (`player_main`): its callback never waits for
+  this process's GIL, which a tracker or renderer thread may hold while the busy cores have
+  preempted it (that wait is what made the device run dry). It gets a real-time or raised
+  priority where the system allows, and does nothing but copy from a ring;
+- the ring is one block of shared memory (memfd: never on a disk) that the voice thread writes and
+  the player reads, lock-free: every slot has one writer;
+- the device buffer is larger than PortAudio's "low" default (DEVICE_BUFFER_S) and the latency
+  the device reports is part of the measured delay;
+- when the voice has not arrived by its play-out time (the voice thread was starved), the line
+  waits for it instead of skipping it: the voice plays later and nothing is lost. The delay line
+  says so (`play_delay_s` is measured against the wall clock), it keeps a floor that covers the
+  lateness seen lately (`floor_s`), and the picture is held to that floor (`live.py`), so sound
+  and picture stay together;
+- the delay moves only inside silence, so nobody hears it move (a long silence may be skipped at
+  once: a delay far above its target comes down in the next pause).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
-import threading
+import mmap
+import os
+import select
+import subprocess
+import sys
+import tempfile
 import time
 from collections import deque
+from pathlib import Path
 
 import numpy as np
 
 from firmware_app.errors import DeviceError
 from firmware_app.frames import SAMPLE_RATE, AudioBlock
+from firmware_app.priority import make_this_thread_realtime
 from firmware_app.resource import Resource
-from firmware_app.sources.mic import require_sounddevice
 
 log = logging.getLogger(__name__)
 
@@ -26,155 +52,354 @@ def passthrough_delay_s(lookahead_s: float, fps: float, trim_ms: float) -> float
     return max(0.0, lookahead_s + 1.0 / fps + trim_ms / 1000.0)
 
 
+RING_SAMPLES = 8 * SAMPLE_RATE  # voice held for play-out: bounded, allocated once
+DEVICE_BUFFER_S = 0.08  # asked of PortAudio: a callback may come this late before the device runs dry
 FOLLOW_STEP_S = 0.004  # the delay moves toward the measured latency by at most this much at a time…
-FOLLOW_CATCH_UP_S = 0.025  # …or this much while it is far off (start-up), then settles
+FOLLOW_CATCH_UP_S = 0.025  # …or this much while it is far off, then settles
+FOLLOW_SKIP_S = 2.0  # …and when it is far too late, up to this much silence is skipped at once
 FOLLOW_EVERY_S = 0.5  # …this often
 FOLLOW_DEADBAND_S = 0.003
 QUIET_RMS = 0.003  # about -50 dBFS: the delay moves only where the voice is this quiet, so no one hears it
-QUIET_MARGIN_S = 0.03  # …for this long around the samples a move skips or repeats
+QUIET_MARGIN = round(0.03 * SAMPLE_RATE)  # …for this long around the samples a move skips or repeats
+WINDOW = SAMPLE_RATE // 100  # silence ahead is judged in 10 ms windows
+SAFETY_S = 0.03  # voice kept in hand beyond the latest one seen late: the floor's margin
+FLOOR_WINDOW_S = 30.0  # how long a stall keeps the floor raised
+TIMINGS = 64  # callbacks whose wall-clock delay is kept (the median is the measured delay)
+PLAYER_START_S = 30.0  # the player process's start (imports, device open) on a busy machine
+
+# Slots of the shared control block, each written by one side only (noted), so no lock is needed.
+(ANCHORED, NEXT, RECEIVED, WANTED, JUMP_FROM, JUMP_TO, JUMPING, UNDERFLOWS, WAITING, STALLS,
+ WAITED, QUIET_RUN, DELAY, TIMED, OVERRUN) = range(15)
+# writers: voice thread: ANCHORED, RECEIVED, WANTED (the player clears it), JUMP_*, JUMPING (the
+# player clears it), NEXT (only before ANCHORED); the player: everything else.
+CTL_SLOTS = 16
+
+
+class SharedLine:
+    """The state both sides of the delay line see, laid out in one buffer (the shared memory, or
+    plain bytes when the line is driven in-process, as the tests do)."""
+
+    NBYTES = CTL_SLOTS * 8 + TIMINGS * 16 + RING_SAMPLES * 4
+
+    def __init__(self, buffer=None) -> None:
+        buffer = bytearray(self.NBYTES) if buffer is None else buffer
+        self.ctl = np.frombuffer(buffer, np.int64, CTL_SLOTS, 0)
+        self.timing = np.frombuffer(buffer, np.float64, TIMINGS * 2, CTL_SLOTS * 8).reshape(TIMINGS, 2)  # (wall, input sample)
+        self.ring = np.frombuffer(buffer, np.float32, RING_SAMPLES, CTL_SLOTS * 8 + TIMINGS * 16)
+
+    def put(self, first: int, samples: np.ndarray) -> None:
+        samples = samples[-RING_SAMPLES:]
+        at = first % RING_SAMPLES
+        split = min(len(samples), RING_SAMPLES - at)
+        self.ring[at : at + split] = samples[:split]
+        self.ring[: len(samples) - split] = samples[split:]
+
+    def take(self, out: np.ndarray, first: int) -> None:
+        at = first % RING_SAMPLES
+        split = min(len(out), RING_SAMPLES - at)
+        out[:split] = self.ring[at : at + split]
+        out[split:] = self.ring[: len(out) - split]
+
+
+def play(line: SharedLine, out: np.ndarray, underflow: bool) -> None:
+    """The sound device's side, called for every buffer it wants: copy the next samples from the
+    ring. Voice that has not come yet is waited for (silence now, the voice whole, later)."""
+    c = line.ctl
+    out[:] = 0.0
+    if not c[ANCHORED]:
+        return
+    if underflow:
+        c[UNDERFLOWS] += 1  # the wall-clock measurement below sees the delay it added
+    start, received = int(c[NEXT]), int(c[RECEIVED])
+    if c[JUMPING]:  # a gap in the input: an idle line jumps over it rather than play it
+        if start >= c[JUMP_FROM]:
+            start, c[WAITING] = max(start, int(c[JUMP_TO])), 0
+        c[JUMPING] = 0
+    if received - start > RING_SAMPLES:  # nobody pulled for a long time: the newest voice is kept
+        c[OVERRUN] += received - RING_SAMPLES - start
+        start = received - RING_SAMPLES
+    frames = len(out)
+    ready = min(frames, max(0, received - start))
+    if ready < frames:  # the voice is late (or over)
+        c[WAITING] += frames - ready
+    elif c[WAITING]:  # the voice waited for has come: that wait was a stall
+        c[STALLS] += 1
+        c[WAITED] += c[WAITING]
+        c[WAITING] = 0
+    if ready:
+        line.take(out[:ready], start)
+        line.timing[c[TIMED] % TIMINGS] = (time.monotonic(), start)
+        c[TIMED] += 1
+    c[NEXT] = start + ready
+    c[QUIET_RUN] = c[QUIET_RUN] + frames if np.sqrt(np.mean(out**2)) < QUIET_RMS else 0
+    _move_if_unheard(line)
+
+
+def _move_if_unheard(line: SharedLine) -> None:
+    """Moving the delay repeats (step > 0) the samples just played or skips (step < 0) the next
+    ones: only where all of that, and a margin, is silence. One quiet device buffer is not
+    enough: inside a word (a stop consonant) a few ms can be that quiet."""
+    c = line.ctl
+    step = int(c[WANTED])
+    if step == 0 or c[QUIET_RUN] < max(step, 0) + QUIET_MARGIN:
+        return
+    if step < 0:
+        step = -_silence_ahead(line, -step)
+        if step == 0:
+            return
+    c[NEXT] -= step  # later play-out = read further back
+    c[DELAY] = max(0, c[DELAY] + step)
+    c[WANTED] = 0
+
+
+def _silence_ahead(line: SharedLine, most: int) -> int:
+    """How many of the next samples (up to `most`) can be skipped with QUIET_MARGIN of silence
+    after them, in whole windows."""
+    c = line.ctl
+    held = min(most + QUIET_MARGIN, int(c[RECEIVED] - c[NEXT])) // WINDOW * WINDOW
+    if held < QUIET_MARGIN + WINDOW:
+        return 0
+    ahead = np.empty(held, np.float32)
+    line.take(ahead, int(c[NEXT]))
+    loud = np.sqrt(np.mean(ahead.reshape(-1, WINDOW) ** 2, axis=1)) >= QUIET_RMS
+    quiet = (int(np.argmax(loud)) if loud.any() else len(loud)) * WINDOW
+    return max(0, min(most, quiet - QUIET_MARGIN)) // WINDOW * WINDOW
 
 
 class VoicePassthrough(Resource):
-    """A delay line locked to the voice's own sample clock: output sample n plays input sample
-    n - delay. A block that arrives too late is skipped rather than played late, so a hiccup
-    never shifts the rest of the voice out of sync."""
+    """A delay line on the voice's own sample clock: output sample n plays input sample
+    n - delay. The voice thread writes; the player process plays (see the module docstring)."""
 
     def __init__(self, device: str, delay_s: float, follow: bool = False, trim_s: float = 0.0) -> None:
-        self.device = None if device in ("", "default") else device
-        self.delay_s = delay_s
+        self.device = "" if device in ("", "default") else device
         self.follow = follow  # live: move the delay toward the measured picture latency
         self.trim_s = trim_s
+        self.line = SharedLine()
+        self.line.ctl[DELAY] = round(delay_s * SAMPLE_RATE)
+        self.late_samples = 0  # voice that arrived after its play-out time and was never played
+        self.floor_s = 0.0  # see follow_latency
+        self.callback_priority = "never"
         self._last_follow = 0.0
-        self._wanted_step = 0.0
         self._device_latency = 0.0
-        self.late_samples = 0  # voice that arrived after its play-out time (heard as silence)
-        self._chunks: deque[tuple[int, np.ndarray]] = deque()  # (first sample index, samples)
-        self._next_input: int | None = None  # input sample the next output sample plays
-        self._received_until = 0  # input sample after the newest one written
-        self._quiet_run = 0  # output samples played in a row below QUIET_RMS
-        self.underflows = 0
-        self._lock = threading.Lock()
-        self._stream = None
+        self._origin: float | None = None  # wall time of input sample 0 (earliest arrival seen)
+        self._lateness: deque[tuple[float, float]] = deque()  # (arrival, s after its earliest possible arrival)
+        self._block_s = 0.0
+        self._memory: mmap.mmap | None = None
+        self._player: subprocess.Popen | None = None
+
+    @property
+    def delay_s(self) -> float:
+        """The line's own delay (the device's latency comes on top); moved by follow_latency."""
+        return float(self.line.ctl[DELAY]) / SAMPLE_RATE
+
+    # --- the player process ----------------------------------------------------------------------
 
     def open(self) -> None:
-        sd = require_sounddevice()
+        fd = _anonymous_memory(SharedLine.NBYTES)
         try:
-            self._stream = sd.OutputStream(
-                samplerate=SAMPLE_RATE, channels=1, dtype="float32", device=self.device, callback=self._fill
+            self._memory = mmap.mmap(fd, SharedLine.NBYTES)
+            before, self.line = self.line, SharedLine(self._memory)
+            self.line.ctl[:] = before.ctl
+            self._player = subprocess.Popen(
+                [sys.executable, "-c", "from firmware_app.passthrough import player_main; player_main()",
+                 str(fd), self.device, str(DEVICE_BUFFER_S)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, pass_fds=(fd,),
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))},
             )
-            self._stream.start()
-            self._device_latency = float(self._stream.latency)
-        except (sd.PortAudioError, ValueError) as exc:
-            outputs = [d["name"] for d in sd.query_devices() if d["max_output_channels"] > 0]
+        finally:
+            os.close(fd)
+        reply = _reply(self._player, PLAYER_START_S)
+        if not reply.startswith("ok "):
+            self._stop_player()
+            detail = json.loads(reply[6:]) if reply.startswith("error ") else {"error": reply or "the player process did not start", "outputs": []}
             raise DeviceError(
-                f"cannot open audio output {self.device or 'default'!r} for passthrough: {exc}",
+                f"cannot open audio output {self.device or 'default'!r} for passthrough: {detail['error']}",
                 "set audio.passthrough_device to one of: "
-                + (", ".join(repr(n) for n in outputs) or "none found")
+                + (", ".join(repr(n) for n in detail["outputs"]) or "none found")
                 + ", or audio.passthrough: false",
-            ) from None
+            )
+        self._device_latency = float(reply.split()[1])
         log.info("voice passthrough to %s, delayed %.0f ms (+ %.0f ms in the device)", self.device or "default", self.delay_s * 1000, self._device_latency * 1000)
 
+    def _stop_player(self) -> None:
+        player, self._player = self._player, None
+        if player is None:
+            return
+        try:
+            player.stdin.write("close\n")
+            player.stdin.close()
+        except (BrokenPipeError, OSError):  # it has gone already
+            pass
+        done = _reply(player, 1.0)
+        if done.startswith("done "):
+            self.callback_priority = done[5:]
+        try:
+            player.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            player.kill()
+            player.wait()
+
+    # --- the voice thread's side: copy into the ring, nothing else -----------------------------
+
     def write(self, block: AudioBlock) -> None:
+        c = self.line.ctl
         first = round(block.t * SAMPLE_RATE)
-        with self._lock:
-            if self._next_input is None:  # the voice starts now: play it `delay` from now
-                self._next_input = first - round(self.delay_s * SAMPLE_RATE)
-            self.late_samples += max(0, min(first + len(block.samples), self._next_input) - first)
-            self._chunks.append((first, block.samples.astype(np.float32)))
-            self._received_until = first + len(block.samples)
+        samples = block.samples
+        end = first + len(samples)
+        self._note_arrival(time.monotonic(), end, len(samples))
+        if not c[ANCHORED]:  # the voice starts now: play it `delay` from now
+            c[NEXT] = first - c[DELAY]
+            c[RECEIVED] = first
+            c[ANCHORED] = 1
+        received = int(c[RECEIVED])
+        if first > received:
+            # a gap in the input (a reopened source): silence, not voice. A line that has
+            # played everything it had does not wait through it (nor count it as a stall)
+            self.line.put(received, np.zeros(min(first - received, RING_SAMPLES), np.float32))
+            c[JUMP_FROM], c[JUMP_TO] = received, first - c[DELAY]
+            c[JUMPING] = 1
+        late = max(0, min(end, int(c[NEXT])) - first)
+        self.late_samples += late
+        self.line.put(first + late, samples[late:])
+        c[RECEIVED] = max(received, end)  # after the samples: the player reads only what is complete
+
+    def _note_arrival(self, arrived: float, end: int, count: int) -> None:
+        """Each block's lateness: how long after its earliest possible arrival it came (the block
+        that came soonest after it ended defines the clock). The floor covers the worst lately."""
+        origin = arrived - end / SAMPLE_RATE
+        self._origin = origin if self._origin is None else min(self._origin, origin)
+        self._block_s = count / SAMPLE_RATE
+        self._lateness.append((arrived, origin - self._origin))
+        while self._lateness[0][0] < arrived - FLOOR_WINDOW_S:
+            self._lateness.popleft()
 
     def _fill(self, outdata: np.ndarray, frames: int, time_info: object, status: object) -> None:
-        out = outdata[:, 0]
-        out[:] = 0.0
-        with self._lock:
-            if self._next_input is None:
-                return
-            if status and getattr(status, "output_underflow", False):
-                # the device ran dry and played silence we never counted: the sample clock no
-                # longer says when a sample plays, so anchor again as at the start
-                self.underflows += 1
-                self._next_input = self._received_until - round(self.delay_s * SAMPLE_RATE)
-            start, end = self._next_input, self._next_input + frames
-            while self._chunks and self._chunks[0][0] + len(self._chunks[0][1]) <= start:
-                self._chunks.popleft()  # already played (or too late to play)
-            for first, samples in self._chunks:
-                if first >= end:
-                    break
-                lo, hi = max(first, start), min(first + len(samples), end)
-                out[lo - start : hi - start] = samples[lo - first : hi - first]
-            self._next_input = end
-            self._quiet_run = self._quiet_run + frames if np.sqrt(np.mean(out**2)) < QUIET_RMS else 0
-            if self._wanted_step and self._can_move_unheard(round(self._wanted_step * SAMPLE_RATE)):
-                self.delay_s = max(0.0, self.delay_s + self._wanted_step)
-                self._next_input -= round(self._wanted_step * SAMPLE_RATE)  # later play-out = read further back
-                self._wanted_step = 0.0
+        """The device's side, in this process: what the player process runs (tests drive it)."""
+        play(self.line, outdata[:, 0], bool(status and getattr(status, "output_underflow", False)))
 
-    def _can_move_unheard(self, step: int) -> bool:
-        """Moving the delay repeats (step > 0) the `step` samples just played or skips (step < 0)
-        the next -step ones: only where all of that, and a margin, is silence. One quiet device
-        buffer is not enough: inside a word (a stop consonant) a few ms can be that quiet."""
-        margin = round(QUIET_MARGIN_S * SAMPLE_RATE)
-        if self._quiet_run < max(step, 0) + margin:
-            return False
-        return step >= 0 or self._level(self._next_input, -step + margin) < QUIET_RMS
-
-    def _level(self, start: int, count: int) -> float:
-        """RMS of the input samples [start, start + count) still held (missing ones count as silence)."""
-        total = 0.0
-        for first, samples in self._chunks:
-            lo, hi = max(first, start), min(first + len(samples), start + count)
-            if lo < hi:
-                total += float(np.sum(samples[lo - first : hi - first] ** 2))
-        return float(np.sqrt(total / count))
+    # --- the delay, as measured and as wanted ----------------------------------------------------
 
     def follow_latency(self, video_latency_s: float) -> None:
-        """Ask the delay to move toward the measured picture latency (+ trim), a few ms at a time;
-        the move happens at the next quiet moment."""
+        """Ask the delay to move toward the measured picture latency (+ trim), but never below the
+        floor that keeps the voice safe; the move happens at the next quiet moment.
+
+        The floor: the least play delay that had every block of the last FLOOR_WINDOW_S in hand
+        SAFETY_S before its play-out (the device's buffer, one block, the worst lateness, a margin).
+        The picture is held to it (`live.py`). Each frame asks; the work is done every FOLLOW_EVERY_S."""
         now = time.monotonic()
-        if not self.follow or video_latency_s <= 0 or now - self._last_follow < FOLLOW_EVERY_S:
+        if now - self._last_follow < FOLLOW_EVERY_S:
             return
         self._last_follow = now
-        error = video_latency_s + self.trim_s - self.play_delay_s
+        worst = max((late for _, late in self._lateness), default=0.0)
+        self.floor_s = self._device_latency + self._block_s + worst + SAFETY_S
+        if not self.follow or video_latency_s <= 0:
+            return
+        error = max(video_latency_s + self.trim_s, self.floor_s) - self.play_delay_s
         if abs(error) < FOLLOW_DEADBAND_S:
             return
-        limit = FOLLOW_CATCH_UP_S if abs(error) > 0.03 else FOLLOW_STEP_S
-        with self._lock:
-            self._wanted_step = float(np.clip(error, -limit, limit))
+        if error < -0.03:
+            limit = FOLLOW_SKIP_S  # far too late: skip the next silence (nothing is heard missing)
+        else:
+            limit = FOLLOW_CATCH_UP_S if abs(error) > 0.03 else FOLLOW_STEP_S
+        self.line.ctl[WANTED] = round(float(np.clip(error, -limit, limit)) * SAMPLE_RATE)
 
     def set_trim(self, trim_s: float) -> None:
         """The operator's trim, changed live (the console's slider): the delay moves by the
         difference at quiet moments, toward the measured latency (auto) or by the whole step (fixed)."""
-        with self._lock:
-            step, self.trim_s = trim_s - self.trim_s, trim_s
-            if not self.follow:
-                self._wanted_step += step
+        step, self.trim_s = trim_s - self.trim_s, trim_s
+        if not self.follow:
+            self.line.ctl[WANTED] += round(step * SAMPLE_RATE)
 
     @property
     def play_delay_s(self) -> float:
-        """From a sample's capture to its sound leaving the device: the delay line plus the output
-        latency PortAudio reports."""
-        return self.delay_s + self._device_latency
+        """From a sample's capture to its sound leaving the device: measured on the wall clock
+        (so a stall or a device that ran dry shows here), else the nominal line + device latency."""
+        count = int(min(self.line.ctl[TIMED], TIMINGS))
+        if self._origin is None or count == 0:
+            return self.delay_s + self._device_latency
+        wall, sample = self.line.timing[:count].T
+        return float(np.median(wall + self._device_latency - (self._origin + sample / SAMPLE_RATE)))
+
+    def report(self) -> dict[str, float]:
+        """What the line did: voice skipped and waited for (ms), stalls, device underflows."""
+        c = self.line.ctl
+        return {
+            "skipped_ms": 1000 * (self.late_samples + int(c[OVERRUN])) / SAMPLE_RATE,
+            "waited_ms": 1000 * int(c[WAITED]) / SAMPLE_RATE,
+            "stalls": int(c[STALLS]),
+            "underflows": int(c[UNDERFLOWS]),
+        }
 
     def _pending(self) -> bool:
-        with self._lock:
-            if self._next_input is None or not self._chunks:
-                return False
-            first, samples = self._chunks[-1]
-            return self._next_input < first + len(samples)
+        c = self.line.ctl
+        return bool(c[ANCHORED]) and c[NEXT] < c[RECEIVED]
 
     def close(self, timeout_s: float = 2.0) -> None:
         """Play out what the delay line still holds and then the device's own buffer (the end of
         a voice is not cut off), then stop. The wait for the device is explicit: through a sound
         server PortAudio's stop returns while the server still holds the last of the voice."""
-        deadline = time.monotonic() + timeout_s
-        while self._stream is not None and self._pending() and time.monotonic() < deadline:
+        if self._player is None:
+            return
+        deadline = time.monotonic() + timeout_s - 0.5  # the player's own stop is left its half second
+        while self._pending() and self._player.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        if self._stream is not None:
-            time.sleep(max(0.0, min(self._device_latency + 0.05, deadline - time.monotonic())))
-        if self.late_samples or self.underflows:
-            log.warning("passthrough: %.0f ms of voice arrived after its play-out time and was skipped; the device ran dry %d times",
-                        1000 * self.late_samples / SAMPLE_RATE, self.underflows)
-        if self._stream is not None:
-            self._stream.stop()
-            self._stream.close()
-            self._stream = None
+        time.sleep(max(0.0, min(self._device_latency + 0.05, deadline - time.monotonic())))
+        self._stop_player()
+        done = self.report()
+        log.log(logging.WARNING if done["skipped_ms"] or done["stalls"] or done["underflows"] else logging.INFO,
+                "passthrough: %.0f ms of voice skipped; waited %.0f ms for late voice (%d times); the device ran dry %d times; "
+                "its callback ran %s", done["skipped_ms"], done["waited_ms"], done["stalls"], done["underflows"], self.callback_priority)
+        # the shared memory is not closed here: the voice thread may still be writing into it (it
+        # stops after the line); it is freed with the last reference
+
+
+def _reply(player: subprocess.Popen, timeout_s: float) -> str:
+    """The player's next line on stdout ('' when it says nothing in time)."""
+    ready, _, _ = select.select([player.stdout], [], [], timeout_s)
+    return player.stdout.readline().strip() if ready else ""
+
+
+def _anonymous_memory(size: int) -> int:
+    """A file descriptor of `size` bytes of memory that no file system shows (the voice is never
+    written to disk); a deleted temporary file where memfd does not exist."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("ventriloquist-voice", 0)
+    else:  # pragma: no cover - not Linux
+        handle = tempfile.TemporaryFile()
+        fd = os.dup(handle.fileno())
+        handle.close()
+    os.ftruncate(fd, size)
+    return fd
+
+
+def player_main() -> None:
+    """The player process: `python -c … <memory fd> <device or ''> <buffer s>`. Says `ok <latency>`
+    or `error <json>` on stdout, plays until stdin says close (or closes: the appliance is gone),
+    then says `done <priority its callback got>`."""
+    from firmware_app.sources.mic import require_sounddevice
+
+    fd, device, buffer_s = int(sys.argv[1]), sys.argv[2] or None, float(sys.argv[3])
+    line = SharedLine(mmap.mmap(fd, SharedLine.NBYTES))
+    priority: list[str] = []
+
+    def callback(outdata: np.ndarray, frames: int, time_info: object, status) -> None:
+        if not priority:
+            priority.append(make_this_thread_realtime(fallback_nice=-10))
+        play(line, outdata[:, 0], bool(status.output_underflow))
+
+    try:
+        sd = require_sounddevice()
+        stream = sd.OutputStream(samplerate=SAMPLE_RATE, channels=1, dtype="float32", device=device, callback=callback, latency=buffer_s)
+        stream.start()
+    except DeviceError as exc:
+        print("error " + json.dumps({"error": exc.cause, "outputs": []}), flush=True)
+        return
+    except (sd.PortAudioError, ValueError) as exc:
+        outputs = [d["name"] for d in sd.query_devices() if d["max_output_channels"] > 0]
+        print("error " + json.dumps({"error": str(exc), "outputs": outputs}), flush=True)
+        return
+    print(f"ok {stream.latency}", flush=True)
+    sys.stdin.readline()
+    stream.stop()
+    stream.close()
+    print("done " + (priority[0] if priority else "never"), flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -85,6 +86,12 @@ def test_passthrough_plays_the_voice_into_the_room(pulse, tmp_path):
     run = subprocess.run([sys.executable, "-m", "firmware_app", "run", "--config", str(config)], env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert "voice passthrough to pulse" in run.stderr
+    # what the line reports it did: no voice skipped, ever (a late voice is waited for and the
+    # delay grows instead; the comparison below checks that the waits did not tear it apart)
+    report = re.search(r"passthrough: (\S+) ms of voice skipped; waited (\S+) ms for late voice \((\d+) times\); the device ran dry (\d+) times", run.stderr)
+    assert report, run.stderr[-3000:]
+    print(report.group(0))
+    assert float(report.group(1)) == 0, run.stderr[-3000:]
     recorder.communicate(timeout=30)
     # PulseAudio resamples the voice (16 → 48 → 16 kHz) and its filter takes the top of the band
     # (the hiss of an "s"): compare below 5 kHz.

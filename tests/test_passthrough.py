@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from firmware_app.frames import SAMPLE_RATE, AudioBlock
@@ -27,15 +29,65 @@ def test_output_is_the_input_delayed_exactly():
     assert line.late_samples == 0
 
 
-def test_a_late_block_is_skipped_not_played_late():
+def test_a_late_block_is_waited_for_and_played_whole_not_skipped():
+    """The voice thread was starved: the device wants samples that have not come. The line plays
+    silence until they come, then all of them (later), and counts the wait; nothing is skipped."""
     line = VoicePassthrough("default", delay_s=0.0)
     line.write(AudioBlock(np.ones(160, np.float32), 0.0))
-    pull(line, 480)  # the device has played up to sample 480; block 160..320 never came
-    line.write(AudioBlock(np.full(160, 2.0, np.float32), 160 / SAMPLE_RATE))  # too late
-    line.write(AudioBlock(np.full(160, 3.0, np.float32), 480 / SAMPLE_RATE))  # on time
+    head = pull(line, 480)  # the device wants up to sample 480; only 160 have come
+    np.testing.assert_array_equal(head[:160], 1.0)
+    np.testing.assert_array_equal(head[160:], 0.0)
+    line.write(AudioBlock(np.full(160, 2.0, np.float32), 160 / SAMPLE_RATE))  # late, but not lost
+    line.write(AudioBlock(np.full(160, 3.0, np.float32), 320 / SAMPLE_RATE))
+    np.testing.assert_array_equal(pull(line, 320), np.repeat([2.0, 3.0], 160))
+    assert line.late_samples == 0
+    assert line.report() == {"skipped_ms": 0.0, "waited_ms": 20.0, "stalls": 1, "underflows": 0}
+
+
+def test_a_gap_in_the_input_is_not_waited_through():
+    """A reopened source continues the clock with a gap: that gap is silence, not voice, and an
+    idle line jumps over it instead of playing it (which would make the voice needlessly late)."""
+    line = VoicePassthrough("default", delay_s=0.0)
+    line.write(AudioBlock(np.ones(160, np.float32), 0.0))
+    pull(line, 320)  # everything played; the source goes away
+    line.write(AudioBlock(np.full(160, 5.0, np.float32), 16000 / SAMPLE_RATE))  # back, a second later
+    np.testing.assert_array_equal(pull(line, 160), 5.0)
+    assert line.report()["stalls"] == 0 and line.late_samples == 0
+
+
+def test_the_floor_covers_the_lateness_seen_and_the_ring_stays_bounded():
+    line = VoicePassthrough("default", delay_s=0.05)
+    block = np.zeros(160, np.float32)
+    for i in range(20):  # on time, every 10 ms
+        line.write(AudioBlock(block, i * 0.01))
+        time.sleep(0.01)
+    time.sleep(0.12)  # the voice thread starves for 120 ms
+    line.write(AudioBlock(block, 0.20))
+    line.follow_latency(0.1)
+    assert line.floor_s >= 0.12 + 0.01  # the worst lateness and one block (plus a margin)
+    ring = line.line.ring.nbytes
+    for i in range(21, 2000):  # 20 s of voice with nobody pulling: the newest is kept, memory is not
+        line.write(AudioBlock(np.full(160, i, np.float32), i * 0.01))
+    assert line.line.ring.nbytes == ring
     played = pull(line, 160)
-    np.testing.assert_array_equal(played, 3.0)
-    assert line.late_samples == 160
+    assert played[0] == 2000 - 800  # the newest 8 s are what is still held
+    assert line.report()["skipped_ms"] > 11_000  # and what was lost says so
+
+
+def test_a_delay_far_too_long_comes_down_in_the_next_silence_only():
+    line = VoicePassthrough("default", delay_s=0.5, follow=True)
+    speech = np.sin(np.arange(1600) / 3).astype(np.float32) * 0.3  # 100 ms of loud sound
+    line.write(AudioBlock(speech, 0.0))
+    line.write(AudioBlock(np.zeros(8000, np.float32), 0.1))  # 500 ms of silence
+    line.write(AudioBlock(speech, 0.6))
+    line.line.ctl[11] = 0  # (QUIET_RUN) nothing played yet
+    line.follow_latency(0.05)  # the picture is 50 ms behind: the voice is far too late
+    wanted = int(line.line.ctl[3])
+    assert wanted < -0.3 * SAMPLE_RATE
+    heard = np.concatenate([pull(line, 160) for _ in range(150)])
+    assert np.count_nonzero(np.abs(heard) > 0.1) > 2 * 1000  # both sounds are heard whole…
+    assert line.report()["skipped_ms"] == 0
+    assert line.delay_s < 0.5 - 0.3  # …and the silence between them was cut short
 
 
 def test_delay_covers_lookahead_and_one_frame_plus_trim():

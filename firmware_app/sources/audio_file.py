@@ -35,35 +35,48 @@ def decode_audio(path: Path) -> np.ndarray:
 
 
 class AudioFileSource(AudioSource):
+    """Blocks of a decoded file. `_pos` counts samples served since open, on one clock: looped,
+    pass k serves the file again at t = k × its length, so time never restarts (the mouth track,
+    the passthrough and the A/V measures all see one continuous voice)."""
+
     def __init__(self, path: Path, block_ms: int, realtime: bool) -> None:
         self.path = path
         self.block = SAMPLE_RATE * block_ms // 1000
         self.live = realtime
+        self.loop = False
         self._pacer = Pacer(realtime)
         self._samples = np.zeros(0, np.float32)
         self._pos = 0
 
+    def loop_forever(self) -> None:
+        self.loop = True
+
     def open(self) -> None:
         self._samples = decode_audio(self.path)
-        self.duration = len(self._samples) / SAMPLE_RATE
+        self.duration = None if self.loop else len(self._samples) / SAMPLE_RATE
+        self._pacer = Pacer(self.live)  # paced from this open, as _pos is
         self._pos = 0
 
     def read(self, wait: bool) -> AudioBlock | None:
         if self.finished:
             return None
-        end = min(self._pos + self.block, len(self._samples))
-        t_end = end / SAMPLE_RATE
+        count = self.block if self.loop else min(self.block, len(self._samples) - self._pos)
+        t_end = (self._pos + count) / SAMPLE_RATE
         if wait:
             self._pacer.wait_until(t_end)
         elif not self._pacer.ready(t_end):
             return None
-        block = AudioBlock(self._samples[self._pos : end], self._pos / SAMPLE_RATE)
-        self._pos = end
+        if self.loop:  # a block may run over the end into the next pass
+            samples = self._samples.take(np.arange(self._pos, self._pos + count), mode="wrap")
+        else:
+            samples = self._samples[self._pos : self._pos + count]
+        block = AudioBlock(samples, self._pos / SAMPLE_RATE)
+        self._pos += count
         return block
 
     @property
     def finished(self) -> bool:
-        return self._pos >= len(self._samples)
+        return not self.loop and self._pos >= len(self._samples)
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> None:

@@ -32,6 +32,10 @@ class AudioSource(Resource, ABC):
     def skip_backlog(self) -> None:
         """Drop what a live source captured before anyone listened (files have no backlog)."""
 
+    def loop_forever(self) -> None:
+        """A file standing in for a microphone (the soak, the load bench): play it again and again
+        on one continuous clock instead of ending. A microphone never ends anyway."""
+
 
 class VideoSource(Resource, ABC):
     """Delivers frames fitted to the pipeline's size, each stamped with its media time."""

@@ -10,6 +10,7 @@ import numpy as np
 
 from firmware_app.errors import DeviceError
 from firmware_app.frames import SAMPLE_RATE, AudioBlock
+from firmware_app.priority import make_this_thread_realtime
 from firmware_app.sources.base import AudioSource
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,11 @@ class MicSource(AudioSource):
         self._samples_read = 0
         self._stream = None
         self._closing = threading.Lock()
+        self._callback_priority = ""  # what PortAudio's capture thread got (its first call sets it)
 
     def open(self) -> None:
         sd = require_sounddevice()
+        self._callback_priority = ""  # a reopened stream has a new capture thread
         try:
             self._stream = sd.InputStream(
                 samplerate=SAMPLE_RATE,
@@ -65,6 +68,8 @@ class MicSource(AudioSource):
         log.info("microphone %s open at %d Hz", self.device or "default", SAMPLE_RATE)
 
     def _on_audio(self, indata: np.ndarray, frames: int, time_info: object, status: object) -> None:
+        if not self._callback_priority:  # a capture that misses its turn overflows: sound lost
+            self._callback_priority = make_this_thread_realtime(fallback_nice=-10)
         if status and getattr(status, "input_overflow", False):
             self.overflows += 1
         try:
