@@ -129,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         if not args.kiosk:
             raise
-        settings = _wait_for_valid_config(exc, stop, reload, fresh)
+        settings = _wait_for_valid_config(exc, stop, reload, fresh, path)
         if settings is None:
             return exc.exit_code
     _setup_logging(args.log_level or settings.logging.level, settings.logging.format)
@@ -179,21 +179,30 @@ def _start_health(settings: Settings, live):
     return server
 
 
-def _wait_for_valid_config(error: VentriloquistError, stop: threading.Event, reload: threading.Event, fresh: dict) -> Settings | None:
+def _wait_for_valid_config(error: VentriloquistError, stop: threading.Event, reload: threading.Event, fresh: dict,
+                           path: Path | None = None) -> Settings | None:
     """Kiosk start with a broken config: refuse to start, show why on the screen and in the log,
-    and wait for a fixed file (SIGHUP) or a stop. None when stopped."""
+    and wait for a fixed file (SIGHUP) or a stop. None when stopped. Meanwhile the console serves
+    the file's editor, so it can be fixed from a browser."""
+    from firmware_app.health import LiveState, rescue_settings
     from firmware_app.sinks.error_card import ErrorCard
 
     log.error("refusing to start: %s", error)
     fresh["waiting"] = True
-    with ErrorCard(str(error)) as card:
-        while not stop.is_set():
-            card.show()
-            if reload.wait(0.2):
-                reload.clear()
-                if "settings" in fresh:
-                    return fresh.pop("settings")
-                card.message = str(fresh.pop("error", error))
+    rescue = rescue_settings(path)
+    server = _start_health(rescue, LiveState(path, rescue))
+    try:
+        with ErrorCard(str(error)) as card:
+            while not stop.is_set():
+                card.show()
+                if reload.wait(0.2):
+                    reload.clear()
+                    if "settings" in fresh:
+                        return fresh.pop("settings")
+                    card.message = str(fresh.pop("error", error))
+    finally:
+        if server is not None:
+            server.stop()  # the running kiosk serves it again, on its own settings
     return None
 
 

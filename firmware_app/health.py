@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+import yaml
 from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -59,6 +60,19 @@ class LiveState:
 
     def reload(self) -> None:
         os.kill(os.getpid(), signal.SIGHUP)
+
+
+def rescue_settings(path: Path | None) -> Settings:
+    """While the config file is broken (`run --kiosk` waits for a fix, the console serves its
+    editor): the file's health and console sections when those alone are valid, so the console
+    is where the operator expects it; else the defaults (127.0.0.1:8095)."""
+    from firmware_app.config import Settings
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8", errors="replace")) if path is not None else {}
+        return Settings.model_validate({key: value for key, value in raw.items() if key in ("health", "console")})
+    except Exception:  # noqa: BLE001 - anything wrong in those two sections: the safe defaults
+        return Settings()
 
 
 def health(metrics: LiveMetrics) -> tuple[bool, dict]:
@@ -152,6 +166,7 @@ class HealthServer:
         self.settings, self.state = settings, state
         self.bind, self.port = settings.health.bind, settings.health.port
         self._server = None
+        self._socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -168,7 +183,7 @@ class HealthServer:
             build_app(self.settings, self.state), http="h11", ws="none", lifespan="off",
             log_config=None, log_level="warning", access_log=False, timeout_graceful_shutdown=STOP_WITHIN_S,
         )  # fmt: skip
-        self._server = uvicorn.Server(config)
+        self._server, self._socket = uvicorn.Server(config), sock
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, name="health", daemon=True)
         self._thread.start()
         host = f"[{self.bind}]" if ":" in self.bind else self.bind
@@ -179,4 +194,5 @@ class HealthServer:
         if self._server is not None:
             self._server.should_exit = True
             self._thread.join(timeout=STOP_WITHIN_S)
+            self._socket.close()  # the port is free at once for the next server
             self._server = None

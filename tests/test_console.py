@@ -33,12 +33,12 @@ WAIT_S = 45  # for the kiosk to do something it was asked to (a reload, a few qu
 class LoggedKiosk(Kiosk):
     """`run` logging to a file (it outlives what a pipe holds), reached at its own bind address."""
 
-    def __init__(self, config: Path, env: dict, port: int, log_path: Path, host: str = "127.0.0.1") -> None:
+    def __init__(self, config: Path, env: dict, port: int, log_path: Path, host: str = "127.0.0.1", args: tuple[str, ...] = ()) -> None:
         import os
 
         self.port, self.host, self.log_path = port, host, log_path
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "firmware_app", "run", "--config", str(config)],
+            [sys.executable, "-m", "firmware_app", "run", "--config", str(config), *args],
             env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=self.log_path.open("w"), cwd=PROJECT,
         )  # fmt: skip
 
@@ -141,7 +141,9 @@ def text_of(browser, element_id: str) -> str:
 
 
 def number_in(browser, element_id: str) -> float:
-    return float(text_of(browser, element_id).split()[0])
+    """The number an element shows ("78 ms" → 78.0); NaN (never above anything) before it shows one."""
+    shown = re.match(r"-?\d+(\.\d+)?", text_of(browser, element_id))
+    return float(shown.group()) if shown else float("nan")
 
 
 def set_editor(browser, text: str) -> None:
@@ -152,7 +154,7 @@ def set_editor(browser, text: str) -> None:
 
 def test_the_page_shows_the_kiosk_live(browser, kiosk, tmp_path):
     page(browser, kiosk)
-    wait(browser, lambda: re.fullmatch(r"\d+\.\d", text_of(browser, "fps")) and float(text_of(browser, "fps")) > 5, "live fps")
+    wait(browser, lambda: number_in(browser, "fps") > 5, "live fps")
     first = text_of(browser, "uptime")
     wait(browser, lambda: text_of(browser, "uptime") != first, "the page to update without reloading")
     assert text_of(browser, "face") == "in view"
@@ -287,6 +289,40 @@ def test_writes_from_anywhere_but_the_page_are_refused(browser, kiosk):
     assert kiosk.request("/api/config/check", body, {**json_type, "X-CSRF-Token": csrf})[0] == 200
 
 
+def test_a_kiosk_that_cannot_start_is_fixed_from_the_console(browser, tmp_path, xvfb, voice):
+    """`run --kiosk` with a broken file shows the error card and waits; the console serves the
+    file's editor meanwhile (on the file's own health section, which is valid)."""
+    port = free_port()
+    config = tmp_path / "config.yaml"
+    fixed = (f"sources: {{audio: 'file://{voice}', camera: 'file://{PORTRAIT}'}}\nvideo: {{width: 480, height: 270}}\n"
+             f"output: {{uri: 'null://'}}\nhealth: {{port: {port}}}\n")  # fmt: skip
+    config.write_text(fixed + "renderer: {mouth_gian: 2}\n")
+    kiosk = LoggedKiosk(config, {"DISPLAY": xvfb}, port, tmp_path / "kiosk.log", args=("--kiosk",))
+    try:
+        _wait_for(lambda: _answers(kiosk), 60, "the console of the waiting kiosk")
+        assert kiosk.request("/healthz")[0] == 503  # no frames: it is waiting
+        page(browser, kiosk)
+        assert "mouth_gian" in browser.find_element("id", "config-text").get_attribute("value")
+        set_editor(browser, fixed)
+        browser.find_element("id", "config-apply").click()
+        wait(browser, lambda: text_of(browser, "config-result").startswith("Applied"), "the apply")
+        kiosk.wait_healthy(90)
+        assert config.read_text() == fixed
+        wait(browser, lambda: number_in(browser, "fps") > 5, "the page to show the kiosk running")
+    finally:
+        log = kiosk.stop()
+    assert "refusing to start" in log and "config error" in log
+
+
+def _answers(kiosk: LoggedKiosk) -> bool:
+    if kiosk.process.poll() is not None:
+        raise AssertionError(kiosk.log()[-3000:])
+    try:
+        return kiosk.request("/healthz")[0] in (200, 503)
+    except OSError:
+        return False
+
+
 def test_off_loopback_the_token_is_required(browser, tmp_path, voice):
     port = free_port()
     config = tmp_path / "config.yaml"
@@ -310,7 +346,7 @@ def test_off_loopback_the_token_is_required(browser, tmp_path, voice):
         assert "not the one in console.token" in browser.find_element("tag name", "body").text
         browser.find_element("id", "token").send_keys(TOKEN)
         browser.find_element("id", "sign-in").click()
-        wait(browser, lambda: browser.find_elements("id", "fps") and re.fullmatch(r"\d+\.\d", text_of(browser, "fps")) and float(text_of(browser, "fps")) > 5, "the console")
+        wait(browser, lambda: browser.find_elements("id", "fps") and number_in(browser, "fps") > 5, "the console")
     finally:
         kiosk.stop()
 
