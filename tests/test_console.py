@@ -388,3 +388,31 @@ def test_on_loopback_only_loopback_names_are_answered():
     bound = Policy(with_changes(Settings(), {"health.bind": "0.0.0.0", "console.token": TOKEN}))
     assert bound.token_required and bound.host_allowed("kiosk.local:8095")
     assert Policy(with_changes(Settings(), {"console.token": TOKEN})).token_required  # set: always asked for
+
+
+def test_a_portrait_clip_is_checked_like_a_still(tmp_path):
+    """A clip passes on its first frame's one face; a cut-off clip or a huge still is refused
+    with the reason, never a traceback."""
+    import av
+
+    from firmware_app.console.portrait import check_portrait
+    from firmware_app.errors import MediaError
+
+    face = cv2.resize(cv2.imread(str(PORTRAIT)), (360, 480))
+    clip = tmp_path / "clip.mp4"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 360, 480, "yuv420p"
+        for _ in range(25):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(face, format="bgr24")))
+        container.mux(stream.encode())
+    model = "models/face_landmarker.task"
+    checked = check_portrait(clip.read_bytes(), model)
+    assert checked.clip and checked.extension == "mp4" and (checked.width, checked.height) == (360, 480)
+    for data, reason in (
+        (clip.read_bytes()[:3000], "upload"),  # cut off in the middle of its header or first frame
+        (b"", "empty"),
+        (cv2.imencode(".png", np.zeros((9000, 200, 3), np.uint8))[1].tobytes(), "9000"),
+    ):
+        with pytest.raises(MediaError, match=reason):
+            check_portrait(data, model)
