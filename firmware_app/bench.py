@@ -38,7 +38,45 @@ def run_bench(settings: Settings, sizes: list[tuple[int, int]]) -> str:
                 stats = render_offline(sized, demo.audio, face, out, performer)
                 lines += _stage_lines(label, stats)
     lines.append(_mouth_step_line(settings, settings.demo.audio))
+    lines.append(_renderer_line(settings))
     return "\n".join(lines)
+
+
+RENDERER_BUDGET_MS = 8.0  # the renderer's share of a 30 fps frame beside tracking and display
+
+
+def _renderer_line(settings: Settings, size: tuple[int, int] = (1280, 720)) -> str:
+    """The renderer alone on one core: the demo portrait speaking the demo speech, every 1/30 s."""
+    import cv2
+
+    from firmware_app.render import Renderer
+    from firmware_app.sources import open_video_source
+    from firmware_app.tracker import FaceTracker
+
+    sized = with_changes(settings, {"video.width": size[0], "video.height": size[1]})
+    with open_video_source(sized.demo.face, sized, realtime=False) as source:
+        frame = source.read()
+    with FaceTracker(sized.tracker) as tracker:
+        face = tracker.track(frame)
+    samples = decode_audio(parse_uri(sized.demo.audio, ("file",)).path)
+    model = create_mouth_model(sized.model, sized.inference)
+    shapes = model.push(FeatureFrames(FeatureStream().push(AudioBlock(samples, 0.0)).values, 0.0)) + model.flush()
+    shapes = shapes[:: max(int(round(100 / 30)), 1)]
+    renderer = Renderer(sized.renderer, sized.disclosure)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        cpu, wall = time.process_time(), time.perf_counter()
+        for i, shape in enumerate(shapes):
+            renderer.render(type(frame)(frame.image, i / 30, i, still=i > 0), face, shape)
+        cpu_ms, wall_ms = ((time.process_time() - cpu) * 1000, (time.perf_counter() - wall) * 1000)
+    finally:
+        cv2.setNumThreads(threads)
+    n = max(len(shapes), 1)
+    return (
+        f"renderer alone at {size[0]}x{size[1]} on one core: {cpu_ms / n:.2f} ms/frame CPU ({wall_ms / n:.2f} ms wall), "
+        f"{n} frames of the demo speech (budget {RENDERER_BUDGET_MS:.0f} ms)"
+    )
 
 
 def _stage_lines(label: str, stats) -> list[str]:
