@@ -140,6 +140,7 @@ class IdentityResult:
     gap_closed: float  # … at jawOpen 0
     aperture_corr: float  # commanded jawOpen vs re-measured gap
     jaw_score_corr: float  # commanded jawOpen vs MediaPipe's jawOpen blendshape on the render
+    jaw_score_rank_corr: float  # the same as a rank correlation (does the score rise with the command?)
     outside_change: float  # mean abs pixel change outside the lower face at jawOpen 1
     lip_thickness_ratio: float  # lower lip thickness (14 → 17) at jawOpen 1 / at jawOpen 0
     chin_follow: float  # the chin's drop / the lower lip's drop, jawOpen 0 → 1 (a jaw: about 1)
@@ -170,6 +171,7 @@ def measure_identity(image: np.ndarray, measurer: Measurer, render: Render = ren
         gap_closed=gaps[0],
         aperture_corr=_corr(command, np.array(gaps)),
         jaw_score_corr=_corr(command, np.array(scores)),
+        jaw_score_rank_corr=_corr(command, np.argsort(np.argsort(scores)).astype(float)) if np.all(np.isfinite(scores)) else 0.0,
         outside_change=outside_change(image, wide, face),
         **_jaw_measures(seen_faces[0], seen_faces[-1]),
         gaps=gaps,
@@ -260,12 +262,12 @@ def measure_mirror(clip: Path, track: MouthTrack, render_frame: Callable | None 
 
 def table(results: dict[str, IdentityResult], mirror: MirrorResult | None) -> str:
     lines = [
-        "| identity | gap at jawOpen 1 (≥ 0.07) | gap closed (≤ 0.01) | aperture corr (≥ 0.95) | MediaPipe jawOpen corr (≥ 0.9) | outside change (0-255) | lower lip thickness open / closed | chin drop / lip drop |",
+        "| identity | gap at jawOpen 1 (≥ 0.07) | gap closed (≤ 0.01) | aperture corr (≥ 0.95) | MediaPipe jawOpen corr (≥ 0.9; rank) | outside change (0-255) | lower lip thickness open / closed | chin drop / lip drop |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         lines.append(
-            f"| {name} | {r.gap_open:.3f} | {r.gap_closed:.3f} | {r.aperture_corr:.3f} | {r.jaw_score_corr:.3f} | {r.outside_change:.2f} "
+            f"| {name} | {r.gap_open:.3f} | {r.gap_closed:.3f} | {r.aperture_corr:.3f} | {r.jaw_score_corr:.3f} ({r.jaw_score_rank_corr:.2f}) | {r.outside_change:.2f} "
             f"| {r.lip_thickness_ratio:.2f} | {r.chin_follow:.2f} |"
         )
     text = "\n".join(lines) + "\n"

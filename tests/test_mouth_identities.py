@@ -23,7 +23,7 @@ from firmware_app.render.mouth import measure_mouth
 GAP_OPEN, GAP_CLOSED, APERTURE_CORR, JAW_SCORE_CORR, OUTSIDE_CHANGE = 0.07, 0.01, 0.95, 0.9, 1.0
 NOT_YET = {
     ("bearded_man", "gap_closed"): 0.03,  # MediaPipe reads 0.024 on the sealed lips under the moustache
-    ("mona_lisa", "jaw_score_corr"): 0.85,  # MediaPipe's jawOpen score on the painting: 0.87
+    ("mona_lisa", "jaw_score_corr"): 0.88,  # MediaPipe's jawOpen score on the painting: 0.90, on the edge
     ("webcam_man", "PP"): 0.035,  # pressed lips of the small webcam face (open in the photo) read 0.030
 }
 MIRROR_CORR, MIRROR_CLOSED = 0.9, 0.015

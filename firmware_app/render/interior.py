@@ -18,6 +18,8 @@ from typing import Protocol
 
 import numpy as np
 
+from firmware_app.render.rig import smoothstep
+
 # Tooth boundaries along the arch, as shares of the inner mouth's half width: the arch recedes,
 # so the teeth look narrower toward the sides.
 UPPER_TOOTH_EDGES = (0.0, 0.30, 0.54, 0.72)
@@ -90,9 +92,9 @@ class PhotoMouth:
         gap = np.maximum(o.bottom - o.top, 1e-3)
         across = np.clip(np.abs(o.u) / o.half_width, 0.0, 1.0)
         out = _cavity(o, gap, across, light)
-        wide = _smoothstep(*WIDE_OPEN, o.opening)
+        wide = smoothstep(*WIDE_OPEN, o.opening)
         tongue_alpha, tongue_shade = _tongue(o, gap, across, articulation, wide)
-        tongue = light.lips * 0.62 * tongue_shade[..., None] + np.array([0, 0, 6], np.float32)
+        tongue = light.lips * 0.62 * tongue_shade[..., None]
         out = _over(out, tongue, tongue_alpha)
         teeth = teeth_colour(light)
         if wide > 0:
@@ -112,23 +114,24 @@ def teeth_colour(light: FaceLight) -> np.ndarray:
     """Off-white in this face's light: as bright as the skin allows, tinted like it (grey on a
     grey photo), a little warmer than paper."""
     skin = np.maximum(light.skin, 1.0)
-    tint = (skin / skin.mean()) ** 0.25 * np.array([0.94, 1.0, 1.03], np.float32)
-    level = np.clip(skin.mean() * 1.3, 120.0, 220.0)
+    colourful = min(float((skin.max() - skin.min()) / skin.max()) * 4.0, 1.0)  # 0 on a grey photo
+    tint = (skin / skin.mean()) ** 0.4 * np.array([0.94, 1.0, 1.03], np.float32) ** colourful
+    level = np.clip(skin.mean() * 1.25, 110.0, 215.0)
     return np.minimum(tint * level, 240.0).astype(np.float32)
 
 
 def _cavity(o: Opening, gap: np.ndarray, across: np.ndarray, light: FaceLight) -> np.ndarray:
     """Dark at the back, the lips' own shadow where it meets them: never a flat black."""
     edge = np.minimum(np.minimum(o.v - o.lip_top, o.bottom - o.v), (o.half_width - np.abs(o.u)) * 0.6)
-    depth = _smoothstep(0.0, 0.5 * np.maximum(gap, 6.0), edge) * (1.0 - 0.5 * across**2)
-    shadow, back = light.lips * 0.40, 0.5 * light.back + light.lips * 0.06 + 3.0
+    depth = smoothstep(0.0, 0.5 * np.maximum(gap, 6.0), edge) * (1.0 - 0.5 * across**2)
+    shadow, back = light.lips * 0.42, 0.4 * light.back + light.lips * 0.12 + 3.0
     return shadow + (back - shadow) * depth[..., None]
 
 
 def _tongue(o: Opening, gap: np.ndarray, across: np.ndarray, a: Articulation, wide: float) -> tuple[np.ndarray, np.ndarray]:
     """(alpha, shade): a mound rising from behind the lower teeth, lower on aa, its tip lifted to
     the upper teeth on TH/DD/nn; lit from the front, darker toward the back and the sides."""
-    rise = 0.34 - 0.16 * a.tongue_low + 0.5 * a.tongue_up * np.exp(-((o.u / (0.4 * o.half_width)) ** 2))
+    rise = 0.42 - 0.14 * a.tongue_low + 0.45 * a.tongue_up * np.exp(-((o.u / (0.4 * o.half_width)) ** 2))
     height = gap * rise * np.sqrt(np.clip(1.0 - (o.u / (0.9 * o.half_width)) ** 2, 0.0, 1.0))
     surface = o.bottom - height
     alpha = np.clip(o.v - surface + 0.5, 0.0, 1.0) * (height > 1.0) * np.clip(gap / 4.0 - 0.25, 0.0, 1.0)
@@ -152,8 +155,8 @@ def _teeth(
     width = half_width * (bounds[1] - bounds[0])
     tip = crown * (1.0 - 0.12 * (1.0 - np.clip(nearest / (0.5 * width), 0.0, 1.0)) ** 2)  # rounded corners
     alpha = np.clip(tip - depth + 0.5, 0.0, 1.0) * (depth > -0.5) * (across < arch)
-    seam = 1.0 - gaps * np.clip(1.0 - nearest / 0.9, 0.0, 1.0) * _smoothstep(0.0, 0.5 * np.maximum(crown, 1.0), depth)
-    shade = seam * (0.66 + 0.34 * _smoothstep(0.0, 0.45 * np.maximum(crown, 1.0), depth)) * (1.0 - 0.4 * (across / arch) ** 2)
+    seam = 1.0 - gaps * np.clip(1.0 - nearest / 0.9, 0.0, 1.0) * smoothstep(0.0, 0.5 * np.maximum(crown, 1.0), depth)
+    shade = seam * (0.66 + 0.34 * smoothstep(0.0, 0.45 * np.maximum(crown, 1.0), depth)) * (1.0 - 0.4 * (across / arch) ** 2)
     return alpha, shade
 
 
@@ -161,7 +164,3 @@ def _over(under: np.ndarray, colour: np.ndarray, alpha: np.ndarray) -> np.ndarra
     a = alpha[..., None]
     return under * (1.0 - a) + colour * a
 
-
-def _smoothstep(edge0: float, edge1: float, x):
-    t = np.clip((np.asarray(x, np.float32) - edge0) / (edge1 - edge0), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)

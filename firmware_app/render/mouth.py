@@ -26,6 +26,7 @@ import numpy as np
 
 from firmware_app.frames import Face
 from firmware_app.render.interior import Articulation, FaceLight, MouthSource, Opening, PhotoMouth
+from firmware_app.render.rig import smoothstep
 
 INNER_UPPER = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308]
 INNER_LOWER = [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308]
@@ -125,11 +126,6 @@ def measure_mouth(face: Face) -> MouthGeometry:
     )
 
 
-def _smoothstep(edge0, edge1, x):
-    t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
-
-
 def lip_profile(u: np.ndarray, half_width: float) -> np.ndarray:
     """How much of the centre opening each point along the lips gets: 1 in the middle, 0 at the corners."""
     return np.clip(1.0 - (u / half_width) ** 2, 0.0, 1.0) ** 0.8
@@ -172,7 +168,7 @@ def plan_lips(g: MouthGeometry, u: np.ndarray, opening: float, own_teeth: np.nda
     lower_shift = new_lower - (lower + seal)
     centre = int(np.argmin(np.abs(u)))
     jaw = lower_shift[centre] * (1.0 if lower_shift[centre] >= 0 else CLOSE_BY_JAW)
-    lateral = 1.0 - _smoothstep(JAW_REACH[0] * g.jaw_half_width, JAW_REACH[1] * g.jaw_half_width, np.abs(g.symmetric(u, g.jaw_sides)))
+    lateral = 1.0 - smoothstep(JAW_REACH[0] * g.jaw_half_width, JAW_REACH[1] * g.jaw_half_width, np.abs(g.symmetric(u, g.jaw_sides)))
     return LipLines(
         int(u[0]), upper, lower, new_upper, new_lower, np.minimum(own_teeth, target), upper_shift, lower_shift, jaw * lateral
     )
@@ -310,7 +306,7 @@ def _fields(g: MouthGeometry, lines: LipLines, u: np.ndarray, v: np.ndarray) -> 
         return values.astype(np.float32)[at]
 
     new_upper = per_u(lines.new_upper)
-    upper = per_u(lines.upper_shift) * _smoothstep(np.float32(g.nose_v), np.minimum(new_upper, -1.0), v)
+    upper = per_u(lines.upper_shift) * smoothstep(np.float32(g.nose_v), np.minimum(new_upper, -1.0), v)
     own = per_u(lines.new_upper - lines.upper)
     centre_jaw = float(lines.jaw[int(np.argmin(np.abs(np.arange(len(lines.jaw)) + lines.u0)))])
     lower = _jaw_shift(g, u, v, per_u(lines.new_lower), per_u(lines.lower_shift), per_u(lines.jaw), centre_jaw)
@@ -341,11 +337,11 @@ def _jaw_shift(g: MouthGeometry, u: np.ndarray, v: np.ndarray, new_lower: np.nda
     # under the lips' middle the skin goes over to the jaw within a lip's thickness; toward the
     # corners (which stay) it stretches over the whole way down to the chin, so the cheek's
     # texture is drawn out gently instead of in a crease
-    span = 1.5 * thickness + np.float32(0.05 * g.face_height) + np.float32(0.8 * g.chin_v) * _smoothstep(0.2 * g.half_width, 1.2 * g.half_width, np.abs(g.symmetric(u)))
-    to_jaw = _smoothstep(LIP_RIGID * thickness, LIP_RIGID * thickness + span, depth)
+    span = 1.5 * thickness + np.float32(0.05 * g.face_height) + np.float32(0.8 * g.chin_v) * smoothstep(0.2 * g.half_width, 1.2 * g.half_width, np.abs(g.symmetric(u)))
+    to_jaw = smoothstep(LIP_RIGID * thickness, LIP_RIGID * thickness + span, depth)
     swing = 1.0 + JAW_SWING * np.clip(depth / np.float32(max(g.chin_v, 1.0)), 0.0, 1.0)
     chin_now = np.float32(g.chin_v + jaw_centre * (1 + JAW_SWING))
-    neck = 1.0 - _smoothstep(chin_now, chin_now + np.float32(NECK * g.face_height), v)
+    neck = 1.0 - smoothstep(chin_now, chin_now + np.float32(NECK * g.face_height), v)
     return (lip + (jaw * swing - lip) * to_jaw) * neck
 
 

@@ -147,7 +147,7 @@ def _mouth_shape(points: np.ndarray, moved: np.ndarray, c: dict[str, float]) -> 
     top, bottom = float(points[0, 1]), float(points[17, 1])  # outer lip midpoints
     across = (x - centre_x) / half_width
     beyond = np.maximum(np.maximum(top - y, y - bottom), 0.0) / 0.05  # face heights above/below the lips
-    weight = (1 - _smoothstep(1.0, 1.7, np.abs(across))) * (1 - _smoothstep(0.0, 1.0, beyond))
+    weight = (1 - smoothstep(1.0, 1.7, np.abs(across))) * (1 - smoothstep(0.0, 1.0, beyond))
     # rounding: lips gather toward the middle, more at the corners than at the centre
     narrow = PUCKER_NARROW * c["mouthPucker"] + FUNNEL_NARROW * c["mouthFunnel"]
     moved[:, 0] -= narrow * (x - centre_x) * np.minimum(np.abs(across), 1.0) ** 0.5 * weight
@@ -176,7 +176,8 @@ def _edge(x: np.ndarray, y: np.ndarray, indices: list[int], at: np.ndarray) -> n
     return np.interp(at, x[indices][order], y[indices][order])
 
 
-def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
+def smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
+    """0 below edge0, 1 above edge1, a smooth S between (the falloff every warp field uses)."""
     t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
 
