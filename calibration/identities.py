@@ -224,8 +224,9 @@ class MirrorResult:
     real: list[float]
 
 
-def measure_mirror(clip: Path, track: MouthTrack, render_frame: Callable | None = None, seconds: float | None = None) -> MirrorResult:
-    """The clip as the camera, the track as the voice, rendered frame by frame as mirror mode does."""
+def measure_mirror(clip: Path, track: MouthTrack, seconds: float | None = None, on_frame: Callable | None = None) -> MirrorResult:
+    """The clip as the camera, the track as the voice, rendered frame by frame as mirror mode does.
+    `on_frame(index, camera image, rendered image, face)` sees every frame (for a sheet)."""
     from firmware_app.render import Renderer
 
     settings = Settings()
@@ -240,7 +241,9 @@ def measure_mirror(clip: Path, track: MouthTrack, render_frame: Callable | None 
             frame = VideoFrame(fit_frame(frames[i % len(frames)], SIZE), t, i)
             face = tracker.track(frame)
             shape = track.at(t)
-            out = renderer.render(frame, face, shape) if render_frame is None else render_frame(renderer, frame, face, shape)
+            out = renderer.render(frame, face, shape)
+            if on_frame is not None:
+                on_frame(i, frame.image, out, face)
             seen = measurer.face(out)
             if face is None or seen is None:
                 continue
@@ -295,6 +298,28 @@ def contact_sheet(image: np.ndarray, face: Face, track: MouthTrack, render: Rend
     return np.vstack(rows)
 
 
+MIRROR_SHEET_TIMES = (0.8, 1.2, 1.6, 2.0, 2.4, 2.8, 3.2, 3.6, 4.0)  # seconds of the first sentence
+
+
+class MirrorSheet:
+    """Camera frames (top) and what mirror mode shows for them (bottom), at MIRROR_SHEET_TIMES."""
+
+    def __init__(self, fps: float = 25.0) -> None:
+        self.wanted = {int(round(t * fps)): t for t in MIRROR_SHEET_TIMES}
+        self.pairs: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, int]] = []
+
+    def __call__(self, index: int, camera: np.ndarray, rendered: np.ndarray, face: Face | None) -> None:
+        if index in self.wanted and face is not None:
+            frame = FaceFrame.of(face)
+            centre = face.landmarks[:, :2].mean(axis=0) + frame.ey * 0.15 * frame.scale
+            self.pairs.append((f"{self.wanted[index]:.1f} s", camera, rendered, centre, int(0.45 * frame.scale)))
+
+    def image(self) -> np.ndarray:
+        top = [_tile(camera, centre, half, f"camera {label}") for label, camera, _, centre, half in self.pairs]
+        bottom = [_tile(out, centre, half, "mirror") for _, _, out, centre, half in self.pairs]
+        return np.vstack([np.hstack(top), np.hstack(bottom)])
+
+
 def _tile(image: np.ndarray, centre: np.ndarray, half: int, label: str) -> np.ndarray:
     x, y = int(centre[0]), int(centre[1])
     padded = cv2.copyMakeBorder(image, half, half, half, half, cv2.BORDER_REPLICATE)
@@ -329,7 +354,13 @@ def main() -> None:
                 sheet = contact_sheet(image, measurer.face(image), track)
                 cv2.imwrite(str(folder / f"{name}.jpg"), sheet, [cv2.IMWRITE_JPEG_QUALITY, 90])
     clip = args.faces / MIRROR_CLIP
-    mirror = measure_mirror(clip, track) if clip.is_file() and not args.no_mirror else None
+    mirror = None
+    if clip.is_file() and not args.no_mirror:
+        sheet = MirrorSheet()
+        mirror = measure_mirror(clip, track, on_frame=sheet)
+        if not args.no_sheets and sheet.pairs:  # the clip may not be committed: its sheet goes outside
+            args.private_out.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(args.private_out / "mirror.jpg"), sheet.image(), [cv2.IMWRITE_JPEG_QUALITY, 90])
     text = table(results, mirror)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "identities.md").write_text("# The mouth on real people (`python -m calibration.identities`)\n\n" + text)

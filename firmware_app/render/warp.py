@@ -34,8 +34,8 @@ def warp_landmarks(image: np.ndarray, current: np.ndarray, target: np.ndarray, f
     points = np.concatenate([target[inside], ring]) - (x0, y0)
     shifts = np.concatenate([(target - current)[inside], np.zeros_like(ring)])
     field = _splat(points, shifts, (y1 - y0, x1 - x0), max(SIGMA * face_height, 1.5))
-    xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
-    map_x, map_y = xs - field[..., 0], ys - field[..., 1]
+    map_x = np.arange(x0, x1, dtype=np.float32)[None, :] - field[..., 0]
+    map_y = np.arange(y0, y1, dtype=np.float32)[:, None] - field[..., 1]
     image[y0:y1, x0:x1] = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return image
 
