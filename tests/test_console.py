@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -77,14 +76,14 @@ def backend(kiosk: Kiosk) -> str:
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(tmp_path_factory):
     _need("chromium", "chromedriver")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}"):
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     yield driver
@@ -309,6 +308,8 @@ def test_a_kiosk_that_cannot_start_is_fixed_from_the_console(browser, tmp_path, 
         kiosk.wait_healthy(90)
         assert config.read_text() == fixed
         wait(browser, lambda: number_in(browser, "fps") > 5, "the page to show the kiosk running")
+        browser.find_element("id", "config-check").click()  # the same page still may write
+        wait(browser, lambda: text_of(browser, "config-result").startswith("OK (mode mirror"), "a check by the running kiosk")
     finally:
         log = kiosk.stop()
     assert "refusing to start" in log and "config error" in log
@@ -347,6 +348,7 @@ def test_off_loopback_the_token_is_required(browser, tmp_path, voice):
         browser.find_element("id", "token").send_keys(TOKEN)
         browser.find_element("id", "sign-in").click()
         wait(browser, lambda: browser.find_elements("id", "fps") and number_in(browser, "fps") > 5, "the console")
+        assert TOKEN not in json.dumps(browser.get_cookies())  # the session cookie is not the token itself
     finally:
         kiosk.stop()
 

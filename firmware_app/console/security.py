@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 from http.cookies import SimpleCookie
@@ -26,6 +27,7 @@ COOKIE = "ventriloquist_console"
 CSRF_HEADER = "x-csrf-token"
 LOGIN_PATH = "/login"
 LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
+PROCESS_CSRF = secrets.token_urlsafe(32)  # one per process: a page stays valid when the server restarts in it
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -43,13 +45,15 @@ LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><titl
 
 
 class Policy:
-    """The rules for one server, from its settings; `csrf` is new each start (the page embeds it)."""
+    """The rules for one server, from its settings; `csrf` is new each process (the page embeds it)."""
 
     def __init__(self, settings: Settings) -> None:
         self.token = settings.console.token
         self.bind = settings.health.bind
         self.token_required = bool(self.token) or self.bind not in LOOPBACK
-        self.csrf = secrets.token_urlsafe(32)
+        self.csrf = PROCESS_CSRF
+        # the login cookie proves the token was typed without being it (a leaked cookie is no Bearer token)
+        self.session = hmac.new(self.token.encode(), b"ventriloquist console session", hashlib.sha256).hexdigest()
         self.secure_cookie = False  # plain HTTP on the appliance; an HTTPS proxy in front may set it
 
     def host_allowed(self, host: str) -> bool:
@@ -68,7 +72,7 @@ class Policy:
         if scheme.lower() == "bearer" and self.token_matches(credentials.strip()):
             return True
         cookie = SimpleCookie(headers.get("cookie", ""))
-        return COOKIE in cookie and self.token_matches(cookie[COOKIE].value)
+        return COOKIE in cookie and hmac.compare_digest(cookie[COOKIE].value.encode(), self.session.encode())
 
     def same_origin(self, headers: Headers) -> bool:
         """The browser says where the request comes from (Origin, else Referer): it must name
@@ -84,7 +88,7 @@ class Policy:
 
     def login_cookie(self) -> str:
         secure = "; Secure" if self.secure_cookie else ""
-        return f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict{secure}"
+        return f"{COOKIE}={self.session}; Path=/; HttpOnly; SameSite=Strict{secure}"
 
 
 class Guard:
