@@ -337,18 +337,28 @@ def main() -> None:
     parser.add_argument("--no-sheets", action="store_true")
     parser.add_argument("--no-mirror", action="store_true")
     parser.add_argument("--only", help="comma-separated identities (default: all found)")
+    parser.add_argument("--face", type=Path, action="append", default=[], help="another photo to score the same way (repeatable; its sheet goes to --private-out)")
     args = parser.parse_args()
     images = load_identities(args.faces)
     if args.only:
         images = {name: images[name] for name in args.only.split(",")}
+    for path in args.face:
+        image = cv2.imread(str(path))
+        if image is None:
+            parser.error(f"cannot read the photo {path}: give a JPEG or PNG file")
+        images[path.stem] = fit_frame(image, SIZE)
     track = speech_track()
     results = {}
     with Measurer() as measurer:
         for name, image in images.items():
-            results[name] = measure_identity(image, measurer)
+            try:
+                results[name] = measure_identity(image, measurer)
+            except RuntimeError as exc:  # a photo MediaPipe finds no face in
+                print(f"{name}: {exc}", flush=True)
+                continue
             print(name, results[name].gap_open, results[name].gap_closed, results[name].aperture_corr, results[name].jaw_score_corr, flush=True)
             if not args.no_sheets:
-                committable = IDENTITIES[name][1]
+                committable = IDENTITIES.get(name, (None, False))[1]
                 folder = args.out / "faces" if committable else args.private_out
                 folder.mkdir(parents=True, exist_ok=True)
                 sheet = contact_sheet(image, measurer.face(image), track)

@@ -363,7 +363,7 @@ def kept_teeth(image: np.ndarray, g: MouthGeometry, us: np.ndarray, light: FaceL
     colour = image[px[..., 1], px[..., 0]].astype(np.float32)
     brightness, spread = colour.mean(axis=-1), colour.max(axis=-1) - colour.min(axis=-1)
     toothlike = (brightness > 0.8 * light.skin.mean()) & (brightness > 70) & (spread < 0.45 * brightness)
-    toothlike[:, : max(samples // 8, 1)] |= True  # the lip's own edge may lead the teeth
+    toothlike[:, : max(samples // 4, 1)] |= True  # the lip's own soft edge may lead the teeth
     run = np.cumprod(toothlike, axis=1).sum(axis=1) / samples
     middle = np.abs(across) < 0.4 * g.half_width
     if not middle.any() or np.mean(run[middle] > 0.3) < 0.6:
