@@ -39,7 +39,7 @@ import numpy as np
 
 from firmware_app.errors import DeviceError
 from firmware_app.frames import SAMPLE_RATE, AudioBlock
-from firmware_app.priority import make_this_thread_realtime
+from firmware_app.priority import make_this_thread_realtime, realtime_threads_spawned
 from firmware_app.resource import Resource
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,7 @@ def passthrough_delay_s(lookahead_s: float, fps: float, trim_ms: float) -> float
 RING_SAMPLES = 8 * SAMPLE_RATE  # voice held for play-out: bounded, allocated once
 DEVICE_BUFFER_S = 0.08  # asked of PortAudio: a callback may come this late before the device runs dry
 FOLLOW_STEP_S = 0.004  # the delay moves toward the measured latency by at most this much at a time…
-FOLLOW_CATCH_UP_S = 0.025  # …or this much while it is far off, then settles
-FOLLOW_SKIP_S = 2.0  # …and when it is far too late, up to this much silence is skipped at once
+FOLLOW_SKIP_S = 2.0  # …or, while it is far off, up to this much silence is skipped or stretched at once
 FOLLOW_EVERY_S = 0.5  # …this often
 FOLLOW_DEADBAND_S = 0.003
 QUIET_RMS = 0.003  # about -50 dBFS: the delay moves only where the voice is this quiet, so no one hears it
@@ -64,7 +63,9 @@ QUIET_MARGIN = round(0.03 * SAMPLE_RATE)  # …for this long around the samples 
 WINDOW = SAMPLE_RATE // 100  # silence ahead is judged in 10 ms windows
 SAFETY_S = 0.03  # voice kept in hand beyond the latest one seen late: the floor's margin
 FLOOR_WINDOW_S = 30.0  # how long a stall keeps the floor raised
+SETTLE_S = 5.0  # lateness in the first seconds of a voice is start-up work (model warm-up), not a stall
 TIMINGS = 64  # callbacks whose wall-clock delay is kept (the median is the measured delay)
+STALL_LOG = 32  # the last stalls, (input sample where the voice resumed, samples waited), for the log
 PLAYER_START_S = 30.0  # the player process's start (imports, device open) on a busy machine
 
 # Slots of the shared control block, each written by one side only (noted), so no lock is needed.
@@ -79,13 +80,18 @@ class SharedLine:
     """The state both sides of the delay line see, laid out in one buffer (the shared memory, or
     plain bytes when the line is driven in-process, as the tests do)."""
 
-    NBYTES = CTL_SLOTS * 8 + TIMINGS * 16 + RING_SAMPLES * 4
+    NBYTES = CTL_SLOTS * 8 + TIMINGS * 16 + STALL_LOG * 16 + RING_SAMPLES * 4
 
     def __init__(self, buffer=None) -> None:
         buffer = bytearray(self.NBYTES) if buffer is None else buffer
-        self.ctl = np.frombuffer(buffer, np.int64, CTL_SLOTS, 0)
-        self.timing = np.frombuffer(buffer, np.float64, TIMINGS * 2, CTL_SLOTS * 8).reshape(TIMINGS, 2)  # (wall, input sample)
-        self.ring = np.frombuffer(buffer, np.float32, RING_SAMPLES, CTL_SLOTS * 8 + TIMINGS * 16)
+        at = 0
+        self.ctl = np.frombuffer(buffer, np.int64, CTL_SLOTS, at)
+        at += CTL_SLOTS * 8
+        self.timing = np.frombuffer(buffer, np.float64, TIMINGS * 2, at).reshape(TIMINGS, 2)  # (wall, input sample)
+        at += TIMINGS * 16
+        self.stall_log = np.frombuffer(buffer, np.int64, STALL_LOG * 2, at).reshape(STALL_LOG, 2)
+        at += STALL_LOG * 16
+        self.ring = np.frombuffer(buffer, np.float32, RING_SAMPLES, at)
 
     def put(self, first: int, samples: np.ndarray) -> None:
         samples = samples[-RING_SAMPLES:]
@@ -123,6 +129,7 @@ def play(line: SharedLine, out: np.ndarray, underflow: bool) -> None:
     if ready < frames:  # the voice is late (or over)
         c[WAITING] += frames - ready
     elif c[WAITING]:  # the voice waited for has come: that wait was a stall
+        line.stall_log[c[STALLS] % STALL_LOG] = (start, c[WAITING])
         c[STALLS] += 1
         c[WAITED] += c[WAITING]
         c[WAITING] = 0
@@ -141,12 +148,14 @@ def _move_if_unheard(line: SharedLine) -> None:
     enough: inside a word (a stop consonant) a few ms can be that quiet."""
     c = line.ctl
     step = int(c[WANTED])
-    if step == 0 or c[QUIET_RUN] < max(step, 0) + QUIET_MARGIN:
-        return
-    if step < 0:
-        step = -_silence_ahead(line, -step)
-        if step == 0:
+    if step > 0:  # as much as the silence just played allows
+        step = min(step, int(c[QUIET_RUN]) - QUIET_MARGIN) // WINDOW * WINDOW if step > WINDOW else step
+        if step <= 0 or c[QUIET_RUN] < step + QUIET_MARGIN:
             return
+    elif step < 0:  # as much of the silence ahead as allows, after silence just played
+        step = -_silence_ahead(line, -step) if c[QUIET_RUN] >= QUIET_MARGIN else 0
+    if step == 0:
+        return
     c[NEXT] -= step  # later play-out = read further back
     c[DELAY] = max(0, c[DELAY] + step)
     c[WANTED] = 0
@@ -180,8 +189,10 @@ class VoicePassthrough(Resource):
         self.floor_s = 0.0  # see follow_latency
         self.callback_priority = "never"
         self._last_follow = 0.0
+        self._stalls_logged = 0
         self._device_latency = 0.0
         self._origin: float | None = None  # wall time of input sample 0 (earliest arrival seen)
+        self._settled_at = 0.0
         self._lateness: deque[tuple[float, float]] = deque()  # (arrival, s after its earliest possible arrival)
         self._block_s = 0.0
         self._memory: mmap.mmap | None = None
@@ -267,8 +278,12 @@ class VoicePassthrough(Resource):
         """Each block's lateness: how long after its earliest possible arrival it came (the block
         that came soonest after it ended defines the clock). The floor covers the worst lately."""
         origin = arrived - end / SAMPLE_RATE
+        if self._origin is None:
+            self._settled_at = arrived + SETTLE_S
         self._origin = origin if self._origin is None else min(self._origin, origin)
         self._block_s = count / SAMPLE_RATE
+        if arrived < self._settled_at:
+            return
         self._lateness.append((arrived, origin - self._origin))
         while self._lateness[0][0] < arrived - FLOOR_WINDOW_S:
             self._lateness.popleft()
@@ -290,6 +305,7 @@ class VoicePassthrough(Resource):
         if now - self._last_follow < FOLLOW_EVERY_S:
             return
         self._last_follow = now
+        self._log_stalls()
         worst = max((late for _, late in self._lateness), default=0.0)
         self.floor_s = self._device_latency + self._block_s + worst + SAFETY_S
         if not self.follow or video_latency_s <= 0:
@@ -297,11 +313,19 @@ class VoicePassthrough(Resource):
         error = max(video_latency_s + self.trim_s, self.floor_s) - self.play_delay_s
         if abs(error) < FOLLOW_DEADBAND_S:
             return
-        if error < -0.03:
-            limit = FOLLOW_SKIP_S  # far too late: skip the next silence (nothing is heard missing)
-        else:
-            limit = FOLLOW_CATCH_UP_S if abs(error) > 0.03 else FOLLOW_STEP_S
+        # far off (start-up, a stall): as much as the next silence allows at once; nobody hears
+        # silence cut short or stretched. Close: a few ms at a time
+        limit = FOLLOW_SKIP_S if abs(error) > 0.03 else FOLLOW_STEP_S
         self.line.ctl[WANTED] = round(float(np.clip(error, -limit, limit)) * SAMPLE_RATE)
+
+    def _log_stalls(self) -> None:
+        """Each stall, where it happened on the voice's clock (repeats are rate-limited by the log)."""
+        stalls = int(self.line.ctl[STALLS])
+        for n in range(max(self._stalls_logged, stalls - STALL_LOG), stalls):
+            resumed_at, waited = self.line.stall_log[n % STALL_LOG]
+            log.warning("passthrough: waited %.0f ms for late voice at %.2f s of the voice (the voice thread was starved); it plays that much later",
+                        1000 * waited / SAMPLE_RATE, resumed_at / SAMPLE_RATE)
+        self._stalls_logged = stalls
 
     def set_trim(self, trim_s: float) -> None:
         """The operator's trim, changed live (the console's slider): the delay moves by the
@@ -345,6 +369,7 @@ class VoicePassthrough(Resource):
             time.sleep(0.01)
         time.sleep(max(0.0, min(self._device_latency + 0.05, deadline - time.monotonic())))
         self._stop_player()
+        self._log_stalls()
         done = self.report()
         log.log(logging.WARNING if done["skipped_ms"] or done["stalls"] or done["underflows"] else logging.INFO,
                 "passthrough: %.0f ms of voice skipped; waited %.0f ms for late voice (%d times); the device ran dry %d times; "
@@ -389,8 +414,9 @@ def player_main() -> None:
 
     try:
         sd = require_sounddevice()
-        stream = sd.OutputStream(samplerate=SAMPLE_RATE, channels=1, dtype="float32", device=device, callback=callback, latency=buffer_s)
-        stream.start()
+        with realtime_threads_spawned():
+            stream = sd.OutputStream(samplerate=SAMPLE_RATE, channels=1, dtype="float32", device=device, callback=callback, latency=buffer_s)
+            stream.start()
     except DeviceError as exc:
         print("error " + json.dumps({"error": exc.cause, "outputs": []}), flush=True)
         return

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 log = logging.getLogger(__name__)
 
@@ -41,3 +43,21 @@ def make_this_thread_realtime(fallback_nice: int) -> str:
     if prioritise_this_thread(fallback_nice):
         return f"nice {fallback_nice:+d}"
     return "normal"
+
+
+@contextmanager
+def realtime_threads_spawned() -> Iterator[bool]:
+    """Threads started inside this block (a sound device's: PortAudio's callback thread, the
+    PulseAudio client's mainloop) inherit a low real-time policy where it is allowed; the calling
+    thread gets its own policy back afterwards. Through a sound server the device's data passes
+    through that mainloop thread too, and at normal priority a busy machine makes it late."""
+    try:
+        before = os.sched_getscheduler(0), os.sched_getparam(0)
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(AUDIO_RT_PRIORITY))
+    except (OSError, AttributeError):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        os.sched_setscheduler(0, before[0], before[1])

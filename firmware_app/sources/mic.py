@@ -10,7 +10,7 @@ import numpy as np
 
 from firmware_app.errors import DeviceError
 from firmware_app.frames import SAMPLE_RATE, AudioBlock
-from firmware_app.priority import make_this_thread_realtime
+from firmware_app.priority import make_this_thread_realtime, realtime_threads_spawned
 from firmware_app.sources.base import AudioSource
 
 log = logging.getLogger(__name__)
@@ -49,15 +49,16 @@ class MicSource(AudioSource):
         sd = require_sounddevice()
         self._callback_priority = ""  # a reopened stream has a new capture thread
         try:
-            self._stream = sd.InputStream(
-                samplerate=SAMPLE_RATE,
-                channels=1,
-                dtype="float32",
-                blocksize=self.block,
-                device=self.device,
-                callback=self._on_audio,
-            )
-            self._stream.start()
+            with realtime_threads_spawned():  # the capture's threads must not miss their turn
+                self._stream = sd.InputStream(
+                    samplerate=SAMPLE_RATE,
+                    channels=1,
+                    dtype="float32",
+                    blocksize=self.block,
+                    device=self.device,
+                    callback=self._on_audio,
+                )
+                self._stream.start()
         except (sd.PortAudioError, ValueError) as exc:
             names = input_device_names()
             listing = ", ".join(repr(n) for n in names) if names else "none found"
