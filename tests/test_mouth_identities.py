@@ -23,7 +23,9 @@ from firmware_app.render.mouth import measure_mouth
 GAP_OPEN, GAP_CLOSED, APERTURE_CORR, JAW_SCORE_CORR, OUTSIDE_CHANGE = 0.07, 0.01, 0.95, 0.9, 1.0
 NOT_YET = {
     ("bearded_man", "gap_closed"): 0.03,  # MediaPipe reads 0.024 on the sealed lips under the moustache
-    ("mona_lisa", "jaw_score_corr"): 0.88,  # MediaPipe's jawOpen score on the painting: 0.90, on the edge
+    # MediaPipe's jawOpen score on the painting rises steadily but bends (rank correlation 0.99):
+    # its linear correlation moved between 0.86 and 0.90 with small changes of the mouth's inside
+    ("mona_lisa", "jaw_score_corr"): 0.85,
     ("webcam_man", "PP"): 0.035,  # pressed lips of the small webcam face (open in the photo) read 0.030
 }
 MIRROR_CORR, MIRROR_CLOSED = 0.9, 0.015
@@ -54,6 +56,7 @@ def test_the_mouth_opens_and_closes_on_every_identity(images, measured, name):
     assert r.gap_closed <= NOT_YET.get((name, "gap_closed"), GAP_CLOSED), where
     assert r.aperture_corr >= APERTURE_CORR, where
     assert r.jaw_score_corr >= NOT_YET.get((name, "jaw_score_corr"), JAW_SCORE_CORR), where
+    assert r.jaw_score_rank_corr >= JAW_SCORE_CORR, where  # MediaPipe sees the jaw open further each step
     assert np.all(np.diff(r.gaps) > -0.01), where  # opening further never closes the lips
     assert r.outside_change <= OUTSIDE_CHANGE, where  # cheeks, collar, neck, background stay
 

@@ -30,6 +30,7 @@ UPPER_ARCH = 0.80  # teeth show out to this share of the half width
 LOWER_ARCH = 0.5
 WIDE_OPEN = (0.045, 0.10)  # opening (face heights) over which the lower teeth come into view
 GRAIN_TILE = 128
+TONGUE = np.array([0.62, 0.64, 0.78], np.float32)  # × the lips' B G R: a little redder and darker
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class PhotoMouth:
         out = _cavity(o, gap, across, light)
         wide = smoothstep(*WIDE_OPEN, o.opening)
         tongue_alpha, tongue_shade = _tongue(o, gap, across, articulation, wide)
-        tongue = light.lips * 0.62 * tongue_shade[..., None]
+        tongue = light.lips * TONGUE * tongue_shade[..., None]
         out = _over(out, tongue, tongue_alpha)
         teeth = teeth_colour(light)
         if wide > 0:
@@ -129,14 +130,19 @@ def _cavity(o: Opening, gap: np.ndarray, across: np.ndarray, light: FaceLight) -
 
 
 def _tongue(o: Opening, gap: np.ndarray, across: np.ndarray, a: Articulation, wide: float) -> tuple[np.ndarray, np.ndarray]:
-    """(alpha, shade): a mound rising from behind the lower teeth, lower on aa, its tip lifted to
-    the upper teeth on TH/DD/nn; lit from the front, darker toward the back and the sides."""
+    """(alpha, shade): a dome rising from behind the lower teeth (its top rounder and flatter than
+    the lower lip's curve), lower on aa, its tip lifted to the upper teeth on TH/DD/nn; lit from
+    the front with a wet highlight along its top, darker toward the back and the sides."""
+    middle = np.unravel_index(int(np.argmin(np.abs(o.u))), o.u.shape)
+    bottom, room = float(o.bottom[middle]), float(gap[middle])
     rise = 0.42 - 0.14 * a.tongue_low + 0.45 * a.tongue_up * np.exp(-((o.u / (0.4 * o.half_width)) ** 2))
-    height = gap * rise * np.sqrt(np.clip(1.0 - (o.u / (0.9 * o.half_width)) ** 2, 0.0, 1.0))
-    surface = o.bottom - height
+    dome = np.sqrt(np.clip(1.0 - (o.u / (0.9 * o.half_width)) ** 2, 0.0, 1.0))
+    surface = bottom - room * rise * dome + 0.4 * (o.bottom - bottom)
+    height = np.maximum(o.bottom - surface, 0.0)
     alpha = np.clip(o.v - surface + 0.5, 0.0, 1.0) * (height > 1.0) * np.clip(gap / 4.0 - 0.25, 0.0, 1.0)
-    below = np.clip((o.v - surface) / np.maximum(height, 1.0), 0.0, 1.0)
-    shade = (1.05 - 0.35 * below) * (1.0 - 0.45 * across**2) * (0.75 + 0.25 * wide)
+    below = np.clip((o.v - surface) / max(room * 0.4, 1.0), 0.0, 1.0)
+    highlight = 0.25 * np.clip(1.0 - below * 4.0, 0.0, 1.0)
+    shade = (0.95 + highlight - 0.3 * below) * (1.0 - 0.45 * across**2) * (0.75 + 0.25 * wide)
     return alpha, shade
 
 
