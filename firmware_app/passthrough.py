@@ -53,7 +53,7 @@ def passthrough_delay_s(lookahead_s: float, fps: float, trim_ms: float) -> float
 
 
 RING_SAMPLES = 8 * SAMPLE_RATE  # voice held for play-out: bounded, allocated once
-DEVICE_BUFFER_S = 0.08  # asked of PortAudio: a callback may come this late before the device runs dry
+DEVICE_BUFFER_S = 0.1  # asked of PortAudio: a callback may come this late before the device runs dry
 FOLLOW_STEP_S = 0.004  # the delay moves toward the measured latency by at most this much at a time…
 FOLLOW_SKIP_S = 2.0  # …or, while it is far off, up to this much silence is skipped or stretched at once
 FOLLOW_EVERY_S = 0.5  # …this often
@@ -80,7 +80,7 @@ class SharedLine:
     """The state both sides of the delay line see, laid out in one buffer (the shared memory, or
     plain bytes when the line is driven in-process, as the tests do)."""
 
-    NBYTES = CTL_SLOTS * 8 + TIMINGS * 16 + STALL_LOG * 16 + RING_SAMPLES * 4
+    NBYTES = CTL_SLOTS * 8 + TIMINGS * 16 + STALL_LOG * 24 + RING_SAMPLES * 4
 
     def __init__(self, buffer=None) -> None:
         buffer = bytearray(self.NBYTES) if buffer is None else buffer
@@ -91,6 +91,8 @@ class SharedLine:
         at += TIMINGS * 16
         self.stall_log = np.frombuffer(buffer, np.int64, STALL_LOG * 2, at).reshape(STALL_LOG, 2)
         at += STALL_LOG * 16
+        self.underflow_log = np.frombuffer(buffer, np.int64, STALL_LOG, at)  # input sample playing when it happened
+        at += STALL_LOG * 8
         self.ring = np.frombuffer(buffer, np.float32, RING_SAMPLES, at)
 
     def put(self, first: int, samples: np.ndarray) -> None:
@@ -114,9 +116,10 @@ def play(line: SharedLine, out: np.ndarray, underflow: bool) -> None:
     out[:] = 0.0
     if not c[ANCHORED]:
         return
-    if underflow:
-        c[UNDERFLOWS] += 1  # the wall-clock measurement below sees the delay it added
     start, received = int(c[NEXT]), int(c[RECEIVED])
+    if underflow:  # the wall-clock measurement below sees the delay it added
+        line.underflow_log[c[UNDERFLOWS] % STALL_LOG] = start
+        c[UNDERFLOWS] += 1
     if c[JUMPING]:  # a gap in the input: an idle line jumps over it rather than play it
         if start >= c[JUMP_FROM]:
             start, c[WAITING] = max(start, int(c[JUMP_TO])), 0
@@ -327,6 +330,17 @@ class VoicePassthrough(Resource):
                         1000 * waited / SAMPLE_RATE, resumed_at / SAMPLE_RATE)
         self._stalls_logged = stalls
 
+    def recent_waits(self) -> str:
+        """The last STALL_LOG waits as 'T s N ms' (T on the voice's clock), oldest first."""
+        stalls = int(self.line.ctl[STALLS])
+        waits = [self.line.stall_log[n % STALL_LOG] for n in range(max(0, stalls - STALL_LOG), stalls)]
+        return ", ".join(f"{at / SAMPLE_RATE:.2f} s {1000 * waited / SAMPLE_RATE:.0f} ms" for at, waited in waits)
+
+    def recent_underflows(self) -> str:
+        """Where on the voice's clock the device last ran dry, oldest first."""
+        count = int(self.line.ctl[UNDERFLOWS])
+        return ", ".join(f"{self.line.underflow_log[n % STALL_LOG] / SAMPLE_RATE:.2f} s" for n in range(max(0, count - STALL_LOG), count))
+
     def set_trim(self, trim_s: float) -> None:
         """The operator's trim, changed live (the console's slider): the delay moves by the
         difference at quiet moments, toward the measured latency (auto) or by the whole step (fixed)."""
@@ -373,7 +387,8 @@ class VoicePassthrough(Resource):
         done = self.report()
         log.log(logging.WARNING if done["skipped_ms"] or done["stalls"] or done["underflows"] else logging.INFO,
                 "passthrough: %.0f ms of voice skipped; waited %.0f ms for late voice (%d times); the device ran dry %d times; "
-                "its callback ran %s", done["skipped_ms"], done["waited_ms"], done["stalls"], done["underflows"], self.callback_priority)
+                "its callback ran %s; the last waits: %s; ran dry at: %s", done["skipped_ms"], done["waited_ms"], done["stalls"],
+                done["underflows"], self.callback_priority, self.recent_waits() or "none", self.recent_underflows() or "never")
         # the shared memory is not closed here: the voice thread may still be writing into it (it
         # stops after the line); it is freed with the last reference
 
