@@ -11,8 +11,9 @@ setup(
     python_requires=">=3.10",
     # `models` (training, evaluation) comes along for `ventriloquist eval`; it imports its tools
     # (the `train` extra) only when used.
-    packages=find_packages(include=["firmware_app", "firmware_app.*", "models"]),
-    package_data={"firmware_app": ["assets/*", "console/static/*", "console/static/vendor/*"]},
+    # `calibration` holds `ventriloquist enroll` (a person's face pack) and its script.
+    packages=find_packages(include=["firmware_app", "firmware_app.*", "models", "calibration"]),
+    package_data={"firmware_app": ["assets/*", "console/static/*", "console/static/vendor/*"], "calibration": ["enroll_script.txt"]},
     install_requires=[
         "numpy>=1.24",
         # mediapipe depends on the contrib build; asking for plain opencv-python too would install
@@ -31,6 +32,9 @@ setup(
         "ruamel.yaml>=0.18",  # the console's trim slider edits the config keeping its comments
         # systemd's notify protocol through libsystemd's own sd_notify (wheels for x86_64 and aarch64)
         "cysystemd>=2.0",
+        # `enroll`: its progress bar, and SSIM/PSNR for its held-out report
+        "tqdm>=4.66",
+        "scikit-image>=0.22",
     ],
     extras_require={
         "dev": ["pytest>=7", "scikit-image>=0.22", "onnxconverter-common>=1.14", "selenium>=4.20"],

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from firmware_app.config import TrackerSettings
-from firmware_app.errors import MediaError, VentriloquistError
+from firmware_app.errors import ExitCode, MediaError, VentriloquistError
 from firmware_app.fileutil import write_atomically
 from firmware_app.frames import Face, VideoFrame
 from firmware_app.render.bank import EDGE_S, FORMAT_VERSION, GAP_S, MOUTH_BLENDSHAPES, PATCH_U, PATCH_V, descriptor, exemplar_coords, patch_pixels
@@ -62,6 +62,11 @@ ADVICE = {
     "closed": "close the lips fully: say the block of p, b and m words and pause with the mouth shut",
     "teeth showing": "show the teeth: say the block with \"see\", \"cheese\", \"fifty\", \"this\", and smile between lines",
 }
+
+
+class UsageError(VentriloquistError):
+    exit_code = ExitCode.USAGE
+    title = "usage error"
 
 
 @dataclass
@@ -164,7 +169,7 @@ def normalise_mouth(image: np.ndarray, face: Face, resolution: float) -> tuple[n
     fh = g.face_height
     u, v = mouth_grid(resolution)
     xy = g.centre + (u[..., None] * g.ex + v[..., None] * g.ey) * fh
-    patch = cv2.remap(image, xy[..., 0].astype(np.float32), xy[..., 1].astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    patch = cv2.remap(image, xy[..., 0].astype(np.float32), xy[..., 1].astype(np.float32), cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     across = EDGE_S * g.half_width
     upper = np.interp(across, g.upper_u, g.upper_v) / fh
     lower = np.maximum(np.interp(across, g.lower_u, g.lower_v) / fh, upper)
@@ -455,16 +460,16 @@ def enroll(
     end, or from `holdout_at`) out of the bank and, with `report`, score re-synthesising it
     (`calibration.reenact`)."""
     if not consent or not consent.strip():
-        raise VentriloquistError(
+        raise UsageError(
             "a face pack is a likeness of a real person and enroll needs their consent statement",
             "add --consent \"I, NAME, agree that this clip of me is used to animate my face on DATE for PURPOSE\"",
         )
     if not 0.0 <= holdout <= 0.5:
-        raise VentriloquistError(f"--holdout {holdout} is outside 0 … 0.5", "give the share of the clip kept for scoring, e.g. --holdout 0.2")
+        raise UsageError(f"--holdout {holdout} is outside 0 … 0.5", "give the share of the clip kept for scoring, e.g. --holdout 0.2")
     if holdout_at is not None and not 0.0 <= holdout_at <= 1.0 - holdout:
-        raise VentriloquistError(f"--holdout-at {holdout_at} leaves no room for --holdout {holdout}", "give a start between 0 and 1 − holdout")
+        raise UsageError(f"--holdout-at {holdout_at} leaves no room for --holdout {holdout}", "give a start between 0 and 1 − holdout")
     if report is not None and holdout <= 0:
-        raise VentriloquistError("--report scores held-out frames, but --holdout is 0", "add --holdout 0.2")
+        raise UsageError("--report scores held-out frames, but --holdout is 0", "add --holdout 0.2")
     log.info("enroll %s; consent: %s", clip, consent)
     count, fps, _ = clip_info(clip)
     held, excluded = held_out(count, fps, holdout, holdout_at)
@@ -478,6 +483,20 @@ def enroll(
 
         manifest["report"] = score_holdout(enrollment, out, [f for f in enrollment.kept if f.index in held], report, progress)
     return manifest
+
+
+def enroll_command(clip: Path, out: Path, consent: str | None, model_path: str, holdout: float, report: Path | None, holdout_at: float | None) -> str:
+    """`ventriloquist enroll`: enroll, then say what was kept, what the clip lacks and, with a
+    report, how the bank scored on the held-out frames."""
+    manifest = enroll(clip, out, consent or "", model_path, holdout, report, holdout_at)
+    lines = [f"wrote {out}: {manifest['exemplars']} mouth exemplars from {manifest['frames_used']} frames; {manifest['summary']}", "coverage:", coverage_text(manifest)]
+    ap = manifest["aperture_range"]
+    lines.append(f"aperture (inner-lip gap, face heights): median {ap['median']}, 95 % {ap['p95']}, max {ap['max']}")
+    if "report" in manifest:
+        from calibration.reenact import table
+
+        lines += [f"held-out scores (also in {report}/report.json, contact sheet {report}/sheet.png):", table(manifest["report"])]
+    return "\n".join(lines)
 
 
 class _NoBar:

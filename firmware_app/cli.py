@@ -69,6 +69,16 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--size", help="frame size WIDTHxHEIGHT (default from config: 1280x720)")
     render.set_defaults(handler=cmd_render)
 
+    enroll = commands.add_parser("enroll", help="a person's own mouth: a clip of them talking → NAME.face (with their consent)")
+    enroll.add_argument("clip", type=Path, help="1-3 minutes of the person talking towards the camera (sound is not used)")
+    enroll.add_argument("--out", type=Path, required=True, help="the face pack to write, NAME.face (render --face NAME.face)")
+    enroll.add_argument("--consent", help="the person's consent statement, stored in the pack and logged whenever it is used (required)")
+    enroll.add_argument("--holdout", type=float, default=0.0, help="share of the clip left out of the bank for scoring (0.2: the last 20 %%)")
+    enroll.add_argument("--holdout-at", type=float, help="where the held-out part starts, as a share of the clip (default: it ends the clip)")
+    enroll.add_argument("--report", type=Path, help="with --holdout: re-synthesise the held-out frames, write DIR/report.json and DIR/sheet.png")
+    enroll.add_argument("--config", type=Path, help="config whose tracker.model_path to use")
+    enroll.set_defaults(handler=cmd_enroll)
+
     config = commands.add_parser("config", help="check a config file or print the commented default")
     config_commands = config.add_subparsers(dest="config_command", required=True)
     check = config_commands.add_parser("check", help="validate FILE and say what is wrong")
@@ -242,6 +252,14 @@ def cmd_render(args: argparse.Namespace) -> int:
         settings = with_changes(settings, {"video.width": width, "video.height": height})
     stats = render_offline(settings, args.audio, args.face, args.out, args.performer)
     print(f"wrote {args.out}: {stats.summary()}")
+    return ExitCode.OK
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from calibration.enroll import enroll_command
+
+    settings = load_settings(args.config)
+    print(enroll_command(args.clip, args.out, args.consent, settings.tracker.model_path, args.holdout, args.report, args.holdout_at))
     return ExitCode.OK
 
 

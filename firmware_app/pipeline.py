@@ -174,12 +174,13 @@ def build_pipeline(settings: Settings, realtime: bool) -> Pipeline:
             follow=settings.audio.passthrough_delay == "auto",
             trim_s=settings.audio.passthrough_trim_ms / 1000,
         )
+    video_source, renderer = _face(settings, face_uri if puppet else None, realtime)
     return Pipeline(
         voice_source=open_audio_source(settings.sources.audio, settings, realtime),
-        video_source=open_video_source(face_uri, settings, realtime),
+        video_source=video_source or open_video_source(face_uri, settings, realtime),
         model=model,
         tracker=FaceTracker(settings.tracker),
-        renderer=Renderer(settings.renderer, settings.disclosure),
+        renderer=renderer,
         sink=open_sink(settings.output.uri, settings.output.window_title),
         size=(settings.video.width, settings.video.height),
         passthrough=passthrough,
@@ -189,6 +190,21 @@ def build_pipeline(settings: Settings, realtime: bool) -> Pipeline:
         idle=settings.idle,
         restart_above_mb=settings.health.restart_above_mb,
     )
+
+
+def _face(settings: Settings, portrait: str | None, realtime: bool) -> tuple[VideoSource | None, Renderer]:
+    """A face pack as the portrait (`file://NAME.face`) brings its reference still and its mouth
+    bank (`render.bank`); anything else: the picture's own source, the single-photo renderer."""
+    from firmware_app.render.bank import BankRenderer, face_pack_path, open_face_pack
+
+    path = face_pack_path(portrait) if portrait else None
+    if path is None:
+        return None, Renderer(settings.renderer, settings.disclosure)
+    from firmware_app.sources.face_pack import FacePackSource
+
+    pack = open_face_pack(path, settings.disclosure)
+    source = FacePackSource(pack, (settings.video.width, settings.video.height), settings.video.fps, realtime)
+    return source, BankRenderer(settings.renderer, settings.disclosure, pack)
 
 
 def render_offline(settings: Settings, audio: str, face: str, out: str, performer: str | None = None) -> StageStats:

@@ -48,8 +48,8 @@ MOUTH_BLENDSHAPES = (
     "mouthUpperUpLeft", "mouthUpperUpRight",
 )  # fmt: skip
 GAP_S = (-0.5, 0.0, 0.5)  # the inner-lip gap is described at these shares of the half width
-NEAREST = 3  # exemplars blended per frame
-SMOOTHING = 0.45  # share of the new lookup's weights taken each frame (the rest: the previous frame's)
+NEAREST = 2  # exemplars blended per frame
+SMOOTHING = 0.6  # share of the new lookup's weights taken each frame (the rest: the previous frame's)
 COLOUR_GAIN = (0.75, 1.35)  # the colour match never scales a channel beyond these
 
 
@@ -160,7 +160,7 @@ class BankMouth:
         for k, w in zip(chosen, share):
             u, v = exemplar_coords(s, d_top, d_bot, self.pack.upper[k], self.pack.lower[k], float(self.pack.half_width[k]))
             px, py = patch_pixels(u, v, self.pack.resolution)
-            out += w * cv2.remap(self.pack.textures[k], px, py, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+            out += w * cv2.remap(self.pack.textures[k], px, py, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
         gain = np.clip(light.lips / np.maximum(self.pack.lips, 1.0), *COLOUR_GAIN).astype(np.float32)
         return out * gain
 

