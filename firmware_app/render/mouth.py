@@ -167,7 +167,9 @@ def plan_lips(g: MouthGeometry, u: np.ndarray, opening: float, own_teeth: np.nda
     upper_shift = new_upper - (upper - seal)
     lower_shift = new_lower - (lower + seal)
     centre = int(np.argmin(np.abs(u)))
-    jaw = lower_shift[centre] * (1.0 if lower_shift[centre] >= 0 else CLOSE_BY_JAW)
+    # a camera's jaw follows the command wholly (its own chin would talk along otherwise); a
+    # still's wide-open mouth closes partly by the lips, so its neck is not stretched as far
+    jaw = lower_shift[centre] * (1.0 if lower_shift[centre] >= 0 or moving else CLOSE_BY_JAW)
     lateral = 1.0 - smoothstep(JAW_REACH[0] * g.jaw_half_width, JAW_REACH[1] * g.jaw_half_width, np.abs(g.symmetric(u, g.jaw_sides)))
     return LipLines(
         int(u[0]), upper, lower, new_upper, new_lower, np.minimum(own_teeth, target), upper_shift, lower_shift, jaw * lateral
