@@ -39,6 +39,10 @@ def run_bench(settings: Settings, sizes: list[tuple[int, int]]) -> str:
                 lines += _stage_lines(label, stats)
     lines.append(_mouth_step_line(settings, settings.demo.audio))
     lines.append(_renderer_line(settings))
+    from firmware_app.render.bank import face_pack_path
+
+    pack = face_pack_path(settings.sources.portrait)
+    lines.append(bank_line(settings, pack) if pack else "face pack: none in sources.portrait (bench --config with sources.portrait: file://NAME.face times its bank)")
     return "\n".join(lines)
 
 
@@ -47,22 +51,64 @@ RENDERER_BUDGET_MS = 8.0  # the renderer's share of a 30 fps frame beside tracki
 
 def _renderer_line(settings: Settings, size: tuple[int, int] = (1280, 720)) -> str:
     """The renderer alone on one core: the demo portrait speaking the demo speech, every 1/30 s."""
-    import cv2
-
     from firmware_app.render import Renderer
     from firmware_app.sources import open_video_source
-    from firmware_app.tracker import FaceTracker
 
     sized = with_changes(settings, {"video.width": size[0], "video.height": size[1]})
     with open_video_source(sized.demo.face, sized, realtime=False) as source:
         frame = source.read()
-    with FaceTracker(sized.tracker) as tracker:
+    cpu_ms, wall_ms, n = _time_renderer(sized, Renderer(sized.renderer, sized.disclosure), frame)
+    return (
+        f"renderer alone at {size[0]}x{size[1]} on one core: {cpu_ms:.2f} ms/frame CPU ({wall_ms:.2f} ms wall), "
+        f"{n} frames of the demo speech (budget {RENDERER_BUDGET_MS:.0f} ms)"
+    )
+
+
+BANK_BUDGET_MS = 3.0  # a face pack's lookup + painting, on top of the renderer's warp
+
+
+def bank_line(settings: Settings, pack_path: Path, size: tuple[int, int] = (1280, 720)) -> str:
+    """A face pack speaking the demo speech on one core: the whole renderer, and the bank's own
+    part (exemplar lookup, warp to the lips, colour match: `BankMouth.paint`) with the compositing
+    of its pixels into the frame."""
+    from firmware_app.render.bank import BankRenderer, open_face_pack
+    from firmware_app.sources.face_pack import FacePackSource
+
+    sized = with_changes(settings, {"video.width": size[0], "video.height": size[1]})
+    pack = open_face_pack(pack_path, sized.disclosure)
+    with FacePackSource(pack, size, sized.video.fps, realtime=False) as source:
+        frame = source.read()
+    renderer = BankRenderer(sized.renderer, sized.disclosure, pack)
+    paint, spent = renderer.bank.paint, [0.0]
+
+    def timed_paint(*args, **kwargs):  # type: ignore[no-untyped-def]
+        start = time.process_time()
+        try:
+            return paint(*args, **kwargs)
+        finally:
+            spent[0] += time.process_time() - start
+
+    renderer.bank.paint = timed_paint  # type: ignore[method-assign]
+    cpu_ms, wall_ms, n = _time_renderer(sized, renderer, frame)
+    return (
+        f"face pack {pack_path.name} at {size[0]}x{size[1]} on one core: bank lookup + painting {spent[0] * 1000 / n:.2f} ms/frame CPU "
+        f"(budget {BANK_BUDGET_MS:.0f} ms), whole renderer {cpu_ms:.2f} ms/frame CPU ({wall_ms:.2f} ms wall), {n} frames of the demo speech"
+    )
+
+
+def _time_renderer(settings: Settings, renderer, frame) -> tuple[float, float, int]:  # type: ignore[no-untyped-def]
+    """(CPU ms, wall ms per frame, frames): `renderer` on one core drawing `frame`'s face speaking
+    the demo speech, one mouth shape every 1/30 s."""
+    import cv2
+
+    from firmware_app.tracker import FaceTracker
+
+    with FaceTracker(settings.tracker) as tracker:
         face = tracker.track(frame)
-    samples = decode_audio(parse_uri(sized.demo.audio, ("file",)).path)
-    model = create_mouth_model(sized.model, sized.inference)
+    samples = decode_audio(parse_uri(settings.demo.audio, ("file",)).path)
+    model = create_mouth_model(settings.model, settings.inference)
     shapes = model.push(FeatureFrames(FeatureStream().push(AudioBlock(samples, 0.0)).values, 0.0)) + model.flush()
     shapes = shapes[:: max(int(round(100 / 30)), 1)]
-    renderer = Renderer(sized.renderer, sized.disclosure)
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
@@ -73,10 +119,7 @@ def _renderer_line(settings: Settings, size: tuple[int, int] = (1280, 720)) -> s
     finally:
         cv2.setNumThreads(threads)
     n = max(len(shapes), 1)
-    return (
-        f"renderer alone at {size[0]}x{size[1]} on one core: {cpu_ms / n:.2f} ms/frame CPU ({wall_ms / n:.2f} ms wall), "
-        f"{n} frames of the demo speech (budget {RENDERER_BUDGET_MS:.0f} ms)"
-    )
+    return cpu_ms / n, wall_ms / n, n
 
 
 def _stage_lines(label: str, stats) -> list[str]:
