@@ -5,8 +5,9 @@ work in C with the GIL released, so threads overlap on the cores as processes wo
 and mouth shapes are shared without copying or serialising them.
 
     voice thread    microphone → passthrough ring → features → mouth model → MouthTrack; it
-                    runs at a lower nice level than the tracker where allowed (`priority.py`),
-                    so when the cores are busy frames drop, not the voice
+                    runs real-time (or at a lower nice level) where allowed (`priority.py`), so
+                    when the cores are busy frames drop, not the voice. The video threads keep
+                    the normal level: one holding the GIL must not be starved while holding it
     camera thread   camera → the last half second of frames, each stamped with its arrival
     tracker thread  each new frame → face landmarks, while the model still waits for the
                     look-ahead audio of that frame's instant (so tracking costs no latency)
@@ -42,7 +43,7 @@ from firmware_app.frames import HOP_S, AudioBlock, MouthShape, VideoFrame
 from firmware_app.memory import check_memory, resident_mb
 from firmware_app.mouth import MouthModel
 from firmware_app.mouth.track import MouthTrack
-from firmware_app.priority import prioritise_this_thread
+from firmware_app.priority import VOICE_RT_PRIORITY, make_this_thread_realtime
 from firmware_app.render.disclosure import draw_prompt
 from firmware_app.sources import AudioSource, VideoSource
 
@@ -55,8 +56,7 @@ STALL_S = 1.5  # no camera frame or microphone block for this long: the device i
 MAX_FRAME_FAILURES = 100  # frames in a row that fail to render before the loop gives up
 MEMORY_CHECK_S = 5.0
 MAX_HOLD_S = 0.2  # the most the picture waits for a late voice (the tracker keeps 8 frames)
-VOICE_NICE = -5  # relative to the process: the voice thread, where the system allows it
-VIDEO_NICE = 5  # the tracker (the heaviest video work): always allowed, frames drop first
+VOICE_NICE = -5  # relative to the process: the voice thread where real-time is not allowed
 LATENCY_BUCKETS_MS = (25, 50, 75, 100, 125, 150, 200, 300, 500, 1000)
 STAGE_BUCKETS_MS = (0.5, 1, 2, 5, 10, 15, 20, 30, 50, 100)
 
@@ -170,7 +170,8 @@ class VoiceThread(threading.Thread):
         self.ended = threading.Event()  # a speech file (not a microphone) has been played to its end
 
     def run(self) -> None:
-        prioritise_this_thread(VOICE_NICE)  # the voice comes first when the cores are busy
+        got = make_this_thread_realtime(VOICE_NICE, VOICE_RT_PRIORITY)  # the voice comes first when the cores are busy
+        log.debug("voice thread: %s", got)
         first = True
         while not self.stop.is_set() and not self.ended.is_set():
             if not self._already_open and not reopen_forever("microphone", self.source, self.stop, self.metrics, first):
@@ -422,7 +423,6 @@ class TrackerThread(threading.Thread):
         self._lock = threading.Lock()
 
     def run(self) -> None:
-        prioritise_this_thread(VIDEO_NICE)  # frames are dropped before the voice glitches
         last = -1
         while not self.stop.is_set():
             self.camera.arrived.clear()
@@ -461,13 +461,14 @@ def _render_loop(p, tracking: TrackerThread, voice: VoiceThread, sink, metrics: 
     period = 1.0 / p.fps
     failures, last, last_shown_at = 0, None, time.monotonic()
     memory_checked_at = 0.0
+    hold = PictureHold()
     while not (stop.is_set() or reload.is_set() or voice.ended.is_set()):
         if time.monotonic() - memory_checked_at > MEMORY_CHECK_S:
             memory_checked_at = time.monotonic()
             metrics.resident_mb = resident_mb()
             check_memory(p.restart_above_mb, metrics.resident_mb, metrics.last_activity_at)
         voice.progress.clear()
-        known_until = _shown_until(p, voice, metrics)
+        known_until = hold.shown_until(p, voice, metrics)
         item = tracking.next_due(known_until, after=last.frame.index if last is not None else -1)
         if item is None:
             overdue_in = last_shown_at + 1.5 * period - time.monotonic()
@@ -493,21 +494,32 @@ def _render_loop(p, tracking: TrackerThread, voice: VoiceThread, sink, metrics: 
             reopen_forever("display", _SinkOpener(sink, p.size, p.fps), stop, metrics, first=False)
 
 
-def _shown_until(p, voice: VoiceThread, metrics: LiveMetrics) -> float | None:
-    """Frames captured up to this wall time may be shown: the mouth model has covered them, and
-    when the passthrough voice must play later than the picture would (its floor, after the voice
-    thread was starved), the picture waits for it, up to MAX_HOLD_S, so the two stay together."""
-    known_until = voice.known_until()
-    line = p.passthrough
-    if line is None or not line.follow or known_until is None:  # (None: no voice to wait for)
-        return known_until
-    # the picture's delay is its latency (capture → shown) plus half a frame (see _show)
-    busy_s = (metrics.stage_ms.get("renderer", 0.0) + metrics.stage_ms.get("display", 0.0)) / 1000
-    hold = min(MAX_HOLD_S, line.floor_s - line.trim_s - 0.5 / p.fps - busy_s)
-    if hold <= 0:
-        return known_until
-    held_until = time.monotonic() - hold
-    return held_until if known_until is None else min(known_until, held_until)
+class PictureHold:
+    """When the passthrough voice must play later than the picture would (its floor, after the
+    voice thread was starved), frames wait so the two stay together, up to MAX_HOLD_S. The wait is
+    steered by what is measured: the picture's recent delay against the floor (minus the trim)."""
+
+    GAIN = 0.05  # of the error, per frame: settles in a second or two, no overshoot
+    RECENT = 30  # frames whose latency is the picture's recent delay
+
+    def __init__(self) -> None:
+        self.hold_s = 0.0
+
+    def shown_until(self, p, voice: VoiceThread, metrics: LiveMetrics) -> float | None:
+        """Frames captured up to this wall time may be shown: the mouth model has covered them
+        and, with the voice late, the picture has waited for it."""
+        known_until = voice.known_until()
+        line = p.passthrough
+        if line is None or not line.follow or known_until is None:  # (None: no voice to wait for)
+            return known_until
+        if metrics.recent_latencies:
+            recent = list(metrics.recent_latencies)[-self.RECENT :]
+            picture_delay_s = float(np.mean(recent)) / 1000 + 0.5 / p.fps  # as _show counts it
+            error = (line.floor_s - line.trim_s) - picture_delay_s
+            self.hold_s = float(np.clip(self.hold_s + self.GAIN * error, 0.0, MAX_HOLD_S))
+        if self.hold_s <= 0:
+            return known_until
+        return min(known_until, time.monotonic() - self.hold_s)
 
 
 def _show(p, frame: VideoFrame, captured: float, face, voice: VoiceThread, sink, metrics: LiveMetrics) -> None:

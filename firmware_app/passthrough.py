@@ -63,8 +63,10 @@ QUIET_MARGIN = round(0.03 * SAMPLE_RATE)  # …for this long around the samples 
 WINDOW = SAMPLE_RATE // 100  # silence ahead is judged in 10 ms windows
 SAFETY_S = 0.03  # voice kept in hand beyond the latest one seen late: the floor's margin
 FLOOR_WINDOW_S = 30.0  # how long a stall keeps the floor raised
+FLOOR_MOST_S = 0.35  # a floor above this (after a stall of seconds) would keep sound and picture apart
 SETTLE_S = 5.0  # lateness in the first seconds of a voice is start-up work (model warm-up), not a stall
-TIMINGS = 64  # callbacks whose wall-clock delay is kept (the median is the measured delay)
+TIMINGS = 256  # the last callbacks, (wall time, first sample, samples in hand, samples asked): measures and floor
+MEASURED = 64  # the latest callbacks whose delay's median is the measured delay
 STALL_LOG = 32  # the last stalls, (input sample where the voice resumed, samples waited), for the log
 PLAYER_START_S = 30.0  # the player process's start (imports, device open) on a busy machine
 
@@ -80,15 +82,15 @@ class SharedLine:
     """The state both sides of the delay line see, laid out in one buffer (the shared memory, or
     plain bytes when the line is driven in-process, as the tests do)."""
 
-    NBYTES = CTL_SLOTS * 8 + TIMINGS * 16 + STALL_LOG * 24 + RING_SAMPLES * 4
+    NBYTES = CTL_SLOTS * 8 + TIMINGS * 32 + STALL_LOG * 24 + RING_SAMPLES * 4
 
     def __init__(self, buffer=None) -> None:
         buffer = bytearray(self.NBYTES) if buffer is None else buffer
         at = 0
         self.ctl = np.frombuffer(buffer, np.int64, CTL_SLOTS, at)
         at += CTL_SLOTS * 8
-        self.timing = np.frombuffer(buffer, np.float64, TIMINGS * 2, at).reshape(TIMINGS, 2)  # (wall, input sample)
-        at += TIMINGS * 16
+        self.timing = np.frombuffer(buffer, np.float64, TIMINGS * 4, at).reshape(TIMINGS, 4)
+        at += TIMINGS * 32
         self.stall_log = np.frombuffer(buffer, np.int64, STALL_LOG * 2, at).reshape(STALL_LOG, 2)
         at += STALL_LOG * 16
         self.underflow_log = np.frombuffer(buffer, np.int64, STALL_LOG, at)  # input sample playing when it happened
@@ -138,8 +140,8 @@ def play(line: SharedLine, out: np.ndarray, underflow: bool) -> None:
         c[WAITING] = 0
     if ready:
         line.take(out[:ready], start)
-        line.timing[c[TIMED] % TIMINGS] = (time.monotonic(), start)
-        c[TIMED] += 1
+    line.timing[c[TIMED] % TIMINGS] = (time.monotonic(), start, received, frames)
+    c[TIMED] += 1
     c[NEXT] = start + ready
     c[QUIET_RUN] = c[QUIET_RUN] + frames if np.sqrt(np.mean(out**2)) < QUIET_RMS else 0
     _move_if_unheard(line)
@@ -196,8 +198,8 @@ class VoicePassthrough(Resource):
         self._device_latency = 0.0
         self._origin: float | None = None  # wall time of input sample 0 (earliest arrival seen)
         self._settled_at = 0.0
-        self._lateness: deque[tuple[float, float]] = deque()  # (arrival, s after its earliest possible arrival)
-        self._block_s = 0.0
+        self._needed: deque[tuple[float, float]] = deque()  # (wall time, play delay that callback needed)
+        self._timed_read = 0
         self._memory: mmap.mmap | None = None
         self._player: subprocess.Popen | None = None
 
@@ -260,7 +262,7 @@ class VoicePassthrough(Resource):
         first = round(block.t * SAMPLE_RATE)
         samples = block.samples
         end = first + len(samples)
-        self._note_arrival(time.monotonic(), end, len(samples))
+        self._note_arrival(time.monotonic(), end)
         if not c[ANCHORED]:  # the voice starts now: play it `delay` from now
             c[NEXT] = first - c[DELAY]
             c[RECEIVED] = first
@@ -277,19 +279,30 @@ class VoicePassthrough(Resource):
         self.line.put(first + late, samples[late:])
         c[RECEIVED] = max(received, end)  # after the samples: the player reads only what is complete
 
-    def _note_arrival(self, arrived: float, end: int, count: int) -> None:
-        """Each block's lateness: how long after its earliest possible arrival it came (the block
-        that came soonest after it ended defines the clock). The floor covers the worst lately."""
+    def _note_arrival(self, arrived: float, end: int) -> None:
+        """The voice's clock: the block that arrived soonest after it ended says when sample 0 was
+        captured (the sample clock does not drift; only its start is unknown)."""
         origin = arrived - end / SAMPLE_RATE
         if self._origin is None:
             self._settled_at = arrived + SETTLE_S
         self._origin = origin if self._origin is None else min(self._origin, origin)
-        self._block_s = count / SAMPLE_RATE
-        if arrived < self._settled_at:
-            return
-        self._lateness.append((arrived, origin - self._origin))
-        while self._lateness[0][0] < arrived - FLOOR_WINDOW_S:
-            self._lateness.popleft()
+
+    def _update_floor(self) -> None:
+        """Each callback since the last look needed a play delay of: the device's buffer, plus what
+        it asked for, plus how late the newest voice in hand then was. The floor is the most any
+        needed in the last FLOOR_WINDOW_S (after start-up), plus SAFETY_S."""
+        timed = int(self.line.ctl[TIMED])
+        rows = [self.line.timing[n % TIMINGS] for n in range(max(self._timed_read, timed - TIMINGS), timed)]
+        self._timed_read = timed
+        if self._origin is not None:
+            for wall, _start, received, frames in rows:
+                if wall >= self._settled_at:
+                    late = wall - (self._origin + received / SAMPLE_RATE)
+                    self._needed.append((wall, self._device_latency + frames / SAMPLE_RATE + late))
+        now = time.monotonic()
+        while self._needed and self._needed[0][0] < now - FLOOR_WINDOW_S:
+            self._needed.popleft()
+        self.floor_s = min(FLOOR_MOST_S, max((needed for _, needed in self._needed), default=0.0) + SAFETY_S)
 
     def _fill(self, outdata: np.ndarray, frames: int, time_info: object, status: object) -> None:
         """The device's side, in this process: what the player process runs (tests drive it)."""
@@ -301,16 +314,15 @@ class VoicePassthrough(Resource):
         """Ask the delay to move toward the measured picture latency (+ trim), but never below the
         floor that keeps the voice safe; the move happens at the next quiet moment.
 
-        The floor: the least play delay that had every block of the last FLOOR_WINDOW_S in hand
-        SAFETY_S before its play-out (the device's buffer, one block, the worst lateness, a margin).
-        The picture is held to it (`live.py`). Each frame asks; the work is done every FOLLOW_EVERY_S."""
+        The floor (`_update_floor`) is the least play delay that would have had the voice in hand
+        for every callback lately; the picture is held to it (`live.py`). Each frame asks; the
+        work is done every FOLLOW_EVERY_S."""
         now = time.monotonic()
         if now - self._last_follow < FOLLOW_EVERY_S:
             return
         self._last_follow = now
         self._log_stalls()
-        worst = max((late for _, late in self._lateness), default=0.0)
-        self.floor_s = self._device_latency + self._block_s + worst + SAFETY_S
+        self._update_floor()
         if not self.follow or video_latency_s <= 0:
             return
         error = max(video_latency_s + self.trim_s, self.floor_s) - self.play_delay_s
@@ -352,10 +364,11 @@ class VoicePassthrough(Resource):
     def play_delay_s(self) -> float:
         """From a sample's capture to its sound leaving the device: measured on the wall clock
         (so a stall or a device that ran dry shows here), else the nominal line + device latency."""
-        count = int(min(self.line.ctl[TIMED], TIMINGS))
+        count = int(min(self.line.ctl[TIMED], MEASURED))
         if self._origin is None or count == 0:
             return self.delay_s + self._device_latency
-        wall, sample = self.line.timing[:count].T
+        latest = (int(self.line.ctl[TIMED]) - 1 - np.arange(count)) % TIMINGS
+        wall, sample = self.line.timing[latest, 0], self.line.timing[latest, 1]
         return float(np.median(wall + self._device_latency - (self._origin + sample / SAMPLE_RATE)))
 
     def report(self) -> dict[str, float]:

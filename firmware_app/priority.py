@@ -16,7 +16,8 @@ from typing import Iterator
 
 log = logging.getLogger(__name__)
 
-AUDIO_RT_PRIORITY = 10  # SCHED_FIFO level for the sound device's callback: low among real-time ones
+AUDIO_RT_PRIORITY = 10  # SCHED_FIFO level for the sound device's threads: low among real-time ones
+VOICE_RT_PRIORITY = 5  # the voice thread: below the device, above everything that is not real-time
 
 
 def prioritise_this_thread(relative_nice: int) -> bool:
@@ -31,13 +32,14 @@ def prioritise_this_thread(relative_nice: int) -> bool:
         return False
 
 
-def make_this_thread_realtime(fallback_nice: int) -> str:
-    """For the audio device's callback thread, which must never miss its turn: SCHED_FIFO at a
-    low real-time level if allowed, else a lower nice level, else nothing. Says which it got.
-    The callback does little (a copy from a ring), so a real-time policy cannot starve the rest."""
+def make_this_thread_realtime(fallback_nice: int, level: int = AUDIO_RT_PRIORITY) -> str:
+    """For a thread that must never miss its turn (the sound device's; the voice thread):
+    SCHED_FIFO at a low real-time level if allowed, else a lower nice level, else nothing. Says
+    which it got. These threads do little per turn (a copy; 10 ms of features and a small model),
+    and the kernel keeps 5% of each core for the rest even so (sched_rt_runtime_us)."""
     try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(AUDIO_RT_PRIORITY))  # 0: this thread
-        return f"real-time (SCHED_FIFO {AUDIO_RT_PRIORITY})"
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(level))  # 0: this thread
+        return f"real-time (SCHED_FIFO {level})"
     except (OSError, AttributeError):
         pass
     if prioritise_this_thread(fallback_nice):

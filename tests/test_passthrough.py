@@ -57,12 +57,19 @@ def test_a_gap_in_the_input_is_not_waited_through():
 
 
 def starve_once(line: VoicePassthrough) -> None:
+    """A device pulling 10 ms every 10 ms; the voice comes on time, then none for 120 ms, then
+    all that was late at once."""
     block = np.zeros(160, np.float32)
-    for i in range(20):  # on time, every 10 ms
+    for i in range(20):
         line.write(AudioBlock(block, i * 0.01))
+        pull(line, 160)
         time.sleep(0.01)
-    time.sleep(0.12)  # the voice thread starves for 120 ms
-    line.write(AudioBlock(block, 0.20))
+    for _ in range(12):  # the voice thread starves
+        pull(line, 160)
+        time.sleep(0.01)
+    for i in range(20, 33):
+        line.write(AudioBlock(block, i * 0.01))
+    pull(line, 160)
     line.follow_latency(0.1)
 
 
