@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_app import __version__
+from firmware_app.logrepeat import RepeatLimiter
 from firmware_app.config import Settings, default_yaml, load_settings, with_changes
 from firmware_app.pipeline import build_pipeline, render_offline
 from firmware_app.errors import CameraMissingError, ConfigError, ExitCode, VentriloquistError
@@ -111,13 +112,15 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--config", type=Path)
     build.set_defaults(handler=cmd_engine_build)
 
-    bench = commands.add_parser("bench", help="stages: per-stage timings; latency: mic → screen; soak: hours-long health")
-    bench.add_argument("what", nargs="?", default="stages", choices=["stages", "latency", "soak"])
+    bench = commands.add_parser("bench", help="stages: per-stage timings; latency: mic → screen; soak: hours-long health; load: the voice under a busy CPU")
+    bench.add_argument("what", nargs="?", default="stages", choices=["stages", "latency", "soak", "load"])
     bench.add_argument("--size", default="640x480,1280x720", help="stages: frame sizes WIDTHxHEIGHT, comma-separated")
     bench.add_argument("--config", type=Path)
     bench.add_argument("--play-sink", help="latency: play the test sound with `paplay --device=SINK` (a PulseAudio rig) instead of the speaker")
     bench.add_argument("--events", type=int, default=8, help="latency: how many sounds to time")
     bench.add_argument("--minutes", type=float, default=30.0, help="soak: how long to run")
+    bench.add_argument("--busy", type=int, help="load: busy processes competing for the cores (default: one per core)")
+    bench.add_argument("--seconds", type=float, default=60.0, help="load: how long to run")
     bench.set_defaults(handler=cmd_bench)
 
     models = commands.add_parser("models", help="model files")
@@ -360,7 +363,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif args.what == "soak":
         from firmware_app.soak import run_soak
 
-        print(run_soak(settings, args.minutes))
+        soak = run_soak(settings, args.minutes)
+        print(soak)
+        return ExitCode.FAILURE if soak.failures else ExitCode.OK
+    elif args.what == "load":
+        from firmware_app.loadbench import run_load_bench
+
+        result = run_load_bench(settings, args.busy, args.seconds)
+        print(result.line())
+        return ExitCode.FAILURE if result.missed() else ExitCode.OK
     else:
         print(run_bench(settings, [_parse_size(size) for size in args.size.split(",")]))
     return ExitCode.OK
@@ -447,6 +458,7 @@ class _JsonFormatter(logging.Formatter):
 def _setup_logging(level: str | None, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RepeatLimiter())  # a recurring fault is logged once, then counted
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel((level or "info").upper())

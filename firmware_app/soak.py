@@ -7,6 +7,11 @@ is looped). Samples every SAMPLE_S; memory growth is the slope of a line fitted 
 set size after the first minute (start-up allocations excluded), and A/V drift is how far the
 A/V offset (or, with no passthrough, the picture latency) moved from the first minute to the last.
 Ends with one line: `soak minutes=… fps=… dropped=… rss_slope_mb_per_h=… av_drift_ms=…`.
+
+The soak fails (exit 1, naming why) when what it watches stops being exercised or grows: a
+speech file as the voice must open the mouth in every sample period after the warm-up (a looped
+file that stops producing mouth shapes measures nothing), and memory must not keep rising
+(slope above RSS_SLOPE_LIMIT_MB_PER_H and more than RSS_RISE_LIMIT_MB in all).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,37 +31,52 @@ log = logging.getLogger(__name__)
 
 SAMPLE_S = 10.0
 WARM_UP_S = 60.0
+REACTS = 0.15  # aperture that counts as the mouth opening
+RSS_SLOPE_LIMIT_MB_PER_H = 20.0
+RSS_RISE_LIMIT_MB = 5.0  # a short soak's slope is noisy: it must also have grown this much
 
 
-def run_soak(settings: Settings, minutes: float) -> str:
+@dataclass
+class SoakResult:
+    text: str
+    failures: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return "\n".join([self.text, *(f"soak FAILED: {failure}" for failure in self.failures)])
+
+
+def run_soak(settings: Settings, minutes: float) -> SoakResult:
     from firmware_app.pipeline import build_pipeline
 
     settings = with_changes(settings, {"health.enabled": False, "health.restart_above_mb": 0})  # measure growth, never mask it
     pipeline = build_pipeline(settings, realtime=True)
     pipeline.loop_audio = True
     metrics, stop, reload = LiveMetrics(), threading.Event(), threading.Event()
-    samples: list[tuple[float, int, int, float, float]] = []  # (elapsed s, frames, dropped, rss MB, sync ms)
+    samples: list[tuple[float, int, int, float, float, float]] = []  # (elapsed s, frames, dropped, rss MB, sync ms, widest mouth)
 
     def sample() -> None:  # the pipeline keeps the main thread (the display wants it)
         started = time.monotonic()
         while not stop.wait(SAMPLE_S):
             sync = metrics.av_offset_ms if pipeline.passthrough is not None else metrics.median_latency_ms()
-            samples.append((time.monotonic() - started, metrics.frames, metrics.dropped_frames, resident_mb(), sync))
-            log.info("soak %.0f s: frames=%d dropped=%d rss=%.1f MB sync=%.1f ms", *samples[-1])
+            since = time.monotonic() - SAMPLE_S
+            widest = max((entry[2] for entry in list(metrics.frame_log) if entry[0] >= since), default=0.0)
+            samples.append((time.monotonic() - started, metrics.frames, metrics.dropped_frames, resident_mb(), sync, widest))
+            log.info("soak %.0f s: frames=%d dropped=%d rss=%.1f MB sync=%.1f ms widest mouth=%.2f", *samples[-1])
             if samples[-1][0] >= minutes * 60:
                 stop.set()
 
     threading.Thread(target=sample, name="soak", daemon=True).start()
     pipeline.run(stop, reload, metrics)
     stop.set()
-    return summarise(samples, metrics)
+    speech_file = not settings.sources.audio.startswith("mic://")
+    return summarise(samples, metrics, speech_file)
 
 
-def summarise(samples: list[tuple[float, int, int, float, float]], metrics: LiveMetrics) -> str:
+def summarise(samples: list[tuple[float, int, int, float, float, float]], metrics: LiveMetrics, speech_file: bool = True) -> SoakResult:
     if len(samples) < 2:
-        return "soak: too short to measure (run at least two sample periods)"
+        return SoakResult("soak: too short to measure (run at least two sample periods)", ["too short to measure"])
     data = np.array(samples)
-    elapsed, frames, dropped, rss, sync = data.T
+    elapsed, frames, dropped, rss, sync, widest = data.T
     steady = elapsed >= min(WARM_UP_S, elapsed[-1] / 2)
     slope_per_s = np.polyfit(elapsed[steady], rss[steady], 1)[0] if steady.sum() >= 2 else 0.0
     minute = elapsed <= elapsed[0] + 60
@@ -68,4 +89,13 @@ def summarise(samples: list[tuple[float, int, int, float, float]], metrics: Live
         f"soak minutes={elapsed[-1] / 60:.1f} fps={fps:.2f} dropped={int(dropped[-1])} "
         f"rss_slope_mb_per_h={slope_per_s * 3600:.2f} av_drift_ms={drift:.1f}",
     ]
-    return "\n".join(lines)
+    failures = []
+    still = [t for t, w in zip(elapsed[steady], widest[steady]) if w < REACTS]
+    if speech_file and still:
+        failures.append(f"the voice stopped producing mouth shapes: the mouth never opened in {len(still)} of "
+                        f"{int(steady.sum())} periods of {SAMPLE_S:.0f} s (first ending at {still[0]:.0f} s)")
+    rise = rss[-1] - rss[steady][0]
+    if slope_per_s * 3600 > RSS_SLOPE_LIMIT_MB_PER_H and rise > RSS_RISE_LIMIT_MB:
+        failures.append(f"memory keeps rising: {slope_per_s * 3600:.1f} MB/h, {rise:.1f} MB since the warm-up "
+                        f"(limit {RSS_SLOPE_LIMIT_MB_PER_H:.0f} MB/h)")
+    return SoakResult("\n".join(lines), failures)
