@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 
 GRID = 3  # field resolution: one sample per GRID pixels
-SIGMA = 0.018  # spread of one landmark's motion, in face heights
+SIGMA = 0.04  # spread of one landmark's motion, in face heights (narrower leaves ripples between the lips and fixed cheek points)
 RING_POINTS = 48
-REFINE_ROUNDS = 3
+REFINE_ROUNDS = 4
 WIDE = 6.0  # the gap-filling kernel, in narrow sigmas
 
 
