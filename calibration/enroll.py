@@ -48,6 +48,8 @@ BLUR_SHARE = 0.4  # a mouth whose Laplacian variance is below this share of the 
 HIDDEN_COLOUR = 45.0  # lips whose median colour is this far (0-255, per channel max) from the clip's are hidden
 MAX_RESOLUTION = 320.0  # patch pixels per face height, at most (a 720p face is about this tall)
 MERGED = 5  # frames pre-merged into one exemplar
+FRAMES_PER_EXEMPLAR = 8  # the bank has one exemplar per this many kept frames ...
+MAX_EXEMPLARS = 96  # ... up to this many
 TEETH_FRAMES = 3  # frames of the sharpest teeth kept as the proxy
 GEOMETRY_WEIGHT = 1.5  # the gap profile counts this much more than a blendshape in the lookup
 WIDE_OPEN = 0.07  # inner-lip gap (face heights) of a wide-open mouth
@@ -272,7 +274,7 @@ def build_bank(frames: list[TrackedFrame], resolution: float, seed: int = 1) -> 
     keys = np.array([f.key for f in frames], np.float32)
     scale = np.maximum(keys.std(axis=0), 1e-3).astype(np.float32)
     scale[len(MOUTH_BLENDSHAPES) :] /= GEOMETRY_WEIGHT
-    k = int(np.clip(len(frames) // 8, 4, 96))
+    k = int(np.clip(len(frames) // FRAMES_PER_EXEMPLAR, 4, MAX_EXEMPLARS))
     cv2.setRNGSeed(seed)
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 50, 1e-3)
     _, labels, centres = cv2.kmeans(keys / scale, k, None, criteria, 3, cv2.KMEANS_PP_CENTERS)

@@ -73,7 +73,9 @@ class Scores:
             change = (rendered.astype(np.float32) - before) - (real.astype(np.float32) - before_real)
             self.flicker.append(float(np.abs(change).mean()))
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> dict[str, float | None]:
+        if not self.psnr:
+            return {"psnr": None, "ssim": None, "sharpness": None, "flicker": None}
         return {
             "psnr": round(float(np.mean(self.psnr)), 3),
             "ssim": round(float(np.mean(self.ssim)), 4),
@@ -150,6 +152,8 @@ def score_holdout(enrollment: "Enrollment", pack_path: Path, held: list["Tracked
 def bank_wins(report: dict) -> dict[str, bool]:
     """Per measure, whether the bank beats the single-photo renderer."""
     b, p = report["bank"], report["single_photo"]
+    if b["psnr"] is None:
+        return {name: False for name in ("psnr", "ssim", "sharpness", "flicker")}
     return {
         "psnr": b["psnr"] > p["psnr"],
         "ssim": b["ssim"] > p["ssim"],
@@ -162,7 +166,10 @@ def table(report: dict) -> str:
     lines = [f"bank from {report['bank_frames']} frames, {report['exemplars']} exemplars"]
     for title, part in (("all held-out frames", report), ("open-mouth held-out frames", report["open"])):
         wins = bank_wins(part)
-        lines += [f"{title}: {part['frames']}", f"  {'':12s}{'bank':>10s}{'single photo':>14s}  bank better"]
+        lines.append(f"{title}: {part['frames']}")
+        if not part["frames"]:
+            continue
+        lines.append(f"  {'':12s}{'bank':>10s}{'single photo':>14s}  bank better")
         for name in ("psnr", "ssim", "sharpness", "flicker"):
             lines.append(f"  {name:12s}{part['bank'][name]:>10}{part['single_photo'][name]:>14}  {'yes' if wins[name] else 'NO'}")
     return "\n".join(lines)
