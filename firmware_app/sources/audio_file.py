@@ -15,6 +15,8 @@ from firmware_app.sources.base import AudioSource, Pacer, require_file
 def decode_audio(path: Path) -> np.ndarray:
     """The whole file as float32 mono at SAMPLE_RATE."""
     require_file(path, "audio file")
+    if path.stat().st_size == 0:
+        raise MediaError(f"the audio file {path} is empty (0 bytes)", "give a WAV, MP3, FLAC or a video with sound")
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
@@ -28,7 +30,7 @@ def decode_audio(path: Path) -> np.ndarray:
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().mean(axis=0))
     except av.FFmpegError as exc:
-        raise MediaError(f"cannot decode {path}: {exc}", "check that the file is a complete audio file") from None
+        raise MediaError(f"cannot decode {path}: {exc.strerror or exc}", "check that the file is a complete audio file") from None
     if not chunks:
         raise MediaError(f"{path} contains no audio samples", "give a file with sound in it")
     return np.concatenate(chunks).astype(np.float32)
