@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import datetime
-import hashlib
 import io
 import json
 import logging
@@ -32,6 +31,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from firmware_app.assets import sha256_of
 from firmware_app.config import TrackerSettings
 from firmware_app.errors import ExitCode, MediaError, VentriloquistError
 from firmware_app.fileutil import write_atomically
@@ -396,14 +396,6 @@ def aperture_range(frames: list[TrackedFrame]) -> dict[str, float]:
     return {name: round(float(np.percentile(gaps, q)), 4) for name, q in (("p5", 5), ("median", 50), ("p95", 95), ("max", 100))}
 
 
-def clip_hash(clip: Path) -> str:
-    digest = hashlib.sha256()
-    with open(clip, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_pack(out: Path, enrollment: Enrollment, bank: Bank, used: list[TrackedFrame], consent: str, holdout: float = 0.0) -> dict:
     """The face pack, atomically: manifest.json, reference.png (the rest frame) and bank.npz."""
     rest = rest_frame(used)
@@ -411,7 +403,7 @@ def write_pack(out: Path, enrollment: Enrollment, bank: Bank, used: list[Tracked
     manifest = {
         "format_version": FORMAT_VERSION,
         "source_clip": enrollment.clip.name,
-        "source_clip_sha256": clip_hash(enrollment.clip),
+        "source_clip_sha256": sha256_of(enrollment.clip),
         "frames_total": enrollment.frames,
         "frames_used": len(used),
         "frames_rejected": enrollment.rejected,
