@@ -147,7 +147,9 @@ def _mouth_shape(points: np.ndarray, moved: np.ndarray, c: dict[str, float]) -> 
     top, bottom = float(points[0, 1]), float(points[17, 1])  # outer lip midpoints
     across = (x - centre_x) / half_width
     beyond = np.maximum(np.maximum(top - y, y - bottom), 0.0) / 0.05  # face heights above/below the lips
-    weight = (1 - smoothstep(1.0, 1.7, np.abs(across))) * (1 - smoothstep(0.0, 1.0, beyond))
+    # a wide, gentle falloff: the cheek points around the mouth follow a little, so the warp
+    # never has a moving point right beside a fixed one (that left ripples in the cheeks)
+    weight = (1 - smoothstep(1.0, 2.2, np.abs(across))) * (1 - smoothstep(0.0, 1.6, beyond))
     # rounding: lips gather toward the middle, more at the corners than at the centre
     narrow = PUCKER_NARROW * c["mouthPucker"] + FUNNEL_NARROW * c["mouthFunnel"]
     moved[:, 0] -= narrow * (x - centre_x) * np.minimum(np.abs(across), 1.0) ** 0.5 * weight
