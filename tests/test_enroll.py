@@ -119,3 +119,38 @@ def test_disclosure_cannot_be_switched_off_with_a_pack(enrolled: tuple[Path, dic
     settings = with_changes(Settings(), {"disclosure.enabled": False})
     with pytest.raises(ConfigError, match="cannot be switched off while a face pack is in use"):
         render_offline(settings, "bundled://speech.wav", str(out / "cap12.face"), "null://")
+
+
+@needs_clip
+def test_turned_blurred_and_hidden_frames_are_rejected() -> None:
+    """Real frames of the clip, three of them spoiled: a grey patch over the mouth (the landmarks
+    as tracked before it, as MediaPipe guesses lips behind a hand), a heavy blur, and a head turned
+    past the limit (its pose reported as 40 degrees of yaw)."""
+    import cv2
+
+    from calibration.enroll import Enrollment, _measure, _reject, read_clip
+    from firmware_app.config import TrackerSettings
+    from firmware_app.frames import Face, VideoFrame
+    from firmware_app.tracker import FaceTracker
+
+    frames = []
+    with FaceTracker(TrackerSettings(model_path=MODEL, max_faces=1, hold_frames=0, smoothing=False)) as tracker:
+        for index, t, image in read_clip(CLIP, 150, 170):
+            face = tracker.track(VideoFrame(image, t, index))
+            assert face is not None
+            frames.append((index, image, face))
+    index, image, face = frames[0]
+    x0, y0 = face.landmarks[[61, 0], :2].min(axis=0).astype(int) - 6
+    x1, y1 = face.landmarks[[291, 17], :2].max(axis=0).astype(int) + 6
+    hidden = image.copy()
+    hidden[y0:y1, x0:x1] = (128, 128, 128)
+    blurred = cv2.GaussianBlur(frames[1][1], (0, 0), 4.0)
+    measured = [_measure(i, im, f, 120.0) for i, im, f in frames[3:]]
+    measured.append(_measure(900, hidden, face, 120.0))
+    measured.append(_measure(901, blurred, frames[1][2], 120.0))
+    turned = frames[2][2]
+    measured.append(_measure(902, frames[2][1], Face(turned.landmarks, turned.blendshapes, (40.0, 0.0, 0.0)), 120.0))
+    result = Enrollment(CLIP)
+    _reject(measured, result)
+    assert result.rejected == {"no face": 0, "turned": 1, "blurred": 1, "hidden": 1}
+    assert sorted(f.index for f in result.kept) == [i for i, _, _ in frames[3:]]
