@@ -47,6 +47,7 @@ MOUTH_BLENDSHAPES = (
     "mouthShrugUpper", "mouthPressLeft", "mouthPressRight", "mouthLowerDownLeft", "mouthLowerDownRight",
     "mouthUpperUpLeft", "mouthUpperUpRight",
 )  # fmt: skip
+CROWN = 0.03  # face heights of teeth kept rigid with each lip (about a crown's visible length)
 GAP_S = (-0.5, 0.0, 0.5)  # the inner-lip gap is described at these shares of the half width
 NEAREST = 2  # exemplars blended per frame
 SMOOTHING = 0.6  # share of the new lookup's weights taken each frame (the rest: the previous frame's)
@@ -63,10 +64,16 @@ def descriptor(weights: dict[str, float], gaps: np.ndarray, half_width: float) -
 def exemplar_coords(s: np.ndarray, d_top: np.ndarray, d_bot: np.ndarray, upper: np.ndarray, lower: np.ndarray, half_width: float) -> tuple[np.ndarray, np.ndarray]:
     """(u, v) in an exemplar (inner edges `upper`/`lower` at `EDGE_S`, `half_width`; face heights)
     of a point `s` half widths across, `d_top` below the upper lip's edge and `d_bot` above the
-    lower's: each row of teeth stays rigid with its lip, the space between stretches."""
+    lower's. A crown's length below the upper lip is read rigidly from below the exemplar's upper
+    lip (upper teeth with the skull), a crown's length above the lower lip from above its lower lip
+    (lower teeth with the jaw); only the space between stretches. Outside the opening the nearer
+    lip is followed rigidly."""
     up, lo = np.interp(s, EDGE_S, upper), np.interp(s, EDGE_S, lower)
-    w = np.clip(d_top / np.maximum(d_top + d_bot, 1e-4), 0.0, 1.0)
-    v = (1.0 - w) * (up + d_top) + w * (lo - d_bot)
+    gap_e = np.maximum(lo - up, 0.0)
+    gap_c = np.maximum(d_top + d_bot, 0.0)
+    crown = np.minimum(np.minimum(CROWN, 0.5 * gap_e), 0.5 * gap_c)
+    between = np.clip((d_top - crown) / np.maximum(gap_c - 2 * crown, 1e-4), 0.0, 1.0)
+    v = np.where(d_top <= crown, up + d_top, np.where(d_bot <= crown, lo - d_bot, up + crown + between * (gap_e - 2 * crown)))
     return (s * half_width).astype(np.float32), v.astype(np.float32)
 
 
