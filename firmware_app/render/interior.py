@@ -104,9 +104,8 @@ class PhotoMouth:
         alpha, shade = _teeth(o.u, o.v - o.lip_top, o.half_width, UPPER_TOOTH_EDGES, UPPER_ARCH, UPPER_TEETH_LENGTH, o.bottom - o.lip_top)
         alpha = alpha * (o.top <= o.lip_top + 0.5)  # the photo's own upper teeth are showing instead
         out = _over(out, teeth * shade[..., None], alpha)
-        if articulation.tongue_out > 0:  # the tip shows between the teeth
-            tip = tongue_alpha * np.exp(-((o.u / (0.3 * o.half_width)) ** 2)) * articulation.tongue_out
-            out = _over(out, tongue * 1.1, np.clip(tip * 1.5, 0.0, 1.0) * (o.v > o.lip_top + 0.35 * (o.bottom - o.lip_top)))
+        if articulation.tongue_out > 0:  # the tip shows between the teeth, in front of the upper ones
+            out = _over(out, light.lips * TONGUE * 1.1, _tongue_tip(o, articulation.tongue_out))
         grain = np.resize(self._grain, out.shape[:2]) if out.shape[0] > GRAIN_TILE or out.shape[1] > GRAIN_TILE else self._grain[: out.shape[0], : out.shape[1]]
         return out + (light.grain * grain)[..., None]
 
@@ -144,6 +143,15 @@ def _tongue(o: Opening, gap: np.ndarray, across: np.ndarray, a: Articulation, wi
     highlight = 0.25 * np.clip(1.0 - below * 4.0, 0.0, 1.0)
     shade = (0.95 + highlight - 0.3 * below) * (1.0 - 0.45 * across**2) * (0.75 + 0.25 * wide)
     return alpha, shade
+
+
+def _tongue_tip(o: Opening, out: float) -> np.ndarray:
+    """Alpha of the tip pushed between the teeth: a rounded lobe in the middle, from the lower lip
+    up over the lower half of the upper teeth."""
+    width = 0.32 * o.half_width
+    dome = np.sqrt(np.clip(1.0 - (o.u / width) ** 2, 0.0, 1.0))
+    top = o.bottom - (o.bottom - (o.lip_top + 0.5 * (o.bottom - o.lip_top))) * dome
+    return np.clip(o.v - top + 0.5, 0.0, 1.0) * (dome > 0) * float(np.clip(out, 0.0, 1.0))
 
 
 def _teeth(
