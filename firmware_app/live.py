@@ -55,7 +55,7 @@ MAX_BEHIND = 2  # frames due but not shown before the loop skips ahead to the ne
 STALL_S = 1.5  # no camera frame or microphone block for this long: the device is treated as gone
 MAX_FRAME_FAILURES = 100  # frames in a row that fail to render before the loop gives up
 MEMORY_CHECK_S = 5.0
-MAX_HOLD_S = 0.2  # the most the picture waits for a late voice (the tracker keeps 8 frames)
+MAX_HOLD_S = 0.2  # the most the picture waits for a late voice (the tracker keeps 16 frames: 0.5 s at 30 fps)
 VOICE_NICE = -5  # relative to the process: the voice thread where real-time is not allowed
 LATENCY_BUCKETS_MS = (25, 50, 75, 100, 125, 150, 200, 300, 500, 1000)
 STAGE_BUCKETS_MS = (0.5, 1, 2, 5, 10, 15, 20, 30, 50, 100)
@@ -419,7 +419,7 @@ class TrackerThread(threading.Thread):
         super().__init__(name="tracker", daemon=True)
         self.camera, self.tracker, self.metrics, self.stop = camera, tracker, metrics, stop
         self.progress = progress  # set whenever a newly tracked frame is ready
-        self._ready: deque[Tracked] = deque(maxlen=8)
+        self._ready: deque[Tracked] = deque(maxlen=16)  # room for the picture to wait for a late voice (MAX_HOLD_S)
         self._lock = threading.Lock()
 
     def run(self) -> None:

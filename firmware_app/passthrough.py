@@ -66,13 +66,14 @@ FLOOR_WINDOW_S = 30.0  # how long a stall keeps the floor raised
 FLOOR_MOST_S = 0.3  # above this the picture (held at most 200 ms) could not follow: sound and picture would part
 SETTLE_S = 5.0  # lateness in the first seconds of a voice is start-up work (model warm-up), not a stall
 TIMINGS = 256  # the last callbacks, (wall time, first sample, samples in hand, samples asked): measures and floor
-MEASURED = 64  # the latest callbacks whose delay's median is the measured delay
+MEASURED = 64  # the latest callbacks (since the last move) whose delay's median is the measured delay
+SETTLED_CALLBACKS = 8  # callbacks after a move before the delay is judged again
 STALL_LOG = 32  # the last stalls, (input sample where the voice resumed, samples waited), for the log
 PLAYER_START_S = 30.0  # the player process's start (imports, device open) on a busy machine
 
 # Slots of the shared control block, each written by one side only (noted), so no lock is needed.
 (ANCHORED, NEXT, RECEIVED, WANTED, JUMP_FROM, JUMP_TO, JUMPING, UNDERFLOWS, WAITING, STALLS,
- WAITED, QUIET_RUN, DELAY, TIMED, OVERRUN) = range(15)
+ WAITED, QUIET_RUN, DELAY, TIMED, OVERRUN, MOVED_AT) = range(16)
 # writers: voice thread: ANCHORED, RECEIVED, WANTED (the player clears it), JUMP_*, JUMPING (the
 # player clears it), NEXT (only before ANCHORED); the player: everything else.
 CTL_SLOTS = 16
@@ -164,6 +165,7 @@ def _move_if_unheard(line: SharedLine) -> None:
     c[NEXT] -= step  # later play-out = read further back
     c[DELAY] = max(0, c[DELAY] + step)
     c[WANTED] = 0
+    c[MOVED_AT] = c[TIMED]  # the callbacks before this one measured the delay before the move
 
 
 def _silence_ahead(line: SharedLine, most: int) -> int:
@@ -323,8 +325,8 @@ class VoicePassthrough(Resource):
         self._last_follow = now
         self._log_stalls()
         self._update_floor()
-        if not self.follow or video_latency_s <= 0:
-            return
+        if not self.follow or video_latency_s <= 0 or self.line.ctl[TIMED] - self.line.ctl[MOVED_AT] < SETTLED_CALLBACKS:
+            return  # (the last move is not measured yet: asking again would overshoot)
         error = max(video_latency_s + self.trim_s, self.floor_s) - self.play_delay_s
         if abs(error) < FOLLOW_DEADBAND_S:
             return
@@ -364,8 +366,8 @@ class VoicePassthrough(Resource):
     def play_delay_s(self) -> float:
         """From a sample's capture to its sound leaving the device: measured on the wall clock
         (so a stall or a device that ran dry shows here), else the nominal line + device latency."""
-        count = int(min(self.line.ctl[TIMED], MEASURED))
-        if self._origin is None or count == 0:
+        count = int(min(self.line.ctl[TIMED] - self.line.ctl[MOVED_AT], MEASURED))
+        if self._origin is None or count <= 0:
             return self.delay_s + self._device_latency
         latest = (int(self.line.ctl[TIMED]) - 1 - np.arange(count)) % TIMINGS
         wall, sample = self.line.timing[latest, 0], self.line.timing[latest, 1]
