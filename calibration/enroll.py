@@ -119,6 +119,7 @@ class Bank:
     resolution: float
     members: list[list[int]]  # frame indices merged into each exemplar
     teeth_frames: list[int]
+    teeth: np.ndarray  # how much each exemplar shows its teeth, 0 … 1 (1: as much as the clip's toothiest tenth)
 
 
 def read_clip(clip: Path, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
@@ -289,7 +290,8 @@ def build_bank(frames: list[TrackedFrame], resolution: float, seed: int = 1) -> 
         nearest = idx[np.argsort(d)][:MERGED]
         exemplars.append(_merge([frames[i] for i in nearest], np.sort(d)[:MERGED], resolution, proxy))
         members.append([frames[i].index for i in nearest])
-    medoids = [frames[[f.index for f in frames].index(m[0])] for m in members]
+    by_index = {f.index: f for f in frames}
+    medoids = [by_index[m[0]] for m in members]
     return Bank(
         textures=np.stack(exemplars),
         upper=np.stack([m.upper for m in medoids]),
@@ -301,6 +303,7 @@ def build_bank(frames: list[TrackedFrame], resolution: float, seed: int = 1) -> 
         resolution=resolution,
         members=members,
         teeth_frames=[frames[i].index for i in teeth_frames],
+        teeth=_teeth_levels([float(np.mean([by_index[i].teeth for i in m])) for m in members], frames),
     )
 
 
@@ -330,6 +333,11 @@ def weighted_median(stack: np.ndarray, weights: np.ndarray) -> np.ndarray:
     cumulative = np.cumsum(weights[order], axis=0)
     pick = (cumulative >= 0.5 * weights.sum()).argmax(axis=0)
     return np.take_along_axis(ordered, pick[None], axis=0)[0]
+
+
+def _teeth_levels(shares: list[float], frames: list[TrackedFrame]) -> np.ndarray:
+    top = max(float(np.percentile([f.teeth for f in frames], 90)), 1e-3)
+    return np.clip(np.array(shares, np.float32) / top, 0.0, 1.0)
 
 
 def _teeth_proxy(frames: list[TrackedFrame]) -> list[int]:
@@ -392,8 +400,14 @@ def coverage(frames: list[TrackedFrame]) -> dict[str, dict]:
 
 
 def aperture_range(frames: list[TrackedFrame]) -> dict[str, float]:
+    """The person's inner-lip gaps (face heights) and how far they open per unit of MediaPipe's
+    jawOpen − mouthClose (a least-squares slope): the renderer opens their mouth as they do."""
     gaps = np.array([f.gap for f in frames])
-    return {name: round(float(np.percentile(gaps, q)), 4) for name, q in (("p5", 5), ("median", 50), ("p95", 95), ("max", 100))}
+    jaw = np.array([f.key[MOUTH_BLENDSHAPES.index("jawOpen")] - f.key[MOUTH_BLENDSHAPES.index("mouthClose")] for f in frames])
+    used = jaw > 0.05
+    slope = float((jaw[used] @ gaps[used]) / max(float(jaw[used] @ jaw[used]), 1e-6)) if used.sum() >= 8 else None
+    spread = {name: round(float(np.percentile(gaps, q)), 4) for name, q in (("p5", 5), ("median", 50), ("p95", 95), ("max", 100))}
+    return {**spread, **({"per_jaw_open": round(slope, 4)} if slope is not None else {})}
 
 
 def write_pack(out: Path, enrollment: Enrollment, bank: Bank, used: list[TrackedFrame], consent: str, holdout: float = 0.0) -> dict:
@@ -419,7 +433,7 @@ def write_pack(out: Path, enrollment: Enrollment, bank: Bank, used: list[Tracked
         "sound": "none stored",
     }
     arrays = io.BytesIO()
-    np.savez_compressed(arrays, textures=bank.textures, upper=bank.upper, lower=bank.lower, half_width=bank.half_width, keys=bank.keys, scale=bank.scale, lips=bank.lips, resolution=np.float32(bank.resolution))
+    np.savez_compressed(arrays, textures=bank.textures, upper=bank.upper, lower=bank.lower, half_width=bank.half_width, keys=bank.keys, scale=bank.scale, lips=bank.lips, resolution=np.float32(bank.resolution), teeth=bank.teeth)
     data = io.BytesIO()
     with zipfile.ZipFile(data, "w", zipfile.ZIP_DEFLATED) as pack:
         pack.writestr("manifest.json", json.dumps(manifest, indent=2))

@@ -26,7 +26,7 @@ from firmware_app.render.mouth import face_light
 from firmware_app.tracker import FaceTracker
 
 CLOSURE = "viseme_PP"
-OPEN_VOWELS = ("viseme_aa", "viseme_E", "viseme_ih", "viseme_oh")
+OPEN_VOWELS = ("viseme_aa", "viseme_E", "viseme_ih")  # spread or open; oh and ou round the lips over the teeth
 CLOSED_GAP = 0.01  # face heights: sealed lips, re-measured
 TEETH = 0.05  # share of the opening's middle that looks like teeth
 

@@ -108,7 +108,7 @@ def test_pack_speaks_the_bundled_speech(enrolled: tuple[Path, dict], tmp_path: P
     out, _ = enrolled
     result = check(out / "cap12.face", tmp_path)
     assert result["closure_frames"] >= 10 and result["closed_share"] >= 0.9
-    assert result["open_vowel_frames"] >= 20 and result["teeth_shown_share"] >= 0.6  # measured 0.87
+    assert result["open_vowel_frames"] >= 20 and result["teeth_shown_share"] >= 0.6  # measured 0.70 (aa, E, ih)
 
 
 @needs_clip

@@ -51,7 +51,15 @@ CROWN = 0.03  # face heights of teeth kept rigid with each lip (about a crown's 
 GAP_S = (-0.5, 0.0, 0.5)  # the inner-lip gap is described at these shares of the half width
 NEAREST = 2  # exemplars blended per frame
 SMOOTHING = 0.6  # share of the new lookup's weights taken each frame (the rest: the previous frame's)
-COLOUR_GAIN = (0.75, 1.35)  # the colour match never scales a channel beyond these
+COLOUR_GAIN = (0.75, 1.35)
+# How much each viseme shows the teeth (0 none, 1 fully): with the mouth model's visemes in the
+# command, exemplars showing about that much are preferred (an "E" bares them, an "oh" hides them).
+VISEME_TEETH = {
+    "sil": 0.0, "PP": 0.0, "FF": 0.8, "TH": 0.8, "DD": 0.7, "kk": 0.6, "CH": 0.9, "SS": 1.0,
+    "nn": 0.6, "RR": 0.4, "aa": 0.7, "E": 1.0, "ih": 1.0, "oh": 0.3, "ou": 0.1,
+}  # fmt: skip
+TEETH_WEIGHT = 4.0  # a full mismatch in teeth counts as this much squared distance
+OWN_MAX_OPEN = (0.06, 0.3)  # the person's own opening at jawOpen 1 (face heights) is kept within these  # the colour match never scales a channel beyond these
 
 
 def descriptor(weights: dict[str, float], gaps: np.ndarray, half_width: float) -> np.ndarray:
@@ -97,6 +105,7 @@ class FacePack:
     scale: np.ndarray  # D: each descriptor dimension's spread over the clip (lookups divide by it)
     lips: np.ndarray  # B G R median lip colour of the enrolled frames
     resolution: float  # patch pixels per face height
+    teeth: np.ndarray  # K: how much each exemplar shows its teeth, 0 … 1
 
     @property
     def consent(self) -> str:
@@ -122,7 +131,7 @@ def load_face_pack(path: Path) -> FacePack:
         )
     if not manifest.get("consent"):
         raise MediaError(f"{path} records no consent statement", "enroll the clip again with --consent \"…\"")
-    return FacePack(path, manifest, reference, bank["textures"], bank["upper"], bank["lower"], bank["half_width"], bank["keys"], bank["scale"], bank["lips"], float(bank["resolution"]))
+    return FacePack(path, manifest, reference, bank["textures"], bank["upper"], bank["lower"], bank["half_width"], bank["keys"], bank["scale"], bank["lips"], float(bank["resolution"]), bank.get("teeth", np.zeros(len(bank["keys"]), np.float32)))
 
 
 def require_disclosure(pack: FacePack, disclosure: DisclosureSettings) -> None:
@@ -180,9 +189,18 @@ class BankMouth:
             gaps.append(float(gap[near].max()) / self._face_height if near.any() else 0.0)
         return descriptor(self._command, np.array(gaps), o.half_width / self._face_height) / self.pack.scale
 
+    def _wanted_teeth(self) -> float | None:
+        """How much the command's visemes show the teeth, or None without visemes."""
+        weights = {name: float(self._command.get(f"viseme_{name}", 0.0)) for name in VISEME_TEETH}
+        total = sum(weights.values())
+        return sum(w * VISEME_TEETH[name] for name, w in weights.items()) / total if total > 0.1 else None
+
     def _lookup(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The `NEAREST` exemplars and their shares, the weights smoothed over frames."""
         d2 = ((self._keys - query) ** 2).sum(axis=1)
+        wanted = self._wanted_teeth()
+        if wanted is not None:
+            d2 = d2 + TEETH_WEIGHT * (self.pack.teeth - wanted) ** 2
         near = np.argsort(d2)[:NEAREST]
         fresh = np.zeros_like(self._weights)
         fresh[near] = np.exp(-(d2[near] - d2[near[0]]) / max(float(d2[near[0]]), 0.25))
@@ -200,6 +218,9 @@ class BankRenderer(Renderer):
 
     def __init__(self, settings: RendererSettings, disclosure: DisclosureSettings, pack: FacePack) -> None:
         require_disclosure(pack, disclosure)
+        per_jaw_open = pack.manifest.get("aperture_range", {}).get("per_jaw_open")
+        if per_jaw_open:  # the person's mouth opens as far as theirs did in the clip for the same jawOpen
+            settings = settings.model_copy(update={"max_open": float(np.clip(per_jaw_open, *OWN_MAX_OPEN))})
         super().__init__(settings, disclosure)
         self.bank = BankMouth(pack)
         self.source = self.bank
