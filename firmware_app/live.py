@@ -55,7 +55,7 @@ MAX_BEHIND = 2  # frames due but not shown before the loop skips ahead to the ne
 STALL_S = 1.5  # no camera frame or microphone block for this long: the device is treated as gone
 MAX_FRAME_FAILURES = 100  # frames in a row that fail to render before the loop gives up
 MEMORY_CHECK_S = 5.0
-MAX_HOLD_S = 0.2  # the most the picture waits for a late voice (the tracker keeps 16 frames: 0.5 s at 30 fps)
+MAX_HOLD_S = 0.3  # the most the picture waits for a late voice (the tracker keeps 16 frames: 0.5 s at 30 fps)
 VOICE_NICE = -5  # relative to the process: the voice thread where real-time is not allowed
 LATENCY_BUCKETS_MS = (25, 50, 75, 100, 125, 150, 200, 300, 500, 1000)
 STAGE_BUCKETS_MS = (0.5, 1, 2, 5, 10, 15, 20, 30, 50, 100)
@@ -478,7 +478,7 @@ def _render_loop(p, tracking: TrackerThread, voice: VoiceThread, sink, metrics: 
             item = Tracked(last.frame, known_until if known_until is not None else time.monotonic(), last.face)
             metrics.frames_repeated += 1
         try:
-            _show(p, item.frame, item.captured, item.face, voice, sink, metrics)
+            _show(p, item.frame, item.captured, item.face, voice, sink, metrics, hold.hold_s)
         except Exception:  # noqa: BLE001 - one bad frame must not darken the kiosk
             failures += 1
             log.exception("frame %d failed (%d in a row)", item.frame.index, failures)
@@ -497,10 +497,11 @@ def _render_loop(p, tracking: TrackerThread, voice: VoiceThread, sink, metrics: 
 class PictureHold:
     """When the passthrough voice must play later than the picture would (its floor, after the
     voice thread was starved), frames wait so the two stay together, up to MAX_HOLD_S. The wait is
-    steered by what is measured: the picture's recent delay against the floor (minus the trim)."""
+    what the floor (minus the trim) asks beyond the picture's own delay, measured: its recent
+    delay less the wait it had (no integrator: nothing to wind up and overshoot)."""
 
-    GAIN = 0.05  # of the error, per frame: settles in a second or two, no overshoot
-    RECENT = 30  # frames whose latency is the picture's recent delay
+    SMOOTH = 0.1  # of the way to the wanted wait, per frame: a few frames, so no jump is seen
+    RECENT = 90  # frames whose median latency is the picture's recent delay (3 s at 30 fps)
 
     def __init__(self) -> None:
         self.hold_s = 0.0
@@ -514,15 +515,15 @@ class PictureHold:
             return known_until
         if metrics.recent_latencies:
             recent = list(metrics.recent_latencies)[-self.RECENT :]
-            picture_delay_s = float(np.mean(recent)) / 1000 + 0.5 / p.fps  # as _show counts it
-            error = (line.floor_s - line.trim_s) - picture_delay_s
-            self.hold_s = float(np.clip(self.hold_s + self.GAIN * error, 0.0, MAX_HOLD_S))
-        if self.hold_s <= 0:
+            picture_delay_s = float(np.median(recent)) / 1000 + 0.5 / p.fps  # as _show counts it
+            wanted = float(np.clip(line.floor_s - line.trim_s - (picture_delay_s - self.hold_s), 0.0, MAX_HOLD_S))
+            self.hold_s += self.SMOOTH * (wanted - self.hold_s)
+        if self.hold_s <= 0.001:
             return known_until
         return min(known_until, time.monotonic() - self.hold_s)
 
 
-def _show(p, frame: VideoFrame, captured: float, face, voice: VoiceThread, sink, metrics: LiveMetrics) -> None:
+def _show(p, frame: VideoFrame, captured: float, face, voice: VoiceThread, sink, metrics: LiveMetrics, hold_s: float = 0.0) -> None:
     t_audio = voice.audio_time(captured)
     started = time.perf_counter()
     shape = voice.shape_at(t_audio) if t_audio is not None else MouthShape(0.0, {})
@@ -547,7 +548,11 @@ def _show(p, frame: VideoFrame, captured: float, face, voice: VoiceThread, sink,
     metrics.frame_log.append((shown, t_audio if t_audio is not None else float("nan"), shape.aperture, captured))
     if p.passthrough is not None:
         # a sound between two frames shows in the next one: half a frame later on average
-        picture_delay_s = metrics.median_latency_ms() / 1000 + 0.5 / p.fps
-        p.passthrough.follow_latency(picture_delay_s)
+        # (over the last second: the picture's hold moves it, and sync must follow that quickly)
+        recent = list(metrics.recent_latencies)[-PictureHold.RECENT :]
+        picture_delay_s = float(np.median(recent)) / 1000 + 0.5 / p.fps
+        # the voice follows the picture as it would be without waiting for the voice (else the two
+        # would chase each other upwards); the picture's wait follows the voice's floor
+        p.passthrough.follow_latency(picture_delay_s - hold_s)
         metrics.av_offset_ms = (p.passthrough.play_delay_s - picture_delay_s) * 1000
         metrics.passthrough_delay_ms = p.passthrough.play_delay_s * 1000
