@@ -99,6 +99,12 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--model", choices=["learned", "loudness"], help="override model.kind")
     analyze.set_defaults(handler=cmd_analyze)
 
+    evaluate = commands.add_parser("eval", help="score the mouth model and its peers on a folder of recordings + transcripts")
+    evaluate.add_argument("folder", type=Path, help="folder of x.wav (any audio format) with x.txt transcripts; sub-folders = speakers")
+    evaluate.add_argument("--model", type=Path, default=None, help="mouth model (.onnx; default: the shipped one)")
+    evaluate.add_argument("--out", type=Path, default=Path("eval-report"), help="folder for eval.md and eval.json")
+    evaluate.set_defaults(handler=cmd_eval)
+
     doctor = commands.add_parser("doctor", help="what this machine has, and the fix for what it lacks")
     doctor.add_argument("--config", type=Path)
     doctor.add_argument("--selftest", action="store_true", help="also run the golden parity check on the active backend")
@@ -255,6 +261,21 @@ def cmd_render(args: argparse.Namespace) -> int:
         settings = with_changes(settings, {"video.width": width, "video.height": height})
     stats = render_offline(settings, args.audio, args.face, args.out, args.performer)
     print(f"wrote {args.out}: {stats.summary()}")
+    return ExitCode.OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from firmware_app.errors import MissingFileError
+
+    try:
+        from models.eval import evaluate_folder
+    except ImportError as exc:
+        raise VentriloquistError(f"`eval` needs the training tools ({exc.name} is missing)",
+                                 "pip install -e '.[train]' (or bash scripts/setup.sh --dev)") from None
+    try:
+        print(evaluate_folder(args.folder, args.model, args.out))
+    except FileNotFoundError as exc:
+        raise MissingFileError(str(exc).split(": give")[0], "give a folder of recordings (x.wav) with transcripts beside them (x.txt)") from None
     return ExitCode.OK
 
 

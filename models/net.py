@@ -24,6 +24,7 @@ WINDOW = CONTEXT + 1 + LOOKAHEAD
 # unsure, leaving a gap on p/b/m of unfamiliar voices; the viseme head still ranks PP first, and an
 # unclosed bilabial is the lip-sync error viewers notice most (MODEL_CARD.md, "Bilabial seal").
 SEAL_FROM, SEAL_FULL = 0.10, 0.25
+APERTURE_GAIN = 1.0  # real voices open the mouth wider than the model's regression towards the mean (chosen on validation)
 
 
 class MouthNet(nn.Module):
@@ -105,16 +106,27 @@ class MouthChunk(MouthStep):
         return *self.outputs(torch.stack(states, 1)), state  # heads once over all frames: cheaper
 
 
-def shapes_from_logits(viseme_logits: torch.Tensor, shape_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Head outputs (… x 15, … x 16) → viseme probabilities and blendshapes, with the bilabial seal:
-    mouthClose rises to jawOpen (aperture 0) as P(PP) goes from SEAL_FROM to SEAL_FULL. Written with
-    Mul/Add/Clip/Max only, so the exported graph stays TensorRT-friendly."""
+def shapes_from_logits(viseme_logits: torch.Tensor, shape_logits: torch.Tensor, gain: float | None = None,
+                       seal: tuple[float, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Head outputs (… x 15, … x 16) → viseme probabilities and blendshapes, with the output stage:
+    the aperture scaled by APERTURE_GAIN (jawOpen and mouthClose together, jawOpen at most 1),
+    then the bilabial seal: mouthClose rises to jawOpen (aperture 0) as P(PP) goes from SEAL_FROM
+    to SEAL_FULL. Written with Mul/Add/Clip/Min/Max only, so the exported graph stays
+    TensorRT-friendly. `gain` and `seal` override the constants (models.tune tries others)."""
+    gain = APERTURE_GAIN if gain is None else gain
+    seal_from, seal_full = (SEAL_FROM, SEAL_FULL) if seal is None else seal
     visemes = torch.softmax(viseme_logits, dim=-1)
     blendshapes = torch.sigmoid(shape_logits)
-    seal = torch.clamp((visemes[..., VISEMES.index("PP")] - SEAL_FROM) / (SEAL_FULL - SEAL_FROM), 0.0, 1.0)
-    jaw, close = blendshapes[..., JAW_OPEN], blendshapes[..., MOUTH_CLOSE]
-    raise_close = torch.maximum(close, jaw * seal) - close
+    only_jaw = torch.tensor([float(i == JAW_OPEN) for i in range(len(BLENDSHAPES))])
     only_close = torch.tensor([float(i == MOUTH_CLOSE) for i in range(len(BLENDSHAPES))])
+    jaw, close = blendshapes[..., JAW_OPEN], blendshapes[..., MOUTH_CLOSE]
+    if gain != 1.0:
+        gained_jaw = torch.clamp(jaw * gain, 0.0, 1.0)
+        gained_close = torch.minimum(close * gain, gained_jaw)
+        blendshapes = blendshapes + (gained_jaw - jaw).unsqueeze(-1) * only_jaw + (gained_close - close).unsqueeze(-1) * only_close
+        jaw, close = gained_jaw, gained_close
+    seal = torch.clamp((visemes[..., VISEMES.index("PP")] - seal_from) / (seal_full - seal_from), 0.0, 1.0)
+    raise_close = torch.maximum(close, jaw * seal) - close
     return visemes, blendshapes + raise_close.unsqueeze(-1) * only_close
 
 

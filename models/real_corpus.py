@@ -114,6 +114,14 @@ def judge_alignment(audio: np.ndarray, phonemes: list[tuple[str, float, float]])
     return ""
 
 
+def problem_category(problem: str) -> str:
+    """A dropped alignment's reason, in the manifest's few words."""
+    categories = {"pronunciation dictionary": "failed: a word not in CMUdict", "undecodable": "failed: undecodable audio",
+                  "failed": "failed: no alignment found", "pauses are loud": "poor: loud pauses (speech the transcript lacks)",
+                  "near silence": "poor: speech labelled over silence", "phone": f"poor: a phone over {MAX_PHONE_S} s (missing words)"}
+    return next((name for key, name in categories.items() if key in problem), "poor: " + problem)
+
+
 def align_one(recording: Recording) -> Aligned:
     from firmware_app.errors import MediaError
 
@@ -129,7 +137,7 @@ def align_one(recording: Recording) -> Aligned:
     try:
         item.phonemes = align(audio, transcript, lexicon)
     except ValueError as exc:
-        item.problem = "failed: " + str(exc).split(":")[0]
+        item.problem = "failed: " + str(exc)
         return item
     item.problem = judge_alignment(audio, item.phonemes)
     if not item.problem:
@@ -144,7 +152,7 @@ def align_one(recording: Recording) -> Aligned:
 
 def _cached_align(args: tuple[Recording, Path]) -> Aligned:
     recording, cache = args
-    key = hashlib.sha1(f"{recording.key}|{recording.transcript}|v1".encode()).hexdigest()[:16]
+    key = hashlib.sha1(f"{recording.key}|{recording.transcript}|v2".encode()).hexdigest()[:16]
     path = cache / f"{key}.json"
     if path.exists():
         saved = json.loads(path.read_text())
@@ -215,8 +223,7 @@ def build(out: Path, seed: int, workers: int, smoke: bool) -> dict:
     kept = [a for a in aligned if not a.problem]
     for a in aligned:
         if a.problem:
-            reason = a.problem.split(":")[0] if a.problem.startswith("failed") else "poor: " + a.problem.split(" ", 1)[1].split(":")[0]
-            dropped[reason] = dropped.get(reason, 0) + 1
+            dropped[problem_category(a.problem)] = dropped.get(problem_category(a.problem), 0) + 1
     bias = {}
     for source in {a.recording.source for a in kept}:
         pairs = [(al, bu) for a in kept if a.recording.source == source and not SPLITS[a.recording.speaker].startswith("test")

@@ -197,3 +197,13 @@ def test_eval_command_scores_a_folder_of_recordings(tmp_path):
     (tmp_path / "empty").mkdir()
     empty = cli("eval", str(tmp_path / "empty"))
     assert empty.returncode == 4 and "transcript" in empty.stderr
+
+
+def test_output_stage_is_chosen_among_candidates_that_keep_the_mouth_shut():
+    from models.tune import choose
+
+    base = {"closure_recall": 0.8, "open_vowel_recall": 0.8, "aperture_correlation": 0.7, "burst_error_ms": 12.0}
+    results = {(1.0, (0.1, 0.25)): {**base, "false_open_rate": 0.03},
+               (1.5, (0.1, 0.25)): {**base, "open_vowel_recall": 0.99, "false_open_rate": 0.09},  # better, but opens on closures
+               (1.2, (0.1, 0.25)): {**base, "open_vowel_recall": 0.9, "false_open_rate": 0.04}}
+    assert choose(results) == (1.2, (0.1, 0.25))
