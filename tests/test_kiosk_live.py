@@ -91,6 +91,12 @@ class Kiosk:
             time.sleep(0.1)
         return False
 
+    def wait_exit(self, timeout: float) -> str:
+        """Until the kiosk exits by itself; what it logged."""
+        self.process.wait(timeout=timeout)
+        self._reader.join(5)
+        return self.log
+
     def stop(self) -> str:
         """SIGTERM; what the kiosk logged. `stopped_in` is how long it took to exit."""
         started = time.monotonic()
@@ -382,7 +388,7 @@ def test_memory_above_the_limit_restarts_the_kiosk_through_systemd(tmp_path):
     port = free_port()
     config = config_file(tmp_path, port, health=f"{{port: {port}, restart_above_mb: 60}}")
     kiosk = Kiosk(config, {}, port)
-    err = kiosk.process.communicate(timeout=90)[1]
+    err = kiosk.wait_exit(timeout=90)
     assert kiosk.process.returncode == 75, err[-2000:]
     assert "above health.restart_above_mb (60 MB); restarting" in err
     assert "Traceback" not in err
