@@ -501,10 +501,12 @@ class PictureHold:
     delay less the wait it had (no integrator: nothing to wind up and overshoot)."""
 
     SMOOTH = 0.1  # of the way to the wanted wait, per frame: a few frames, so no jump is seen
+    BIAS_GAIN = 0.002  # of the remaining A/V offset, per frame (~15 s): what the estimate misses
     RECENT = 90  # frames whose median latency is the picture's recent delay (3 s at 30 fps)
 
     def __init__(self) -> None:
         self.hold_s = 0.0
+        self.bias_s = 0.0  # a slow correction from the measured A/V offset itself
 
     def shown_until(self, p, voice: VoiceThread, metrics: LiveMetrics) -> float | None:
         """Frames captured up to this wall time may be shown: the mouth model has covered them
@@ -516,7 +518,8 @@ class PictureHold:
         if metrics.recent_latencies:
             recent = list(metrics.recent_latencies)[-self.RECENT :]
             picture_delay_s = float(np.median(recent)) / 1000 + 0.5 / p.fps  # as _show counts it
-            wanted = float(np.clip(line.floor_s - line.trim_s - (picture_delay_s - self.hold_s), 0.0, MAX_HOLD_S))
+            self.bias_s = float(np.clip(self.bias_s + self.BIAS_GAIN * metrics.av_offset_ms / 1000, -0.1, 0.1))
+            wanted = float(np.clip(line.floor_s - line.trim_s - (picture_delay_s - self.hold_s) + self.bias_s, 0.0, MAX_HOLD_S))
             self.hold_s += self.SMOOTH * (wanted - self.hold_s)
         if self.hold_s <= 0.001:
             return known_until
