@@ -518,7 +518,8 @@ class PictureHold:
         if metrics.recent_latencies:
             recent = list(metrics.recent_latencies)[-self.RECENT :]
             picture_delay_s = float(np.median(recent)) / 1000 + 0.5 / p.fps  # as _show counts it
-            self.bias_s = float(np.clip(self.bias_s + self.BIAS_GAIN * metrics.av_offset_ms / 1000, -0.1, 0.1))
+            if abs(metrics.av_offset_ms) < 80:  # steady running only: a start-up or a stall is not a bias
+                self.bias_s = float(np.clip(self.bias_s + self.BIAS_GAIN * metrics.av_offset_ms / 1000, -0.05, 0.05))
             wanted = float(np.clip(line.floor_s - line.trim_s - (picture_delay_s - self.hold_s) + self.bias_s, 0.0, MAX_HOLD_S))
             self.hold_s += self.SMOOTH * (wanted - self.hold_s)
         if self.hold_s <= 0.001:
