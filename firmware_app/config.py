@@ -239,9 +239,6 @@ class Settings(Section):
             )
         return self
 
-
-# --- loading -------------------------------------------------------------------------------
-
     @field_validator("console")
     @classmethod
     def _off_loopback_needs_a_token(cls, console: ConsoleSettings, info: ValidationInfo) -> ConsoleSettings:
@@ -252,6 +249,9 @@ class Settings(Section):
                 " must be set (16+ characters); or bind 127.0.0.1 and reach it through an SSH tunnel"
             )
         return console
+
+
+# --- loading -------------------------------------------------------------------------------
 
 
 def load_settings(path: str | Path | None) -> Settings:

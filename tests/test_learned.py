@@ -71,7 +71,7 @@ def test_export_equals_the_trained_network(speech):
 def test_bilabial_seal_closes_the_lips_only_when_pp_is_likely():
     torch = pytest.importorskip("torch", reason="needs the train extra (PyTorch)")
     from firmware_app.shapes import JAW_OPEN, MOUTH_CLOSE, aperture
-    from models.net import SEAL_FROM, SEAL_FULL, shapes_from_logits
+    from models.net import APERTURE_GAIN, SEAL_FROM, SEAL_FULL, shapes_from_logits
 
     shape_logits = torch.zeros(3, len(BLENDSHAPES))
     shape_logits[:, JAW_OPEN], shape_logits[:, MOUTH_CLOSE] = 2.0, -3.0  # jaw open, lips apart
@@ -83,13 +83,31 @@ def test_bilabial_seal_closes_the_lips_only_when_pp_is_likely():
         viseme_logits[row, pp] = float(np.log(p_pp))
     visemes, shapes = (t.numpy() for t in shapes_from_logits(viseme_logits, shape_logits))
     gap = aperture(shapes[:, JAW_OPEN], shapes[:, MOUTH_CLOSE])
-    open_gap = float(torch.sigmoid(torch.tensor(2.0)) - torch.sigmoid(torch.tensor(-3.0)))
+    jaw, close = float(torch.sigmoid(torch.tensor(2.0))), float(torch.sigmoid(torch.tensor(-3.0)))
+    open_gap = min(jaw * APERTURE_GAIN, 1.0) - close * APERTURE_GAIN  # the output stage's gain, then the seal
     assert visemes[:, pp] == pytest.approx([SEAL_FROM / 2, (SEAL_FROM + SEAL_FULL) / 2, SEAL_FULL + 0.1], abs=1e-6)
     assert gap[0] == pytest.approx(open_gap, abs=1e-6)  # unlikely PP: untouched
     assert 0.0 < gap[1] < open_gap  # half-way: partly closed
     assert gap[2] == pytest.approx(0.0, abs=1e-6)  # likely PP: sealed
     others = [i for i in range(len(BLENDSHAPES)) if i != MOUTH_CLOSE]
     assert np.allclose(shapes[:, others], shapes[0, others])  # only mouthClose moves
+
+
+def test_aperture_gain_scales_the_opening_and_keeps_jaw_in_range():
+    torch = pytest.importorskip("torch", reason="needs the train extra (PyTorch)")
+    from firmware_app.shapes import JAW_OPEN, MOUTH_CLOSE, aperture
+    from models.net import shapes_from_logits
+
+    shape_logits = torch.zeros(2, len(BLENDSHAPES))
+    shape_logits[:, JAW_OPEN] = torch.tensor([-1.0, 3.0])  # a small and a wide opening
+    shape_logits[:, MOUTH_CLOSE] = -4.0
+    viseme_logits = torch.zeros(2, len(VISEMES))  # P(PP) = 1/15: below any seal
+    _, plain = shapes_from_logits(viseme_logits, shape_logits, gain=1.0)
+    _, gained = shapes_from_logits(viseme_logits, shape_logits, gain=1.4)
+    plain, gained = plain.numpy(), gained.numpy()
+    plain_gap, gained_gap = (aperture(s[:, JAW_OPEN], s[:, MOUTH_CLOSE]) for s in (plain, gained))
+    assert gained_gap[0] == pytest.approx(1.4 * plain_gap[0], rel=1e-5)  # small openings scale
+    assert gained[1, JAW_OPEN] == pytest.approx(1.0) and gained_gap[1] > plain_gap[1]  # wide ones stop at 1
 
 
 def test_graph_is_static_small_and_tensorrt_friendly():
