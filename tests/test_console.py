@@ -245,7 +245,10 @@ def test_the_trim_slider_moves_the_passthrough_delay_live(browser, kiosk):
     assert 150 <= trim <= 250, trim
     assert f"passthrough_trim_ms: {trim}" in kiosk.config.read_text()
     _wait_for(lambda: offset() >= trim - 30, WAIT_S, "the voice to play later than the picture by the trim")
-    assert kiosk.metrics()["ventriloquist_passthrough_delay_milliseconds"] > delay + trim / 2
+    # the voice is now later than the picture by the trim; on a busy machine the delay may already
+    # sit at its floor (issue 14: the picture is held to the voice), and then it is the picture's
+    # hold that gives way, so the delay itself only must not have come down
+    assert kiosk.metrics()["ventriloquist_passthrough_delay_milliseconds"] >= delay - 30
     assert kiosk.metrics()["ventriloquist_pipeline_generation"] == generation  # live: no reload
     wait(browser, lambda: number_in(browser, "av-offset") >= trim - 30, "the page to show the offset")
 

