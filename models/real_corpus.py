@@ -207,6 +207,12 @@ def _train_records(args: tuple[np.ndarray, list, int, str]) -> list[dict]:
     return records
 
 
+def release_pairs(kept: list[Aligned], source: str, label: str) -> list[tuple[float, float]]:
+    """(aligned release, burst) of every `label` (p or b) of `source`, on speakers outside the test splits."""
+    return [(aligned, burst) for a in kept if a.recording.source == source and not SPLITS[a.recording.speaker].startswith("test")
+            for release, aligned, burst in a.releases if release == label]
+
+
 def build(out: Path, seed: int, workers: int, smoke: bool) -> dict:
     started = time.time()
     root = fetch(out, list(PACKAGES))
@@ -226,12 +232,9 @@ def build(out: Path, seed: int, workers: int, smoke: bool) -> dict:
             dropped[problem_category(a.problem)] = dropped.get(problem_category(a.problem), 0) + 1
     bias = {}
     for source in {a.recording.source for a in kept}:
-        pairs = [(al, bu) for a in kept if a.recording.source == source and not SPLITS[a.recording.speaker].startswith("test")
-                 for label, al, bu in a.releases if label == "b"]
-        bias[source] = {"bias_ms": round(bursts.aligner_bias_ms(pairs), 1), "b_releases": len(pairs),
-                        "p_minus_burst_ms": round(bursts.aligner_bias_ms(
-                            [(al, bu) for a in kept if a.recording.source == source and not SPLITS[a.recording.speaker].startswith("test")
-                             for label, al, bu in a.releases if label == "p"]), 1)}
+        b_pairs, p_pairs = (release_pairs(kept, source, label) for label in ("b", "p"))
+        bias[source] = {"bias_ms": round(bursts.aligner_bias_ms(b_pairs), 1), "b_releases": len(b_pairs),
+                        "p_minus_burst_ms": round(bursts.aligner_bias_ms(p_pairs), 1)}
     splits: dict[str, list[dict]] = {"train": [], "validation": [], "test": [], FOREIGN_SPLIT: []}
     rng = np.random.default_rng(seed)
     jobs = []
