@@ -178,7 +178,7 @@ class ConsoleSettings(Section):
         " required when health.bind is not 127.0.0.1 or ::1",
     )
     preview: bool = Field(False, description="show the frame on the screen now on the page (kept in memory only, never written)")
-    upload_max_mb: float = Field(50.0, gt=0, le=500, description="largest portrait (still or clip) the console accepts, MiB")
+    upload_max_mb: float = Field(50.0, gt=0, le=500, description="largest portrait (still, clip or face pack) the console accepts, MiB")
 
     @model_validator(mode="after")
     def _token_long_enough(self) -> "ConsoleSettings":

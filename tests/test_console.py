@@ -145,6 +145,14 @@ def number_in(browser, element_id: str) -> float:
     return float(shown.group()) if shown else float("nan")
 
 
+def upload(browser, path: Path) -> str:
+    """Send a file through the page's portrait upload; what the page answers."""
+    browser.find_element("id", "portrait-file").send_keys(str(path))
+    browser.find_element("id", "portrait-upload").click()
+    wait(browser, lambda: not text_of(browser, "portrait-result").startswith("Checking"), "the upload's verdict")
+    return text_of(browser, "portrait-result")
+
+
 def set_editor(browser, text: str) -> None:
     editor = browser.find_element("id", "config-text")
     editor.clear()
@@ -257,19 +265,13 @@ def test_a_portrait_is_checked_before_it_replaces_the_current_one(browser, kiosk
     page(browser, kiosk)
     generation = kiosk.metrics()["ventriloquist_pipeline_generation"]
 
-    def upload(path: Path) -> str:
-        browser.find_element("id", "portrait-file").send_keys(str(path))
-        browser.find_element("id", "portrait-upload").click()
-        wait(browser, lambda: not text_of(browser, "portrait-result").startswith("Checking"), "the upload's verdict")
-        return text_of(browser, "portrait-result")
-
-    assert "not an image or a video clip" in upload(SPEECH)
+    assert "not an image or a video clip" in upload(browser, SPEECH)
     blank = tmp_path / "wall.png"
     cv2.imwrite(str(blank), np.full((480, 640, 3), 128, np.uint8))
-    assert "no face found" in upload(blank)
+    assert "no face found" in upload(browser, blank)
     assert not list(kiosk.folder.glob("portrait.*")) and "portrait:" not in kiosk.config.read_text()
     assert kiosk.metrics()["ventriloquist_pipeline_generation"] == generation
-    assert "still 270x360, one face" in upload(PORTRAIT)
+    assert "still 270x360, one face" in upload(browser, PORTRAIT)
     stored = kiosk.folder / "portrait.jpg"
     assert stored.read_bytes() == PORTRAIT.read_bytes()
     assert f"portrait: file://{stored}" in kiosk.config.read_text()
@@ -279,6 +281,70 @@ def test_a_portrait_is_checked_before_it_replaces_the_current_one(browser, kiosk
     status, body = kiosk.request("/api/portrait", b"\xff\xd8\xff" + bytes(3 * 1024 * 1024), {"X-CSRF-Token": csrf})
     assert status == 413 and "upload_max_mb" in body
     assert sorted(p.name for p in kiosk.folder.iterdir()) == ["config.yaml", "config.yaml.bak", "portrait.jpg"]
+
+
+CONSENT = "NASA's public-domain astronaut portrait, enrolled only to test the console"
+
+
+@pytest.fixture(scope="module")
+def face_pack(tmp_path_factory) -> Path:
+    """A small real face pack, made by `ventriloquist enroll` from a 16-frame clip of the bundled
+    portrait (its zoom breathing a little, as a person at rest does)."""
+    import av
+
+    folder = tmp_path_factory.mktemp("enroll")
+    face = cv2.imread(str(PORTRAIT))
+    height, width = face.shape[:2]
+    clip = folder / "rest.mp4"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(16):
+            zoom = cv2.getRotationMatrix2D((width / 2, height / 2), 0, 1 + 0.01 * (i % 4))
+            frame = cv2.warpAffine(face, zoom, (width, height), borderMode=cv2.BORDER_REPLICATE)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
+        container.mux(stream.encode())
+    pack = folder / "astronaut.face"
+    enrolled = cli("enroll", str(clip), "--out", str(pack), "--consent", CONSENT)
+    assert enrolled.returncode == 0 and pack.is_file(), enrolled.stderr
+    return pack
+
+
+def test_a_face_pack_is_checked_shown_with_its_consent_and_applied(browser, kiosk, face_pack, tmp_path):
+    """The same upload takes a face pack: a damaged one is refused with the reason and nothing
+    changes; a good one is stored beside the config, its consent statement shown, and the kiosk,
+    once in puppet mode, speaks with it."""
+    page(browser, kiosk)
+    generation = kiosk.metrics()["ventriloquist_pipeline_generation"]
+    before = kiosk.config.read_text()
+    files = sorted(p.name for p in kiosk.folder.iterdir())
+
+    data = face_pack.read_bytes()
+    damaged = tmp_path / "damaged.face"
+    damaged.write_bytes(data[:2000] + bytes(b ^ 0xFF for b in data[2000:8000]) + data[8000:])  # a bad copy: bytes flipped
+    cut = tmp_path / "cut.face"
+    cut.write_bytes(data[: len(data) // 2])  # an upload that stopped half way
+    for bad, reason in ((damaged, r"the uploaded face pack is (damaged|not a readable face pack) \("), (cut, r"the uploaded face pack is not a readable face pack \(")):
+        shown = upload(browser, bad)  # (which one a flipped byte gives depends on where it lands: a deflate stream or a checksum)
+        assert re.search(reason, shown) and "fix: enroll the clip again" in shown and "Traceback" not in shown, shown
+    assert kiosk.config.read_text() == before and sorted(p.name for p in kiosk.folder.iterdir()) == files
+    assert kiosk.metrics()["ventriloquist_pipeline_generation"] == generation
+
+    shown = upload(browser, face_pack)
+    assert "face pack 270x360, one face" in shown and CONSENT in shown, shown
+    stored = kiosk.folder / "portrait.face"
+    assert stored.read_bytes() == data
+    assert f"portrait: file://{stored}" in kiosk.config.read_text()
+    _wait_for(lambda: kiosk.metrics()["ventriloquist_pipeline_generation"] == generation + 1, WAIT_S, "the reload")
+    if "mode: puppet" not in kiosk.config.read_text():  # the kiosk mirrors its camera: the portrait shows in puppet mode
+        page(browser, kiosk)
+        set_editor(browser, kiosk.config.read_text() + "mode: puppet\n")
+        browser.find_element("id", "config-apply").click()
+        wait(browser, lambda: text_of(browser, "config-result").startswith("Applied"), "the apply")
+    _wait_for(lambda: "face pack portrait.face: " in kiosk.log() and f"consent: {CONSENT}" in kiosk.log(), WAIT_S, "the kiosk to load the pack")
+    kiosk.wait_healthy()
+    assert kiosk.frames_grow()
+    wait(browser, lambda: text_of(browser, "mode") == "puppet", "the page to show puppet mode")
 
 
 def test_writes_from_anywhere_but_the_page_are_refused(browser, kiosk):
@@ -406,6 +472,7 @@ def test_a_portrait_clip_is_checked_like_a_still(tmp_path):
     with the reason, never a traceback."""
     import av
 
+    from firmware_app.config import DisclosureSettings
     from firmware_app.console.portrait import check_portrait
     from firmware_app.errors import MediaError
 
@@ -417,8 +484,8 @@ def test_a_portrait_clip_is_checked_like_a_still(tmp_path):
         for _ in range(25):
             container.mux(stream.encode(av.VideoFrame.from_ndarray(face, format="bgr24")))
         container.mux(stream.encode())
-    model = "models/face_landmarker.task"
-    checked = check_portrait(clip.read_bytes(), model)
+    model, marked = "models/face_landmarker.task", DisclosureSettings()
+    checked = check_portrait(clip.read_bytes(), model, marked)
     assert checked.clip and checked.extension == "mp4" and (checked.width, checked.height) == (360, 480)
     for data, reason in (
         (clip.read_bytes()[:3000], "upload"),  # cut off in the middle of its header or first frame
@@ -426,4 +493,36 @@ def test_a_portrait_clip_is_checked_like_a_still(tmp_path):
         (cv2.imencode(".png", np.zeros((9000, 200, 3), np.uint8))[1].tobytes(), "9000"),
     ):
         with pytest.raises(MediaError, match=reason):
-            check_portrait(data, model)
+            check_portrait(data, model, marked)
+
+
+def test_a_face_pack_must_record_consent_and_keep_the_mark(face_pack):
+    """What the kiosk would refuse to load is refused at the upload, each with its reason: a pack
+    without a consent statement, one of another format, and any pack while the mark is off."""
+    import io
+    import zipfile
+
+    from firmware_app.config import DisclosureSettings
+    from firmware_app.console.portrait import check_portrait
+    from firmware_app.errors import ConfigError, MediaError
+
+    def changed(edit) -> bytes:
+        out = io.BytesIO()
+        with zipfile.ZipFile(face_pack) as pack, zipfile.ZipFile(out, "w") as copy:
+            for name in pack.namelist():
+                member = pack.read(name)
+                if name == "manifest.json":
+                    manifest = json.loads(member)
+                    edit(manifest)
+                    member = json.dumps(manifest).encode()
+                copy.writestr(name, member)
+        return out.getvalue()
+
+    model, marked = "models/face_landmarker.task", DisclosureSettings()
+    assert check_portrait(face_pack.read_bytes(), model, marked).consent == CONSENT
+    with pytest.raises(MediaError, match="the uploaded face pack records no consent statement"):
+        check_portrait(changed(lambda m: m.pop("consent")), model, marked)
+    with pytest.raises(MediaError, match="the uploaded face pack is a face pack of format 2; this version reads format 1"):
+        check_portrait(changed(lambda m: m.update(format_version=2)), model, marked)
+    with pytest.raises(ConfigError, match="cannot be switched off while a face pack is in use"):
+        check_portrait(face_pack.read_bytes(), model, DisclosureSettings(enabled=False))

@@ -1,26 +1,40 @@
 """A portrait uploaded through the console, checked before it may replace the current one: a still
 (JPEG, PNG, WebP) or a clip (MP4, MOV, WebM, MKV) that decodes, of a sensible size, with exactly
-one face that MediaPipe finds. Everything happens in memory; only a portrait that passes is
-written (by the caller, into the config folder)."""
+one face that MediaPipe finds; or a face pack (`NAME.face` from `ventriloquist enroll`) that the
+renderer can read, that records its person's consent, whose reference still shows one face, and
+that the config's disclosure mark allows. Everything happens in memory; only a portrait that
+passes is written (by the caller, into the config folder)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import os
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import av
 import cv2
 import numpy as np
 
 from firmware_app.assets import resolve_path, verify_model_file
+from firmware_app.config import DisclosureSettings
 from firmware_app.errors import MediaError
+from firmware_app.render.bank import SUFFIX, load_face_pack, require_disclosure
 
 MIN_SIDE = 128  # px: smaller faces are below MediaPipe's detector
 MAX_SIDE = 8192
 MAX_PIXELS = 40_000_000  # a 40 MP still; larger ones are refused before decoding
 MAX_CLIP_S = 600.0
 STILLS = {b"\xff\xd8\xff": "jpg", b"\x89PNG\r\n\x1a\n": "png"}
-FIX = "upload a JPEG, PNG or WebP photo, or an MP4/MOV/WebM clip, of one face filling about a third of the picture"
+PACK = SUFFIX.lstrip(".")  # "face"
+ZIP = b"PK\x03\x04"  # a face pack is a zip archive (manifest.json, reference.png, bank.npz)
+REENROLL = "enroll the clip again with `ventriloquist enroll CLIP --out NAME.face --consent \"…\"` and upload the new pack"
+FIX = ("upload a JPEG, PNG or WebP photo, or an MP4/MOV/WebM clip, of one face filling about a third of the picture, "
+       "or a face pack (NAME.face) made by `ventriloquist enroll`")  # fmt: skip
 
 
 @dataclass
@@ -29,8 +43,12 @@ class Portrait:
     width: int
     height: int
     clip: bool
+    consent: str = ""  # a face pack's: the statement of the person whose likeness it is
+    exemplars: int = 0  # a face pack's mouth exemplars
 
     def describe(self) -> str:
+        if self.extension == PACK:
+            return f"face pack {self.width}x{self.height}, one face, {self.exemplars} mouth exemplars; consent: \u201c{self.consent}\u201d"
         return f"{'clip' if self.clip else 'still'} {self.width}x{self.height}, one face"
 
 
@@ -45,13 +63,17 @@ def kind_of(data: bytes) -> tuple[str, bool]:
         return ("mov" if data[8:10] == b"qt" else "mp4"), True
     if data.startswith(b"\x1a\x45\xdf\xa3"):
         return ("webm" if b"webm" in data[:64] else "mkv"), True
+    if data.startswith(ZIP):
+        return PACK, False
     raise MediaError("the upload is not an image or a video clip (its first bytes match no known format)", FIX)
 
 
-def check_portrait(data: bytes, model_path: str) -> Portrait:
+def check_portrait(data: bytes, model_path: str, disclosure: DisclosureSettings) -> Portrait:
     if not data:
         raise MediaError("the upload is empty", FIX)
     extension, clip = kind_of(data)
+    if extension == PACK:
+        return check_face_pack(data, model_path, disclosure)
     width, height, duration = _probe(data)
     if min(width, height) < MIN_SIDE or max(width, height) > MAX_SIDE or width * height > MAX_PIXELS:
         raise MediaError(
@@ -65,6 +87,40 @@ def check_portrait(data: bytes, model_path: str) -> Portrait:
         found = "no face" if faces == 0 else f"{faces} faces"
         raise MediaError(f"{found} found in the {'clip' if clip else 'picture'}; a portrait shows exactly one", FIX)
     return Portrait(extension, width, height, clip)
+
+
+def check_face_pack(data: bytes, model_path: str, disclosure: DisclosureSettings) -> Portrait:
+    """A pack is read exactly as the kiosk will read it (`render.bank.load_face_pack`: format
+    version, consent recorded), refused if the disclosure mark is off, and its reference still
+    must show one face, as any portrait."""
+    with _in_memory_file(data) as path:
+        try:
+            pack = load_face_pack(path)
+        except MediaError as exc:  # name the upload, not the memory file it was read from
+            raise MediaError(exc.cause.replace(str(path), "the uploaded face pack"), exc.fix) from None
+        except zlib.error as exc:  # a damaged member: the reader does not catch this one
+            raise MediaError(f"the uploaded face pack is damaged ({exc})", REENROLL) from None
+    if pack.reference is None:
+        raise MediaError("the uploaded face pack's reference still does not decode", REENROLL)
+    pack = dataclasses.replace(pack, path=Path(f"portrait{SUFFIX}"))  # the name it will be stored under
+    require_disclosure(pack, disclosure)
+    if count_faces(cv2.cvtColor(pack.reference, cv2.COLOR_BGR2RGB), model_path) != 1:
+        raise MediaError("the face pack's reference still does not show exactly one face", REENROLL)
+    height, width = pack.reference.shape[:2]
+    return Portrait(PACK, width, height, clip=False, consent=pack.consent, exemplars=len(pack.keys))
+
+
+@contextmanager
+def _in_memory_file(data: bytes) -> Iterator[Path]:
+    """`data` as a file path that lives in memory only (a Linux memfd): the pack's reader takes a
+    path, and nothing unchecked may touch the disk."""
+    fd = os.memfd_create("console-upload")
+    try:
+        with open(fd, "wb", closefd=False) as handle:
+            handle.write(data)
+        yield Path(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
 
 
 def _probe(data: bytes) -> tuple[int, int, float]:

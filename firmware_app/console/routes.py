@@ -111,7 +111,7 @@ def console_routes(settings: Settings, state: LiveState, policy: Policy) -> list
         if data is None:
             return JSONResponse({"ok": False, "error": f"the upload is larger than console.upload_max_mb ({settings.console.upload_max_mb:g} MiB)"}, status_code=413)
         try:
-            checked = await run_in_threadpool(check_portrait, data, state.settings.tracker.model_path)
+            checked = await run_in_threadpool(check_portrait, data, state.settings.tracker.model_path, state.settings.disclosure)
             stored = folder.store(f"portrait.{checked.extension}", data)
             folder.apply(folder.with_keys({"sources.portrait": f"file://{stored}"}))
         except VentriloquistError as exc:
