@@ -167,6 +167,7 @@ def test_the_page_shows_the_kiosk_live(browser, kiosk, tmp_path):
     assert text_of(browser, "face") == "in view"
     assert number_in(browser, "latency") > 0 and text_of(browser, "latency").endswith(" ms")
     assert "learned model" in text_of(browser, "backend")
+    assert number_in(browser, "memory") > 50 and text_of(browser, "memory").endswith(" MiB")
     assert browser.find_elements("css selector", "#chart-fps canvas") and browser.find_elements("css selector", "#chart-latency canvas")
     # console.preview: true shows the screen itself, refreshed a few times a second
     preview = browser.find_element("id", "preview")
@@ -210,6 +211,7 @@ def test_a_bad_config_shows_the_keys_error_and_the_kiosk_keeps_running(browser, 
     browser.find_element("id", "config-apply").click()
     wait(browser, lambda: text_of(browser, "config-result") == shown and "bad" in browser.find_element("id", "config-result").get_attribute("class"), "the refusal")
     assert kiosk.config.read_text() == good and not (kiosk.folder / "config.yaml.bak").exists()
+    wait(browser, lambda: "config not applied" in text_of(browser, "errors") and "mouth_gian" in text_of(browser, "errors"), "the log panel")
     assert kiosk.frames_grow()
     assert kiosk.metrics()["ventriloquist_pipeline_generation"] == generation
 
@@ -424,8 +426,24 @@ def test_off_loopback_the_token_is_required(browser, tmp_path, voice):
         browser.find_element("id", "sign-in").click()
         wait(browser, lambda: browser.find_elements("id", "fps") and number_in(browser, "fps") > 5, "the console")
         assert TOKEN not in json.dumps(browser.get_cookies())  # the session cookie is not the token itself
+        # console.preview is off here: nothing of the screen (the camera's face) is served, even signed in
+        assert kiosk.get("/api/preview.jpg")[0] == 404
+        wait(browser, lambda: browser.find_element("id", "preview-off").is_displayed(), "the page to say the preview is off")
+        assert not browser.find_element("id", "preview").is_displayed()
     finally:
         kiosk.stop()
+
+
+def test_the_hardened_unit_lets_the_console_write_the_config_folder_only():
+    """Under ProtectSystem=strict the kiosk may write its engine cache and the config folder that
+    the console writes into (its config file is there); `systemd-analyze verify` of the unit is
+    `test_appliance.test_systemd_unit_verifies`."""
+    lines = [line.strip() for line in (PROJECT / "systemd" / "ventriloquist.service").read_text().splitlines()]
+    assert "ProtectSystem=strict" in lines
+    writable = {line.partition("=")[2] for line in lines if line.startswith("ReadWritePaths=")}
+    assert writable == {"/etc/ventriloquist", "/var/cache/ventriloquist"}
+    start = next(line for line in lines if line.startswith("ExecStart="))
+    assert "--config /etc/ventriloquist/config.yaml" in start
 
 
 def test_the_console_writes_plain_names_inside_the_config_folder_only(tmp_path):

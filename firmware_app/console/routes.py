@@ -79,6 +79,7 @@ def console_routes(settings: Settings, state: LiveState, policy: Policy) -> list
         try:
             folder.apply(text)
         except VentriloquistError as exc:
+            log.warning("console: config not applied, the running one stays: %s", exc.cause)
             return refused(exc)
         log.info("console: config written to %s (previous kept as %s.bak); reloading", folder.path, folder.path.name)
         state.reload()
@@ -115,6 +116,7 @@ def console_routes(settings: Settings, state: LiveState, policy: Policy) -> list
             stored = folder.store(f"portrait.{checked.extension}", data)
             folder.apply(folder.with_keys({"sources.portrait": f"file://{stored}"}))
         except VentriloquistError as exc:
+            log.warning("console: upload refused, the portrait stays: %s", exc.cause)
             return refused(exc)
         log.info("console: new portrait %s (%s); reloading", stored, checked.describe())
         state.reload()
