@@ -514,9 +514,10 @@ def test_a_portrait_clip_is_checked_like_a_still(tmp_path):
             check_portrait(data, model, marked)
 
 
-def test_a_face_pack_must_record_consent_and_keep_the_mark(face_pack):
+def test_a_face_pack_must_record_consent_and_keep_the_mark(face_pack, monkeypatch):
     """What the kiosk would refuse to load is refused at the upload, each with its reason: a pack
-    without a consent statement, one of another format, and any pack while the mark is off."""
+    without a consent statement, one of another format, any pack while the mark is off, and one
+    that unpacks to more than a pack holds (here with the limit lowered below this small pack's)."""
     import io
     import zipfile
 
@@ -544,3 +545,6 @@ def test_a_face_pack_must_record_consent_and_keep_the_mark(face_pack):
         check_portrait(changed(lambda m: m.update(format_version=2)), model, marked)
     with pytest.raises(ConfigError, match="cannot be switched off while a face pack is in use"):
         check_portrait(face_pack.read_bytes(), model, DisclosureSettings(enabled=False))
+    monkeypatch.setattr("firmware_app.console.portrait.MAX_PACK_UNPACKED", 64 * 1024)
+    with pytest.raises(MediaError, match=r"the uploaded face pack unpacks to \d+ MiB; a face pack holds at most 0 MiB"):
+        check_portrait(face_pack.read_bytes(), model, marked)

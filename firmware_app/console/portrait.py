@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import zipfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ MIN_SIDE = 128  # px: smaller faces are below MediaPipe's detector
 MAX_SIDE = 8192
 MAX_PIXELS = 40_000_000  # a 40 MP still; larger ones are refused before decoding
 MAX_CLIP_S = 600.0
+MAX_PACK_UNPACKED = 512 * 2**20  # bytes: a 1080p enrollment's bank is a few tens of MiB
 STILLS = {b"\xff\xd8\xff": "jpg", b"\x89PNG\r\n\x1a\n": "png"}
 PACK = SUFFIX.lstrip(".")  # "face"
 ZIP = b"PK\x03\x04"  # a face pack is a zip archive (manifest.json, reference.png, bank.npz)
@@ -93,6 +95,7 @@ def check_face_pack(data: bytes, model_path: str, disclosure: DisclosureSettings
     """A pack is read exactly as the kiosk will read it (`render.bank.load_face_pack`: format
     version, consent recorded), refused if the disclosure mark is off, and its reference still
     must show one face, as any portrait."""
+    _refuse_if_it_unpacks_too_large(data)
     with _in_memory_file(data) as path:
         try:
             pack = load_face_pack(path)
@@ -108,6 +111,22 @@ def check_face_pack(data: bytes, model_path: str, disclosure: DisclosureSettings
         raise MediaError("the face pack's reference still does not show exactly one face", REENROLL)
     height, width = pack.reference.shape[:2]
     return Portrait(PACK, width, height, clip=False, consent=pack.consent, exemplars=len(pack.keys))
+
+
+def _refuse_if_it_unpacks_too_large(data: bytes) -> None:
+    """A small upload must not unpack to gigabytes (a zip bomb): the sizes its archive, and the bank
+    archive inside it, declare (zipfile never reads a member past its declared size) are summed
+    before anything is unpacked."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as pack:
+            declared = sum(member.file_size for member in pack.infolist())
+            if declared <= MAX_PACK_UNPACKED and "bank.npz" in pack.namelist():
+                with zipfile.ZipFile(io.BytesIO(pack.read("bank.npz"))) as bank:
+                    declared += sum(member.file_size for member in bank.infolist())
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError):
+        return  # not readable as a zip: the pack's reader names the problem
+    if declared > MAX_PACK_UNPACKED:
+        raise MediaError(f"the uploaded face pack unpacks to {declared / 2**20:.0f} MiB; a face pack holds at most {MAX_PACK_UNPACKED / 2**20:.0f} MiB", REENROLL)
 
 
 @contextmanager
