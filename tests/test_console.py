@@ -346,7 +346,10 @@ def test_a_face_pack_is_checked_shown_with_its_consent_and_applied(browser, kios
     _wait_for(lambda: "face pack portrait.face: " in kiosk.log() and f"consent: {CONSENT}" in kiosk.log(), WAIT_S, "the kiosk to load the pack")
     kiosk.wait_healthy()
     assert kiosk.frames_grow()
+    page(browser, kiosk)  # a fresh page, as anyone opening the console later, says whose likeness speaks
     wait(browser, lambda: text_of(browser, "mode") == "puppet", "the page to show puppet mode")
+    wait(browser, lambda: CONSENT in text_of(browser, "portrait-now"), "the page to show the pack's consent")
+    assert text_of(browser, "portrait-now").startswith("Speaking with the face pack portrait.face (enrolled 20")
 
 
 def test_writes_from_anywhere_but_the_page_are_refused(browser, kiosk):

@@ -66,6 +66,18 @@ class History(threading.Thread):
         return {name: list(values) for name, values in zip(("t", "fps", "latency_ms", "av_offset_ms"), columns)}
 
 
+def likeness(state: LiveState) -> dict | None:
+    """The face pack the kiosk speaks with now, as it was loaded (puppet mode), and the consent
+    it records: whoever opens the page sees whose likeness is on the screen."""
+    from firmware_app.render.bank import BankRenderer
+
+    renderer = state.pipeline.renderer if state.pipeline is not None else None
+    if not isinstance(renderer, BankRenderer):
+        return None
+    pack = renderer.bank.pack
+    return {"name": pack.path.name, "consent": pack.consent, "enrolled": str(pack.manifest.get("date", ""))}
+
+
 def snapshot(state: LiveState, history: History, errors: RecentErrors, started_at: float) -> dict:
     """The status panel's JSON."""
     m, settings = state.metrics, state.settings
@@ -90,6 +102,7 @@ def snapshot(state: LiveState, history: History, errors: RecentErrors, started_a
             "trim_ms": round(passthrough.trim_s * 1000, 1) if passthrough is not None else settings.audio.passthrough_trim_ms,
         },
         "preview": settings.console.preview,
+        "face_pack": likeness(state),
         "config_path": str(state.config_path) if state.config_path else None,
         "errors": list(errors.records)[::-1],
         "history": history.series(),

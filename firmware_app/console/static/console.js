@@ -62,6 +62,11 @@ function render(s) {
     $("trim").value = s.passthrough.trim_ms;
     $("trim-value").textContent = `${s.passthrough.trim_ms.toFixed(0)} ms`;
   }
+  $("portrait-now").hidden = !s.face_pack;
+  if (s.face_pack) {
+    const { name, enrolled, consent } = s.face_pack;
+    $("portrait-now").textContent = `Speaking with the face pack ${name} (enrolled ${enrolled.slice(0, 10)}); consent: \u201c${consent}\u201d`;
+  }
   const errors = $("errors");
   errors.replaceChildren(...(s.errors.length ? s.errors : [null]).map((e) => {
     const item = document.createElement("li");
