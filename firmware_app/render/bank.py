@@ -51,15 +51,16 @@ CROWN = 0.03  # face heights of teeth kept rigid with each lip (about a crown's 
 GAP_S = (-0.5, 0.0, 0.5)  # the inner-lip gap is described at these shares of the half width
 NEAREST = 2  # exemplars blended per frame
 SMOOTHING = 0.6  # share of the new lookup's weights taken each frame (the rest: the previous frame's)
-COLOUR_GAIN = (0.75, 1.35)
+COLOUR_GAIN = (0.75, 1.35)  # the colour match never scales a channel beyond these
 # How much each viseme shows the teeth (0 none, 1 fully): with the mouth model's visemes in the
 # command, exemplars showing about that much are preferred (an "E" bares them, an "oh" hides them).
 VISEME_TEETH = {
     "sil": 0.0, "PP": 0.0, "FF": 0.8, "TH": 0.8, "DD": 0.7, "kk": 0.6, "CH": 0.9, "SS": 1.0,
     "nn": 0.6, "RR": 0.4, "aa": 0.7, "E": 1.0, "ih": 1.0, "oh": 0.3, "ou": 0.1,
 }  # fmt: skip
-TEETH_WEIGHT = 4.0  # a full mismatch in teeth counts as this much squared distance
-OWN_MAX_OPEN = (0.06, 0.3)  # the person's own opening at jawOpen 1 (face heights) is kept within these  # the colour match never scales a channel beyond these
+TEETH_WEIGHT = 4.0  # a full mismatch in teeth makes an exemplar count as (1 + this) times as far
+MODEL_BLENDSHAPES = 0.1  # what a mouth model's blendshapes count in the lookup, against the drawn opening's 1
+OWN_MAX_OPEN = (0.06, 0.3)  # the person's own opening at jawOpen 1 (face heights) is kept within these
 
 
 def descriptor(weights: dict[str, float], gaps: np.ndarray, half_width: float) -> np.ndarray:
@@ -151,6 +152,9 @@ class BankMouth:
     def __init__(self, pack: FacePack) -> None:
         self.pack = pack
         self._keys = pack.keys / pack.scale
+        # a command beyond what the clip ever showed is matched as the nearest shape it did show:
+        # unclipped, a dimension the clip hardly moves (its spread tiny) outweighs all the others
+        self._low, self._high = self._keys.min(axis=0), self._keys.max(axis=0)
         self._weights = np.zeros(len(pack.keys), np.float32)
         self._command: dict[str, float] = {}
         self._face_height = 1.0
@@ -197,10 +201,17 @@ class BankMouth:
 
     def _lookup(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The `NEAREST` exemplars and their shares, the weights smoothed over frames."""
-        d2 = ((self._keys - query) ** 2).sum(axis=1)
+        squared = (self._keys - np.clip(query, self._low, self._high)) ** 2
         wanted = self._wanted_teeth()
-        if wanted is not None:
-            d2 = d2 + TEETH_WEIGHT * (self.pack.teeth - wanted) ** 2
+        if wanted is None:  # a tracked face's own blendshapes (mirror, self-reenactment): all count
+            d2 = squared.sum(axis=1)
+        else:
+            # a mouth model's command: its blendshapes are learned on other faces (their habits sit
+            # tens of spreads from any of this person's), so the opening the compositor draws and the
+            # visemes' teeth choose; the teeth as a factor (an added term of a few units drowned)
+            blend = len(MOUTH_BLENDSHAPES)
+            d2 = MODEL_BLENDSHAPES * squared[:, :blend].sum(axis=1) + squared[:, blend:].sum(axis=1)
+            d2 = d2 * (1.0 + TEETH_WEIGHT * (self.pack.teeth - wanted) ** 2)
         near = np.argsort(d2)[:NEAREST]
         fresh = np.zeros_like(self._weights)
         fresh[near] = np.exp(-(d2[near] - d2[near[0]]) / max(float(d2[near[0]]), 0.25))
