@@ -174,7 +174,7 @@ def build_pipeline(settings: Settings, realtime: bool) -> Pipeline:
             follow=settings.audio.passthrough_delay == "auto",
             trim_s=settings.audio.passthrough_trim_ms / 1000,
         )
-    video_source, renderer = _face(settings, face_uri if puppet else None, realtime)
+    video_source, renderer = _face(settings, settings.sources.portrait, realtime, puppet)
     return Pipeline(
         voice_source=open_audio_source(settings.sources.audio, settings, realtime),
         video_source=video_source or open_video_source(face_uri, settings, realtime),
@@ -192,9 +192,10 @@ def build_pipeline(settings: Settings, realtime: bool) -> Pipeline:
     )
 
 
-def _face(settings: Settings, portrait: str | None, realtime: bool) -> tuple[VideoSource | None, Renderer]:
-    """A face pack as the portrait (`file://NAME.face`) brings its reference still and its mouth
-    bank (`render.bank`); anything else: the picture's own source, the single-photo renderer."""
+def _face(settings: Settings, portrait: str, realtime: bool, puppet: bool) -> tuple[VideoSource | None, Renderer]:
+    """A face pack as the portrait (`file://NAME.face`) brings its mouth bank (`render.bank`) and,
+    in puppet mode, its reference still as the picture; in mirror mode the camera's face speaks
+    with the pack's mouth. Anything else: the picture's own source, the single-photo renderer."""
     from firmware_app.render.bank import BankRenderer, face_pack_path, open_face_pack
 
     path = face_pack_path(portrait) if portrait else None
@@ -203,7 +204,7 @@ def _face(settings: Settings, portrait: str | None, realtime: bool) -> tuple[Vid
     from firmware_app.sources.face_pack import FacePackSource
 
     pack = open_face_pack(path, settings.disclosure)
-    source = FacePackSource(pack, (settings.video.width, settings.video.height), settings.video.fps, realtime)
+    source = FacePackSource(pack, (settings.video.width, settings.video.height), settings.video.fps, realtime) if puppet else None
     return source, BankRenderer(settings.renderer, settings.disclosure, pack)
 
 

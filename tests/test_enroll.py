@@ -122,6 +122,33 @@ def test_disclosure_cannot_be_switched_off_with_a_pack(enrolled: tuple[Path, dic
 
 
 @needs_clip
+def test_mirror_mode_speaks_with_the_pack_mouth(enrolled: tuple[Path, dict], tmp_path: Path) -> None:
+    """Mirror mode with `sources.portrait: file://NAME.face`: the camera's face (here a video file
+    of the same person as the camera) speaks the bundled speech with the bank's mouth."""
+    import cv2
+
+    from calibration.enroll import read_clip
+    from firmware_app.pipeline import build_pipeline
+    from firmware_app.render.bank import BankRenderer
+
+    out, _ = enrolled
+    camera = tmp_path / "camera.mp4"  # 8 s of the clip at rest (frames 800-1000), only in tmp
+    writer = cv2.VideoWriter(str(camera), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (400, 300))
+    for _, _, image in read_clip(CLIP, 800, 1000):
+        writer.write(image)
+    writer.release()
+    settings = with_changes(Settings(), {
+        "mode": "mirror", "sources.camera": f"file://{camera}", "sources.portrait": f"file://{out / 'cap12.face'}",
+        "sources.audio": "bundled://speech.wav", "sources.pace": "fast", "output.uri": "null://", "tracker.model_path": MODEL,
+    })  # fmt: skip
+    pipeline = build_pipeline(settings, realtime=False)
+    assert isinstance(pipeline.renderer, BankRenderer)
+    stats = pipeline.run()
+    assert stats.frames >= 100
+    assert pipeline.renderer.bank.painted >= 20  # the speech's openings, painted from the bank
+
+
+@needs_clip
 def test_turned_blurred_and_hidden_frames_are_rejected() -> None:
     """Real frames of the clip, three of them spoiled: a grey patch over the mouth (the landmarks
     as tracked before it, as MediaPipe guesses lips behind a hand), a heavy blur, and a head turned

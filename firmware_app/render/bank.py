@@ -159,6 +159,7 @@ class BankMouth:
         self._command: dict[str, float] = {}
         self._face_height = 1.0
         self.chosen: np.ndarray = np.zeros(0, np.intp)  # the exemplars of the last paint, for reports
+        self.painted = 0  # frames whose opening the bank painted, for reports
 
     def command(self, face: Face | None, weights: dict[str, float]) -> None:
         """The shape wanted for the next frame and the face it is drawn on (its height sets the scale)."""
@@ -174,6 +175,7 @@ class BankMouth:
         o, fh = opening, self._face_height
         s = np.clip(o.u / max(o.half_width, 1.0), -1.05, 1.05)
         chosen, share = self._lookup(self._query(o, s))
+        self.painted += 1
         d_top = np.maximum(o.v - o.lip_top, 0.0) / fh
         d_bot = np.maximum(o.bottom - o.v, 0.0) / fh
         out = np.zeros((*o.u.shape, 3), np.float32)
