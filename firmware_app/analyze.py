@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from firmware_app.features import FeatureStream, features_of
+from firmware_app.features import FeatureStream, frames_of
 from firmware_app.frames import HOP_S, SAMPLE_RATE, AudioBlock
 from firmware_app.mouth.base import MouthModel
 from firmware_app.shapes import BLENDSHAPES, JAW_OPEN, MOUTH_CLOSE, VISEMES, aperture
@@ -60,7 +60,7 @@ def analyze_samples(samples: np.ndarray, model: MouthModel, block: int = 1600) -
     (the learned model's chunked graph, tested equal to streaming), else streamed in blocks exactly
     as the live pipeline does."""
     offline = getattr(model, "offline", None)
-    result = offline(features_of(samples)) if offline else None
+    result = offline(frames_of(samples)) if offline else None
     if result is not None:
         visemes, blend = result
         return Curves(np.arange(len(blend)) * HOP_S, blend, visemes, samples)

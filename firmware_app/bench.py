@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from firmware_app.config import Settings, with_changes
-from firmware_app.features import FeatureStream
+from firmware_app.features import FeatureStream, frames_of
 from firmware_app.frames import SAMPLE_RATE, AudioBlock, FeatureFrames
 from firmware_app.mouth import create_mouth_model
 from firmware_app.pipeline import render_offline
@@ -107,7 +107,7 @@ def _time_renderer(settings: Settings, renderer, frame) -> tuple[float, float, i
         face = tracker.track(frame)
     samples = decode_audio(parse_uri(settings.demo.audio, ("file",)).path)
     model = create_mouth_model(settings.model, settings.inference)
-    shapes = model.push(FeatureFrames(FeatureStream().push(AudioBlock(samples, 0.0)).values, 0.0)) + model.flush()
+    shapes = model.push(frames_of(samples)) + model.flush()
     shapes = shapes[:: max(int(round(100 / 30)), 1)]
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)

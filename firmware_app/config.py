@@ -82,6 +82,9 @@ class ModelSettings(Section):
         "learned", description="mouth model: learned (lip sync from speech) or loudness (baseline: jaw follows the level)"
     )
     path: str = Field("models/mouth.onnx", description="the learned model's ONNX file")
+    release_timing: bool = Field(
+        True, description="the lips part at the p/b burst heard in the sound, to the millisecond (the model alone places it to a frame or two)"
+    )
     loudness: LoudnessSettings = Field(default_factory=LoudnessSettings)
 
 

@@ -2,7 +2,8 @@
 
 Each frame is [level in dBFS, 40 log-mel bands]. Frame i is computed from the 25 ms window that
 ends at sample (i + 1) * HOP, so it needs no future audio and streams in blocks of any size with
-results identical to one offline pass.
+results identical to one offline pass. The stream also reports the stop releases it heard, to the
+millisecond (`firmware_app.releases`), for the mouth to part on.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from firmware_app.frames import HOP_S, SAMPLE_RATE, AudioBlock, FeatureFrames
+from firmware_app.releases import ReleaseDetector
 
 HOP = round(SAMPLE_RATE * HOP_S)  # 160 samples
 WINDOW = 400  # 25 ms
@@ -60,26 +62,36 @@ def pad_silence(features: np.ndarray, before: int, after: int) -> np.ndarray:
 class FeatureStream:
     """Turns audio blocks of any size into consecutive feature frames."""
 
-    def __init__(self) -> None:
+    def __init__(self, releases: bool = True) -> None:
         self._pending = np.zeros(WINDOW - HOP, np.float32)  # silence before the first sample
         self._next_index = 0
         self._origin: float | None = None  # the first block's time: frames share the audio's clock
+        self._releases: ReleaseDetector | None = None
+        self._find_releases = releases
 
     def push(self, block: AudioBlock) -> FeatureFrames:
         if self._origin is None:
             self._origin = block.t
-        self._pending = np.concatenate([self._pending, block.samples.astype(np.float32)])
+            self._releases = ReleaseDetector(block.t) if self._find_releases else None
+        samples = block.samples.astype(np.float32)
+        releases = tuple(self._releases.push(samples)) if self._releases else ()
+        self._pending = np.concatenate([self._pending, samples])
         count = (len(self._pending) - (WINDOW - HOP)) // HOP
         t = self._origin + self._next_index * HOP_S
         if count <= 0:
-            return FeatureFrames(np.zeros((0, 1 + N_MELS), np.float32), t)
+            return FeatureFrames(np.zeros((0, 1 + N_MELS), np.float32), t, releases)
         windows = np.lib.stride_tricks.sliding_window_view(self._pending, WINDOW)[: count * HOP : HOP]
         values = frame_features(windows)
         self._pending = self._pending[count * HOP :]
         self._next_index += count
-        return FeatureFrames(values, t)
+        return FeatureFrames(values, t, releases)
+
+
+def frames_of(samples: np.ndarray) -> FeatureFrames:
+    """One offline pass over a whole clip: the features and the releases, as streaming gives them."""
+    return FeatureStream().push(AudioBlock(samples, 0.0))
 
 
 def features_of(samples: np.ndarray) -> np.ndarray:
-    """One offline pass over a whole clip (what training uses)."""
-    return FeatureStream().push(AudioBlock(samples, 0.0)).values
+    """The features of a whole clip (what training uses; the mouth model's input)."""
+    return FeatureStream(releases=False).push(AudioBlock(samples, 0.0)).values

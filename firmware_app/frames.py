@@ -45,6 +45,7 @@ class FeatureFrames:
 
     values: np.ndarray  # float32, N x D
     t: float
+    releases: tuple[float, ...] = ()  # stop releases (s, the audio's clock) heard in the same audio
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from typing import Callable
 import numpy as np
 
 from firmware_app.analyze import analyze_samples
-from firmware_app.config import LoudnessSettings
-from firmware_app.mouth.learned import load_learned_model
+from firmware_app.config import InferenceSettings, LoudnessSettings, ModelSettings
+from firmware_app.mouth import create_mouth_model
 from firmware_app.mouth.loudness import LoudnessBaseline
 from models.metrics import HIGHER_IS_BETTER, Tally
 
@@ -47,8 +47,9 @@ class Case:
     bursts: list[float] | None = None
 
 
-def model_method(path: Path) -> Method:
-    model = load_learned_model(path)
+def model_method(path: Path, release_timing: bool = True) -> Method:
+    """The learned model as the runtime builds it (`create_mouth_model`: release timing on)."""
+    model = create_mouth_model(ModelSettings(path=str(path), release_timing=release_timing), InferenceSettings(backend="onnxruntime"))
 
     def run(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         model.reset()
@@ -157,7 +158,6 @@ def write_report(results: dict, out: Path, extra: dict | None = None) -> str:
 def evaluate_folder(folder: Path, model: Path | None, out: Path) -> str:
     """`ventriloquist eval DIR`: align the folder, score every method, write out/eval.{md,json}."""
     from firmware_app.assets import resolve_path
-    from firmware_app.config import ModelSettings
 
     cases, info = folder_cases(folder)
     results = evaluate({folder.name: cases}, default_methods(model or resolve_path(ModelSettings().path)))

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 
 from firmware_app.features import features_of, pad_silence
+from firmware_app.mouth.release_timing import retime
+from firmware_app.releases import releases_of
 from firmware_app.shapes import JAW_OPEN, MOUTH_CLOSE, aperture
 from models.corpus import load_split
 from models.export import load_weights
@@ -27,7 +29,7 @@ from models.metrics import Tally
 from models.net import CONTEXT, LOOKAHEAD, shapes_from_logits
 
 GAINS = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5)
-SEALS = ((0.05, 0.2), (0.1, 0.25), (0.15, 0.3))
+SEALS = ((0.02, 0.1), (0.03, 0.15), (0.05, 0.2), (0.1, 0.25), (0.15, 0.3))
 MAX_FALSE_OPEN = 0.05
 
 
@@ -38,10 +40,11 @@ def logits(weights: Path, records: list[dict]) -> list[tuple[torch.Tensor, torch
 
 
 def score(heads: list, records: list[dict], gain: float, seal: tuple[float, float]) -> dict:
+    """The metrics of one candidate, with the runtime's release timing after the output stage."""
     tally = Tally()
     for (viseme_logits, shape_logits), record in zip(heads, records):
         visemes, shapes = shapes_from_logits(viseme_logits[0], shape_logits[0], gain, seal)
-        shapes = shapes.numpy()
+        shapes = retime(shapes.numpy(), record.setdefault("releases", releases_of(record["audio"])))
         tally.add(visemes.numpy(), aperture(shapes[:, JAW_OPEN], shapes[:, MOUTH_CLOSE]), record["phonemes"], record["bursts"])
     return tally.results()
 

@@ -7,6 +7,15 @@ from firmware_app.mouth.base import MouthModel
 
 
 def create_mouth_model(settings: ModelSettings, inference: InferenceSettings | None = None) -> MouthModel:
+    model = _bare_mouth_model(settings, inference)
+    if settings.release_timing and settings.kind == "learned":
+        from firmware_app.mouth.release_timing import ReleaseTiming
+
+        return ReleaseTiming(model)
+    return model
+
+
+def _bare_mouth_model(settings: ModelSettings, inference: InferenceSettings | None) -> MouthModel:
     if settings.kind == "learned":
         from pathlib import Path
 

@@ -77,10 +77,11 @@ class LearnedMouthModel(MouthModel):
         silence = np.repeat(SILENT_FRAME[None], self.lookahead, axis=0)
         return self.push(FeatureFrames(silence, 0.0))
 
-    def offline(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    def offline(self, frames: FeatureFrames) -> tuple[np.ndarray, np.ndarray] | None:
         """A whole file at once through the chunked graph (`mouth.chunk.onnx`, the same network
         unrolled over many frames): (viseme probabilities T x 15, blendshapes T x 16), the numbers
         streaming would give. None when the chunked graph is not shipped."""
+        features = frames.values
         chunk_file = self.path.with_suffix(".chunk.onnx")
         if self._chunk is None:
             if not chunk_file.is_file():
