@@ -28,8 +28,9 @@ APERTURE_GAIN = 1.4  # real voices open the mouth wider than the model's regress
 
 
 class MouthNet(nn.Module):
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor, conv: int = 128, hidden: int = 192) -> None:
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, conv: int = 128, hidden: int = 192, dropout: float = 0.0) -> None:
         super().__init__()
+        self.dropout = nn.Dropout(dropout)  # training only: identity in eval() and in the export
         self.register_buffer("mean", mean.reshape(1, 1, -1).float())
         self.register_buffer("std", std.reshape(1, 1, -1).float())
         self.conv1 = nn.Conv1d(N_FEATURES, conv, KERNEL)
@@ -42,7 +43,7 @@ class MouthNet(nn.Module):
         """features: B x (T + 8) x F, already padded → B x T x conv."""
         x = ((features - self.mean) / self.std).transpose(1, 2)
         x = torch.relu(self.conv1(x))
-        x = torch.relu(self.conv2(x))
+        x = self.dropout(torch.relu(self.conv2(x)))
         return x.transpose(1, 2)
 
     def forward(self, features: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

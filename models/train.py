@@ -27,6 +27,27 @@ from models.net import CONTEXT, LOOKAHEAD, MouthNet, parameter_count
 from models.targets import CLOSE, JAW, VISEME_INDEX, make_targets
 
 BILABIAL_WEIGHT = 4.0
+MASK_BANDS = 6  # feature augmentation: up to this many adjacent mel bands masked ...
+TILT = 0.3  # ... and a spectral tilt of up to ±TILT (log10 power, ±3 dB) across the bands
+
+
+def augment_features(x: torch.Tensor, rng: np.random.Generator, mean: torch.Tensor) -> torch.Tensor:
+    """Channel variation no recording in the corpus has, on the features of every crop: a random
+    spectral tilt (another microphone or room colour) and a few adjacent bands set to their
+    training mean (SpecAugment's frequency mask: no single band may be needed). Time is never
+    masked: timing is what the model must learn."""
+    x = x.clone()
+    crops, _, width = x.shape
+    bands = width - 1  # column 0 is the level
+    ramp = torch.linspace(-1.0, 1.0, bands)
+    tilts = torch.from_numpy(rng.uniform(-TILT, TILT, crops).astype(np.float32))
+    x[:, :, 1:] += tilts[:, None, None] * ramp[None, None, :]
+    for crop in range(crops):
+        size = int(rng.integers(0, MASK_BANDS + 1))
+        if size:
+            first = 1 + int(rng.integers(0, bands - size + 1))
+            x[crop, :, first : first + size] = mean[first : first + size]
+    return x
 
 class Stream:
     """All training utterances end to end, so random crops cross utterance boundaries like live audio does."""
@@ -92,11 +113,12 @@ def with_targets(records: list[dict]) -> list[dict]:
 
 def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, batch: int, frames: int,
           real: Path | None = None, real_fraction: float = 0.5, init: Path | None = None, lr: float = 2e-3,
-          threads: int = 0, check_every: int = 200) -> dict:
+          threads: int = 0, check_every: int = 200, feature_augment: bool = False, dropout: float = 0.0) -> dict:
     """Synthetic `corpus` (exact timing), plus the real-speech corpus `real` (aligned, augmented)
     when given: each batch takes `real_fraction` of its crops from real speech, and the weights
     kept are those that scored best on the real validation speakers (never the test speakers).
-    `init` fine-tunes saved weights (their input normalisation is kept)."""
+    `init` fine-tunes saved weights (their input normalisation is kept). `feature_augment` and
+    `dropout` (before the GRU) act in training only: the exported graph is the same."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     torch.set_num_threads(threads or max(1, torch.get_num_threads()))
@@ -115,7 +137,7 @@ def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, ba
     del all_features
     counts = sum(np.bincount(s.visemes, minlength=len(VISEMES)).astype(np.float64) for s in streams)
     class_weights = torch.tensor((counts.sum() / np.maximum(counts, 1) / len(VISEMES)) ** 0.5, dtype=torch.float32)
-    net = MouthNet(mean, std)
+    net = MouthNet(mean, std, dropout=dropout)
     if init is not None:
         net.load_state_dict(torch.load(init, map_location="cpu"))
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
@@ -131,6 +153,8 @@ def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, ba
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0)))
         parts = [stream.batch(rng, n, frames) for stream, n in zip(streams, per_stream)]
         x, v, b = (torch.cat(tensors) for tensors in zip(*parts))
+        if feature_augment:
+            x = augment_features(x, rng, mean)
         result = losses(net, x, v, b, class_weights)
         optimizer.zero_grad()
         result["total"].backward()
@@ -162,6 +186,8 @@ def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, ba
         "check_split": "real validation speakers" if real is not None else "synthetic heldout_sentence",
         "chosen_step": best[1] if real is not None else step,
         "seed": seed,
+        "feature_augment": feature_augment,
+        "dropout": dropout,
         "init": str(init) if init else None,
         "lr": lr,
         "batch": batch,
@@ -189,9 +215,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=0, help="PyTorch threads (0: its default)")
     parser.add_argument("--check-every", type=int, default=200, help="steps between checks on the validation split")
+    parser.add_argument("--feature-augment", action="store_true", help="random spectral tilt and a masked band on every crop")
+    parser.add_argument("--dropout", type=float, default=0.0, help="dropout before the GRU (training only)")
     args = parser.parse_args()
     report = train(args.corpus, args.out, args.minutes, args.steps, args.seed, args.batch, args.frames, args.real,
-                   args.real_fraction, args.init, args.lr, args.threads, args.check_every)
+                   args.real_fraction, args.init, args.lr, args.threads, args.check_every, args.feature_augment, args.dropout)
     print(json.dumps({k: v for k, v in report.items() if k != "history"}, indent=2))
 
 
