@@ -18,7 +18,7 @@ from firmware_app.frames import Face, MouthShape, VideoFrame
 from firmware_app.render.disclosure import draw_disclosure
 from firmware_app.render.eyes import blink
 from firmware_app.render.interior import Articulation, MouthSource, PhotoMouth
-from firmware_app.render.mouth import draw_mouth
+from firmware_app.render.mouth import draw_mouth, photo_facts
 from firmware_app.render.rig import CONTROLS, FaceFrame, rig_targets
 from firmware_app.render.warp import warp_landmarks
 
@@ -34,6 +34,7 @@ def animate_face(
 ) -> np.ndarray:
     """`image` with `face` doing what `controls` say and its lips parted by `opening` × face height.
     `own_teeth`: the picture is a still whose own upper teeth may show (see `render.mouth`)."""
+    facts = photo_facts(image, face, interior_color, own_teeth)  # read before the warp: once per still
     out = blink(image.copy(), face, controls)
     if any(controls.get(name, 0.0) for name in CONTROLS):
         pose = rig_targets(face, controls)
@@ -41,7 +42,7 @@ def animate_face(
         landmarks = face.landmarks.copy()
         landmarks[:, :2] = pose.targets
         face = Face(landmarks, face.blendshapes, face.pose)
-    return draw_mouth(out, face, opening, interior_color, Articulation.of(controls), own_teeth, source or _PHOTO)
+    return draw_mouth(out, face, opening, interior_color, Articulation.of(controls), own_teeth, source or _PHOTO, facts)
 
 
 _PHOTO = PhotoMouth()

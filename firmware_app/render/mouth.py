@@ -27,6 +27,7 @@ import numpy as np
 from firmware_app.frames import Face
 from firmware_app.render.interior import Articulation, FaceLight, MouthSource, Opening, PhotoMouth
 from firmware_app.render.rig import smoothstep
+from firmware_app.render.warp import remap_fixed
 
 INNER_UPPER = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308]
 INNER_LOWER = [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308]
@@ -180,8 +181,8 @@ def planned_gap(image: np.ndarray, face: Face, opening: float, own_teeth: bool =
     """The lip gap at the centre, in face heights, that `draw_mouth` draws for `opening`."""
     g = measure_mouth(face)
     us = np.array([-1.0, 0.0, 1.0])
-    own = kept_teeth(image, g, us, face_light(image, face, (0, 0, 0))) if own_teeth else np.zeros_like(us)
-    lines = plan_lips(g, us, opening, own)
+    teeth = photo_teeth(image, face, face_light(image, face, (0, 0, 0))) if own_teeth else 0.0
+    lines = plan_lips(g, us, opening, teeth_along(g, us, teeth))
     return float(lines.new_lower[1] - lines.new_upper[1]) / g.face_height
 
 
@@ -198,15 +199,17 @@ def draw_mouth(
     articulation: Articulation = Articulation(),
     own_teeth: bool = True,
     source: MouthSource = DEFAULT_SOURCE,
+    facts: PhotoFacts | None = None,
 ) -> np.ndarray:
     """`render_mouth` in place; returns `image`. `own_teeth`: keep the upper teeth the picture shows
-    (a still photo); off for moving video, whose own mouth moves with someone else's speech."""
+    (a still photo); off for moving video, whose own mouth moves with someone else's speech.
+    `facts`: the picture's light and teeth when the caller already read them (see `photo_facts`)."""
     g = measure_mouth(face)
     reach = g.jaw_half_width / min(g.jaw_sides) * JAW_REACH[1]  # the jaw's motion ends here on the longer side
     us = np.arange(-np.ceil(reach) - 2, np.ceil(reach) + 3)
-    light = face_light(image, face, interior_color)
-    own = _kept_teeth_cached(image, face, g, us, light) if own_teeth else np.zeros_like(us)
-    lines = plan_lips(g, us, opening, own, moving=not own_teeth)
+    facts = facts or photo_facts(image, face, interior_color, own_teeth)
+    light = facts.light
+    lines = plan_lips(g, us, opening, teeth_along(g, us, facts.teeth), moving=not own_teeth)
     box = _warp_box(g, reach, max(float(lines.jaw.max()), 0.0) * (1 + JAW_SWING), image.shape)
     if box is None:
         return image
@@ -259,7 +262,7 @@ def _remap_v(image: np.ndarray, g: MouthGeometry, x0: int, y0: int, shift_v: np.
     h, w = shift_v.shape
     map_x = np.arange(x0, x0 + w, dtype=np.float32)[None, :] - shift_v * np.float32(g.ey[0])
     map_y = np.arange(y0, y0 + h, dtype=np.float32)[:, None] - shift_v * np.float32(g.ey[1])
-    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return remap_fixed(image, map_x, map_y)
 
 
 def _seam_rows(g: MouthGeometry, lines: LipLines, y0: int, y1: int) -> tuple[int, int]:
@@ -274,17 +277,34 @@ def _seam_rows(g: MouthGeometry, lines: LipLines, y0: int, y1: int) -> tuple[int
     return b0, b1
 
 
-_teeth_cache: dict[tuple, np.ndarray] = {}
+@dataclass(frozen=True)
+class PhotoFacts:
+    """What the renderer reads from the picture itself, not from the command: the face's light and
+    the photo's own upper teeth (face heights below the upper lip in the middle; 0 for none)."""
+
+    light: FaceLight
+    teeth: float
 
 
-def _kept_teeth_cached(image: np.ndarray, face: Face, g: MouthGeometry, us: np.ndarray, light: FaceLight) -> np.ndarray:
-    """`kept_teeth`, looked up once per tracked face: a still is the same face every frame."""
-    key = (hash(face.landmarks.tobytes()), len(us), image.shape)
-    if key not in _teeth_cache:
-        if len(_teeth_cache) > 8:
-            _teeth_cache.clear()
-        _teeth_cache[key] = kept_teeth(image, g, us, light)
-    return _teeth_cache[key]
+_facts_cache: dict[tuple, PhotoFacts] = {}
+
+
+def photo_facts(image: np.ndarray, face: Face, interior_color: tuple[int, int, int], own_teeth: bool = True) -> PhotoFacts:
+    """`face_light` and `photo_teeth` of the tracked face, read once per picture: a still is the
+    same face every frame, and the rig's warp (head motion, lip rounding) moves its pixels with
+    its landmarks, so they are read on the tracked face before any warp. Keyed on the landmarks
+    and the mouth's pixels, so a new camera frame is read again."""
+    g = measure_mouth(face)
+    x, y = np.rint(g.centre).astype(int)
+    half = max(int(0.5 * g.outer_half_width), 2)
+    patch = image[max(y - half, 0) : y + half, max(x - 2 * half, 0) : x + 2 * half]
+    key = (hash(face.landmarks.tobytes()), hash(patch.tobytes()), image.shape, tuple(interior_color), own_teeth)
+    if key not in _facts_cache:
+        if len(_facts_cache) > 8:
+            _facts_cache.clear()
+        light = face_light(image, face, interior_color)
+        _facts_cache[key] = PhotoFacts(light, photo_teeth(image, face, light) if own_teeth else 0.0)
+    return _facts_cache[key]
 
 
 def _mouth_coords(g: MouthGeometry, x0: int, y0: int, x1: int, y1: int, step: int) -> tuple[np.ndarray, np.ndarray]:
@@ -347,17 +367,31 @@ def _jaw_shift(g: MouthGeometry, u: np.ndarray, v: np.ndarray, new_lower: np.nda
     return (lip + (jaw * swing - lip) * to_jaw) * neck
 
 
-def kept_teeth(image: np.ndarray, g: MouthGeometry, us: np.ndarray, light: FaceLight, samples: int = 16) -> np.ndarray:
-    """Pixels of the photo's own upper teeth below the upper lip at each u (0 where none show).
+def teeth_along(g: MouthGeometry, us: np.ndarray, teeth: float) -> np.ndarray:
+    """Pixels of the photo's own upper teeth kept below the upper lip at each u: one smooth row,
+    `teeth` face heights in the middle, shorter along the arch, never more than the gap shows."""
+    if teeth <= 0.0:
+        return np.zeros_like(us)
+    upper, lower = g.current_opening(us)
+    across = g.symmetric(us)
+    arch = np.clip(1.0 - (across / (0.9 * g.half_width)) ** 2, 0.0, 1.0) ** 0.3
+    return np.minimum(teeth * g.face_height * arch, lower - upper)
+
+
+def photo_teeth(image: np.ndarray, face: Face, light: FaceLight, samples: int = 16) -> float:
+    """Face heights of the photo's own upper teeth below the upper lip in the middle (0 where none show).
 
     Down each column of the photo's lip gap, the run of bright, unsaturated pixels that starts
     at the upper lip; only kept where the middle of the mouth shows them."""
+    g = measure_mouth(face)
+    reach = np.ceil(g.half_width / min(g.sides)) + 1
+    us = np.arange(-reach, reach + 1)  # whole u across the inner mouth
     upper, lower = g.current_opening(us)
     shown = lower - upper
     across = g.symmetric(us)
     inside = np.abs(across) < g.half_width * 0.9
     if shown[inside].size == 0 or np.median(shown[inside]) < 2.0:
-        return np.zeros_like(us)
+        return 0.0
     steps = (np.arange(samples) + 0.5) / samples
     points = g.to_image(np.repeat(us[:, None], samples, 1), upper[:, None] + shown[:, None] * steps)
     h, w = image.shape[:2]
@@ -369,12 +403,9 @@ def kept_teeth(image: np.ndarray, g: MouthGeometry, us: np.ndarray, light: FaceL
     run = np.cumprod(toothlike, axis=1).sum(axis=1) / samples
     middle = np.abs(across) < 0.4 * g.half_width
     if not middle.any() or np.mean(run[middle] > 0.3) < 0.6:
-        return np.zeros_like(us)
-    # one smooth row of teeth, not a ragged run per column: as long as the middle shows them,
-    # shorter along the arch, never more than the gap shows
-    length = min(float(np.median(run[middle] * shown[middle])), TEETH_MAX * 2 * g.half_width)
-    arch = np.clip(1.0 - (across / (0.9 * g.half_width)) ** 2, 0.0, 1.0) ** 0.3
-    return np.minimum(length * arch, shown)
+        return 0.0
+    # one row of teeth (`teeth_along`), not a ragged run per column: as long as the middle shows them
+    return min(float(np.median(run[middle] * shown[middle])), TEETH_MAX * 2 * g.half_width) / g.face_height
 
 def face_light(image: np.ndarray, face: Face, interior_color: tuple[int, int, int]) -> FaceLight:
     """This face's lip and skin colours and fine texture, sampled from the picture."""

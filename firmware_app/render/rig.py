@@ -116,7 +116,7 @@ def rig_targets(face: Face, controls: dict[str, float]) -> RigPose:
     frame = FaceFrame.of(face)
     points = frame.to_face(face.landmarks[:, :2].astype(np.float64))
     moved = points.copy()
-    c = {name: float(np.clip(controls.get(name, 0.0), -90 if name in HEAD_CONTROLS else 0, 90 if name in HEAD_CONTROLS else 1)) for name in CONTROLS}
+    c = {name: _clamp(controls.get(name, 0.0), 90.0 if name in HEAD_CONTROLS else None) for name in CONTROLS}
     moved[RIGHT_BROW, 1] += BROW_LOWER * c["browDownRight"]
     moved[LEFT_BROW, 1] += BROW_LOWER * c["browDownLeft"]
     moved[INNER_BROWS, 1] -= BROW_RAISE * c["browInnerUp"]
@@ -128,6 +128,13 @@ def rig_targets(face: Face, controls: dict[str, float]) -> RigPose:
     free = np.zeros(len(moved), bool)
     free[IRISES] = True
     return RigPose(moved, free, *_halo(face.landmarks[:, :2].astype(np.float64), moved))
+
+
+def _clamp(value: float, degrees: float | None) -> float:
+    """A control within its range: ± `degrees` for the head, else 0 to 1 (plain floats: this runs
+    for every control on every frame, where np.clip's overhead adds up)."""
+    low, high = (-degrees, degrees) if degrees is not None else (0.0, 1.0)
+    return min(max(float(value), low), high)
 
 
 def _halo(current: np.ndarray, moved: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

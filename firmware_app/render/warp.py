@@ -34,14 +34,36 @@ def warp_landmarks(image: np.ndarray, current: np.ndarray, target: np.ndarray, f
     points = np.concatenate([target[inside], ring]) - (x0, y0)
     shifts = np.concatenate([(target - current)[inside], np.zeros_like(ring)])
     field = _splat(points, shifts, (y1 - y0, x1 - x0), max(SIGMA * face_height, 1.5))
-    map_x = np.arange(x0, x1, dtype=np.float32)[None, :] - field[..., 0]
-    map_y = np.arange(y0, y1, dtype=np.float32)[:, None] - field[..., 1]
-    image[y0:y1, x0:x1] = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    image[y0:y1, x0:x1] = remap_fixed(image, _backward_map(field, x0, y0, x1, y1))
     return image
 
 
+def remap_fixed(image: np.ndarray, map_x: np.ndarray, map_y: np.ndarray | None = None) -> np.ndarray:
+    """`cv2.remap` (bilinear, edges replicated) through fixed-point maps: OpenCV quantises float
+    maps to 1/32 pixel anyway, and converting them first is cheaper than its own per-chunk way."""
+    fixed, fraction = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
+    return cv2.remap(image, fixed, fraction, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _backward_map(field: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    """The box's (x, y) read positions from the coarse field: the map is built on the grid and
+    resized once (a pixel's own position is linear, so resizing it is exact), instead of resizing
+    the field and subtracting it at every pixel."""
+    gh, gw = field.shape[:2]
+    # cv2.resize puts grid cell j at pixel GRID·j + (GRID − 1)/2 of the resized image
+    xs = np.arange(gw, dtype=np.float32) * GRID + np.float32(x0 + (GRID - 1) / 2)
+    ys = np.arange(gh, dtype=np.float32) * GRID + np.float32(y0 + (GRID - 1) / 2)
+    grid = np.stack(np.broadcast_arrays(xs[None, :], ys[:, None]), axis=-1) - field
+    full = np.ascontiguousarray(cv2.resize(grid, (gw * GRID, gh * GRID), interpolation=cv2.INTER_LINEAR)[: y1 - y0, : x1 - x0])
+    # before the first cell's centre the resize holds its value: a pixel's own position goes on
+    edge = np.arange(int(np.ceil((GRID - 1) / 2)), dtype=np.float32)
+    full[:, : len(edge), 0] -= (GRID - 1) / 2 - edge
+    full[: len(edge), :, 1] -= ((GRID - 1) / 2 - edge)[:, None]
+    return full
+
+
 def _splat(points: np.ndarray, shifts: np.ndarray, size: tuple[int, int], sigma: float) -> np.ndarray:
-    """Dense H x W x 2 displacement field from scattered samples.
+    """Displacement field on the GRID from scattered samples (pixels, box coordinates).
 
     Two kernels: a narrow one (`sigma`) keeps neighbouring features apart where landmarks are
     dense, a wide one fills the gaps between sparse points (halo, hair) smoothly instead of in
@@ -71,7 +93,7 @@ def _splat(points: np.ndarray, shifts: np.ndarray, size: tuple[int, int], sigma:
     for _ in range(REFINE_ROUNDS):
         residual = shifts - field.reshape(-1, 2)[flat]
         field += spread(residual)
-    return cv2.resize(field, (gw * GRID, gh * GRID), interpolation=cv2.INTER_LINEAR)[:height, :width]
+    return field  # gh x gw x 2, cell j at pixel GRID·j (see `_backward_map`)
 
 
 def _ring(points: np.ndarray, face_height: float) -> np.ndarray:
