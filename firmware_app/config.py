@@ -31,7 +31,8 @@ class SourcesSettings(Section):
     )
     portrait: str = Field(
         "bundled://portrait.jpg",
-        description="puppet mode: the face that speaks, file://portrait.jpg or file://clip.mp4",
+        description="puppet mode: the face that speaks, file://portrait.jpg, file://clip.mp4 or file://NAME.face (a face pack from "
+        "`ventriloquist enroll`); mirror mode: a face pack here gives the camera's face that person's own mouth",
     )
     pace: Literal["auto", "realtime", "fast"] = Field(
         "auto",

@@ -64,6 +64,28 @@ def enrolled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 
 @needs_clip
+def test_a_damaged_pack_is_refused_with_its_cause(enrolled: tuple[Path, dict], tmp_path: Path) -> None:
+    """A pack whose compressed bank or reference image was damaged in transit is a clear refusal,
+    never a traceback (zlib's error, an undecodable still)."""
+    out, _ = enrolled
+    with zipfile.ZipFile(out / "cap12.face") as pack:
+        members = {info.filename: (info, pack.read(info.filename)) for info in pack.infolist()}
+    for damaged in ("bank.npz", "reference.png"):
+        bad = tmp_path / f"bad-{damaged}.face"
+        with zipfile.ZipFile(bad, "w", zipfile.ZIP_DEFLATED) as pack:
+            for name, (info, data) in members.items():
+                pack.writestr(name, data if name != damaged else data[: len(data) // 2])
+        with pytest.raises(MediaError, match="not a readable face pack"):
+            load_face_pack(bad)
+    flipped = bytearray((out / "cap12.face").read_bytes())
+    middle = len(flipped) // 2
+    flipped[middle : middle + 64] = bytes(b ^ 0xFF for b in flipped[middle : middle + 64])
+    (tmp_path / "flipped.face").write_bytes(bytes(flipped))
+    with pytest.raises(MediaError, match="not a readable face pack"):
+        load_face_pack(tmp_path / "flipped.face")
+
+
+@needs_clip
 def test_pack_manifest_and_atomic_write(enrolled: tuple[Path, dict]) -> None:
     out, manifest = enrolled
     pack_file = out / "cap12.face"

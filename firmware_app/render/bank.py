@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,8 +124,10 @@ def load_face_pack(path: Path) -> FacePack:
             reference = cv2.imdecode(np.frombuffer(pack.read("reference.png"), np.uint8), cv2.IMREAD_COLOR)
             arrays = np.load(io.BytesIO(pack.read("bank.npz")))
             bank = {name: arrays[name] for name in arrays.files}
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+    except (zipfile.BadZipFile, zlib.error, KeyError, ValueError, OSError) as exc:  # zlib: a damaged member
         raise MediaError(f"{path} is not a readable face pack ({exc})", "enroll the clip again with `ventriloquist enroll`") from None
+    if reference is None:
+        raise MediaError(f"{path} is not a readable face pack (its reference still does not decode)", "enroll the clip again with `ventriloquist enroll`")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise MediaError(
             f"{path} is a face pack of format {manifest.get('format_version')}; this version reads format {FORMAT_VERSION}",
