@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 
 import numpy as np
-from scipy.signal import butter, sosfilt, sosfilt_zi
+from scipy.signal import butter, lfilter, lfilter_zi
 
 from firmware_app.frames import SAMPLE_RATE
 
@@ -36,7 +36,7 @@ LOUD_SPAN = 300  # ... over the last 3 s
 # a release at t is known once the levels up to t + RISE_MS (4 ms windows) are in
 CONFIRM_S = (RISE_MS + WINDOW / HOP + 1) / 1000.0
 
-_SOS = butter(4, HIGH_BAND_HZ / (SAMPLE_RATE / 2), "highpass", output="sos")
+_HIGH_PASS = butter(4, HIGH_BAND_HZ / (SAMPLE_RATE / 2), "highpass")  # (b, a): lfilter costs less per call than sosfilt
 _LEVEL_FLOOR_DB = -120.0
 
 
@@ -46,17 +46,18 @@ class ReleaseDetector:
 
     def __init__(self, origin: float = 0.0) -> None:
         self.origin = origin
-        self._filter_state = sosfilt_zi(_SOS) * 0.0
+        self._filter_state = lfilter_zi(*_HIGH_PASS) * 0.0
         self._filtered = np.zeros(0)  # high-passed samples short of a whole millisecond
         self._energies = np.zeros(0)  # the last WINDOW / HOP - 1 milliseconds' energies
         self._levels = np.zeros(0)  # dB per ms; index 0 of this buffer is level number _first_level
         self._first_level = 0
         self._next_candidate = CLOSURE_MS[0]  # the first level index not yet judged
         self._refractory_until = 0
+        self._loud = _LoudLevel()
 
     def push(self, samples: np.ndarray) -> list[float]:
         """The releases confirmed by these samples, oldest first."""
-        filtered, self._filter_state = sosfilt(_SOS, np.asarray(samples, np.float64), zi=self._filter_state)
+        filtered, self._filter_state = lfilter(*_HIGH_PASS, np.asarray(samples, np.float64), zi=self._filter_state)
         self._filtered = np.concatenate([self._filtered, filtered])
         whole = len(self._filtered) // HOP * HOP
         # energy per millisecond, then per 4 ms window as sums of four: the same arithmetic
@@ -65,86 +66,95 @@ class ReleaseDetector:
         self._filtered = self._filtered[whole:]
         span = WINDOW // HOP
         if len(per_ms) >= span:
-            energy = per_ms[: len(per_ms) - span + 1].copy()
-            for k in range(1, span):
-                energy += per_ms[k : len(per_ms) - span + 1 + k]
-            levels = 10.0 * np.log10(energy / WINDOW + 1e-12)
-            self._levels = np.concatenate([self._levels, np.maximum(levels, _LEVEL_FLOOR_DB)])
-            per_ms = per_ms[len(per_ms) - span + 1 :]
+            count = len(per_ms) - span + 1
+            energy = per_ms[:count] + per_ms[1 : count + 1] + per_ms[2 : count + 2] + per_ms[3 : count + 3]
+            levels = np.maximum(10.0 * np.log10(energy / WINDOW + 1e-12), _LEVEL_FLOOR_DB)
+            self._levels = np.concatenate([self._levels, levels])
+            per_ms = per_ms[count:]
         self._energies = per_ms
         releases = self._judge()
         self._forget()
         return releases
 
-    def _levels_between(self, start: int, end: int) -> np.ndarray:
-        return self._levels[start - self._first_level : end - self._first_level]
-
     def _judge(self) -> list[float]:
-        """Judge every level index whose rise window is complete; vectorised, since a pass over a
-        whole file must stay far faster than real time."""
+        """Judge every level index whose rise window is complete. A cheap necessary condition on
+        whole arrays first (a pass over a file must stay far faster than real time), the median
+        closure level only where it holds."""
         first, last = self._next_candidate, self._first_level + len(self._levels) - RISE_MS
         if last < first:
             return []
-        indices = np.arange(first, last + 1)
-        before = np.lib.stride_tricks.sliding_window_view(self._levels_between(first - CLOSURE_MS[0], last - CLOSURE_MS[1]), CLOSURE_MS[0] - CLOSURE_MS[1])
-        rises = np.lib.stride_tricks.sliding_window_view(self._levels_between(first, last + RISE_MS), RISE_MS)
-        peak, quietest = rises.max(axis=1), before.min(axis=1)
-        loud = self._loud_levels(indices)
-        # the median closure level is at least its minimum: judge only where the minimum passes
-        closure = np.full(len(indices), np.inf)
-        possible = (quietest < loud - QUIET_BELOW_LOUD_DB) & (peak - quietest >= RISE_DB)
-        closure[possible] = np.median(before[possible], axis=1)
-        previous = self._levels_between(first - 1, last)
-        hits = (closure < loud - QUIET_BELOW_LOUD_DB) & (peak - closure >= RISE_DB) & (previous < closure + ONSET_ABOVE_CLOSURE_DB)
+        self._loud.advance(self._levels, self._first_level, last)
+        n = last - first + 1
+        base = first - CLOSURE_MS[0] - self._first_level
+        levels = self._levels[base : base + CLOSURE_MS[0] + n - 1 + RISE_MS]  # level i at [i - first + 35]
+        previous = levels[CLOSURE_MS[0] - 1 : CLOSURE_MS[0] - 1 + n]
+        peak = levels[CLOSURE_MS[0] : CLOSURE_MS[0] + n]
+        for k in range(1, RISE_MS):
+            peak = np.maximum(peak, levels[CLOSURE_MS[0] + k : CLOSURE_MS[0] + k + n])
+        loud = self._loud.at(np.arange(first, last + 1))
+        # previous < closure + ONSET and closure < loud - QUIET and peak >= closure + RISE imply:
+        possible = (peak - previous > RISE_DB - ONSET_ABOVE_CLOSURE_DB) & (previous < loud - QUIET_BELOW_LOUD_DB + ONSET_ABOVE_CLOSURE_DB)
         releases = []
-        for k in np.flatnonzero(hits):
-            if indices[k] < self._refractory_until:
+        for k in np.flatnonzero(possible):
+            i = first + int(k)
+            if i < self._refractory_until:
                 continue
-            onset = int(indices[k]) + int(np.argmax(rises[k] >= closure[k] + ONSET_ABOVE_CLOSURE_DB))
-            # three quarters into the first 4 ms window that rose: the burst starts within it
-            releases.append(self.origin + (onset * HOP + WINDOW * 0.75) / SAMPLE_RATE)
-            self._refractory_until = onset + REFRACTORY_MS
+            closure = float(np.median(levels[k : k + CLOSURE_MS[0] - CLOSURE_MS[1]]))
+            rise = levels[k + CLOSURE_MS[0] : k + CLOSURE_MS[0] + RISE_MS]
+            if closure < loud[k] - QUIET_BELOW_LOUD_DB and peak[k] - closure >= RISE_DB and previous[k] < closure + ONSET_ABOVE_CLOSURE_DB:
+                onset = i + int(np.argmax(rise >= closure + ONSET_ABOVE_CLOSURE_DB))
+                # three quarters into the first 4 ms window that rose: the burst starts within it
+                releases.append(self.origin + (onset * HOP + WINDOW * 0.75) / SAMPLE_RATE)
+                self._refractory_until = onset + REFRACTORY_MS
         self._next_candidate = last + 1
         return releases
 
-    def _loud_levels(self, indices: np.ndarray) -> np.ndarray:
-        """The loud level each index is judged against: the 95th percentile of the levels sampled
-        every LOUD_STEP_MS over the LOUD_SPAN steps before its last LOUD_STEP_MS mark, so it
-        depends on the audio only, never on how it was cut into blocks."""
-        marks = indices // LOUD_STEP_MS
-        first, last = int(marks[0]), int(marks[-1])
-        oldest = max(0, first - LOUD_SPAN)
-        sampled = self._levels_between(oldest * LOUD_STEP_MS, last * LOUD_STEP_MS)[::LOUD_STEP_MS]
-        loud = np.full(last - first + 1, -np.inf)
-        if first < LOUD_SPAN:  # the stream's first 3 s: the window grows from nothing
-            growing = _growing_percentile_95(sampled[: min(last, LOUD_SPAN - 1)])
-            loud[: min(last + 1, LOUD_SPAN) - first] = growing[first:]
-        full_from = max(first, LOUD_SPAN)
-        if full_from <= last:
-            windows = np.lib.stride_tricks.sliding_window_view(sampled[full_from - LOUD_SPAN - oldest :], LOUD_SPAN)
-            for chunk in range(0, len(windows), 4096):  # bounded memory on hour-long files
-                loud[full_from - first + chunk : full_from - first + chunk + 4096] = np.percentile(windows[chunk : chunk + 4096], 95, axis=1)
-        return loud[marks - first]
-
     def _forget(self) -> None:
-        keep_from = min(self._next_candidate - CLOSURE_MS[0] - 1, (self._next_candidate // LOUD_STEP_MS - LOUD_SPAN) * LOUD_STEP_MS)
-        drop = max(0, keep_from - self._first_level)
+        drop = max(0, self._next_candidate - CLOSURE_MS[0] - 1 - self._first_level)
         if drop:
             self._levels = self._levels[drop:]
             self._first_level += drop
 
 
-def _growing_percentile_95(values: np.ndarray) -> np.ndarray:
-    """out[m] = np.percentile(values[:m], 95) (linear interpolation), -inf for m = 0; m = 0..len."""
-    ordered: list[float] = []
-    out = np.full(len(values) + 1, -np.inf)
-    for m, value in enumerate(values, start=1):
-        bisect.insort(ordered, float(value))
-        h = 0.95 * (m - 1)
-        low = int(h)
-        high = min(low + 1, m - 1)
-        out[m] = ordered[low] + (h - low) * (ordered[high] - ordered[low])
-    return out
+class _LoudLevel:
+    """The loud level each level index is judged against: the 95th percentile (linear
+    interpolation) of the levels at every LOUD_STEP_MS mark over the LOUD_SPAN marks before the
+    index's own mark. Kept as a sorted window, one mark at a time, so it depends on the audio only,
+    never on how it was cut into blocks."""
+
+    def __init__(self) -> None:
+        self._window: list[float] = []
+        self._recent: list[float] = []  # the same levels in arrival order
+        self._values: list[float] = []  # the loud level of marks _first_mark, _first_mark + 1, ...
+        self._first_mark = 0
+
+    def advance(self, levels: np.ndarray, first_level: int, last: int) -> None:
+        """Compute the loud level of every mark up to last's (its window holds levels before it)."""
+        for mark in range(self._first_mark + len(self._values), last // LOUD_STEP_MS + 1):
+            if mark > 0:
+                value = float(levels[(mark - 1) * LOUD_STEP_MS - first_level])
+                bisect.insort(self._window, value)
+                self._recent.append(value)
+                if len(self._recent) > LOUD_SPAN:
+                    self._window.pop(bisect.bisect_left(self._window, self._recent.pop(0)))
+            self._values.append(_percentile_95(self._window))
+
+    def at(self, indices: np.ndarray) -> np.ndarray:
+        values = np.array(self._values)
+        loud = values[indices // LOUD_STEP_MS - self._first_mark]
+        keep_from = int(indices[-1]) // LOUD_STEP_MS - self._first_mark
+        self._values, self._first_mark = self._values[keep_from:], self._first_mark + keep_from
+        return loud
+
+
+def _percentile_95(ordered: list[float]) -> float:
+    """np.percentile(ordered, 95) of an ascending list; -inf when empty."""
+    if not ordered:
+        return -np.inf
+    h = 0.95 * (len(ordered) - 1)
+    low = int(h)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (h - low) * (ordered[high] - ordered[low])
 
 
 def releases_of(samples: np.ndarray) -> list[float]:
