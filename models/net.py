@@ -23,7 +23,7 @@ WINDOW = CONTEXT + 1 + LOOKAHEAD
 # Lips seal as P(PP) rises through this range. The blendshape head regresses towards the mean when
 # unsure, leaving a gap on p/b/m of unfamiliar voices; the viseme head still ranks PP first, and an
 # unclosed bilabial is the lip-sync error viewers notice most (MODEL_CARD.md, "Bilabial seal").
-SEAL_FROM, SEAL_FULL = 0.05, 0.20
+SEAL_FROM, SEAL_FULL = 0.02, 0.10
 APERTURE_GAIN = 1.4  # real voices open the mouth wider than the model's regression towards the mean (chosen on validation)
 
 

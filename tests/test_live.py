@@ -65,15 +65,28 @@ def test_mirror_mode_runs_live_from_substitutes_and_talks_to_systemd(camera_clip
     records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     finished = [r for r in records if r["message"].startswith("pipeline finished")]
     assert finished, err
-    frames = int(finished[0]["message"].split("frames=")[1].split()[0])
-    assert 50 <= frames <= 62  # 2 s at the clip's 30 fps
+    summary = finished[0]["message"]
+    frames = int(summary.split("frames=")[1].split()[0])
+    dropped = int(summary.split("dropped=")[1].split()[0])
+    # 2 s at the clip's 30 fps, each frame shown or (on a starved machine) counted as dropped
+    assert 50 <= frames + dropped <= 62, summary
+    assert frames >= 15, summary
 
 
 def test_sigterm_stops_the_live_loop_cleanly(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(f"mode: mirror\nsources:\n  audio: file://{SPEECH}\n  camera: file://{PORTRAIT}\noutput:\n  uri: null://\n")
-    run = subprocess.Popen([sys.executable, "-m", "firmware_app", "run", "--config", str(config)], stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
+    notify_path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(notify_path))
+    listener.settimeout(60)  # a loaded machine may take long to start; the stop is what is timed
+    run = subprocess.Popen([sys.executable, "-m", "firmware_app", "run", "--config", str(config)], stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "NOTIFY_SOCKET": str(notify_path)})
+    try:
+        assert listener.recv(1024).decode().startswith("READY=1")  # the live loop is running
+    finally:
+        listener.close()
+    time.sleep(1)
     stopped = time.monotonic()
     run.terminate()
     err = run.communicate(timeout=10)[1]
