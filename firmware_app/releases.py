@@ -94,12 +94,14 @@ class ReleaseDetector:
         loud = self._loud.at(np.arange(first, last + 1))
         # previous < closure + ONSET and closure < loud - QUIET and peak >= closure + RISE imply:
         possible = (peak - previous > RISE_DB - ONSET_ABOVE_CLOSURE_DB) & (previous < loud - QUIET_BELOW_LOUD_DB + ONSET_ABOVE_CLOSURE_DB)
+        candidates = np.flatnonzero(possible)
+        width = CLOSURE_MS[0] - CLOSURE_MS[1]
+        closures = np.median(np.lib.stride_tricks.sliding_window_view(levels, width)[candidates], axis=1) if len(candidates) else []
         releases = []
-        for k in np.flatnonzero(possible):
+        for k, closure in zip(candidates, closures):
             i = first + int(k)
             if i < self._refractory_until:
                 continue
-            closure = float(np.median(levels[k : k + CLOSURE_MS[0] - CLOSURE_MS[1]]))
             rise = levels[k + CLOSURE_MS[0] : k + CLOSURE_MS[0] + RISE_MS]
             if closure < loud[k] - QUIET_BELOW_LOUD_DB and peak[k] - closure >= RISE_DB and previous[k] < closure + ONSET_ABOVE_CLOSURE_DB:
                 onset = i + int(np.argmax(rise >= closure + ONSET_ABOVE_CLOSURE_DB))
