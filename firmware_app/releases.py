@@ -13,6 +13,7 @@ stream gives the same releases for any block sizes as for one pass over a whole 
 from __future__ import annotations
 
 import bisect
+from collections import deque
 
 import numpy as np
 from scipy.signal import butter, lfilter, lfilter_zi
@@ -126,7 +127,7 @@ class _LoudLevel:
 
     def __init__(self) -> None:
         self._window: list[float] = []
-        self._recent: list[float] = []  # the same levels in arrival order
+        self._recent: deque[float] = deque()  # the same levels in arrival order
         self._values: list[float] = []  # the loud level of marks _first_mark, _first_mark + 1, ...
         self._first_mark = 0
 
@@ -138,7 +139,7 @@ class _LoudLevel:
                 bisect.insort(self._window, value)
                 self._recent.append(value)
                 if len(self._recent) > LOUD_SPAN:
-                    self._window.pop(bisect.bisect_left(self._window, self._recent.pop(0)))
+                    self._window.pop(bisect.bisect_left(self._window, self._recent.popleft()))
             self._values.append(_percentile_95(self._window))
 
     def at(self, indices: np.ndarray) -> np.ndarray:

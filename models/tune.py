@@ -40,11 +40,12 @@ def logits(weights: Path, records: list[dict]) -> list[tuple[torch.Tensor, torch
 
 
 def score(heads: list, records: list[dict], gain: float, seal: tuple[float, float]) -> dict:
-    """The metrics of one candidate, with the runtime's release timing after the output stage."""
+    """The metrics of one candidate, with the runtime's release timing after the output stage
+    (each record carries its `releases`, heard once by `main`)."""
     tally = Tally()
     for (viseme_logits, shape_logits), record in zip(heads, records):
         visemes, shapes = shapes_from_logits(viseme_logits[0], shape_logits[0], gain, seal)
-        shapes = retime(shapes.numpy(), record.setdefault("releases", releases_of(record["audio"])))
+        shapes = retime(shapes.numpy(), record["releases"])
         tally.add(visemes.numpy(), aperture(shapes[:, JAW_OPEN], shapes[:, MOUTH_CLOSE]), record["phonemes"], record["bursts"])
     return tally.results()
 
@@ -65,6 +66,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the table as JSON here")
     args = parser.parse_args()
     records = load_split(args.real, "validation")
+    for record in records:  # heard once; every candidate is re-timed to the same releases
+        record["releases"] = releases_of(record["audio"])
     heads = logits(args.weights, records)
     torch.set_num_threads(1)
     results = {}

@@ -55,7 +55,7 @@ class ReleaseTimer:
         if self._closed_before and just_now and not parting:
             self._parting_from, parting = just_now[0], True
         if self._closed_before and not parting and self._between(t, t + HOLD_S):
-            jaw, close = jaw, jaw
+            close = jaw
         elif parting:
             floor = min(PART_TO, PART_SPEED * (t - self._parting_from))
             if jaw - close < floor:
