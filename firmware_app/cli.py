@@ -297,6 +297,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.model:
         settings = with_changes(settings, {"model.kind": args.model})
     model = create_mouth_model(settings.model, settings.inference)
+    if hasattr(model, "prepare_offline"):
+        model.prepare_offline()  # loading its graph is loading the model, not analysing the file
     started = time.perf_counter()
     curves = analyze.analyze_file(args.audio, model)
     seconds = time.perf_counter() - started

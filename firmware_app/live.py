@@ -441,6 +441,11 @@ class TrackerThread(threading.Thread):
                 self._ready.append(Tracked(frame, captured, face))
             self.progress.set()
 
+    def newest_captured(self) -> float | None:
+        """When the newest tracked frame arrived (None before the first)."""
+        with self._lock:
+            return self._ready[-1].captured if self._ready else None
+
     def next_due(self, known_until: float | None, after: int) -> Tracked | None:
         """The tracked frame to show after frame `after`: the next one whose instant the mouth
         model has covered (any, while no voice arrives), or the newest such one when more than
@@ -468,7 +473,7 @@ def _render_loop(p, tracking: TrackerThread, voice: VoiceThread, sink, metrics: 
             metrics.resident_mb = resident_mb()
             check_memory(p.restart_above_mb, metrics.resident_mb, metrics.last_activity_at)
         voice.progress.clear()
-        known_until = hold.shown_until(p, voice, metrics)
+        known_until = hold.shown_until(p, voice, tracking, metrics)
         item = tracking.next_due(known_until, after=last.frame.index if last is not None else -1)
         if item is None:
             overdue_in = last_shown_at + 1.5 * period - time.monotonic()
@@ -478,7 +483,7 @@ def _render_loop(p, tracking: TrackerThread, voice: VoiceThread, sink, metrics: 
             item = Tracked(last.frame, known_until if known_until is not None else time.monotonic(), last.face)
             metrics.frames_repeated += 1
         try:
-            _show(p, item.frame, item.captured, item.face, voice, sink, metrics, hold.hold_s)
+            _show(p, item.frame, item.captured, item.face, voice, sink, metrics, hold)
         except Exception:  # noqa: BLE001 - one bad frame must not darken the kiosk
             failures += 1
             log.exception("frame %d failed (%d in a row)", item.frame.index, failures)
@@ -495,39 +500,62 @@ def _render_loop(p, tracking: TrackerThread, voice: VoiceThread, sink, metrics: 
 
 
 class PictureHold:
-    """When the passthrough voice must play later than the picture would (its floor, after the
-    voice thread was starved), frames wait so the two stay together, up to MAX_HOLD_S. The wait is
-    what the floor (minus the trim) asks beyond the picture's own delay, measured: its recent
-    delay less the wait it had (no integrator: nothing to wind up and overshoot)."""
+    """Keeps a passthrough voice and the picture together. The voice's delay follows the
+    picture's natural delay (what it would be without waiting: the mouth model's and the
+    tracker's lag, then rendering and display), never below its floor (passthrough.py). When the
+    voice plays later than that (its device buffer, a starved voice thread), frames wait: a frame
+    is chosen only once it is old enough that, rendered and shown, it lands with its sound.
 
-    SMOOTH = 0.1  # of the way to the wanted wait, per frame: a few frames, so no jump is seen
-    BIAS_GAIN = 0.002  # of the remaining A/V offset, per frame (~15 s): what the estimate misses
-    RECENT = 90  # frames whose median latency is the picture's recent delay (3 s at 30 fps)
+    The wait is set each frame from the voice's measured play delay and the measured render and
+    display time, neither of which the wait itself moves: a wait steered by the picture's own
+    latency sees its effect a median window late and swings between nothing and MAX_HOLD_S. A
+    slow correction from the measured A/V offset takes what the estimate misses."""
+
+    SMOOTH = 0.1  # of the way to the wanted wait, per look: a few frames, so no jump is seen
+    BIAS_GAIN = 0.002  # of the remaining A/V offset, per look (~15 s): what the estimate misses
+    RECENT = 90  # frames whose medians are the picture's recent delays (3 s at 30 fps)
 
     def __init__(self) -> None:
         self.hold_s = 0.0
-        self.bias_s = 0.0  # a slow correction from the measured A/V offset itself
+        self.bias_s = 0.0
+        self._lag_s = 0.0  # at the last look: now minus the newest instant an unheld frame could show
+        self._lags: deque[float] = deque(maxlen=self.RECENT)
+        self._finishes: deque[float] = deque(maxlen=self.RECENT)  # from a frame's choice to its display
 
-    def shown_until(self, p, voice: VoiceThread, metrics: LiveMetrics) -> float | None:
+    def shown_until(self, p, voice: VoiceThread, tracking: TrackerThread, metrics: LiveMetrics) -> float | None:
         """Frames captured up to this wall time may be shown: the mouth model has covered them
         and, with the voice late, the picture has waited for it."""
         known_until = voice.known_until()
         line = p.passthrough
         if line is None or not line.follow or known_until is None:  # (None: no voice to wait for)
             return known_until
-        if metrics.recent_latencies:
-            recent = list(metrics.recent_latencies)[-self.RECENT :]
-            picture_delay_s = float(np.median(recent)) / 1000 + 0.5 / p.fps  # as _show counts it
+        now = time.monotonic()
+        newest = tracking.newest_captured()
+        self._lag_s = max(0.0, now - min(known_until, newest if newest is not None else known_until))
+        if self._finishes:
             if abs(metrics.av_offset_ms) < 80:  # steady running only: a start-up or a stall is not a bias
                 self.bias_s = float(np.clip(self.bias_s + self.BIAS_GAIN * metrics.av_offset_ms / 1000, -0.05, 0.05))
-            wanted = float(np.clip(line.floor_s - line.trim_s - (picture_delay_s - self.hold_s) + self.bias_s, 0.0, MAX_HOLD_S))
+            latency_s = line.play_delay_s - line.trim_s - 0.5 / p.fps + self.bias_s  # what lands with the sound
+            wanted = float(np.clip(latency_s - float(np.median(self._finishes)), 0.0, MAX_HOLD_S))
             self.hold_s += self.SMOOTH * (wanted - self.hold_s)
         if self.hold_s <= 0.001:
             return known_until
-        return min(known_until, time.monotonic() - self.hold_s)
+        return min(known_until, now - self.hold_s)
+
+    def shown(self, chosen_at: float, shown_at: float) -> None:
+        self._lags.append(self._lag_s)
+        self._finishes.append(shown_at - chosen_at)
+
+    def natural_delay_s(self, fps: float) -> float:
+        """The picture's delay had it not waited, as sync counts it (a sound between two frames
+        shows in the next one: half a frame later on average)."""
+        if not self._finishes:
+            return 0.0
+        return float(np.median(self._lags) + np.median(self._finishes)) + 0.5 / fps
 
 
-def _show(p, frame: VideoFrame, captured: float, face, voice: VoiceThread, sink, metrics: LiveMetrics, hold_s: float = 0.0) -> None:
+def _show(p, frame: VideoFrame, captured: float, face, voice: VoiceThread, sink, metrics: LiveMetrics, hold: PictureHold) -> None:
+    chosen_at = time.monotonic()
     t_audio = voice.audio_time(captured)
     started = time.perf_counter()
     shape = voice.shape_at(t_audio) if t_audio is not None else MouthShape(0.0, {})
@@ -551,12 +579,11 @@ def _show(p, frame: VideoFrame, captured: float, face, voice: VoiceThread, sink,
     metrics.last_frame_at = shown
     metrics.frame_log.append((shown, t_audio if t_audio is not None else float("nan"), shape.aperture, captured))
     if p.passthrough is not None:
-        # a sound between two frames shows in the next one: half a frame later on average
-        # (over the last second: the picture's hold moves it, and sync must follow that quickly)
-        recent = list(metrics.recent_latencies)[-PictureHold.RECENT :]
-        picture_delay_s = float(np.median(recent)) / 1000 + 0.5 / p.fps
+        hold.shown(chosen_at, shown)
         # the voice follows the picture as it would be without waiting for the voice (else the two
-        # would chase each other upwards); the picture's wait follows the voice's floor
-        p.passthrough.follow_latency(picture_delay_s - hold_s)
+        # would chase each other upwards); the picture's wait follows the voice
+        p.passthrough.follow_latency(hold.natural_delay_s(p.fps))
+        recent = list(metrics.recent_latencies)[-PictureHold.RECENT :]
+        picture_delay_s = float(np.median(recent)) / 1000 + 0.5 / p.fps  # as natural_delay_s counts it
         metrics.av_offset_ms = (p.passthrough.play_delay_s - picture_delay_s) * 1000
         metrics.passthrough_delay_ms = p.passthrough.play_delay_s * 1000

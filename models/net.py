@@ -92,19 +92,32 @@ class MouthStep(nn.Module):
 
 class MouthChunk(MouthStep):
     """CHUNK steps at once for offline analysis: the same cell unrolled, so no loop operator and the
-    same numbers as CHUNK calls of MouthStep. Window: 1 x (CHUNK + 8) x F."""
+    same numbers as CHUNK calls of MouthStep. Window: 1 x (CHUNK + 8) x F.
+
+    Arranged for few operators per frame (an unrolled graph's time goes to dispatching them): the
+    input's share of every gate does not depend on the state, so it is one product over all frames
+    (with the r and z gates' recurrent biases folded in), and the heads run once over all states."""
 
     def __init__(self, net: MouthNet, frames: int) -> None:
         super().__init__(net)
         self.frames = frames
+        h = self.hidden
+        zeros = torch.zeros(h)
+        self.register_buffer("b_folded", self.b_ih + torch.cat([self.b_hh[: 2 * h], zeros]))
+        self.register_buffer("b_hn", torch.cat([zeros, zeros, self.b_hh[2 * h :]]))
 
     def forward(self, window: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        encoded = self.net.encode(window)
+        h = self.hidden
+        gi = self.net.encode(window)[0] @ self.w_ih + self.b_folded  # frames x 3H
+        gi_rz, gi_n = torch.split(gi[:, : 2 * h], 1), torch.split(gi[:, 2 * h :], 1)
         states = []
         for i in range(self.frames):
-            state = self.cell(encoded[:, i, :], state)
+            gh_rz, gh_n = torch.split(state @ self.w_hh + self.b_hn, [2 * h, h], dim=1)
+            r, z = torch.split(torch.sigmoid(gi_rz[i] + gh_rz), h, dim=1)
+            n = torch.tanh(gi_n[i] + r * gh_n)
+            state = n + z * (state - n)
             states.append(state)
-        return *self.outputs(torch.stack(states, 1)), state  # heads once over all frames: cheaper
+        return *self.outputs(torch.cat(states)[None]), state
 
 
 def shapes_from_logits(viseme_logits: torch.Tensor, shape_logits: torch.Tensor, gain: float | None = None,

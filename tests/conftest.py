@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -64,6 +65,14 @@ def xvfb():
     server.terminate()
     manager.wait(5)
     server.wait(5)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now: a kiosk under test serves its health there, so a second
+    suite on the same machine (or anything on the default port) cannot clash with it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

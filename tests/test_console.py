@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import PORTRAIT, PROJECT, SPEECH, _need, _wait_for, cli
-from test_kiosk_live import Kiosk, free_port
+from conftest import PORTRAIT, PROJECT, SPEECH, _need, _wait_for, cli, free_port
+from test_kiosk_live import Kiosk
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

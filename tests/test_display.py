@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import PORTRAIT, SPEECH
+from conftest import PORTRAIT, SPEECH, free_port
 from firmware_app.errors import ExitCode
 from firmware_app.sources.audio_file import decode_audio
 from firmware_app.sources.audio_file import write_wav
@@ -58,7 +58,8 @@ def test_display_sink_fills_the_screen(xvfb, tmp_path):
 
 def test_display_without_an_x_server_is_a_clear_error(tmp_path):
     config = tmp_path / "config.yaml"
-    config.write_text(f"sources:\n  audio: file://{SPEECH}\n  camera: file://{PORTRAIT}\noutput:\n  uri: display://87\n")
+    config.write_text(f"sources:\n  audio: file://{SPEECH}\n  camera: file://{PORTRAIT}\noutput:\n  uri: display://87\n"
+                      f"health:\n  port: {free_port()}\n")
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     result = subprocess.run(
         [sys.executable, "-m", "firmware_app", "run", "--config", str(config)], env=env, capture_output=True, text=True, timeout=60

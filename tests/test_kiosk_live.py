@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,13 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import PORTRAIT, PROJECT, SPEECH, _need, _wait_for, cli
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from conftest import PORTRAIT, PROJECT, SPEECH, _need, _wait_for, cli, free_port
 
 
 class Kiosk:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import PORTRAIT, SPEECH, cli
+from conftest import PORTRAIT, SPEECH, cli, free_port
 from firmware_app.sources.audio_file import decode_audio
 from firmware_app.sources.audio_file import write_wav
 
@@ -38,6 +38,7 @@ def test_mirror_mode_runs_live_from_substitutes_and_talks_to_systemd(camera_clip
     config.write_text(
         f"mode: mirror\nsources:\n  audio: file://{voice}\n  camera: file://{camera_clip}\n"
         "video:\n  width: 640\n  height: 360\noutput:\n  uri: null://\nlogging:\n  format: json\n"
+        f"health:\n  port: {free_port()}\n"
     )
     notify_path = tmp_path / "notify.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -75,7 +76,8 @@ def test_mirror_mode_runs_live_from_substitutes_and_talks_to_systemd(camera_clip
 
 def test_sigterm_stops_the_live_loop_cleanly(tmp_path):
     config = tmp_path / "config.yaml"
-    config.write_text(f"mode: mirror\nsources:\n  audio: file://{SPEECH}\n  camera: file://{PORTRAIT}\noutput:\n  uri: null://\n")
+    config.write_text(f"mode: mirror\nsources:\n  audio: file://{SPEECH}\n  camera: file://{PORTRAIT}\noutput:\n  uri: null://\n"
+                      f"health:\n  port: {free_port()}\n")
     notify_path = tmp_path / "notify.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(str(notify_path))

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import PORTRAIT, SPEECH
+from conftest import PORTRAIT, SPEECH, free_port
 from firmware_app.sources.audio_file import decode_audio
 from firmware_app.sources.audio_file import write_wav
 
@@ -80,6 +80,7 @@ def test_passthrough_plays_the_voice_into_the_room(pulse, tmp_path):
     config.write_text(
         f"sources:\n  audio: file://{voice}\n  camera: file://{PORTRAIT}\n"
         "audio:\n  passthrough: true\n  passthrough_device: pulse\noutput:\n  uri: null://\n"
+        f"health:\n  port: {free_port()}\n"
     )
     env = {**os.environ, **pulse}
     recorded = tmp_path / "recorded.npy"

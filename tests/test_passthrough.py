@@ -111,3 +111,34 @@ def test_delay_covers_lookahead_and_one_frame_plus_trim():
     assert passthrough_delay_s(0.05, 25.0, 0.0) == 0.05 + 0.04
     assert passthrough_delay_s(0.0, 30.0, -10.0) == 1 / 30 - 0.010
     assert passthrough_delay_s(0.0, 30.0, -500.0) == 0.0
+
+
+def test_the_picture_waits_steadily_for_a_later_voice():
+    """The voice plays 170 ms after capture while the picture could show its frames after 70 ms:
+    frames wait so each lands with its sound. The wait settles once and stays (a wait steered by
+    the picture's own latency median swung between 0 and 300 ms), and the voice is asked to follow
+    the picture's natural delay, not the held one (else the two would chase each other upwards)."""
+    from types import SimpleNamespace
+
+    from firmware_app.live import PictureHold
+
+    fps, lag, finish, play = 30.0, 0.070, 0.020, 0.170
+    line = SimpleNamespace(follow=True, play_delay_s=play, trim_s=0.0)
+    p = SimpleNamespace(passthrough=line, fps=fps)
+    metrics = SimpleNamespace(av_offset_ms=0.0)
+    now = time.monotonic()
+    voice = SimpleNamespace(known_until=lambda: now - lag)
+    tracking = SimpleNamespace(newest_captured=lambda: now - 0.01)
+    hold, holds, latencies = PictureHold(), [], []
+    for _ in range(300):  # ten seconds of frames, each one shown as soon as it may be
+        now = time.monotonic()
+        shown_until = hold.shown_until(p, voice, tracking, metrics)
+        latency = (now - shown_until) + finish
+        hold.shown(now, now + finish)
+        latencies.append(latency)
+        metrics.av_offset_ms = (play - (np.median(latencies[-90:]) + 0.5 / fps)) * 1000
+        holds.append(hold.hold_s)
+    steady = np.array(holds[150:])
+    assert np.ptp(steady) < 0.005, np.ptp(steady)
+    assert abs(metrics.av_offset_ms) < 5, metrics.av_offset_ms
+    assert abs(hold.natural_delay_s(fps) - (lag + finish + 0.5 / fps)) < 0.005

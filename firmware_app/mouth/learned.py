@@ -82,11 +82,8 @@ class LearnedMouthModel(MouthModel):
         unrolled over many frames): (viseme probabilities T x 15, blendshapes T x 16), the numbers
         streaming would give. None when the chunked graph is not shipped."""
         features = frames.values
-        chunk_file = self.path.with_suffix(".chunk.onnx")
-        if self._chunk is None:
-            if not chunk_file.is_file():
-                return None
-            self._chunk = OnnxRuntimeBackend(chunk_file, optimize=False)
+        if not self.prepare_offline():
+            return None
         _, frames_in, _ = self._chunk.input_shapes["features"]
         step = frames_in - (self.window - 1)
         total = len(features)
@@ -101,6 +98,13 @@ class LearnedMouthModel(MouthModel):
             visemes.append(v[0])
             blendshapes.append(b[0])
         return np.concatenate(visemes)[:total], np.concatenate(blendshapes)[:total]
+
+    def prepare_offline(self) -> bool:
+        """Load the chunked graph (once; the live loop never needs it). False when it is not shipped."""
+        chunk_file = self.path.with_suffix(".chunk.onnx")
+        if self._chunk is None and chunk_file.is_file():
+            self._chunk = OnnxRuntimeBackend(chunk_file, optimize=False)
+        return self._chunk is not None
 
     def _step(self) -> MouthShape:
         window = np.asarray(self._window, np.float32)[None]
