@@ -43,7 +43,7 @@ from firmware_app.frames import HOP_S, AudioBlock, MouthShape, VideoFrame
 from firmware_app.memory import check_memory, resident_mb
 from firmware_app.mouth import MouthModel
 from firmware_app.mouth.track import MouthTrack
-from firmware_app.priority import VOICE_RT_PRIORITY, make_this_thread_realtime
+from firmware_app.priority import VOICE_RT_PRIORITY, make_this_thread_realtime, start_up_objects_frozen
 from firmware_app.render.disclosure import draw_prompt
 from firmware_app.sources import AudioSource, VideoSource
 
@@ -55,6 +55,7 @@ MAX_BEHIND = 2  # frames due but not shown before the loop skips ahead to the ne
 STALL_S = 1.5  # no camera frame or microphone block for this long: the device is treated as gone
 MAX_FRAME_FAILURES = 100  # frames in a row that fail to render before the loop gives up
 MEMORY_CHECK_S = 5.0
+SYNC_WINDOW_S = 0.5  # the A/V offset is measured over this much of the latest picture (see _show)
 MAX_HOLD_S = 0.3  # the most the picture waits for a late voice (the tracker keeps 16 frames: 0.5 s at 30 fps)
 VOICE_NICE = -5  # relative to the process: the voice thread where real-time is not allowed
 LATENCY_BUCKETS_MS = (25, 50, 75, 100, 125, 150, 200, 300, 500, 1000)
@@ -379,6 +380,7 @@ def run_live(pipeline, stop: threading.Event, reload: threading.Event, metrics: 
             stack.enter_context(p.passthrough)
             outputs.append(p.passthrough.write)
         tracking = TrackerThread(camera, p.tracker, metrics, halt, progress)
+        stack.enter_context(start_up_objects_frozen())
         camera.start()
         voice.start()
         tracking.start()
@@ -583,7 +585,10 @@ def _show(p, frame: VideoFrame, captured: float, face, voice: VoiceThread, sink,
         # the voice follows the picture as it would be without waiting for the voice (else the two
         # would chase each other upwards); the picture's wait follows the voice
         p.passthrough.follow_latency(hold.natural_delay_s(p.fps))
-        recent = list(metrics.recent_latencies)[-PictureHold.RECENT :]
+        # over the last half second: long enough to smooth the frames' jitter, short enough that a
+        # move of the voice's delay, which the picture's wait follows within a few frames, is not
+        # reported as an offset for seconds
+        recent = list(metrics.recent_latencies)[-round(SYNC_WINDOW_S * p.fps) :]
         picture_delay_s = float(np.median(recent)) / 1000 + 0.5 / p.fps  # as natural_delay_s counts it
         metrics.av_offset_ms = (p.passthrough.play_delay_s - picture_delay_s) * 1000
         metrics.passthrough_delay_ms = p.passthrough.play_delay_s * 1000
