@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import PORTRAIT, PROJECT, SPEECH, _need, _wait_for, cli, free_port
+from conftest import PORTRAIT, PROJECT, SPEECH, _need, _wait_for, assert_stopped_cleanly, cli, free_port
 
 
 class Kiosk:
@@ -168,8 +168,8 @@ def test_health_metrics_and_sighup_reload(tmp_path, long_voice):
         assert kiosk.process.poll() is None
     finally:
         err = kiosk.stop()
-    assert kiosk.process.returncode == 0 and kiosk.stopped_in < 2.0, (kiosk.stopped_in, err[-2000:])
-    assert "still stopping" not in err, err[-2000:]  # stopped cleanly, not by the deadline
+    assert kiosk.process.returncode == 0, err[-2000:]
+    assert_stopped_cleanly(err, kiosk.stopped_in)
     assert "config reload refused" in err and "mouth_gian" in err
     assert "config reloaded" in err
 
@@ -217,14 +217,12 @@ def test_microphone_gone_then_back(tmp_path):
         assert kiosk.frames_grow(), "the screen froze while the microphone was gone"
         subprocess.run(start, env={**os.environ, **env}, check=True, capture_output=True, timeout=20)  # back
         kiosk.wait_logged("microphone is back")
-        # the stop below is timed in steady running, as before (a stop in the second after a
-        # reconnect takes longer on a busy machine: 2.2-2.8 s measured, a known issue)
-        time.sleep(5)
+        time.sleep(5)  # the stop below is in steady running, as before
     finally:
         err = kiosk.stop()
         subprocess.run(["pulseaudio", "-k"], env={**os.environ, **env}, capture_output=True, timeout=10)
     assert "microphone unavailable" in err and "microphone is back" in err
-    assert kiosk.stopped_in < 2.0 and "still stopping" not in err, (kiosk.stopped_in, err[-2000:])
+    assert_stopped_cleanly(err, kiosk.stopped_in)
 
 
 def test_display_window_closed_is_reopened(tmp_path, xvfb, long_voice):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import PORTRAIT, SPEECH, cli, free_port
+from conftest import PORTRAIT, SPEECH, assert_stopped_cleanly, cli, free_port
 from firmware_app.sources.audio_file import decode_audio
 from firmware_app.sources.audio_file import write_wav
 
@@ -67,11 +67,13 @@ def test_mirror_mode_runs_live_from_substitutes_and_talks_to_systemd(camera_clip
     finished = [r for r in records if r["message"].startswith("pipeline finished")]
     assert finished, err
     summary = finished[0]["message"]
-    frames = int(summary.split("frames=")[1].split()[0])
-    dropped = int(summary.split("dropped=")[1].split()[0])
-    # 2 s at the clip's 30 fps, each frame shown or (on a starved machine) counted as dropped
-    assert 50 <= frames + dropped <= 62, summary
-    assert frames >= 15, summary
+    count = {key: int(summary.split(f" {key}=")[1].split()[0]) for key in ("frames", "repeated", "dropped", "camera_skipped")}
+    # 2 s of the clip's 30 fps: each camera frame shown once, or (on a starved machine) counted as
+    # dropped by the render loop or skipped by a tracker that fell behind; a frame shown again for
+    # a stalled camera is not a camera frame
+    accounted = count["frames"] - count["repeated"] + count["dropped"] + count["camera_skipped"]
+    assert 50 <= accounted <= 62, summary
+    assert count["frames"] >= 15, summary
 
 
 def test_sigterm_stops_the_live_loop_cleanly(tmp_path):
@@ -93,8 +95,8 @@ def test_sigterm_stops_the_live_loop_cleanly(tmp_path):
     run.terminate()
     err = run.communicate(timeout=10)[1]
     assert run.returncode == 0, err
-    assert time.monotonic() - stopped < 2.0
     assert "pipeline finished" in err
+    assert_stopped_cleanly(err, time.monotonic() - stopped)
 
 
 def test_frames_are_tracked_on_arrival_and_shown_only_once_their_mouth_exists():
