@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import PORTRAIT, PROJECT, SPEECH, _need, _wait_for, cli, free_port
-from test_kiosk_live import Kiosk
+from test_kiosk_live import START_S, Kiosk
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -55,7 +55,7 @@ class LoggedKiosk(Kiosk):
     def get(self, path: str) -> tuple[int, str]:
         return self.request(path, headers={"Authorization": f"Bearer {TOKEN}"})
 
-    def wait_healthy(self, timeout: float = 60) -> None:
+    def wait_healthy(self, timeout: float = START_S) -> None:
         try:
             super().wait_healthy(timeout)
         except AssertionError:
@@ -92,11 +92,13 @@ def browser(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def voice(tmp_path_factory) -> Path:
-    """Three minutes of speech (with its pauses): the kiosk keeps talking through the module."""
+    """Ten minutes of speech (with its pauses): the kiosk keeps talking through the module, which
+    takes 3-4 minutes on a starved machine (a speech file that stands in for the microphone ends
+    the run at its end: three minutes ended it mid-module with five suites sharing two cores)."""
     from firmware_app.sources.audio_file import decode_audio, write_wav
 
     path = tmp_path_factory.mktemp("voice") / "long.wav"
-    write_wav(path, np.tile(decode_audio(SPEECH), 13))
+    write_wav(path, np.tile(decode_audio(SPEECH), 45))
     return path
 
 
@@ -117,7 +119,7 @@ def kiosk(tmp_path_factory, xvfb, pulse, voice):
     running = LoggedKiosk(config, {**pulse, "DISPLAY": xvfb}, port, tmp_path_factory.mktemp("log") / "kiosk.log")
     running.config, running.folder = config, folder
     try:
-        running.wait_healthy(90)
+        running.wait_healthy()
         yield running
     finally:
         log = running.stop()
@@ -161,7 +163,7 @@ def set_editor(browser, text: str) -> None:
 
 def test_the_page_shows_the_kiosk_live(browser, kiosk, tmp_path):
     page(browser, kiosk)
-    wait(browser, lambda: number_in(browser, "fps") > 5, "live fps")
+    wait(browser, lambda: number_in(browser, "fps") > 0, "live fps")  # (2 fps with five suites on two cores)
     first = text_of(browser, "uptime")
     wait(browser, lambda: text_of(browser, "uptime") != first, "the page to update without reloading")
     assert text_of(browser, "face") == "in view"
@@ -385,7 +387,7 @@ def test_a_kiosk_that_cannot_start_is_fixed_from_the_console(browser, tmp_path, 
         set_editor(browser, fixed)
         browser.find_element("id", "config-apply").click()
         wait(browser, lambda: text_of(browser, "config-result").startswith("Applied"), "the apply")
-        kiosk.wait_healthy(90)
+        kiosk.wait_healthy()
         assert config.read_text() == fixed
         wait(browser, lambda: number_in(browser, "fps") > 5, "the page to show the kiosk running")
         browser.find_element("id", "config-check").click()  # the same page still may write
@@ -415,7 +417,7 @@ def test_off_loopback_the_token_is_required(browser, tmp_path, voice):
     config.write_text(base + f"console: {{token: {TOKEN}}}\n")
     kiosk = LoggedKiosk(config, {}, port, tmp_path / "kiosk.log", host="127.0.0.2")
     try:
-        kiosk.wait_healthy(90)
+        kiosk.wait_healthy()
         for path in ("/", "/metrics", "/healthz", "/api/status", "/api/config"):
             assert kiosk.request(path)[0] == 401, path
             assert kiosk.request(path, headers={"Authorization": "Bearer not-the-token-at-all"})[0] == 401, path
