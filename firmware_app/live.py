@@ -535,8 +535,9 @@ class PictureHold:
         newest = tracking.newest_captured()
         self._lag_s = max(0.0, now - min(known_until, newest if newest is not None else known_until))
         if self._finishes:
-            if abs(metrics.av_offset_ms) < 80:  # steady running only: a start-up or a stall is not a bias
-                self.bias_s = float(np.clip(self.bias_s + self.BIAS_GAIN * metrics.av_offset_ms / 1000, -0.05, 0.05))
+            miss_ms = metrics.av_offset_ms - 1000 * line.trim_s  # the offset asked for is the trim
+            if abs(miss_ms) < 80:  # steady running only: a start-up or a stall is not a bias
+                self.bias_s = float(np.clip(self.bias_s + self.BIAS_GAIN * miss_ms / 1000, -0.05, 0.05))
             latency_s = line.play_delay_s - line.trim_s - 0.5 / p.fps + self.bias_s  # what lands with the sound
             wanted = float(np.clip(latency_s - float(np.median(self._finishes)), 0.0, MAX_HOLD_S))
             self.hold_s += self.SMOOTH * (wanted - self.hold_s)
