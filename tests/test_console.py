@@ -247,7 +247,7 @@ def test_the_trim_slider_moves_the_passthrough_delay_live(browser, kiosk):
     _wait_for(lambda: abs(offset()) < 40 and kiosk.metrics()["ventriloquist_passthrough_delay_milliseconds"] > 0, WAIT_S,
               "the passthrough to follow the picture")  # fmt: skip
     metrics = kiosk.metrics()
-    delay, generation = metrics["ventriloquist_passthrough_delay_milliseconds"], metrics["ventriloquist_pipeline_generation"]
+    generation = metrics["ventriloquist_pipeline_generation"]
     slider = browser.find_element("id", "trim")
     wait(browser, lambda: slider.is_enabled(), "the slider")
     # a real drag: press in the middle (0 ms of the -500…500 range), pull right a fifth of the way
@@ -257,10 +257,10 @@ def test_the_trim_slider_moves_the_passthrough_delay_live(browser, kiosk):
     assert 150 <= trim <= 250, trim
     assert f"passthrough_trim_ms: {trim}" in kiosk.config.read_text()
     _wait_for(lambda: offset() >= trim - 30, WAIT_S, "the voice to play later than the picture by the trim")
-    # the voice is now later than the picture by the trim; on a busy machine the delay may already
-    # sit at its floor (issue 14: the picture is held to the voice), and then it is the picture's
-    # hold that gives way, so the delay itself only must not have come down
-    assert kiosk.metrics()["ventriloquist_passthrough_delay_milliseconds"] >= delay - 30
+    # the voice is now later than the picture by the trim, so its own delay covers the trim too;
+    # how much more depends on the load (the floor a starved voice thread raised, which expires
+    # after 30 s: the delay may come down as the picture's wait gives way, 303 -> 248 ms seen)
+    assert kiosk.metrics()["ventriloquist_passthrough_delay_milliseconds"] >= trim - 30
     assert kiosk.metrics()["ventriloquist_pipeline_generation"] == generation  # live: no reload
     wait(browser, lambda: number_in(browser, "av-offset") >= trim - 30, "the page to show the offset")
 
