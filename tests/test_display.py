@@ -26,6 +26,8 @@ frame[:, :] = (40, 160, 220)            # B G R
 frame[:, 320:] = (200, 60, 30)          # right half another colour
 with open_sink("display://0", "Ventriloquist test") as sink:
     sink.open(640, 360, 30)
+    sink.write_video(VideoFrame(frame, 0.0, 0))
+    print("shown", flush=True)  # the test's screenshot waits for this, however slow the start
     end = time.monotonic() + float(sys.argv[1])
     while time.monotonic() < end:
         sink.write_video(VideoFrame(frame, 0.0, 0))
@@ -43,8 +45,10 @@ def test_display_sink_fills_the_screen(xvfb, tmp_path):
     if shutil.which("import") is None:
         pytest.skip("needs ImageMagick's import (bash scripts/setup.sh --dev)")
     env = {**os.environ, "DISPLAY": xvfb}
-    window = subprocess.Popen([sys.executable, "-c", SHOW_FRAMES, "4"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)
+    window = subprocess.Popen([sys.executable, "-c", SHOW_FRAMES, "3"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if window.stdout.readline().strip() != "shown":  # (a starved machine took over 2 s to get here)
+        pytest.fail(f"the display sink never showed a frame: {window.communicate(timeout=20)[1][-2000:]}")
+    time.sleep(1.0)  # the window manager's fullscreen
     shot = screenshot(xvfb, tmp_path / "screen.png")
     out, err = window.communicate(timeout=20)
     assert window.returncode == 0, err
