@@ -280,10 +280,12 @@ def test_a_portrait_is_checked_before_it_replaces_the_current_one(browser, kiosk
     assert stored.read_bytes() == PORTRAIT.read_bytes()
     assert f"portrait: file://{stored}" in kiosk.config.read_text()
     _wait_for(lambda: kiosk.metrics()["ventriloquist_pipeline_generation"] == generation + 1, WAIT_S, "the reload")
-    # larger than console.upload_max_mb (2): refused before it is read whole
+    # larger than console.upload_max_mb (2): refused without being held whole, and the refusal
+    # reaches the client (answered before the body was read, the connection was reset about 1 in 40)
     csrf = browser.find_element("css selector", 'meta[name="csrf-token"]').get_attribute("content")
-    status, body = kiosk.request("/api/portrait", b"\xff\xd8\xff" + bytes(3 * 1024 * 1024), {"X-CSRF-Token": csrf})
-    assert status == 413 and "upload_max_mb" in body
+    for _ in range(5):
+        status, body = kiosk.request("/api/portrait", b"\xff\xd8\xff" + bytes(3 * 1024 * 1024), {"X-CSRF-Token": csrf})
+        assert status == 413 and "upload_max_mb" in body
     assert sorted(p.name for p in kiosk.folder.iterdir()) == ["config.yaml", "config.yaml.bak", "portrait.jpg"]
 
 

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 PREVIEW_WIDTH = 640  # px: enough to see the screen, cheap to encode a few times a second
+DRAIN_FACTOR = 4  # a refused upload up to this many times the limit is read to its end, so its refusal arrives
 
 
 def refused(exc: VentriloquistError, status: int = 422) -> JSONResponse:
@@ -148,14 +149,22 @@ async def _json(request: Request) -> dict:
 
 
 async def _read_limited(request: Request, limit: int) -> bytes | None:
-    """The request body, or None as soon as it is longer than `limit` (it is never held whole)."""
+    """The request body, or None as soon as it is longer than `limit` (it is never held whole).
+
+    A refused body is still read to its end (and dropped) when it is no more than a few times the
+    limit: answering while the client is still sending makes the server close a socket with unread
+    data, which resets the connection, and the browser then shows "connection reset" instead of the
+    refusal's reason."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isdigit() and int(declared) > DRAIN_FACTOR * limit:
         return None
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
+        if size > DRAIN_FACTOR * limit:
             return None
+        if size > limit:
+            chunks.clear()
+            continue
         chunks.append(chunk)
-    return b"".join(chunks)
+    return None if size > limit else b"".join(chunks)
