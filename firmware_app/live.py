@@ -53,6 +53,7 @@ BACKOFF_S = (0.5, 1.0, 2.0, 5.0)  # waits between reopen attempts; the last one 
 ORIGIN_WINDOW = 500  # audio blocks (5 s at 10 ms) over which the audio clock's offset is estimated
 MAX_BEHIND = 2  # frames due but not shown before the loop skips ahead to the newest
 STALL_S = 1.5  # no camera frame or microphone block for this long: the device is treated as gone
+FIRST_BLOCK_S = 5.0  # a (re)opened microphone's first block may take this long: a busy machine starts it slowly
 MAX_FRAME_FAILURES = 100  # frames in a row that fail to render before the loop gives up
 MEMORY_CHECK_S = 5.0
 SYNC_WINDOW_S = 0.5  # the A/V offset is measured over this much of the latest picture (see _show)
@@ -187,6 +188,7 @@ class VoiceThread(threading.Thread):
         self.model.reset()
         self.source.skip_backlog()
         offset = None  # audio t of this stream's start on the voice's continuous clock
+        listening_since = time.monotonic()
         while not self.stop.is_set():
             try:
                 block = self.source.read(wait=True)
@@ -198,7 +200,11 @@ class VoiceThread(threading.Thread):
                 if self.source.finished and self.source.duration is not None:
                     self._finish(features)
                     return
-                if self.source.finished or now - self.last_block_at > STALL_S:
+                # silence is timed from this stream's own start until it delivers: from the old
+                # stream's last block, a reopened one was dropped after one read timeout, before a
+                # busy machine had started it, and the reopen-drop loop never settled
+                silent_s = now - self.last_block_at if offset is not None else now - listening_since
+                if self.source.finished or silent_s > (STALL_S if offset is not None else FIRST_BLOCK_S):
                     log.warning("microphone delivers nothing; reopening")
                     return
                 continue

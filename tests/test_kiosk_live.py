@@ -47,7 +47,10 @@ class Kiosk:
         return "".join(self._lines)
 
     def wait_logged(self, text: str, timeout: float = 60) -> None:
-        _wait_for(lambda: text in self.log or self.process.poll() is not None, timeout, f"the kiosk to log {text!r}")
+        try:
+            _wait_for(lambda: text in self.log or self.process.poll() is not None, timeout, f"the kiosk to log {text!r}")
+        except RuntimeError as exc:
+            raise AssertionError(f"{exc}; its log ends:\n{self.log[-3000:]}") from None
         assert text in self.log, self.log[-3000:]
 
     def get(self, path: str) -> tuple[int, str]:

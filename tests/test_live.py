@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import PORTRAIT, SPEECH, assert_stopped_cleanly, cli, free_port
-from firmware_app.sources.audio_file import decode_audio
+from firmware_app.sources.audio_file import AudioFileSource, decode_audio
 from firmware_app.sources.audio_file import write_wav
 
 
@@ -153,3 +153,53 @@ def test_real_camera_delivers_timestamped_frames():
         frames = [camera.read() for _ in range(10)]
     assert all(f is not None and f.image.shape == (720, 1280, 3) for f in frames)
     assert np.all(np.diff([f.t for f in frames]) > 0)
+
+
+class SlowStartingMicrophone(AudioFileSource):
+    """The bundled speech as a live microphone whose stream, on a busy machine, takes 2.5 s after
+    each open to deliver its first block: until then a read waits 1 s and gets nothing, as
+    `MicSource.read` does on its empty queue."""
+
+    START_S = 2.5
+
+    def __init__(self) -> None:
+        super().__init__(SPEECH, 10, realtime=True)
+        self.loop_forever()
+        self.opens, self.opened_at = 0, 0.0
+
+    def open(self) -> None:
+        super().open()
+        self.opens += 1
+        self.opened_at = time.monotonic()
+
+    def read(self, wait: bool):
+        if time.monotonic() - self.opened_at < self.START_S:
+            time.sleep(1.0)
+            return None
+        return super().read(wait)
+
+
+def test_a_microphone_slow_to_start_is_waited_for_not_reopened_again_and_again():
+    """A (re)opened stream has FIRST_BLOCK_S to deliver its first block. Timed from the last block
+    before it (or from nothing at the first open), a stream was dropped after one empty read, and on
+    a busy machine the reopen-drop loop never settled (`test_microphone_gone_then_back` under load)."""
+    import threading
+
+    from firmware_app.config import ModelSettings
+    from firmware_app.live import FIRST_BLOCK_S, LiveMetrics, VoiceThread
+    from firmware_app.mouth import create_mouth_model
+
+    assert SlowStartingMicrophone.START_S < FIRST_BLOCK_S
+    source, stop = SlowStartingMicrophone(), threading.Event()
+    voice = VoiceThread(source, create_mouth_model(ModelSettings()), None, [], LiveMetrics(), stop)
+    voice.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not voice.alive and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert voice.alive, "no block arrived"
+        time.sleep(1.0)
+        assert source.opens == 1, f"opened {source.opens} times"
+    finally:
+        stop.set()
+        voice.join(5)
