@@ -11,7 +11,9 @@ that sink's monitor, or through the speaker on the appliance. The live loop runs
 - latency: from that onset to the first frame on screen whose mouth opens (aperture > REACTS);
 - A/V offset: when the passthrough is on, the onset's play-out time (its delay line plus the
   device latency PortAudio reports) minus the time the frame showing that instant was displayed
-  (+ = sound after picture).
+  (+ = sound after picture);
+- frame interval: the median time between frames on screen over the run (a sound waits up to
+  one for the next frame: on a busy machine the latency grows with it).
 
 Camera and display hardware are outside this measurement (the camera's exposure and the
 screen's scan-out add to both paths alike).
@@ -76,7 +78,7 @@ def run_latency_bench(settings: Settings, play_sink: str | None, events: int = E
     pipeline.run(stop, reload, metrics)
     if failure:
         raise failure[0]
-    return report(_measure(captured, metrics, pipeline))
+    return report(_measure(captured, metrics, pipeline), _frame_interval_ms(metrics))
 
 
 def _measure(captured: list[tuple[float, np.ndarray]], metrics: LiveMetrics, pipeline) -> list[tuple[float, float | None]]:
@@ -113,14 +115,23 @@ def _measure(captured: list[tuple[float, np.ndarray]], metrics: LiveMetrics, pip
     return results
 
 
-def report(results: list[tuple[float, float | None]]) -> str:
+def _frame_interval_ms(metrics: LiveMetrics) -> float:
+    """The median time between two frames on screen over the run: a sound waits up to one
+    interval for the next frame, so on a machine too busy for the nominal rate the latency
+    grows with it, and a bound on the latency must know it."""
+    shown = np.array([entry[0] for entry in metrics.frame_log], dtype=float)
+    return float(np.median(np.diff(shown)) * 1000) if len(shown) > 2 else float("nan")
+
+
+def report(results: list[tuple[float, float | None]], frame_interval_ms: float = float("nan")) -> str:
+    interval = f" frame_interval_ms={frame_interval_ms:.0f}"
     if not results:
-        return "latency: no sound reached the microphone (check the sink/microphone pairing)\nlatency_ms median=nan p95=nan av_offset_ms=nan"
+        return "latency: no sound reached the microphone (check the sink/microphone pairing)\nlatency_ms median=nan p95=nan av_offset_ms=nan" + interval
     lines = [f"event {i + 1}: mic → mouth on screen {lat:.0f} ms" + (f", A/V offset {off:+.0f} ms" if off is not None else "") for i, (lat, off) in enumerate(results)]
     latencies = np.array([lat for lat, _ in results])
     offsets = np.array([off for _, off in results if off is not None])
     offset_text = f"{np.median(offsets):.0f}" if len(offsets) else "n/a"
-    lines.append(f"latency_ms median={np.median(latencies):.0f} p95={np.percentile(latencies, 95):.0f} av_offset_ms={offset_text}")
+    lines.append(f"latency_ms median={np.median(latencies):.0f} p95={np.percentile(latencies, 95):.0f} av_offset_ms={offset_text}" + interval)
     return "\n".join(lines)
 
 

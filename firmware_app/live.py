@@ -529,6 +529,7 @@ class PictureHold:
         self._lag_s = 0.0  # at the last look: now minus the newest instant an unheld frame could show
         self._lags: deque[float] = deque(maxlen=self.RECENT)
         self._finishes: deque[float] = deque(maxlen=self.RECENT)  # from a frame's choice to its display
+        self._shown_at: deque[float] = deque(maxlen=self.RECENT)
 
     def shown_until(self, p, voice: VoiceThread, tracking: TrackerThread, metrics: LiveMetrics) -> float | None:
         """Frames captured up to this wall time may be shown: the mouth model has covered them
@@ -544,7 +545,7 @@ class PictureHold:
             miss_ms = metrics.av_offset_ms - 1000 * line.trim_s  # the offset asked for is the trim
             if abs(miss_ms) < 80:  # steady running only: a start-up or a stall is not a bias
                 self.bias_s = float(np.clip(self.bias_s + self.BIAS_GAIN * miss_ms / 1000, -0.05, 0.05))
-            latency_s = line.play_delay_s - line.trim_s - 0.5 / p.fps + self.bias_s  # what lands with the sound
+            latency_s = line.play_delay_s - line.trim_s - self.half_frame_s(p.fps) + self.bias_s  # what lands with the sound
             wanted = float(np.clip(latency_s - float(np.median(self._finishes)), 0.0, MAX_HOLD_S))
             self.hold_s += self.SMOOTH * (wanted - self.hold_s)
         if self.hold_s <= 0.001:
@@ -554,13 +555,24 @@ class PictureHold:
     def shown(self, chosen_at: float, shown_at: float) -> None:
         self._lags.append(self._lag_s)
         self._finishes.append(shown_at - chosen_at)
+        self._shown_at.append(shown_at)
+
+    def half_frame_s(self, fps: float) -> float:
+        """Half the time a frame stays on screen: a sound between two frames shows in the next
+        one, this much later on average. Measured over the recent frames, not taken from the
+        configured rate: on a machine too busy for it, frames stay up longer (at 8 fps, 60 ms
+        where 30 fps would give 17) and the voice must be that much later to land with them."""
+        if len(self._shown_at) < 2:
+            return 0.5 / fps
+        interval = (self._shown_at[-1] - self._shown_at[0]) / (len(self._shown_at) - 1)
+        return 0.5 * max(interval, 1.0 / fps)
 
     def natural_delay_s(self, fps: float) -> float:
         """The picture's delay had it not waited, as sync counts it (a sound between two frames
         shows in the next one: half a frame later on average)."""
         if not self._finishes:
             return 0.0
-        return float(np.median(self._lags) + np.median(self._finishes)) + 0.5 / fps
+        return float(np.median(self._lags) + np.median(self._finishes)) + self.half_frame_s(fps)
 
 
 def _show(p, frame: VideoFrame, captured: float, face, voice: VoiceThread, sink, metrics: LiveMetrics, hold: PictureHold) -> None:
@@ -596,6 +608,6 @@ def _show(p, frame: VideoFrame, captured: float, face, voice: VoiceThread, sink,
         # move of the voice's delay, which the picture's wait follows within a few frames, is not
         # reported as an offset for seconds
         recent = list(metrics.recent_latencies)[-round(SYNC_WINDOW_S * p.fps) :]
-        picture_delay_s = float(np.median(recent)) / 1000 + 0.5 / p.fps  # as natural_delay_s counts it
+        picture_delay_s = float(np.median(recent)) / 1000 + hold.half_frame_s(p.fps)  # as natural_delay_s counts it
         metrics.av_offset_ms = (p.passthrough.play_delay_s - picture_delay_s) * 1000
         metrics.passthrough_delay_ms = p.passthrough.play_delay_s * 1000

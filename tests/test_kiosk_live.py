@@ -360,14 +360,26 @@ def test_speech_into_the_microphone_moves_the_mouth_on_screen_in_time(pulse, xvf
     env = {**pulse, "DISPLAY": xvfb}
     result = cli("bench", "latency", "--config", str(config), "--play-sink", "vsink", "--events", "6", env=env, timeout=180)
     assert result.returncode == 0, result.stderr
-    summary = re.search(r"latency_ms median=(\S+) p95=(\S+) av_offset_ms=(\S+)", result.stdout)
+    summary = re.search(r"latency_ms median=(\S+) p95=(\S+) av_offset_ms=(\S+) frame_interval_ms=(\S+)", result.stdout)
     assert summary, result.stdout
     events = re.findall(r"event \d+: mic → mouth on screen (\d+) ms", result.stdout)
     assert len(events) >= 4, result.stdout
-    assert float(summary.group(1)) <= LATENCY_TARGET_MS, result.stdout
+    median, interval = float(summary.group(1)), float(summary.group(4))
+    assert interval < 200, result.stdout  # the picture kept going (5 fps at the least)
+    assert median <= latency_bound_ms(interval), result.stdout
 
 
 LATENCY_TARGET_MS = 150  # the design target is 100 ms; CI machines are loaded two-core VMs (see the note)
+NOMINAL_INTERVAL_MS = 1000 / 30
+
+
+def latency_bound_ms(frame_interval_ms: float) -> float:
+    """The target at 30 fps. A machine too busy for 30 fps shows fewer frames: a sound waits up
+    to one (longer) interval for the next frame, and the frame shown at that instant was chosen
+    one interval before (the display's pacing), so each millisecond the measured interval is
+    over the nominal one allows two more. The voice path's own share (look-ahead, blocks, the
+    model) gets no allowance: a slow mouth model still fails."""
+    return LATENCY_TARGET_MS + 2 * max(0.0, frame_interval_ms - NOMINAL_INTERVAL_MS)
 
 
 def test_a_stop_that_hangs_in_a_driver_still_ends_within_the_deadline():
