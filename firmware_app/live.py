@@ -77,6 +77,8 @@ class LiveMetrics:
     dropped_frames: int = 0  # output ticks missed because the loop was behind
     camera_frames_skipped: int = 0  # captured frames replaced by a newer one before rendering
     frames_repeated: int = 0  # the last frame shown again (new mouth) because no new one was due
+    camera_frames: int = 0  # frames the camera delivered
+    frames_unshown: int = 0  # delivered, never shown nor counted above: left in hand when the loop stopped
     restarts: dict[str, int] = field(default_factory=lambda: {"camera": 0, "microphone": 0, "display": 0, "model": 0})
     stage_ms: dict[str, float] = field(default_factory=dict)  # moving averages
     av_offset_ms: float = 0.0  # passthrough sound minus picture (+ = sound late)
@@ -114,7 +116,8 @@ class LiveMetrics:
         stages = " ".join(f"{name}={ms:.2f}ms" for name, ms in self.stage_ms.items())
         return (
             f"frames={self.frames} fps={self.fps:.1f} dropped={self.dropped_frames} "
-            f"camera_skipped={self.camera_frames_skipped} repeated={self.frames_repeated} latency={self.median_latency_ms():.0f}ms "
+            f"camera_skipped={self.camera_frames_skipped} repeated={self.frames_repeated} "
+            f"captured={self.camera_frames} unshown={self.frames_unshown} latency={self.median_latency_ms():.0f}ms "
             f"av_offset={self.av_offset_ms:.0f}ms restarts={self.restarts} per-frame: {stages}"
         )
 
@@ -303,6 +306,7 @@ class CameraThread(threading.Thread):
             with self._lock:
                 self._recent.append((VideoFrame(frame.image, frame.t, self._index, frame.still), now))
                 self._index += 1
+                self.metrics.camera_frames += 1
             self.last_frame_at = now
             self.arrived.set()
 
@@ -395,6 +399,7 @@ def run_live(pipeline, stop: threading.Event, reload: threading.Event, metrics: 
         finally:  # also when the loop gives up: the tracker thread must finish before its tracker closes
             halt.set()
             tracking.join(timeout=1.0)
+            tracking.count_unshown()
     camera.join(timeout=1.0)
     voice.join(timeout=1.0)
     log.info("pipeline finished: %s", metrics.summary())
@@ -429,6 +434,8 @@ class TrackerThread(threading.Thread):
         self.progress = progress  # set whenever a newly tracked frame is ready
         self._ready: deque[Tracked] = deque(maxlen=16)  # room for the picture to wait for a late voice (MAX_HOLD_S)
         self._lock = threading.Lock()
+        self._last_tracked = -1
+        self._shown_up_to = -1  # the newest frame index the render loop has asked past
 
     def run(self) -> None:
         last = -1
@@ -439,15 +446,24 @@ class TrackerThread(threading.Thread):
                 self.camera.arrived.wait(0.1)
                 continue
             frame, captured = item
-            if last >= 0 and frame.index > last + 1:
+            if frame.index > last + 1:
                 self.metrics.camera_frames_skipped += frame.index - last - 1
-            last = frame.index
+            last = self._last_tracked = frame.index
             started = time.perf_counter()
             face = self.tracker.track(frame)
             self.metrics.stage("tracker", (time.perf_counter() - started) * 1000)
             with self._lock:
+                if len(self._ready) == self._ready.maxlen and self._ready[0].frame.index > self._shown_up_to:
+                    self.metrics.dropped_frames += 1  # pushed out unshown: the loop is that far behind
                 self._ready.append(Tracked(frame, captured, face))
             self.progress.set()
+
+    def count_unshown(self) -> None:
+        """When the loop has stopped: the frames delivered that were neither shown nor counted as
+        dropped or skipped (tracked and waiting, or not yet tracked), so every frame is accounted."""
+        with self._lock:
+            waiting = sum(1 for t in self._ready if t.frame.index > self._shown_up_to)
+        self.metrics.frames_unshown = waiting + max(0, self.metrics.camera_frames - 1 - self._last_tracked)
 
     def newest_captured(self) -> float | None:
         """When the newest tracked frame arrived (None before the first)."""
@@ -460,10 +476,12 @@ class TrackerThread(threading.Thread):
         MAX_BEHIND are due; the ones jumped over count as dropped."""
         with self._lock:
             due = [t for t in self._ready if t.frame.index > after and (known_until is None or t.captured <= known_until)]
+            chosen = due[-1] if len(due) > MAX_BEHIND else due[0] if due else None
+            if chosen is not None:  # shown next; what it jumps over is counted as dropped here
+                self._shown_up_to = max(self._shown_up_to, chosen.frame.index)
         if len(due) > MAX_BEHIND:
             self.metrics.dropped_frames += len(due) - 1
-            return due[-1]
-        return due[0] if due else None
+        return chosen
 
 
 def _render_loop(p, tracking: TrackerThread, voice: VoiceThread, sink, metrics: LiveMetrics, notifier, stop, reload) -> None:

@@ -67,12 +67,13 @@ def test_mirror_mode_runs_live_from_substitutes_and_talks_to_systemd(camera_clip
     finished = [r for r in records if r["message"].startswith("pipeline finished")]
     assert finished, err
     summary = finished[0]["message"]
-    count = {key: int(summary.split(f" {key}=")[1].split()[0]) for key in ("frames", "repeated", "dropped", "camera_skipped")}
-    # 2 s of the clip's 30 fps: each camera frame shown once, or (on a starved machine) counted as
-    # dropped by the render loop or skipped by a tracker that fell behind; a frame shown again for
-    # a stalled camera is not a camera frame
-    accounted = count["frames"] - count["repeated"] + count["dropped"] + count["camera_skipped"]
-    assert 50 <= accounted <= 62, summary
+    count = {key: int(summary.split(f" {key}=")[1].split()[0]) for key in ("frames", "repeated", "dropped", "camera_skipped", "captured", "unshown")}
+    assert 50 <= count["captured"] <= 62, summary  # 2 s of the clip's 30 fps, paced like a camera
+    # each camera frame shown once, or (on a starved machine) counted as dropped by the render
+    # loop, skipped by a tracker that fell behind, or left unshown when the voice ended; a frame
+    # shown again for a stalled camera is not a camera frame
+    accounted = count["frames"] - count["repeated"] + count["dropped"] + count["camera_skipped"] + count["unshown"]
+    assert accounted == count["captured"], summary
     assert count["frames"] >= 15, summary
 
 
