@@ -399,8 +399,8 @@ def run_live(pipeline, stop: threading.Event, reload: threading.Event, metrics: 
         finally:  # also when the loop gives up: the tracker thread must finish before its tracker closes
             halt.set()
             tracking.join(timeout=1.0)
-            tracking.count_unshown()
     camera.join(timeout=1.0)
+    tracking.count_unshown()  # once the camera has stopped too: it may deliver one more frame
     voice.join(timeout=1.0)
     log.info("pipeline finished: %s", metrics.summary())
     return metrics
