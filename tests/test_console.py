@@ -70,7 +70,7 @@ class LoggedKiosk(Kiosk):
     def stop(self) -> str:
         """SIGTERM and wait. How fast the kiosk stops is `test_kiosk_live`'s to prove, on the
         kiosk's own clock; here a machine starved by other suites may take longer than the
-        unit's 5 s to run the exit at all, so the wait is long, and a kiosk that never exits
+        unit's TimeoutStopSec to run the exit at all, so the wait is long, and a kiosk that never exits
         is killed and fails the test with its log."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
