@@ -279,7 +279,7 @@ class CameraThread(threading.Thread):
         self._already_open = opened
         self._recent: deque[tuple[VideoFrame, float]] = deque(maxlen=16)
         self._lock = threading.Lock()
-        self._index = 0
+        self.delivered = 0  # frames this thread has delivered: the next one's index
         self.last_frame_at = 0.0
         self.arrived = threading.Event()  # set whenever a new frame is kept
 
@@ -304,8 +304,8 @@ class CameraThread(threading.Thread):
                 return
             now = time.monotonic()
             with self._lock:
-                self._recent.append((VideoFrame(frame.image, frame.t, self._index, frame.still), now))
-                self._index += 1
+                self._recent.append((VideoFrame(frame.image, frame.t, self.delivered, frame.still), now))
+                self.delivered += 1
                 self.metrics.camera_frames += 1
             self.last_frame_at = now
             self.arrived.set()
@@ -438,9 +438,9 @@ class TrackerThread(threading.Thread):
         self._shown_up_to = -1  # the newest frame index the render loop has asked past
 
     def run(self) -> None:
-        last = -1
         while not self.stop.is_set():
             self.camera.arrived.clear()
+            last = self._last_tracked
             item = self.camera.next_after(last)
             if item is None:
                 self.camera.arrived.wait(0.1)
@@ -448,7 +448,7 @@ class TrackerThread(threading.Thread):
             frame, captured = item
             if frame.index > last + 1:
                 self.metrics.camera_frames_skipped += frame.index - last - 1
-            last = self._last_tracked = frame.index
+            self._last_tracked = frame.index
             started = time.perf_counter()
             face = self.tracker.track(frame)
             self.metrics.stage("tracker", (time.perf_counter() - started) * 1000)
@@ -463,7 +463,7 @@ class TrackerThread(threading.Thread):
         dropped or skipped (tracked and waiting, or not yet tracked), so every frame is accounted."""
         with self._lock:
             waiting = sum(1 for t in self._ready if t.frame.index > self._shown_up_to)
-        self.metrics.frames_unshown = waiting + max(0, self.metrics.camera_frames - 1 - self._last_tracked)
+        self.metrics.frames_unshown += waiting + max(0, self.camera.delivered - 1 - self._last_tracked)
 
     def newest_captured(self) -> float | None:
         """When the newest tracked frame arrived (None before the first)."""

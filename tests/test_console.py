@@ -143,9 +143,16 @@ def page(browser, kiosk) -> None:
 
 
 def wait(browser, condition, what: str, timeout: float = WAIT_S):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, timeout, poll_frequency=0.2).until(lambda _: condition(), message=f"waiting for {what}")
+    # A submit or a live update can replace an element between finding it and reading it: look again.
+    waiting = WebDriverWait(browser, timeout, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,))
+    return waiting.until(lambda _: condition(), message=f"waiting for {what}")
+
+
+def body_shows(browser, text: str) -> None:
+    wait(browser, lambda: text in browser.find_element("tag name", "body").text, f"the page to say {text!r}")
 
 
 def text_of(browser, element_id: str) -> str:
@@ -436,10 +443,10 @@ def test_off_loopback_the_token_is_required(browser, tmp_path, voice):
             assert kiosk.request(path, headers={"Authorization": "Bearer not-the-token-at-all"})[0] == 401, path
         assert kiosk.get("/metrics")[0] == 200  # how Prometheus scrapes it: authorization: {credentials: TOKEN}
         browser.get(kiosk.url("/"))
-        assert "needs the token" in browser.find_element("tag name", "body").text
+        body_shows(browser, "needs the token")
         browser.find_element("id", "token").send_keys("a-wrong-guess-of-it")
         browser.find_element("id", "sign-in").click()
-        assert "not the one in console.token" in browser.find_element("tag name", "body").text
+        body_shows(browser, "not the one in console.token")  # on the page the sign-in answers with
         browser.find_element("id", "token").send_keys(TOKEN)
         browser.find_element("id", "sign-in").click()
         wait(browser, lambda: browser.find_elements("id", "fps") and number_in(browser, "fps") > 5, "the console")
