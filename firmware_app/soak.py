@@ -6,12 +6,14 @@ the microphone, a paced video file as the camera, Xvfb as the screen; a speech f
 is looped). Samples every SAMPLE_S; memory growth is the slope of a line fitted to the resident
 set size after the first minute (start-up allocations excluded), and A/V drift is how far the
 A/V offset (or, with no passthrough, the picture latency) moved from the first minute to the last.
-Ends with one line: `soak minutes=… fps=… dropped=… rss_slope_mb_per_h=… av_drift_ms=…`.
+Ends with one line: `soak minutes=… fps=… dropped=… rss_slope_mb_per_h=… av_drift_ms=… restarts=…`,
+and with the passthrough on, `… skipped_ms=… underruns=… (waits=… device=…)` for the whole run.
 
 The soak fails (exit 1, naming why) when what it watches stops being exercised or grows: a
 speech file as the voice must open the mouth in every sample period after the warm-up (a looped
-file that stops producing mouth shapes measures nothing), and memory must not keep rising
-(slope above RSS_SLOPE_LIMIT_MB_PER_H and more than RSS_RISE_LIMIT_MB in all).
+file that stops producing mouth shapes measures nothing), memory must not keep rising (slope
+above RSS_SLOPE_LIMIT_MB_PER_H and more than RSS_RISE_LIMIT_MB in all), and the voice played into
+the room must meet the load bench's targets: none of it skipped, at most one underrun a minute.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 
 from firmware_app.config import Settings, with_changes
 from firmware_app.live import LiveMetrics
+from firmware_app.loadbench import TARGETS
 from firmware_app.memory import resident_mb
 
 log = logging.getLogger(__name__)
@@ -69,10 +72,13 @@ def run_soak(settings: Settings, minutes: float) -> SoakResult:
     pipeline.run(stop, reload, metrics)
     stop.set()
     speech_file = not settings.sources.audio.startswith("mic://")
-    return summarise(samples, metrics, speech_file)
+    voice = pipeline.passthrough.report() if pipeline.passthrough is not None else None
+    return summarise(samples, metrics, speech_file, voice)
 
 
-def summarise(samples: list[tuple[float, int, int, float, float, float]], metrics: LiveMetrics, speech_file: bool = True) -> SoakResult:
+def summarise(samples: list[tuple[float, int, int, float, float, float]], metrics: LiveMetrics, speech_file: bool = True,
+              voice: dict[str, float] | None = None) -> SoakResult:
+    """`voice` is the passthrough's report (`VoicePassthrough.report`), None without one."""
     if len(samples) < 2:
         return SoakResult("soak: too short to measure (run at least two sample periods)", ["too short to measure"])
     data = np.array(samples)
@@ -87,9 +93,12 @@ def summarise(samples: list[tuple[float, int, int, float, float, float]], metric
         f"soak: {elapsed[-1] / 60:.1f} min, {int(frames[-1])} frames, restarts {metrics.restarts}",
         f"  memory {rss[steady][0]:.1f} → {rss[-1]:.1f} MB; latency now {metrics.median_latency_ms():.0f} ms; A/V offset now {metrics.av_offset_ms:.0f} ms",
         f"soak minutes={elapsed[-1] / 60:.1f} fps={fps:.2f} dropped={int(dropped[-1])} "
-        f"rss_slope_mb_per_h={slope_per_s * 3600:.2f} av_drift_ms={drift:.1f}",
+        f"rss_slope_mb_per_h={slope_per_s * 3600:.2f} av_drift_ms={drift:.1f} restarts={sum(metrics.restarts.values())}",
     ]
     failures = []
+    if voice is not None:
+        heard, failures = _judge_voice(voice, elapsed[-1] / 60)
+        lines[-1] += heard
     still = [t for t, w in zip(elapsed[steady], widest[steady]) if w < REACTS]
     if speech_file and still:
         failures.append(f"the voice stopped producing mouth shapes: the mouth never opened in {len(still)} of "
@@ -99,3 +108,15 @@ def summarise(samples: list[tuple[float, int, int, float, float, float]], metric
         failures.append(f"memory keeps rising: {slope_per_s * 3600:.1f} MB/h, {rise:.1f} MB since the warm-up "
                         f"(limit {RSS_SLOPE_LIMIT_MB_PER_H:.0f} MB/h)")
     return SoakResult("\n".join(lines), failures)
+
+
+def _judge_voice(voice: dict[str, float], minutes: float) -> tuple[str, list[str]]:
+    """The soak line's voice figures, and the load bench's targets the voice missed."""
+    underruns = int(voice["stalls"] + voice["underflows"])
+    heard = f" skipped_ms={voice['skipped_ms']:.0f} underruns={underruns} (waits={int(voice['stalls'])} device={int(voice['underflows'])})"
+    failures = []
+    if voice["skipped_ms"] > TARGETS["skipped_ms"]:
+        failures.append(f"{voice['skipped_ms']:.0f} ms of the voice was skipped (target 0)")
+    if underruns / minutes > TARGETS["underruns_per_min"]:
+        failures.append(f"the voice ran dry {underruns / minutes:.1f} times a minute (target ≤ {TARGETS['underruns_per_min']:.0f})")
+    return heard, failures

@@ -12,7 +12,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from firmware_app.frames import SAMPLE_RATE
 
 PROJECT = Path(__file__).resolve().parent.parent
 ASSETS = PROJECT / "firmware_app" / "assets"
@@ -76,6 +79,20 @@ def assert_stopped_cleanly(log: str, took_s: float) -> None:
     assert clean and float(clean.group(1)) < 2.0 and "still stopping" not in log, log[-2000:]
     unit = (PROJECT / "systemd" / "ventriloquist.service").read_text()
     assert took_s < float(re.search(r"^TimeoutStopSec=(\d+)", unit, re.M).group(1)), (took_s, log[-2000:])
+
+
+def speech_lasting(folder: Path, minutes: float) -> Path:
+    """The bundled speech played over and over for at least `minutes`, as one WAV in `folder`: a
+    speech file standing in for the microphone ends a kiosk's run at its end, so a test that needs
+    the kiosk running however slowly a starved machine gets through it gives it a long one."""
+    import math
+
+    from firmware_app.sources.audio_file import decode_audio, write_wav
+
+    speech = decode_audio(SPEECH)
+    path = folder / "long.wav"
+    write_wav(path, np.tile(speech, math.ceil(minutes * 60 * SAMPLE_RATE / len(speech))))
+    return path
 
 
 def free_port() -> int:

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import PORTRAIT, PROJECT, SPEECH, _need, _wait_for, cli, free_port
+from conftest import PORTRAIT, PROJECT, SPEECH, _need, _wait_for, cli, free_port, speech_lasting
 from test_kiosk_live import START_S, Kiosk
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -106,11 +106,7 @@ def voice(tmp_path_factory) -> Path:
     """Ten minutes of speech (with its pauses): the kiosk keeps talking through the module, which
     takes 3-4 minutes on a starved machine (a speech file that stands in for the microphone ends
     the run at its end: three minutes ended it mid-module with five suites sharing two cores)."""
-    from firmware_app.sources.audio_file import decode_audio, write_wav
-
-    path = tmp_path_factory.mktemp("voice") / "long.wav"
-    write_wav(path, np.tile(decode_audio(SPEECH), 45))
-    return path
+    return speech_lasting(tmp_path_factory.mktemp("voice"), minutes=10)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import PORTRAIT, PROJECT, SPEECH, _need, _wait_for, assert_stopped_cleanly, cli, free_port
+from conftest import PORTRAIT, PROJECT, SPEECH, _need, _wait_for, assert_stopped_cleanly, cli, free_port, speech_lasting
 
 # a kiosk's start (models, MediaPipe, the font cache) takes seconds here and over a minute on a
 # machine whose two cores three other suites share; waits end as soon as it shows frames
@@ -113,12 +113,7 @@ def long_voice(tmp_path_factory) -> Path:
     """Three minutes of speech: the kiosk keeps running while faults are injected, however slowly
     a starved machine does it (a speech file that stands in for the microphone ends the run at
     its end)."""
-    from firmware_app.sources.audio_file import decode_audio
-    from firmware_app.sources.audio_file import write_wav
-
-    path = tmp_path_factory.mktemp("voice") / "long.wav"
-    write_wav(path, np.tile(decode_audio(SPEECH), 13))
-    return path
+    return speech_lasting(tmp_path_factory.mktemp("voice"), minutes=3)
 
 
 def config_file(tmp_path: Path, port: int, voice: Path = SPEECH, **sections: str) -> Path:

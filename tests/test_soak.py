@@ -71,6 +71,17 @@ def test_the_soak_fails_when_memory_keeps_rising_or_the_mouth_stops():
     assert summarise(soak_samples([300.0] * 12, [0.0] * 12), metrics, speech_file=False).failures == []  # a quiet room
 
 
+def test_the_soak_reports_the_voice_played_and_fails_when_it_is_skipped_or_runs_dry():
+    metrics, samples = LiveMetrics(), soak_samples([300.0] * 12, [0.5] * 12)  # two minutes
+    clean = summarise(samples, metrics, voice={"skipped_ms": 0.0, "waited_ms": 0.0, "stalls": 1, "underflows": 1})
+    assert clean.failures == [] and "restarts=0 skipped_ms=0 underruns=2 (waits=1 device=1)" in clean.text
+    skipped = summarise(samples, metrics, voice={"skipped_ms": 2180.0, "waited_ms": 0.0, "stalls": 0, "underflows": 0})
+    assert skipped.failures == ["2180 ms of the voice was skipped (target 0)"]
+    dry = summarise(samples, metrics, voice={"skipped_ms": 0.0, "waited_ms": 40.0, "stalls": 2, "underflows": 3})
+    assert dry.failures == ["the voice ran dry 2.5 times a minute (target ≤ 1)"]
+    assert "skipped_ms" not in summarise(samples, metrics).text  # no passthrough, nothing to report
+
+
 def test_a_short_soak_on_the_looped_speech_keeps_the_mouth_moving(tmp_path):
     """Mirror mode with the portrait as the camera, the bundled speech looped as the microphone:
     the file plays more than twice; it is never reopened, and the mouth opens in every period."""
