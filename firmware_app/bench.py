@@ -50,7 +50,10 @@ RENDERER_BUDGET_MS = 8.0  # the renderer's share of a 30 fps frame beside tracki
 
 
 def _renderer_line(settings: Settings, size: tuple[int, int] = (1280, 720)) -> str:
-    """The renderer alone on one core: the demo portrait speaking the demo speech, every 1/30 s."""
+    """The renderer alone on one core: the demo portrait speaking the demo speech, every 1/30 s,
+    with its head still (mirror mode: the camera's own head moves) and moving as the puppet's
+    does in the demo (idle life: sway, nods, blinks; a performer's turns cost the same warp)."""
+    from firmware_app.expression import IdleAnimator
     from firmware_app.render import Renderer
     from firmware_app.sources import open_video_source
 
@@ -58,8 +61,10 @@ def _renderer_line(settings: Settings, size: tuple[int, int] = (1280, 720)) -> s
     with open_video_source(sized.demo.face, sized, realtime=False) as source:
         frame = source.read()
     cpu_ms, wall_ms, n = _time_renderer(sized, Renderer(sized.renderer, sized.disclosure), frame)
+    head_cpu_ms, head_wall_ms, _ = _time_renderer(sized, Renderer(sized.renderer, sized.disclosure), frame, IdleAnimator(sized.puppet))
     return (
-        f"renderer alone at {size[0]}x{size[1]} on one core: {cpu_ms:.2f} ms/frame CPU ({wall_ms:.2f} ms wall), "
+        f"renderer alone at {size[0]}x{size[1]} on one core: {cpu_ms:.2f} ms/frame CPU ({wall_ms:.2f} ms wall) with the head still, "
+        f"{head_cpu_ms:.2f} ms/frame CPU ({head_wall_ms:.2f} ms wall) with the puppet's head moving, "
         f"{n} frames of the demo speech (budget {RENDERER_BUDGET_MS:.0f} ms)"
     )
 
@@ -96,9 +101,9 @@ def bank_line(settings: Settings, pack_path: Path, size: tuple[int, int] = (1280
     )
 
 
-def _time_renderer(settings: Settings, renderer, frame) -> tuple[float, float, int]:  # type: ignore[no-untyped-def]
+def _time_renderer(settings: Settings, renderer, frame, head=None) -> tuple[float, float, int]:  # type: ignore[no-untyped-def]
     """(CPU ms, wall ms per frame, frames): `renderer` on one core drawing `frame`'s face speaking
-    the demo speech, one mouth shape every 1/30 s."""
+    the demo speech, one mouth shape every 1/30 s; `head` (an `IdleAnimator`) moves the head."""
     import cv2
 
     from firmware_app.tracker import FaceTracker
@@ -114,7 +119,8 @@ def _time_renderer(settings: Settings, renderer, frame) -> tuple[float, float, i
     try:
         cpu, wall = time.process_time(), time.perf_counter()
         for i, shape in enumerate(shapes):
-            renderer.render(type(frame)(frame.image, i / 30, i, still=i > 0), face, shape)
+            controls = head.controls(i / 30, shape) if head else None
+            renderer.render(type(frame)(frame.image, i / 30, i, still=i > 0), face, shape, controls)
         cpu_ms, wall_ms = ((time.process_time() - cpu) * 1000, (time.perf_counter() - wall) * 1000)
     finally:
         cv2.setNumThreads(threads)

@@ -118,6 +118,7 @@ def test_bench_prints_per_stage_timings_and_realtime_factor():
         assert f"  {stage} " in out
     assert out.count("of the 30 fps frame budget") == 3
     assert "mouth step (10 ms of audio" in out
+    assert "with the head still" in out and "with the puppet's head moving" in out  # renderer alone, both ways
 
 
 def test_install_script_stages_user_units_and_config(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -56,6 +57,32 @@ def test_warp_stays_in_the_lower_face(portrait):
     chin_y = face.landmarks[152, 1]
     assert changed[:, 0].min() > eyes_y
     assert changed[:, 0].max() < chin_y + 0.25 * (chin_y - eyes_y) * 2
+
+
+@pytest.mark.parametrize(
+    "controls",
+    [{"headYaw": 12.0, "headPitch": 5.0}, {"headRoll": 4.0, "browInnerUp": 0.6}, {"mouthPucker": 0.8, "mouthFunnel": 0.4}],
+    ids=["head turn", "head roll and brows", "lips rounded"],
+)
+def test_the_warp_takes_every_landmark_where_the_rig_sends_it(portrait, controls):
+    """Warped through the rig, a picture whose pixels hold their own coordinates shows, at each
+    landmark's target, the coordinates the landmark came from (within a pixel or two)."""
+    from firmware_app.render.rig import FaceFrame, rig_targets
+    from firmware_app.render.warp import warp_landmarks
+
+    frame, face = portrait
+    height, width = frame.image.shape[:2]
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    coordinates = np.dstack([xs, ys, np.zeros_like(xs)])
+    pose = rig_targets(face, controls)
+    current, target = pose.pinned(face)
+    warped = warp_landmarks(coordinates.copy(), current, target, FaceFrame.of(face).scale)
+    where = target.astype(np.float32)[None]
+    came_from = cv2.remap(warped, where[..., 0], where[..., 1], cv2.INTER_LINEAR)[0, :, :2]
+    mesh = int((~pose.free).sum())  # the pinned landmarks come first, then the halo around the face
+    error = np.linalg.norm(came_from - current, axis=1)[:mesh]
+    assert (np.linalg.norm(target - current, axis=1)[:mesh] > 0.5).sum() > 20, "the controls should move the face"
+    assert np.median(error) < 0.75 and np.percentile(error, 95) < 3.5, (np.median(error), np.percentile(error, 95), error.max())
 
 
 def test_no_face_leaves_the_picture_untouched_but_disclosed(portrait):

@@ -19,6 +19,7 @@ photo's open mouth leaves no dark line). One `cv2.remap` over the lower-face box
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import cv2
@@ -286,7 +287,8 @@ class PhotoFacts:
     teeth: float
 
 
-_facts_cache: dict[tuple, PhotoFacts] = {}
+_facts_cache: OrderedDict[tuple, PhotoFacts] = OrderedDict()  # the latest few pictures, least recently used first
+FACTS_KEPT = 8
 
 
 def photo_facts(image: np.ndarray, face: Face, interior_color: tuple[int, int, int], own_teeth: bool = True) -> PhotoFacts:
@@ -299,12 +301,14 @@ def photo_facts(image: np.ndarray, face: Face, interior_color: tuple[int, int, i
     half = max(int(0.5 * g.outer_half_width), 2)
     patch = image[max(y - half, 0) : y + half, max(x - 2 * half, 0) : x + 2 * half]
     key = (hash(face.landmarks.tobytes()), hash(patch.tobytes()), image.shape, tuple(interior_color), own_teeth)
-    if key not in _facts_cache:
-        if len(_facts_cache) > 8:
-            _facts_cache.clear()
-        light = face_light(image, face, interior_color)
-        _facts_cache[key] = PhotoFacts(light, photo_teeth(image, face, light) if own_teeth else 0.0)
-    return _facts_cache[key]
+    if key in _facts_cache:
+        _facts_cache.move_to_end(key)
+        return _facts_cache[key]
+    light = face_light(image, face, interior_color)
+    facts = _facts_cache[key] = PhotoFacts(light, photo_teeth(image, face, light) if own_teeth else 0.0)
+    if len(_facts_cache) > FACTS_KEPT:
+        _facts_cache.popitem(last=False)
+    return facts
 
 
 def _mouth_coords(g: MouthGeometry, x0: int, y0: int, x1: int, y1: int, step: int) -> tuple[np.ndarray, np.ndarray]:
