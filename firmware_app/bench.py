@@ -60,8 +60,9 @@ def _renderer_line(settings: Settings, size: tuple[int, int] = (1280, 720)) -> s
     sized = with_changes(settings, {"video.width": size[0], "video.height": size[1]})
     with open_video_source(sized.demo.face, sized, realtime=False) as source:
         frame = source.read()
-    cpu_ms, wall_ms, n = _time_renderer(sized, Renderer(sized.renderer, sized.disclosure), frame)
-    head_cpu_ms, head_wall_ms, _ = _time_renderer(sized, Renderer(sized.renderer, sized.disclosure), frame, IdleAnimator(sized.puppet))
+    face, shapes = _speaking(sized, frame)
+    cpu_ms, wall_ms, n = _time_renderer(Renderer(sized.renderer, sized.disclosure), frame, face, shapes)
+    head_cpu_ms, head_wall_ms, _ = _time_renderer(Renderer(sized.renderer, sized.disclosure), frame, face, shapes, IdleAnimator(sized.puppet))
     return (
         f"renderer alone at {size[0]}x{size[1]} on one core: {cpu_ms:.2f} ms/frame CPU ({wall_ms:.2f} ms wall) with the head still, "
         f"{head_cpu_ms:.2f} ms/frame CPU ({head_wall_ms:.2f} ms wall) with the puppet's head moving, "
@@ -94,18 +95,15 @@ def bank_line(settings: Settings, pack_path: Path, size: tuple[int, int] = (1280
             spent[0] += time.process_time() - start
 
     renderer.bank.paint = timed_paint  # type: ignore[method-assign]
-    cpu_ms, wall_ms, n = _time_renderer(sized, renderer, frame)
+    cpu_ms, wall_ms, n = _time_renderer(renderer, frame, *_speaking(sized, frame))
     return (
         f"face pack {pack_path.name} at {size[0]}x{size[1]} on one core: bank lookup + painting {spent[0] * 1000 / n:.2f} ms/frame CPU "
         f"(budget {BANK_BUDGET_MS:.0f} ms), whole renderer {cpu_ms:.2f} ms/frame CPU ({wall_ms:.2f} ms wall), {n} frames of the demo speech"
     )
 
 
-def _time_renderer(settings: Settings, renderer, frame, head=None) -> tuple[float, float, int]:  # type: ignore[no-untyped-def]
-    """(CPU ms, wall ms per frame, frames): `renderer` on one core drawing `frame`'s face speaking
-    the demo speech, one mouth shape every 1/30 s; `head` (an `IdleAnimator`) moves the head."""
-    import cv2
-
+def _speaking(settings: Settings, frame) -> tuple:  # type: ignore[no-untyped-def]
+    """(face, mouth shapes): `frame`'s tracked face and the demo speech's mouth, one shape every 1/30 s."""
     from firmware_app.tracker import FaceTracker
 
     with FaceTracker(settings.tracker) as tracker:
@@ -113,7 +111,14 @@ def _time_renderer(settings: Settings, renderer, frame, head=None) -> tuple[floa
     samples = decode_audio(parse_uri(settings.demo.audio, ("file",)).path)
     model = create_mouth_model(settings.model, settings.inference)
     shapes = model.push(frames_of(samples)) + model.flush()
-    shapes = shapes[:: max(int(round(100 / 30)), 1)]
+    return face, shapes[:: max(int(round(100 / 30)), 1)]
+
+
+def _time_renderer(renderer, frame, face, shapes, head=None) -> tuple[float, float, int]:  # type: ignore[no-untyped-def]
+    """(CPU ms, wall ms per frame, frames): `renderer` on one core drawing `face` in `frame` with
+    `shapes` (see `_speaking`); `head` (an `IdleAnimator`) moves the head."""
+    import cv2
+
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:

@@ -8,8 +8,6 @@ backward: each output pixel reads the input at its position minus the displaceme
 
 from __future__ import annotations
 
-import math
-
 import cv2
 import numpy as np
 
@@ -24,8 +22,7 @@ WIDE = 6.0  # the gap-filling kernel, in narrow sigmas
 
 def warp_landmarks(image: np.ndarray, current: np.ndarray, target: np.ndarray, face_height: float) -> np.ndarray:
     """Move the points `current` (N x 2) of `image` to `target`, in place; returns `image`."""
-    step = np.abs(target - current)
-    moving = np.maximum(step[:, 0], step[:, 1]) > 0.05
+    moving = np.abs(target - current).max(axis=1) > 0.05
     if not moving.any():
         return image
     # only the part of the face that moves is warped (the mouth, for a viseme): the box holds the
@@ -123,29 +120,23 @@ def _bilinear(cells: np.ndarray, gw: int, gh: int) -> tuple[np.ndarray, np.ndarr
     return flat, weights
 
 
-_CIRCLE = np.stack([np.cos(_a := np.linspace(0, 2 * np.pi, RING_POINTS, endpoint=False)), np.sin(_a)], axis=1)
+_ANGLES = np.linspace(0, 2 * np.pi, RING_POINTS, endpoint=False)
+_CIRCLE = np.stack([np.cos(_ANGLES), np.sin(_ANGLES)], axis=1)  # the ring's directions, made once
 
 
 def _ring(points: np.ndarray, face_height: float) -> np.ndarray:
     """Fixed points on an ellipse just outside all the moving points: the warp's outer edge."""
-    centre = _per_axis(np.mean, points)
-    span = _per_axis(np.max, np.abs(points - centre)) + 0.05 * face_height
+    centre = points.mean(axis=0)
+    span = np.abs(points - centre).max(axis=0) + 0.05 * face_height
     return np.concatenate([centre + _CIRCLE * span, centre + _CIRCLE * (span + 0.05 * face_height)])
 
 
 def _box(current: np.ndarray, target: np.ndarray, shape: tuple[int, ...], face_height: float) -> tuple[int, int, int, int] | None:
+    both = np.concatenate([current, target])
     margin = 0.12 * face_height  # the fixed ring sits 0.05-0.1 beyond the points
-    low = np.minimum(_per_axis(np.min, current), _per_axis(np.min, target))
-    high = np.maximum(_per_axis(np.max, current), _per_axis(np.max, target))
     height, width = shape[:2]
-    x0, y0 = max(math.floor(low[0] - margin), 0), max(math.floor(low[1] - margin), 0)
-    x1, y1 = min(math.ceil(high[0] + margin), width), min(math.ceil(high[1] + margin), height)
+    x0, y0 = np.maximum(np.floor(both.min(axis=0) - margin), 0).astype(int)
+    x1, y1 = np.minimum(np.ceil(both.max(axis=0) + margin), [width, height]).astype(int)
     if x1 - x0 < 4 or y1 - y0 < 4:
         return None
-    return x0, y0, x1, y1
-
-
-def _per_axis(reduce, points: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """`reduce` of each column of N x 2 points: numpy reduces a contiguous column several times
-    faster than it reduces a short axis across rows, and this runs on every frame."""
-    return np.array([reduce(points[:, 0]), reduce(points[:, 1])])
+    return int(x0), int(y0), int(x1), int(y1)
