@@ -11,21 +11,34 @@ import numpy as np
 import pytest
 
 from calibration.fidelity import Measurer
-from calibration.identities import IDENTITIES, MIRROR_CLIP, SHARED_FACES, load_identities, measure_each, measure_mirror, speech_track
+from calibration.identities import (
+    APERTURE_CORR,
+    GAP_CLOSED,
+    GAP_OPEN,
+    IDENTITIES,
+    JAW_SCORE_CORR,
+    MIRROR_CLIP,
+    SHARED_FACES,
+    load_identities,
+    measure_each,
+    measure_mirror,
+    speech_track,
+)
 from firmware_app.config import DisclosureSettings, RendererSettings
 from firmware_app.frames import MouthShape, VideoFrame
 from firmware_app.render import Renderer, animate_face
 from firmware_app.render.interior import Articulation, FaceLight, Opening
 from firmware_app.render.mouth import face_light, measure_mouth
 
-# The issue's targets, on every identity. Where one is not met yet the measured level is the
-# floor, named here so the gap stays visible (calibration/report/identities.md has the table).
-GAP_OPEN, GAP_CLOSED, APERTURE_CORR, JAW_SCORE_CORR, OUTSIDE_CHANGE = 0.07, 0.01, 0.95, 0.9, 1.0
+# The issue's targets, on every identity, are calibration.identities'. Where one is not met yet the
+# measured level is the floor, named here so the gap stays visible (calibration/report/identities.md
+# has the table).
+OUTSIDE_CHANGE = 1.0
 NOT_YET = {
     ("bearded_man", "gap_closed"): 0.03,  # MediaPipe reads 0.024 on the sealed lips under the moustache
     # MediaPipe's jawOpen score on the painting rises steadily but bends (rank correlation 0.99):
     # its linear correlation moved between 0.86 and 0.90 with small changes of the mouth's inside
-    ("mona_lisa", "jaw_score_corr"): 0.85,
+    ("mona_lisa", "jaw_score_corr"): 0.88,
 }
 MIRROR_CORR, MIRROR_CLOSED = 0.9, 0.015
 
@@ -189,3 +202,12 @@ def test_the_photos_teeth_and_light_are_read_once_before_the_warp(images, name):
     assert np.abs(after.light.lips - before.light.lips).max() < 12, (before.light, after.light)
     assert np.abs(after.light.skin - before.light.skin).max() < 12, (before.light, after.light)
     assert photo_facts(image, face, (24, 22, 52)) is before  # the same still: read once
+
+
+def test_the_table_marks_what_misses_the_target():
+    from calibration.identities import _against
+
+    assert _against(0.071, GAP_OPEN) == "0.071"
+    assert _against(0.89951, JAW_SCORE_CORR) == "0.8995 ✗"  # 0.900 would read as met
+    assert _against(0.024, GAP_CLOSED, below=True) == "0.024 ✗"
+    assert _against(0.004, GAP_CLOSED, below=True) == "0.004"

@@ -31,6 +31,7 @@ LOWER_ARCH = 0.5
 WIDE_OPEN = (0.045, 0.10)  # opening (face heights) over which the lower teeth come into view
 GRAIN_TILE = 128
 TONGUE = np.array([0.62, 0.64, 0.78], np.float32)  # × the lips' B G R: a little redder and darker
+TONGUE_DEPTH = 0.65  # the tongue's body lies back in the mouth and gets this share of the lips' light (its tip between the teeth, all of it)
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def _tongue(o: Opening, gap: np.ndarray, across: np.ndarray, a: Articulation, wi
     alpha = np.clip(o.v - surface + 0.5, 0.0, 1.0) * (height > 1.0) * np.clip(gap / 4.0 - 0.25, 0.0, 1.0)
     below = np.clip((o.v - surface) / max(room * 0.4, 1.0), 0.0, 1.0)
     highlight = 0.25 * np.clip(1.0 - below * 4.0, 0.0, 1.0)
-    shade = (0.95 + highlight - 0.3 * below) * (1.0 - 0.45 * across**2) * (0.75 + 0.25 * wide)
+    shade = TONGUE_DEPTH * (0.95 + highlight - 0.3 * below) * (1.0 - 0.45 * across**2) * (0.75 + 0.25 * wide)
     return alpha, shade
 
 
