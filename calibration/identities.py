@@ -48,6 +48,7 @@ SPEECH = BUNDLED_DIR / "speech.wav"
 SIZE = (1280, 720)
 JAW_SWEEP = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
 GAP_OPEN, GAP_CLOSED, APERTURE_CORR, JAW_SCORE_CORR = 0.07, 0.01, 0.95, 0.9  # the issue's targets, on every identity
+MIRROR_CORR = 0.9  # … and in mirror mode, re-measured aperture against the command
 
 # name → (file in ../shared/faces, or None for the bundled ones; may be committed)
 IDENTITIES: dict[str, tuple[str | None, bool]] = {
@@ -291,7 +292,7 @@ def table(results: dict[str, IdentityResult], mirror: MirrorResult | None) -> st
     if mirror is not None:
         text += (
             f"\nMirror mode (`{MIRROR_CLIP}` as the camera, the bundled speech as the voice, {mirror.frames} frames): "
-            f"aperture corr {mirror.aperture_corr:.3f} (≥ 0.9); re-measured gap on frames commanded closed, 95th percentile "
+            f"aperture corr {_against(mirror.aperture_corr, MIRROR_CORR)} (≥ {MIRROR_CORR}); re-measured gap on frames commanded closed, 95th percentile "
             f"{mirror.closed_gap_p95:.3f} (the camera's own {mirror.real_gap_p95:.3f}).\n"
         )
     return text
@@ -299,7 +300,8 @@ def table(results: dict[str, IdentityResult], mirror: MirrorResult | None) -> st
 
 def _against(value: float, target: float, below: bool = False) -> str:
     """`value` for the table, marked ✗ where it misses `target` (a floor, or a ceiling if `below`)."""
-    if value <= target if below else value >= target:
+    met = value <= target if below else value >= target
+    if met:
         return f"{value:.3f}"
     digits = 4 if f"{value:.3f}" == f"{target:.3f}" else 3
     return f"{value:.{digits}f} ✗"

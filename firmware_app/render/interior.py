@@ -31,7 +31,7 @@ LOWER_ARCH = 0.5
 WIDE_OPEN = (0.045, 0.10)  # opening (face heights) over which the lower teeth come into view
 GRAIN_TILE = 128
 TONGUE = np.array([0.62, 0.64, 0.78], np.float32)  # × the lips' B G R: a little redder and darker
-TONGUE_DEPTH = 0.65  # the tongue's body lies back in the mouth and gets this share of the lips' light (its tip between the teeth, all of it)
+TONGUE_DEPTH = 0.65  # the tongue's body lies back in the mouth, out of the lips' light: drawn this much darker (not its tip between the teeth)
 
 
 @dataclass(frozen=True)
