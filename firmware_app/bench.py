@@ -47,12 +47,15 @@ def run_bench(settings: Settings, sizes: list[tuple[int, int]]) -> str:
 
 
 RENDERER_BUDGET_MS = 8.0  # the renderer's share of a 30 fps frame beside tracking and display
+RENDERER_PASSES = 3  # the appliance runs nothing else: the best pass is its cost, the others show what neighbours added
 
 
 def _renderer_line(settings: Settings, size: tuple[int, int] = (1280, 720)) -> str:
     """The renderer alone on one core: the demo portrait speaking the demo speech, every 1/30 s,
     with its head still (mirror mode: the camera's own head moves) and moving as the puppet's
-    does in the demo (idle life: sway, nods, blinks; a performer's turns cost the same warp)."""
+    does in the demo (idle life: sway, nods, blinks; a performer's turns cost the same warp).
+    Each is timed over `RENDERER_PASSES` passes, taken in turn, as timeit does: on a shared
+    machine other work only ever adds time, so the best pass is the renderer's own cost."""
     from firmware_app.expression import IdleAnimator
     from firmware_app.render import Renderer
     from firmware_app.sources import open_video_source
@@ -61,13 +64,21 @@ def _renderer_line(settings: Settings, size: tuple[int, int] = (1280, 720)) -> s
     with open_video_source(sized.demo.face, sized, realtime=False) as source:
         frame = source.read()
     face, shapes = _speaking(sized, frame)
-    cpu_ms, wall_ms, n = _time_renderer(Renderer(sized.renderer, sized.disclosure), frame, face, shapes)
-    head_cpu_ms, head_wall_ms, _ = _time_renderer(Renderer(sized.renderer, sized.disclosure), frame, face, shapes, IdleAnimator(sized.puppet))
+    still, moving = [], []
+    for _ in range(RENDERER_PASSES):
+        still.append(_time_renderer(Renderer(sized.renderer, sized.disclosure), frame, face, shapes))
+        moving.append(_time_renderer(Renderer(sized.renderer, sized.disclosure), frame, face, shapes, IdleAnimator(sized.puppet)))
     return (
-        f"renderer alone at {size[0]}x{size[1]} on one core: {cpu_ms:.2f} ms/frame CPU ({wall_ms:.2f} ms wall) with the head still, "
-        f"{head_cpu_ms:.2f} ms/frame CPU ({head_wall_ms:.2f} ms wall) with the puppet's head moving, "
-        f"{n} frames of the demo speech (budget {RENDERER_BUDGET_MS:.0f} ms)"
+        f"renderer alone at {size[0]}x{size[1]} on one core, best of {RENDERER_PASSES} passes: "
+        f"{_passes(still)} with the head still, {_passes(moving)} with the puppet's head moving, "
+        f"{still[0][2]} frames of the demo speech (budget {RENDERER_BUDGET_MS:.0f} ms)"
     )
+
+
+def _passes(timings: list[tuple[float, float, int]]) -> str:
+    """The best CPU time per frame of `_time_renderer` results, with their median and best wall time."""
+    cpu = sorted(t[0] for t in timings)
+    return f"{cpu[0]:.2f} ms/frame CPU (median {cpu[len(cpu) // 2]:.2f}, {min(t[1] for t in timings):.2f} ms wall)"
 
 
 BANK_BUDGET_MS = 3.0  # a face pack's lookup + painting, on top of the renderer's warp

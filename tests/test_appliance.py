@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -119,6 +120,9 @@ def test_bench_prints_per_stage_timings_and_realtime_factor():
     assert out.count("of the 30 fps frame budget") == 3
     assert "mouth step (10 ms of audio" in out
     assert "with the head still" in out and "with the puppet's head moving" in out  # renderer alone, both ways
+    renderer = next(line for line in out.splitlines() if line.startswith("renderer alone"))
+    timings = re.findall(r"([\d.]+) ms/frame CPU \(median ([\d.]+),", renderer)
+    assert len(timings) == 2 and all(float(best) <= float(median) for best, median in timings), renderer
 
 
 def test_install_script_stages_user_units_and_config(tmp_path):

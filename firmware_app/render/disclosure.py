@@ -8,6 +8,8 @@ import numpy as np
 from firmware_app.config import DisclosureSettings
 
 FONT = cv2.FONT_HERSHEY_DUPLEX
+_SHADE = (np.arange(256) * 0.35).astype(np.uint8)  # the box behind the mark: each level × 0.35, as a table
+_SHADE_PROMPT = (np.arange(256) * 0.4).astype(np.uint8)
 
 
 def draw_disclosure(image: np.ndarray, settings: DisclosureSettings) -> None:
@@ -23,7 +25,7 @@ def draw_disclosure(image: np.ndarray, settings: DisclosureSettings) -> None:
     y = margin if settings.position.startswith("top") else height - box_h - margin
     x, y = max(0, x), max(0, y)
     region = image[y : y + box_h, x : x + box_w]
-    region[:] = (region * 0.35).astype(np.uint8)
+    region[:] = cv2.LUT(region, _SHADE)
     cv2.putText(image, settings.text, (x + pad, y + pad + text_h), FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
 
 
@@ -36,5 +38,5 @@ def draw_prompt(image: np.ndarray, text: str) -> None:
     x, y = max(0, (width - text_w) // 2), int(height * 0.85)
     pad = round(14 * scale)
     region = image[max(0, y - text_h - pad) : y + baseline + pad, max(0, x - pad) : x + text_w + pad]
-    region[:] = (region * 0.4).astype(np.uint8)
+    region[:] = cv2.LUT(region, _SHADE_PROMPT)
     cv2.putText(image, text, (x, y), FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)

@@ -14,6 +14,7 @@ all coloured from this face's lips and light and drawn at full resolution with o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -74,6 +75,17 @@ class FaceLight:
     back: np.ndarray  # the configured colour of the mouth's depths (`renderer.interior_color`)
     grain: float  # the picture's fine texture (std of its high frequencies), 0-255
 
+    @cached_property
+    def teeth(self) -> np.ndarray:
+        """Off-white in this face's light: as bright as the skin allows, tinted like it (grey on a
+        grey photo), a little warmer than paper. Worked out once per picture (a still's light is
+        read once, see `render.mouth.photo_facts`)."""
+        skin = np.maximum(self.skin, 1.0)
+        colourful = min(float((skin.max() - skin.min()) / skin.max()) * 4.0, 1.0)  # 0 on a grey photo
+        tint = (skin / skin.mean()) ** 0.4 * np.array([0.94, 1.0, 1.03], np.float32) ** colourful
+        level = np.clip(skin.mean() * 1.25, 110.0, 215.0)
+        return np.minimum(tint * level, 240.0).astype(np.float32)
+
 
 class MouthSource(Protocol):
     """Anything that can fill an opening with mouth pixels."""
@@ -98,7 +110,7 @@ class PhotoMouth:
         tongue_alpha, tongue_shade = _tongue(o, gap, across, articulation, wide)
         tongue = light.lips * TONGUE * tongue_shade[..., None]
         out = _over(out, tongue, tongue_alpha)
-        teeth = teeth_colour(light)
+        teeth = light.teeth
         if wide > 0:
             alpha, shade = _teeth(o.u, o.bottom - o.v, o.half_width, LOWER_TOOTH_EDGES, LOWER_ARCH, LOWER_TEETH_LENGTH * wide, gap, 0.1)
             out = _over(out, teeth * 0.86 * shade[..., None], alpha)
@@ -109,16 +121,6 @@ class PhotoMouth:
             out = _over(out, light.lips * TONGUE * 1.1, _tongue_tip(o, articulation.tongue_out))
         grain = np.resize(self._grain, out.shape[:2]) if out.shape[0] > GRAIN_TILE or out.shape[1] > GRAIN_TILE else self._grain[: out.shape[0], : out.shape[1]]
         return out + (light.grain * grain)[..., None]
-
-
-def teeth_colour(light: FaceLight) -> np.ndarray:
-    """Off-white in this face's light: as bright as the skin allows, tinted like it (grey on a
-    grey photo), a little warmer than paper."""
-    skin = np.maximum(light.skin, 1.0)
-    colourful = min(float((skin.max() - skin.min()) / skin.max()) * 4.0, 1.0)  # 0 on a grey photo
-    tint = (skin / skin.mean()) ** 0.4 * np.array([0.94, 1.0, 1.03], np.float32) ** colourful
-    level = np.clip(skin.mean() * 1.25, 110.0, 215.0)
-    return np.minimum(tint * level, 240.0).astype(np.float32)
 
 
 def _cavity(o: Opening, gap: np.ndarray, across: np.ndarray, light: FaceLight) -> np.ndarray:
@@ -166,7 +168,10 @@ def _teeth(
     crown = length * 2 * half_width * np.clip(1.0 - (across / arch) ** 2, 0.0, 1.0) ** 0.35
     crown = np.minimum(crown, 0.5 * np.maximum(room, 0.0) + 1.0)
     bounds = np.array(edges, np.float32)
-    nearest = np.abs(across[..., None] - bounds).min(axis=-1) * half_width  # pixels to the closest tooth gap
+    nearest = np.abs(across - bounds[0])
+    for bound in bounds[1:]:
+        np.minimum(nearest, np.abs(across - bound), out=nearest)
+    nearest *= half_width  # pixels to the closest tooth gap
     width = half_width * (bounds[1] - bounds[0])
     tip = crown * (1.0 - 0.12 * (1.0 - np.clip(nearest / (0.5 * width), 0.0, 1.0)) ** 2)  # rounded corners
     alpha = np.clip(tip - depth + 0.5, 0.0, 1.0) * (depth > -0.5) * (across < arch)

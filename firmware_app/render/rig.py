@@ -38,6 +38,8 @@ UPPER_OUTER = [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291]
 UPPER_INNER = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308]
 LOWER_INNER = [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308]
 LEFT_CORNERS, RIGHT_CORNERS = [291, 308, 409, 375], [61, 78, 185, 146]  # subject's left = image right
+_OUTER = np.array(LIPS_OUTER)
+_OUTER_IS_UPPER = np.isin(_OUTER, UPPER_OUTER)  # which of the outer lip points are the upper lip's
 
 FOREHEAD, CHIN = 10, 152
 FACE_OVAL = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152,
@@ -160,11 +162,10 @@ def _mouth_shape(points: np.ndarray, moved: np.ndarray, c: dict[str, float]) -> 
     # rounding: lips gather toward the middle, more at the corners than at the centre
     narrow = PUCKER_NARROW * c["mouthPucker"] + FUNNEL_NARROW * c["mouthFunnel"]
     moved[:, 0] -= narrow * (x - centre_x) * np.minimum(np.abs(across), 1.0) ** 0.5 * weight
-    outer = np.array(LIPS_OUTER)
+    outer, upper_lip = _OUTER, _OUTER_IS_UPPER
     moved[outer, 1] += np.sign(y[outer]) * FUNNEL_FLARE * c["mouthFunnel"]
     # each outer point's own lip edge: the upper lip's over the upper inner edge, the lower's over
     # the lower one (an open mouth has both at one x, so one interpolated "seam" would be wrong)
-    upper_lip = np.isin(outer, UPPER_OUTER)
     seam = np.where(upper_lip, _edge(x, y, UPPER_INNER, x[outer]), _edge(x, y, LOWER_INNER, x[outer]))
     thickness = y[outer] - seam  # < 0 on the upper lip
     for side, sign in (("Left", 1.0), ("Right", -1.0)):

@@ -57,9 +57,9 @@ def _backward_map(field: np.ndarray, grid: int, x0: int, y0: int) -> np.ndarray:
     gh, gw = field.shape[:2]
     # cv2.resize puts grid cell j at pixel grid·j + (grid − 1)/2 of the resized image
     centre = (grid - 1) / 2
-    xs = np.arange(gw, dtype=np.float32) * grid + np.float32(x0 + centre)
-    ys = np.arange(gh, dtype=np.float32) * grid + np.float32(y0 + centre)
-    positions = np.stack(np.broadcast_arrays(xs[None, :], ys[:, None]), axis=-1) - field
+    positions = -field
+    positions[..., 0] += np.arange(gw, dtype=np.float32) * grid + np.float32(x0 + centre)
+    positions[..., 1] += (np.arange(gh, dtype=np.float32) * grid + np.float32(y0 + centre))[:, None]
     full = cv2.resize(positions, (gw * grid, gh * grid), interpolation=cv2.INTER_LINEAR)
     # before the first cell's centre the resize holds its value: a pixel's own position goes on
     edge = np.arange(int(np.ceil(centre)), dtype=np.float32)
