@@ -9,7 +9,7 @@ from firmware_app.config import DisclosureSettings
 
 FONT = cv2.FONT_HERSHEY_DUPLEX
 _SHADE = (np.arange(256) * 0.35).astype(np.uint8)  # the box behind the mark: each level × 0.35, as a table
-_SHADE_PROMPT = (np.arange(256) * 0.4).astype(np.uint8)
+_SHADE_PROMPT = (np.arange(256) * 0.4).astype(np.uint8)  # the attract prompt's box: × 0.4
 
 
 def draw_disclosure(image: np.ndarray, settings: DisclosureSettings) -> None:
