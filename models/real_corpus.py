@@ -152,7 +152,7 @@ def align_one(recording: Recording) -> Aligned:
 
 def _cached_align(args: tuple[Recording, Path]) -> Aligned:
     recording, cache = args
-    key = hashlib.sha1(f"{recording.key}|{recording.transcript}|v2".encode()).hexdigest()[:16]
+    key = hashlib.sha1(f"{recording.key}|{recording.transcript}|v3".encode()).hexdigest()[:16]
     path = cache / f"{key}.json"
     if path.exists():
         saved = json.loads(path.read_text())

@@ -140,6 +140,7 @@ def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, ba
     net = MouthNet(mean, std, dropout=dropout)
     if init is not None:
         net.load_state_dict(torch.load(init, map_location="cpu"))
+        mean = net.mean.reshape(-1).clone()  # masked bands go to the normalisation the weights were trained with
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     deadline = started + minutes * 60
     history = []

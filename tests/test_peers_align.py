@@ -194,7 +194,7 @@ def test_align_sentence_phonemes_and_energy(tmp, sentence):
     _check_contiguous(segments, duration)
     labels = [p for p, _, _ in segments]
     assert labels[0] == "sil" and labels[-1] == "sil"
-    assert [p for p in labels if p != "sil"] == "b ɑ b b ɑ t ʌ b ɪ ɡ b l u b oʊ t".split()
+    assert [p for p in labels if p != "sil"] == "b ɑ b b ɑ t ə b ɪ ɡ b l u b oʊ t".split()
     assert abs(segments[0][2] - 0.5) < 0.05  # speech starts where the padding ends
     assert abs(segments[-1][1] - (duration - 0.5)) < 0.05  # and ends where the padding starts
 
@@ -205,6 +205,22 @@ def test_align_sentence_phonemes_and_energy(tmp, sentence):
     speech = np.mean([energy(s, e) for p, s, e in segments if p != "sil"])
     silence = max(energy(s, e) for p, s, e in segments if p == "sil")
     assert speech > 1000 * max(silence, 1e-12)
+
+
+def test_an_unstressed_ah_is_a_schwa_and_a_stressed_one_is_not():
+    align = _align()
+    # CMUdict: above = AH0 B AH1 V; the(2nd pronunciation) and unknown words keep what was aligned
+    assert align._with_stress("above", ["AH", "B", "AH", "V"]) == ["AX", "B", "AH", "V"]
+    assert align._with_stress("the(2)", ["DH", "AH"]) == ["DH", "AX"]
+    assert align._with_stress("zzyzxq", ["Z", "AH"]) == ["Z", "AH"]
+    assert align.ARPABET_TO_IPA["AX"] == "ə" and align.ARPABET_TO_IPA["AH"] == "ʌ"
+
+
+def test_align_labels_schwa_and_strut_apart(tmp):
+    align = _align()
+    audio = _pad(_espeak(tmp, "the sun is above us", "-v", "en-us"), 0.3)
+    labels = [p for p, _, _ in align.align(audio, "The sun is above us.") if p != "sil"]
+    assert labels == "ð ə s ʌ n ɪ z ə b ʌ v ʌ s".split()
 
 
 def test_align_errors():
