@@ -24,7 +24,7 @@ WINDOW = CONTEXT + 1 + LOOKAHEAD
 # unsure, leaving a gap on p/b/m of unfamiliar voices; the viseme head still ranks PP first, and an
 # unclosed bilabial is the lip-sync error viewers notice most (MODEL_CARD.md, "Bilabial seal").
 SEAL_FROM, SEAL_FULL = 0.02, 0.10
-APERTURE_GAIN = 1.4  # real voices open the mouth wider than the model's regression towards the mean (chosen on validation)
+APERTURE_GAIN = 1.2  # real voices open the mouth wider than the model's regression towards the mean (chosen on validation)
 
 
 class MouthNet(nn.Module):

@@ -101,7 +101,8 @@ def test_aperture_gain_scales_the_opening_and_keeps_jaw_in_range():
     shape_logits = torch.zeros(2, len(BLENDSHAPES))
     shape_logits[:, JAW_OPEN] = torch.tensor([-1.0, 3.0])  # a small and a wide opening
     shape_logits[:, MOUTH_CLOSE] = -4.0
-    viseme_logits = torch.zeros(2, len(VISEMES))  # P(PP) = 1/15: below any seal
+    viseme_logits = torch.zeros(2, len(VISEMES))
+    viseme_logits[:, VISEMES.index("PP")] = -10.0  # P(PP) near 0: below any seal
     _, plain = shapes_from_logits(viseme_logits, shape_logits, gain=1.0)
     _, gained = shapes_from_logits(viseme_logits, shape_logits, gain=1.4)
     plain, gained = plain.numpy(), gained.numpy()
