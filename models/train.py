@@ -75,6 +75,12 @@ class Stream:
         return torch.from_numpy(x), torch.from_numpy(v), torch.from_numpy(b)
 
 
+def viseme_class_weights(streams: list[Stream]) -> torch.Tensor:
+    """Each viseme's loss weight: the square root of its inverse frequency over the training streams."""
+    counts = sum(np.bincount(s.visemes, minlength=len(VISEMES)).astype(np.float64) for s in streams)
+    return torch.tensor((counts.sum() / np.maximum(counts, 1) / len(VISEMES)) ** 0.5, dtype=torch.float32)
+
+
 def losses(net: MouthNet, x: torch.Tensor, v: torch.Tensor, b: torch.Tensor, class_weights: torch.Tensor) -> dict[str, torch.Tensor]:
     viseme_logits, shape_logits = net(x)
     shapes = torch.sigmoid(shape_logits)
@@ -135,11 +141,11 @@ def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, ba
     mean = torch.from_numpy(all_features.mean(axis=0))
     std = torch.from_numpy(all_features.std(axis=0) + 1e-3)
     del all_features
-    counts = sum(np.bincount(s.visemes, minlength=len(VISEMES)).astype(np.float64) for s in streams)
-    class_weights = torch.tensor((counts.sum() / np.maximum(counts, 1) / len(VISEMES)) ** 0.5, dtype=torch.float32)
+    class_weights = viseme_class_weights(streams)
     net = MouthNet(mean, std, dropout=dropout)
     if init is not None:
-        net.load_state_dict(torch.load(init, map_location="cpu"))
+        net.load_weights(torch.load(init, map_location="cpu"))
+        net.unfold_prior()  # fine-tune on the posterior the loss trains
         mean = net.mean.reshape(-1).clone()  # masked bands go to the normalisation the weights were trained with
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     deadline = started + minutes * 60
@@ -173,6 +179,7 @@ def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, ba
     train_seconds = time.time() - started
     if real is not None:
         net.load_state_dict(best[2])  # chosen on the validation speakers
+    net.fold_prior(class_weights)
     net.eval()
     export_onnx(net, out, corpus)
     torch.save(net.state_dict(), out.with_suffix(".pt"))
@@ -191,6 +198,7 @@ def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, ba
         "dropout": dropout,
         "init": str(init) if init else None,
         "lr": lr,
+        "viseme_class_weights": dict(zip(VISEMES, [round(float(w), 4) for w in class_weights])),  # folded out after training
         "batch": batch,
         "crop_frames": frames,
         "lookahead_frames": LOOKAHEAD,

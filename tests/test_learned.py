@@ -111,6 +111,30 @@ def test_aperture_gain_scales_the_opening_and_keeps_jaw_in_range():
     assert gained[1, JAW_OPEN] == pytest.approx(1.0) and gained_gap[1] > plain_gap[1]  # wide ones stop at 1
 
 
+def test_folding_the_class_prior_divides_it_out_of_the_posterior():
+    torch = pytest.importorskip("torch", reason="needs the train extra (PyTorch)")
+    from models.net import MouthNet, N_FEATURES
+
+    torch.manual_seed(0)
+    net = MouthNet(torch.zeros(N_FEATURES), torch.ones(N_FEATURES), conv=8, hidden=8).eval()
+    features = torch.randn(1, 30, N_FEATURES)
+    weights = torch.linspace(0.5, 2.0, len(VISEMES))
+    with torch.no_grad():
+        trained = torch.softmax(net(features)[0], -1)
+        net.fold_prior(weights)
+        folded = torch.softmax(net(features)[0], -1)
+        plain = trained / weights
+        assert torch.allclose(folded, plain / plain.sum(-1, keepdim=True), atol=1e-5)  # the weights divided out
+        saved = {k: v.clone() for k, v in net.state_dict().items()}
+        net.unfold_prior()
+        assert torch.allclose(torch.softmax(net(features)[0], -1), trained, atol=1e-5)  # and back, to fine-tune
+        older = MouthNet(torch.zeros(N_FEATURES), torch.ones(N_FEATURES), conv=8, hidden=8).eval()
+        older.load_weights({k: v for k, v in saved.items() if k != "viseme_prior"})  # saved before the prior existed
+        assert torch.count_nonzero(older.viseme_prior) == 0
+        older.load_weights(saved)
+        assert torch.allclose(older.viseme_prior, torch.log(weights))
+
+
 def test_graph_is_static_small_and_tensorrt_friendly():
     assert lint(MODEL) == []
     model = onnx.load(str(MODEL))

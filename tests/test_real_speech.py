@@ -13,9 +13,9 @@ import sys
 import numpy as np
 import pytest
 
-from models import bursts, italian
+from models import bursts, fotaq, italian
 from models.metrics import Tally, shut_frames
-from models.real_corpus import SPLITS, corrected, judge_alignment
+from models.real_corpus import SOURCE_SPLITS, SPLITS, corrected, judge_alignment
 from models.real_sources import drascula_tables
 from models.targets import SEAL_MARGIN, make_targets
 
@@ -38,6 +38,44 @@ def test_drascula_tables_are_read_record_by_record():
     tables = drascula_tables(data)
     assert tables[0] == english
     assert tables[1] == spanish
+
+
+def _queen_lines(lines: list[tuple[int, str]]) -> bytes:
+    out = b""
+    for ident, text in lines:
+        out += struct.pack(">hh", 0, ident) + bytes([len(text)]) + text.encode("latin-1")
+        out += b"\0" * (-len(out) % 4)  # padded to 4 bytes from the script's start (which is aligned)
+    return out
+
+
+def _queen_resource(scripts: dict[str, bytes], voice_files: list[str]) -> bytes:
+    """A QTBL resource file as the freeware talkie stores it: table of contents, then the data."""
+    named = {**{n: b"AmBk" + b"\0" * 16 + s for n, s in scripts.items()}, **{n: b"\xff\xe3mp3" for n in voice_files}}
+    header_size = 15 + 21 * len(named)
+    table, body = b"", b""
+    for name, data in named.items():
+        table += name.encode().ljust(12, b"\0") + b"\x01" + struct.pack(">II", header_size + len(body), len(data))
+        body += data
+    return b"QTBL" + b"CEM10\0" + b"\0\0" + b"\x01" + struct.pack(">H", len(named)) + table + body
+
+
+def test_fotaq_dialogue_lines_pair_each_voice_file_with_its_words():
+    joe = _queen_lines([(0, "Hello there."), (5, "Who are you?*FLNice hat."), (6, "<gulp>")])
+    person = _queen_lines([(5, "I am the chief*WT of this village.")])
+    levels, joe_at = 1, 32 + 96
+    person_at = joe_at + len(joe)
+    again_at = person_at + len(person)
+    again = bytes([11]) + b"Back again?" + bytes([4]) + b"Yes."
+    header = struct.pack(">hhhhh", -levels, 3, 7, 3, 1) + b"\0" * 12 + struct.pack(">HHH", person_at, 0, again_at) + b"\0" * 4
+    script = header + b"\0" * 96 + joe + person + again
+    files = ["07SSSSJ1.SB", "070005J1.SB", "070005J2.SB", "070006J1.SB", "070005P1.SB", "070005P2.SB", "07XXXXP1.SB"]
+    lines = fotaq.dialogue_lines(_queen_resource({"CHIEF2.DOG": script}, files))
+    assert [(x.voice_file, x.speaker, x.text) for x in lines] == [
+        ("07SSSSJ1.SB", "joe", "Hello there."), ("070005J1.SB", "joe", "Who are you?"), ("070005J2.SB", "joe", "Nice hat."),
+        ("070005P1.SB", "chief", "I am the chief"), ("070005P2.SB", "chief", "of this village."),
+        ("07XXXXP1.SB", "chief", "Back again?")]  # a noise is no words; Joe's "Yes." has no voice file here
+    with pytest.raises(ValueError, match="QTBL"):
+        fotaq.table_of_contents(b"RIFF" + b"\0" * 40)
 
 
 def _vowel(rng: np.random.Generator, seconds: float) -> np.ndarray:
@@ -125,11 +163,13 @@ def test_splits_hold_out_whole_speakers():
     splits = set(SPLITS.values())
     assert {"train", "validation", "test", "test_foreign"} <= splits
     assert len(SPLITS) == len(set(SPLITS))  # one split per speaker, by construction of the dict
+    # a whole-source split is never a split that chooses or judges
+    assert set(SOURCE_SPLITS.values()) == {"train"} and not {s.split(":")[0] for s in SPLITS} & set(SOURCE_SPLITS)
 
 
 @pytest.mark.slow
 def test_smoke_build_from_the_real_packages(tmp_path):
-    """Downloads the Debian packages (~60 MB), aligns a few recordings per speaker, writes the
+    """Downloads the Debian packages (~80 MB), aligns a few recordings per speaker, writes the
     manifest and splits with no speaker in two splits."""
     if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
         pytest.skip("needs Debian's apt-get and dpkg to fetch the recordings")
@@ -146,6 +186,9 @@ def test_smoke_build_from_the_real_packages(tmp_path):
             assert seen.setdefault(speaker, split) == split, f"{speaker} is in {seen[speaker]} and {split}"
     assert manifest["splits"]["train"]["utterances"] > 0 and manifest["splits"]["test"]["utterances"] > 0
     assert "allison" in manifest["aligner_bias"] and manifest["by_source"]["drascula"]["kept"] > 0
+    assert manifest["by_source"]["fotaq"]["kept"] > 0  # the game's cast: training only
+    assert [s for split, info in manifest["splits"].items() for s in info["speakers"] if s.startswith("fotaq:")] == \
+        [s for s in manifest["splits"]["train"]["speakers"] if s.startswith("fotaq:")]
     test = np.load(tmp_path / "test.npy", allow_pickle=True)
     assert all(r["phonemes"][-1][2] == pytest.approx(len(r["audio"]) / SR, abs=0.02) for r in test)
     # trained on both corpora (a few steps), chosen on validation, scored per split and speaker
