@@ -13,7 +13,7 @@ from firmware_app.config import ModelSettings
 from firmware_app.frames import HOP_S, FeatureFrames, MouthShape
 from firmware_app.mouth import create_mouth_model
 from firmware_app.mouth.base import MouthModel
-from firmware_app.mouth.release_timing import CLOSED, PART_S, ReleaseTiming
+from firmware_app.mouth.release_timing import CLOSED, PART_MAX_SPEED, PART_S, ReleaseTiming
 from firmware_app.releases import ReleaseDetector, releases_of
 from firmware_app.sources.audio_file import decode_audio
 from models.bursts import PART_APERTURE, parting_time
@@ -104,6 +104,17 @@ def test_the_lips_part_at_the_burst_whether_the_model_is_early_or_late(model_ope
     timed = parting_of(ReleaseTiming(ScriptedMouth(0.15, model_opens_at)), burst)
     assert alone is not None and abs(alone - burst) > 0.015
     assert timed is not None and abs(timed - burst) <= 0.006
+
+
+def test_an_early_model_does_not_jump_open_on_the_burst_frame():
+    """Held shut until a burst just before a frame, the mouth opens at the lips' pace from the burst,
+    not to the model's whole aperture within that frame, and is the model's own again after PART_S."""
+    burst = 0.2999
+    shapes = ReleaseTiming(ScriptedMouth(0.15, 0.28)).push(FeatureFrames(np.zeros((60, 41), np.float32), 0.0, (burst,)))
+    aperture = {round(s.t, 2): s.get("jawOpen") - s.get("mouthClose") for s in shapes}
+    assert aperture[0.29] == pytest.approx(0.0)  # held
+    assert aperture[0.30] <= PART_MAX_SPEED * 0.0001 + 1e-6 and aperture[0.31] == pytest.approx(PART_MAX_SPEED * 0.0101, abs=1e-4)
+    assert aperture[0.34] == pytest.approx(0.4)  # the model's own opening
 
 
 def test_an_open_mouth_is_left_alone():

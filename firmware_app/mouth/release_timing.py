@@ -8,7 +8,9 @@ what viewers notice. Two rules, applied only where the model has already closed 
 - hold: while a release is coming within HOLD_S, the closed mouth stays closed (the closure is
   quiet up to the burst, so the model opening early there is the model's guess, not the sound);
 - part: from a release, the aperture is at least PART_SPEED × time since the burst (up to
-  PART_TO, for PART_S), so the opening starts at the burst even when the model would be late.
+  PART_TO, for PART_S), so the opening starts at the burst even when the model would be late;
+  and at most PART_MAX_SPEED × that time, so a model that was early (held shut until the burst)
+  does not jump wide open within the burst's own frame: lips take tens of ms to open.
 
 An open mouth is never touched, so a release the model did not close for changes nothing. The
 rules look at most HOLD_S ahead, well inside the model's own look-ahead, so they add no latency,
@@ -31,6 +33,7 @@ HOLD_S = 0.03  # the detector confirms a release CONFIRM_S after it: HOLD_S + CO
 PART_SPEED = 10.0  # aperture per second after the burst: 0.1 at 10 ms ...
 PART_TO = 0.2  # ... up to 0.2 at 20 ms (a lip opening takes a few tens of ms to reach a vowel)
 PART_S = 0.03
+PART_MAX_SPEED = 30.0  # aperture per second at most while parting: 0.3 at 10 ms, 0.6 at 20 ms
 
 
 class ReleaseTimer:
@@ -57,10 +60,13 @@ class ReleaseTimer:
         if self._closed_before and not parting and self._between(t, t + HOLD_S):
             close = jaw
         elif parting:
-            floor = min(PART_TO, PART_SPEED * (t - self._parting_from))
+            since_burst = max(0.0, t - self._parting_from)
+            floor, ceiling = min(PART_TO, PART_SPEED * since_burst), PART_MAX_SPEED * since_burst
             if jaw - close < floor:
                 jaw = max(jaw, floor)
                 close = min(close, jaw - floor)
+            elif jaw - close > ceiling:
+                close = jaw - ceiling
         else:
             self._parting_from = None
         self._closed_before = jaw - close < CLOSED
