@@ -6,7 +6,8 @@ offset and size), the dialogue scripts (`*.DOG`) and one MP3 (11025 Hz mono) per
 (`*.SB`). A dialogue script, after its 20-byte bank header, starts with a header of big-endian
 16-bit fields (levels, key, talk key, number of Joe's and of the other person's lines, ...,
 offsets of the person's lines and of the "second meeting" lines), a dialogue tree of 96 bytes per
-level, then Joe's lines; each line is [2 bytes, id, length byte, text padded to 4 bytes].
+level, then Joe's lines; each line is [2 bytes, id, length byte, text padded to 4 bytes]. The two
+"second meeting" lines are [length byte, text padded to 2 bytes] each.
 
 A line's voice files are named after the script's talk key, the line's id and who speaks:
 `%02d%04X` + `J` (Joe) or `P` (the other person) + the segment number (1-based, hex). A line is
@@ -79,8 +80,8 @@ def script_lines(script: bytes, character: str) -> list[tuple[str, str, str]]:
         # the first of Joe's lines (id 0) is his greeting, filed under SSSS
         out.append((f"{talk_key:02d}{'SSSS' if ident == 0 else f'{ident:04X}'}J", "joe", text))
     out += [(f"{talk_key:02d}{ident:04X}P", character, text) for ident, text in _lines_at(script, person_at, person_count)]
-    again_person, at = _text(script, again_at, 1)
-    again_joe, _ = _text(script, at, 1)
+    again_person, at = _text(script, again_at, 2)
+    again_joe, _ = _text(script, at, 2)
     out += [(f"{talk_key:02d}XXXXP", character, again_person), (f"{talk_key:02d}XXXXJ", "joe", again_joe)]
     return out
 

@@ -65,15 +65,15 @@ def test_fotaq_dialogue_lines_pair_each_voice_file_with_its_words():
     levels, joe_at = 1, 32 + 96
     person_at = joe_at + len(joe)
     again_at = person_at + len(person)
-    again = bytes([11]) + b"Back again?" + bytes([4]) + b"Yes."
+    again = bytes([12]) + b"Back again?!" + b"\0" + bytes([4]) + b"Yes."  # each padded to 2 bytes
     header = struct.pack(">hhhhh", -levels, 3, 7, 3, 1) + b"\0" * 12 + struct.pack(">HHH", person_at, 0, again_at) + b"\0" * 4
     script = header + b"\0" * 96 + joe + person + again
-    files = ["07SSSSJ1.SB", "070005J1.SB", "070005J2.SB", "070006J1.SB", "070005P1.SB", "070005P2.SB", "07XXXXP1.SB"]
+    files = ["07SSSSJ1.SB", "070005J1.SB", "070005J2.SB", "070006J1.SB", "070005P1.SB", "07XXXXP1.SB", "07XXXXJ1.SB"]
     lines = fotaq.dialogue_lines(_queen_resource({"CHIEF2.DOG": script}, files))
     assert [(x.voice_file, x.speaker, x.text) for x in lines] == [
         ("07SSSSJ1.SB", "joe", "Hello there."), ("070005J1.SB", "joe", "Who are you?"), ("070005J2.SB", "joe", "Nice hat."),
-        ("070005P1.SB", "chief", "I am the chief"), ("070005P2.SB", "chief", "of this village."),
-        ("07XXXXP1.SB", "chief", "Back again?")]  # a noise is no words; Joe's "Yes." has no voice file here
+        ("070005P1.SB", "chief", "I am the chief"),  # its second segment has no voice file: left out
+        ("07XXXXP1.SB", "chief", "Back again?!"), ("07XXXXJ1.SB", "joe", "Yes.")]  # a noise ("<gulp>") is no words
     with pytest.raises(ValueError, match="QTBL"):
         fotaq.table_of_contents(b"RIFF" + b"\0" * 40)
 
