@@ -100,7 +100,7 @@ def write_golden(onnx_path: Path, steps: int = 300) -> Path:
 
 def load_weights(weights: Path) -> MouthNet:
     state = torch.load(weights)
-    net = MouthNet(state["mean"].reshape(-1), state["std"].reshape(-1))
+    net = MouthNet(state["mean"].reshape(-1), state["std"].reshape(-1), **MouthNet.sizes_of(state))
     net.load_weights(state)
     return net.eval()
 

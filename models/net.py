@@ -60,6 +60,11 @@ class MouthNet(nn.Module):
         """A saved state dict; weights saved before `viseme_prior` existed had nothing folded."""
         self.load_state_dict({"viseme_prior": torch.zeros(len(VISEMES)), **state})
 
+    @staticmethod
+    def sizes_of(state: dict) -> dict[str, int]:
+        """The constructor's sizes of saved weights."""
+        return {"conv": state["conv1.weight"].shape[0], "hidden": state["gru.weight_hh_l0"].shape[1]}
+
     def encode(self, features: torch.Tensor) -> torch.Tensor:
         """features: B x (T + 8) x F, already padded → B x T x conv."""
         x = ((features - self.mean) / self.std).transpose(1, 2)

@@ -119,12 +119,14 @@ def with_targets(records: list[dict]) -> list[dict]:
 
 def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, batch: int, frames: int,
           real: Path | None = None, real_fraction: float = 0.5, init: Path | None = None, lr: float = 2e-3,
-          threads: int = 0, check_every: int = 200, feature_augment: bool = False, dropout: float = 0.0) -> dict:
+          threads: int = 0, check_every: int = 200, feature_augment: bool = False, dropout: float = 0.0,
+          conv: int = 128, hidden: int = 192) -> dict:
     """Synthetic `corpus` (exact timing), plus the real-speech corpus `real` (aligned, augmented)
     when given: each batch takes `real_fraction` of its crops from real speech, and the weights
     kept are those that scored best on the real validation speakers (never the test speakers).
     `init` fine-tunes saved weights (their input normalisation is kept). `feature_augment` and
-    `dropout` (before the GRU) act in training only: the exported graph is the same."""
+    `dropout` (before the GRU) act in training only: the exported graph is the same. `conv` and
+    `hidden` size the network (an `init` brings its own sizes)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     torch.set_num_threads(threads or max(1, torch.get_num_threads()))
@@ -142,9 +144,11 @@ def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, ba
     std = torch.from_numpy(all_features.std(axis=0) + 1e-3)
     del all_features
     class_weights = viseme_class_weights(streams)
-    net = MouthNet(mean, std, dropout=dropout)
-    if init is not None:
-        net.load_weights(torch.load(init, map_location="cpu"))
+    saved = torch.load(init, map_location="cpu") if init is not None else None
+    sizes = MouthNet.sizes_of(saved) if saved is not None else {"conv": conv, "hidden": hidden}
+    net = MouthNet(mean, std, dropout=dropout, **sizes)
+    if saved is not None:
+        net.load_weights(saved)
         net.unfold_prior()  # fine-tune on the posterior the loss trains
         mean = net.mean.reshape(-1).clone()  # masked bands go to the normalisation the weights were trained with
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
@@ -196,6 +200,8 @@ def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, ba
         "seed": seed,
         "feature_augment": feature_augment,
         "dropout": dropout,
+        "conv_channels": net.conv1.out_channels,
+        "gru_hidden": net.hidden,
         "init": str(init) if init else None,
         "lr": lr,
         "viseme_class_weights": dict(zip(VISEMES, [round(float(w), 4) for w in class_weights])),  # folded out after training
@@ -226,9 +232,12 @@ def main() -> None:
     parser.add_argument("--check-every", type=int, default=200, help="steps between checks on the validation split")
     parser.add_argument("--feature-augment", action="store_true", help="random spectral tilt and a masked band on every crop")
     parser.add_argument("--dropout", type=float, default=0.0, help="dropout before the GRU (training only)")
+    parser.add_argument("--conv", type=int, default=128, help="channels of both convolutions")
+    parser.add_argument("--hidden", type=int, default=192, help="GRU state size")
     args = parser.parse_args()
     report = train(args.corpus, args.out, args.minutes, args.steps, args.seed, args.batch, args.frames, args.real,
-                   args.real_fraction, args.init, args.lr, args.threads, args.check_every, args.feature_augment, args.dropout)
+                   args.real_fraction, args.init, args.lr, args.threads, args.check_every, args.feature_augment, args.dropout,
+                   args.conv, args.hidden)
     print(json.dumps({k: v for k, v in report.items() if k != "history"}, indent=2))
 
 

@@ -225,14 +225,18 @@ def test_corpus_builder_and_trainer_smoke(tmp_path):
     assert not train_voices & set(manifest["splits"]["heldout_voice"]["voices"])
     assert "negative" in train_voices
     train = subprocess.run(
-        [sys.executable, "-m", "models.train", "--corpus", str(corpus), "--out", str(model), "--steps", "5"],
+        [sys.executable, "-m", "models.train", "--corpus", str(corpus), "--out", str(model), "--steps", "5", "--conv", "32", "--hidden", "48"],
         capture_output=True, text=True, cwd=PROJECT, timeout=600,
     )
     assert train.returncode == 0, train.stderr
     report = json.loads(model.with_suffix(".train.json").read_text())
     assert report["steps"] == 5 and report["parameters"] <= 1_000_000
+    assert (report["conv_channels"], report["gru_hidden"]) == (32, 48)
     curves = analyze_samples(decode_audio(SPEECH)[:16000], load_learned_model(model))
     assert curves.blendshapes.shape == (100, len(BLENDSHAPES))
+    assert load_learned_model(model).rest_state.shape[-1] == 48
+    from models.export import load_weights  # saved weights bring their own sizes back
+    assert load_weights(model.with_suffix(".pt")).hidden == 48
     # the side-by-side evaluation, in one command, on the smoke corpus's held-out splits
     report = tmp_path / "report"
     evaluation = subprocess.run(
