@@ -19,6 +19,7 @@ from firmware_app.shapes import BLENDSHAPES, JAW_OPEN, MOUTH_CLOSE, VISEMES
 N_FEATURES = 1 + N_MELS
 KERNEL = 5
 CONTEXT = LOOKAHEAD = 4  # frames; the window is CONTEXT + 1 + LOOKAHEAD = 9 frames
+CONV_CHANNELS, GRU_HIDDEN = 128, 192  # the default sizes (`models.train --conv/--hidden` choose others)
 WINDOW = CONTEXT + 1 + LOOKAHEAD
 # Lips seal as P(PP) rises through this range. The blendshape head regresses towards the mean when
 # unsure, leaving a gap on p/b/m of unfamiliar voices; the viseme head still ranks PP first, and an
@@ -28,7 +29,7 @@ APERTURE_GAIN = 1.2  # real voices open the mouth wider than the model's regress
 
 
 class MouthNet(nn.Module):
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor, conv: int = 128, hidden: int = 192, dropout: float = 0.0) -> None:
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, conv: int = CONV_CHANNELS, hidden: int = GRU_HIDDEN, dropout: float = 0.0) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)  # training only: identity in eval() and in the export
         self.register_buffer("mean", mean.reshape(1, 1, -1).float())

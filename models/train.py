@@ -23,7 +23,7 @@ from firmware_app.features import features_of, pad_silence
 from firmware_app.shapes import BLENDSHAPES, VISEMES
 from models.corpus import load_split
 from models.export import export_onnx, write_golden
-from models.net import CONTEXT, LOOKAHEAD, MouthNet, parameter_count
+from models.net import CONTEXT, CONV_CHANNELS, GRU_HIDDEN, LOOKAHEAD, MouthNet, parameter_count
 from models.targets import CLOSE, JAW, VISEME_INDEX, make_targets
 
 BILABIAL_WEIGHT = 4.0
@@ -120,7 +120,7 @@ def with_targets(records: list[dict]) -> list[dict]:
 def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, batch: int, frames: int,
           real: Path | None = None, real_fraction: float = 0.5, init: Path | None = None, lr: float = 2e-3,
           threads: int = 0, check_every: int = 200, feature_augment: bool = False, dropout: float = 0.0,
-          conv: int = 128, hidden: int = 192) -> dict:
+          conv: int = CONV_CHANNELS, hidden: int = GRU_HIDDEN) -> dict:
     """Synthetic `corpus` (exact timing), plus the real-speech corpus `real` (aligned, augmented)
     when given: each batch takes `real_fraction` of its crops from real speech, and the weights
     kept are those that scored best on the real validation speakers (never the test speakers).
@@ -232,8 +232,8 @@ def main() -> None:
     parser.add_argument("--check-every", type=int, default=200, help="steps between checks on the validation split")
     parser.add_argument("--feature-augment", action="store_true", help="random spectral tilt and a masked band on every crop")
     parser.add_argument("--dropout", type=float, default=0.0, help="dropout before the GRU (training only)")
-    parser.add_argument("--conv", type=int, default=128, help="channels of both convolutions")
-    parser.add_argument("--hidden", type=int, default=192, help="GRU state size")
+    parser.add_argument("--conv", type=int, default=CONV_CHANNELS, help="channels of both convolutions")
+    parser.add_argument("--hidden", type=int, default=GRU_HIDDEN, help="GRU state size")
     args = parser.parse_args()
     report = train(args.corpus, args.out, args.minutes, args.steps, args.seed, args.batch, args.frames, args.real,
                    args.real_fraction, args.init, args.lr, args.threads, args.check_every, args.feature_augment, args.dropout,
