@@ -9,8 +9,8 @@ corrected against acoustic p/b bursts for real speech (`models.real_corpus`). Sp
 
 - `heldout_sentence`, `heldout_voice`: synthetic (unseen sentences; unseen voices);
 - `validation`, `test`: real speakers held out whole (validation chose the weights; test chose
-  nothing); `test_pitch+4st`: the test speakers pitch-shifted up 4 semitones (a stand-in for
-  children);
+  nothing); `validation_pitch+4st`, `test_pitch+4st`: the same speakers pitch-shifted up 4
+  semitones (a stand-in for children; `models.tune` chooses on both validation splits);
 - `test_foreign`: an Italian speaker (another language, held out whole), aligned through
   Italian letter-to-sound rules and corrected against its bursts like the English speakers.
 """
@@ -123,14 +123,17 @@ def synthetic_cases(corpus: Path) -> dict[str, list[Case]]:
     return {split: [Case(r["audio"], r["phonemes"], r["voice"]) for r in load_split(corpus, split)] for split in SYNTHETIC_SPLITS}
 
 
-def real_cases(real: Path, child: bool = True) -> dict[str, list[Case]]:
+def real_cases(real: Path, child: bool = True, splits: tuple[str, ...] = (*REAL_SPLITS, FOREIGN_SPLIT)) -> dict[str, list[Case]]:
+    """The real corpus's `splits` that exist, and (`child`) each English one pitch-shifted up
+    4 semitones as `<split>_pitch+4st`: same timing and bursts, since the shift keeps the length."""
     from models.augment import pitch_shift
     from models.corpus import load_split
 
     cases = {split: [Case(r["audio"], r["phonemes"], r["voice"], r["bursts"]) for r in load_split(real, split)]
-             for split in (*REAL_SPLITS, FOREIGN_SPLIT) if (real / f"{split}.npy").exists()}
+             for split in splits if (real / f"{split}.npy").exists()}
     if child:
-        cases["test_pitch+4st"] = [Case(pitch_shift(c.audio, CHILD_CENTS), c.phonemes, c.speaker, c.bursts) for c in cases["test"]]
+        for split in [s for s in REAL_SPLITS if s in cases]:
+            cases[f"{split}_pitch+4st"] = [Case(pitch_shift(c.audio, CHILD_CENTS), c.phonemes, c.speaker, c.bursts) for c in cases[split]]
     return cases
 
 

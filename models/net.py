@@ -25,6 +25,10 @@ WINDOW = CONTEXT + 1 + LOOKAHEAD
 # unsure, leaving a gap on p/b/m of unfamiliar voices; the viseme head still ranks PP first, and an
 # unclosed bilabial is the lip-sync error viewers notice most (MODEL_CARD.md, "Bilabial seal").
 SEAL_FROM, SEAL_FULL = 0.03, 0.15
+# ... a range that scales with the mouth the blendshape head already draws: by 1 + SEAL_SLOPE ×
+# (aperture − SEAL_PIVOT), within SEAL_SCALE. A mouth the head nearly shuts seals on weaker
+# evidence of p/b/m; a wide vowel needs surer evidence (a seal there costs the most). Chosen on validation.
+SEAL_SLOPE, SEAL_PIVOT, SEAL_SCALE = 5.0, 0.3, (0.3, 3.0)
 APERTURE_GAIN = 1.2  # real voices open the mouth wider than the model's regression towards the mean (chosen on validation)
 
 
@@ -51,10 +55,16 @@ class MouthNet(nn.Module):
             self.head.bias[: len(VISEMES)] -= log_weights
         self.viseme_prior += log_weights
 
-    def unfold_prior(self) -> None:
-        """Back to the training-time posterior (to fine-tune folded weights)."""
+    def unfold_prior(self, class_weights: torch.Tensor | None = None) -> None:
+        """Back to the training-time posterior (to fine-tune folded weights): the one under
+        `class_weights` when given (a fine-tune may weigh the visemes anew), else under the
+        weights that were folded out."""
+        folded = bool(self.viseme_prior.any())
         with torch.no_grad():
-            self.head.bias[: len(VISEMES)] += self.viseme_prior
+            if class_weights is None:
+                self.head.bias[: len(VISEMES)] += self.viseme_prior
+            elif folded:
+                self.head.bias[: len(VISEMES)] += torch.log(class_weights.float())
         self.viseme_prior.zero_()
 
     def load_weights(self, state: dict) -> None:
@@ -148,12 +158,13 @@ class MouthChunk(MouthStep):
 
 
 def shapes_from_logits(viseme_logits: torch.Tensor, shape_logits: torch.Tensor, gain: float | None = None,
-                       seal: tuple[float, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                       seal: tuple[float, float] | None = None, slope: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Head outputs (… x 15, … x 16) → viseme probabilities and blendshapes, with the output stage:
     the aperture scaled by APERTURE_GAIN (jawOpen and mouthClose together, jawOpen at most 1),
     then the bilabial seal: mouthClose rises to jawOpen (aperture 0) as P(PP) goes from SEAL_FROM
-    to SEAL_FULL. Written with Mul/Add/Clip/Min/Max only, so the exported graph stays
-    TensorRT-friendly. `gain` and `seal` override the constants (models.tune tries others)."""
+    to SEAL_FULL, both scaled by `seal_scale` of the aperture. Written with Mul/Add/Div/Clip/Min/Max
+    only, so the exported graph stays TensorRT-friendly. `gain`, `seal` and `slope` override the
+    constants (models.tune tries others)."""
     gain = APERTURE_GAIN if gain is None else gain
     seal_from, seal_full = (SEAL_FROM, SEAL_FULL) if seal is None else seal
     visemes = torch.softmax(viseme_logits, dim=-1)
@@ -166,9 +177,15 @@ def shapes_from_logits(viseme_logits: torch.Tensor, shape_logits: torch.Tensor, 
         gained_close = torch.minimum(close * gain, gained_jaw)
         blendshapes = blendshapes + (gained_jaw - jaw).unsqueeze(-1) * only_jaw + (gained_close - close).unsqueeze(-1) * only_close
         jaw, close = gained_jaw, gained_close
-    seal = torch.clamp((visemes[..., VISEMES.index("PP")] - seal_from) / (seal_full - seal_from), 0.0, 1.0)
+    scale = seal_scale(torch.clamp(jaw - close, 0.0, 1.0), SEAL_SLOPE if slope is None else slope)
+    seal = torch.clamp((visemes[..., VISEMES.index("PP")] - seal_from * scale) / ((seal_full - seal_from) * scale), 0.0, 1.0)
     raise_close = torch.maximum(close, jaw * seal) - close
     return visemes, blendshapes + raise_close.unsqueeze(-1) * only_close
+
+
+def seal_scale(aperture: torch.Tensor, slope: float) -> torch.Tensor:
+    """How much surer of p/b/m the seal must be for this aperture (1 at SEAL_PIVOT)."""
+    return torch.clamp(1.0 + slope * (aperture - SEAL_PIVOT), *SEAL_SCALE)
 
 
 def parameter_count(net: nn.Module) -> int:

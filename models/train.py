@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from firmware_app.features import features_of, pad_silence
@@ -75,10 +76,14 @@ class Stream:
         return torch.from_numpy(x), torch.from_numpy(v), torch.from_numpy(b)
 
 
-def viseme_class_weights(streams: list[Stream]) -> torch.Tensor:
-    """Each viseme's loss weight: the square root of its inverse frequency over the training streams."""
+def viseme_class_weights(streams: list[Stream], closure_weight: float = 1.0) -> torch.Tensor:
+    """Each viseme's loss weight: the square root of its inverse frequency over the training streams,
+    PP's times `closure_weight` (more of the gradient for the shape viewers check first; the weights
+    are folded out after training, so this does not bias the exported posterior)."""
     counts = sum(np.bincount(s.visemes, minlength=len(VISEMES)).astype(np.float64) for s in streams)
-    return torch.tensor((counts.sum() / np.maximum(counts, 1) / len(VISEMES)) ** 0.5, dtype=torch.float32)
+    weights = (counts.sum() / np.maximum(counts, 1) / len(VISEMES)) ** 0.5
+    weights[VISEME_INDEX["PP"]] *= closure_weight
+    return torch.tensor(weights, dtype=torch.float32)
 
 
 def losses(net: MouthNet, x: torch.Tensor, v: torch.Tensor, b: torch.Tensor, class_weights: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -107,6 +112,13 @@ def evaluate(net: MouthNet, stream: Stream, class_weights: torch.Tensor) -> dict
     return result
 
 
+def save_folded(net: MouthNet, class_weights: torch.Tensor, path: Path) -> None:
+    """Save a copy of `net` as the final weights are saved: the class prior folded out."""
+    copy_ = copy.deepcopy(net)
+    copy_.fold_prior(class_weights)
+    torch.save(copy_.state_dict(), path)
+
+
 def with_targets(records: list[dict]) -> list[dict]:
     """Evaluation records (audio + phonemes) as training records (features + targets)."""
     out = []
@@ -120,13 +132,17 @@ def with_targets(records: list[dict]) -> list[dict]:
 def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, batch: int, frames: int,
           real: Path | None = None, real_fraction: float = 0.5, init: Path | None = None, lr: float = 2e-3,
           threads: int = 0, check_every: int = 200, feature_augment: bool = False, dropout: float = 0.0,
-          conv: int = CONV_CHANNELS, hidden: int = GRU_HIDDEN) -> dict:
+          conv: int = CONV_CHANNELS, hidden: int = GRU_HIDDEN, ema: float = 0.0, closure_weight: float = 1.0,
+          checkpoints: bool = False) -> dict:
     """Synthetic `corpus` (exact timing), plus the real-speech corpus `real` (aligned, augmented)
     when given: each batch takes `real_fraction` of its crops from real speech, and the weights
     kept are those that scored best on the real validation speakers (never the test speakers).
     `init` fine-tunes saved weights (their input normalisation is kept). `feature_augment` and
     `dropout` (before the GRU) act in training only: the exported graph is the same. `conv` and
-    `hidden` size the network (an `init` brings its own sizes)."""
+    `hidden` size the network (an `init` brings its own sizes). `ema` > 0 checks and keeps an
+    exponential moving average of the weights (this decay per step) instead of the raw weights.
+    `checkpoints` saves every checked state (prior folded, like the final `.pt`) under
+    `<out dir>/checkpoints/`, for `models.tune` to choose among on the validation metrics."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     torch.set_num_threads(threads or max(1, torch.get_num_threads()))
@@ -143,18 +159,23 @@ def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, ba
     mean = torch.from_numpy(all_features.mean(axis=0))
     std = torch.from_numpy(all_features.std(axis=0) + 1e-3)
     del all_features
-    class_weights = viseme_class_weights(streams)
+    class_weights = viseme_class_weights(streams, closure_weight)
     saved = torch.load(init, map_location="cpu") if init is not None else None
     sizes = MouthNet.sizes_of(saved) if saved is not None else {"conv": conv, "hidden": hidden}
     net = MouthNet(mean, std, dropout=dropout, **sizes)
     if saved is not None:
         net.load_weights(saved)
-        net.unfold_prior()  # fine-tune on the posterior the loss trains
+        net.unfold_prior(class_weights)  # fine-tune on the posterior this run's loss trains
         mean = net.mean.reshape(-1).clone()  # masked bands go to the normalisation the weights were trained with
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    averaged = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(ema)) if ema > 0 else None
+    checked = averaged.module if averaged is not None else net  # the weights that are checked and kept
+    checkpoint_dir = out.parent / "checkpoints"
+    if checkpoints:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
     deadline = started + minutes * 60
     history = []
-    best = (math.inf, 0, copy.deepcopy(net.state_dict()))
+    best = (math.inf, 0, copy.deepcopy(checked.state_dict()))
     per_stream = [max(1, round(batch * share)) for share in shares]
     progress = tqdm(total=max_steps, desc="training", unit="step")
     step = 0
@@ -171,18 +192,24 @@ def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, ba
         result["total"].backward()
         nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         optimizer.step()
+        if averaged is not None:
+            averaged.update_parameters(net)
         step += 1
         progress.update(1)
         if step % check_every == 0 or step == max_steps:
-            check = evaluate(net, check_stream, class_weights)
+            check = evaluate(checked, check_stream, class_weights)
             history.append({"step": step, "train_total": float(result["total"]), **{f"check_{k}": v for k, v in check.items()}})
             progress.set_postfix(loss=f"{float(result['total']):.3f}", acc=f"{check['frame_accuracy']:.3f}")
             if check["total"] < best[0]:
-                best = (check["total"], step, copy.deepcopy(net.state_dict()))
+                best = (check["total"], step, copy.deepcopy(checked.state_dict()))
+            if checkpoints:
+                save_folded(checked, class_weights, checkpoint_dir / f"step{step:05d}.pt")
     progress.close()
     train_seconds = time.time() - started
     if real is not None:
         net.load_state_dict(best[2])  # chosen on the validation speakers
+    elif averaged is not None:
+        net.load_state_dict(checked.state_dict())
     net.fold_prior(class_weights)
     net.eval()
     export_onnx(net, out, corpus)
@@ -203,6 +230,8 @@ def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, ba
         "conv_channels": net.conv1.out_channels,
         "gru_hidden": net.hidden,
         "init": str(init) if init else None,
+        "ema": ema,
+        "closure_weight": closure_weight,
         "lr": lr,
         "viseme_class_weights": dict(zip(VISEMES, [round(float(w), 4) for w in class_weights])),  # folded out after training
         "batch": batch,
@@ -234,10 +263,13 @@ def main() -> None:
     parser.add_argument("--dropout", type=float, default=0.0, help="dropout before the GRU (training only)")
     parser.add_argument("--conv", type=int, default=CONV_CHANNELS, help="channels of both convolutions")
     parser.add_argument("--hidden", type=int, default=GRU_HIDDEN, help="GRU state size")
+    parser.add_argument("--ema", type=float, default=0.0, help="check and keep a moving average of the weights with this decay per step (0: off)")
+    parser.add_argument("--closure-weight", type=float, default=1.0, help="multiply PP's viseme loss weight by this")
+    parser.add_argument("--checkpoints", action="store_true", help="save every checked state under <out dir>/checkpoints/ for models.tune")
     args = parser.parse_args()
     report = train(args.corpus, args.out, args.minutes, args.steps, args.seed, args.batch, args.frames, args.real,
                    args.real_fraction, args.init, args.lr, args.threads, args.check_every, args.feature_augment, args.dropout,
-                   args.conv, args.hidden)
+                   args.conv, args.hidden, args.ema, args.closure_weight, args.checkpoints)
     print(json.dumps({k: v for k, v in report.items() if k != "history"}, indent=2))
 
 

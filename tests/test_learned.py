@@ -68,29 +68,53 @@ def test_export_equals_the_trained_network(speech):
     np.testing.assert_allclose(streamed, offline[: len(streamed)], atol=1e-4)
 
 
+def _visemes_with_pp(torch, p_pp: list[float]):
+    """Viseme logits whose softmax gives exactly these P(PP), the rest shared evenly."""
+    viseme_logits = torch.zeros(len(p_pp), len(VISEMES))
+    for row, p in enumerate(p_pp):
+        viseme_logits[row] = float(np.log((1 - p) / (len(VISEMES) - 1)))
+        viseme_logits[row, VISEMES.index("PP")] = float(np.log(p))
+    return viseme_logits
+
+
 def test_bilabial_seal_closes_the_lips_only_when_pp_is_likely():
     torch = pytest.importorskip("torch", reason="needs the train extra (PyTorch)")
     from firmware_app.shapes import JAW_OPEN, MOUTH_CLOSE, aperture
-    from models.net import APERTURE_GAIN, SEAL_FROM, SEAL_FULL, shapes_from_logits
+    from models.net import APERTURE_GAIN, SEAL_FROM, SEAL_FULL, SEAL_SLOPE, seal_scale, shapes_from_logits
 
     shape_logits = torch.zeros(3, len(BLENDSHAPES))
     shape_logits[:, JAW_OPEN], shape_logits[:, MOUTH_CLOSE] = 2.0, -3.0  # jaw open, lips apart
-    viseme_logits = torch.zeros(3, len(VISEMES))
-    pp = VISEMES.index("PP")
-    for row, p_pp in enumerate((SEAL_FROM / 2, (SEAL_FROM + SEAL_FULL) / 2, SEAL_FULL + 0.1)):
-        others = (1 - p_pp) / (len(VISEMES) - 1)  # logits that give exactly this P(PP)
-        viseme_logits[row] = float(np.log(others))
-        viseme_logits[row, pp] = float(np.log(p_pp))
-    visemes, shapes = (t.numpy() for t in shapes_from_logits(viseme_logits, shape_logits))
-    gap = aperture(shapes[:, JAW_OPEN], shapes[:, MOUTH_CLOSE])
     jaw, close = float(torch.sigmoid(torch.tensor(2.0))), float(torch.sigmoid(torch.tensor(-3.0)))
     open_gap = min(jaw * APERTURE_GAIN, 1.0) - close * APERTURE_GAIN  # the output stage's gain, then the seal
-    assert visemes[:, pp] == pytest.approx([SEAL_FROM / 2, (SEAL_FROM + SEAL_FULL) / 2, SEAL_FULL + 0.1], abs=1e-6)
+    scale = float(seal_scale(torch.tensor(open_gap), SEAL_SLOPE))  # the seal's range for this opening
+    p_pp = [scale * SEAL_FROM / 2, scale * (SEAL_FROM + SEAL_FULL) / 2, min(scale * SEAL_FULL + 0.1, 0.95)]
+    visemes, shapes = (t.numpy() for t in shapes_from_logits(_visemes_with_pp(torch, p_pp), shape_logits))
+    gap = aperture(shapes[:, JAW_OPEN], shapes[:, MOUTH_CLOSE])
+    pp = VISEMES.index("PP")
+    assert visemes[:, pp] == pytest.approx(p_pp, abs=1e-6)
     assert gap[0] == pytest.approx(open_gap, abs=1e-6)  # unlikely PP: untouched
     assert 0.0 < gap[1] < open_gap  # half-way: partly closed
     assert gap[2] == pytest.approx(0.0, abs=1e-6)  # likely PP: sealed
     others = [i for i in range(len(BLENDSHAPES)) if i != MOUTH_CLOSE]
     assert np.allclose(shapes[:, others], shapes[0, others])  # only mouthClose moves
+
+
+def test_a_wide_vowel_needs_surer_evidence_of_pp_than_a_nearly_shut_mouth():
+    torch = pytest.importorskip("torch", reason="needs the train extra (PyTorch)")
+    from firmware_app.shapes import JAW_OPEN, MOUTH_CLOSE, aperture
+    from models.net import shapes_from_logits
+
+    shape_logits = torch.zeros(2, len(BLENDSHAPES))
+    shape_logits[:, JAW_OPEN] = torch.tensor([-1.5, 2.0])  # nearly shut (0.18), wide (0.88)
+    shape_logits[:, MOUTH_CLOSE] = -6.0
+    visemes = _visemes_with_pp(torch, [0.05, 0.05])  # the same middling evidence of p/b/m
+    seal = (0.03, 0.15)
+    _, flat = shapes_from_logits(visemes, shape_logits, gain=1.0, seal=seal, slope=0.0)
+    _, sloped = shapes_from_logits(visemes, shape_logits, gain=1.0, seal=seal, slope=10.0)
+    flat_gap, sloped_gap = (aperture(s[:, JAW_OPEN].numpy(), s[:, MOUTH_CLOSE].numpy()) for s in (flat, sloped))
+    assert sloped_gap[0] < flat_gap[0] / 5  # the nearly shut mouth seals (almost) fully ...
+    assert sloped_gap[1] > flat_gap[1]  # ... the wide vowel much less
+    assert sloped_gap[1] > 0.8
 
 
 def test_aperture_gain_scales_the_opening_and_keeps_jaw_in_range():
@@ -133,6 +157,10 @@ def test_folding_the_class_prior_divides_it_out_of_the_posterior():
         assert torch.count_nonzero(older.viseme_prior) == 0
         older.load_weights(saved)
         assert torch.allclose(older.viseme_prior, torch.log(weights))
+        reweighted = torch.linspace(2.0, 0.5, len(VISEMES))  # a fine-tune that weighs the visemes anew
+        older.unfold_prior(reweighted)
+        anew = plain * reweighted
+        assert torch.allclose(torch.softmax(older(features)[0], -1), anew / anew.sum(-1, keepdim=True), atol=1e-5)
 
 
 def test_graph_is_static_small_and_tensorrt_friendly():
@@ -225,7 +253,8 @@ def test_corpus_builder_and_trainer_smoke(tmp_path):
     assert not train_voices & set(manifest["splits"]["heldout_voice"]["voices"])
     assert "negative" in train_voices
     train = subprocess.run(
-        [sys.executable, "-m", "models.train", "--corpus", str(corpus), "--out", str(model), "--steps", "5", "--conv", "32", "--hidden", "48"],
+        [sys.executable, "-m", "models.train", "--corpus", str(corpus), "--out", str(model), "--steps", "5", "--conv", "32", "--hidden", "48",
+         "--ema", "0.9", "--closure-weight", "2", "--checkpoints"],
         capture_output=True, text=True, cwd=PROJECT, timeout=600,
     )
     assert train.returncode == 0, train.stderr
@@ -237,6 +266,9 @@ def test_corpus_builder_and_trainer_smoke(tmp_path):
     assert load_learned_model(model).rest_state.shape[-1] == 48
     from models.export import load_weights  # saved weights bring their own sizes back
     assert load_weights(model.with_suffix(".pt")).hidden == 48
+    assert (report["ema"], report["closure_weight"]) == (0.9, 2.0)
+    assert report["viseme_class_weights"]["PP"] > 0
+    assert load_weights(model.parent / "checkpoints" / "step00005.pt").hidden == 48  # the checked state, for models.tune
     # the side-by-side evaluation, in one command, on the smoke corpus's held-out splits
     report = tmp_path / "report"
     evaluation = subprocess.run(

@@ -196,13 +196,16 @@ def test_smoke_build_from_the_real_packages(tmp_path):
     for command in (["models.corpus", "--out", str(synthetic), "--smoke"],
                     ["models.train", "--corpus", str(synthetic), "--real", str(tmp_path), "--out", str(tmp_path / "m.onnx"),
                      "--steps", "4", "--check-every", "2"],
+                    ["models.tune", str(tmp_path / "m.pt"), "--real", str(tmp_path), "--out", str(tmp_path / "tune.json")],
                     ["models.eval", "--real", str(tmp_path), "--no-synthetic", "--model", str(tmp_path / "m.onnx"), "--out", str(tmp_path / "report")]):
         run = subprocess.run([sys.executable, "-m", *command], capture_output=True, text=True, timeout=1200)
         assert run.returncode == 0, run.stderr[-2000:]
     trained = json.loads((tmp_path / "m.train.json").read_text())
     assert trained["check_split"] == "real validation speakers" and trained["chosen_step"] in (2, 4)
+    tuned = json.loads((tmp_path / "tune.json").read_text())
+    assert tuned["chosen"]["weights"] == str(tmp_path / "m.pt") and set(tuned["chosen"]) >= {"validation", "validation_pitch+4st"}
     results = json.loads((tmp_path / "report" / "eval.json").read_text())
-    assert {"validation", "test", "test_pitch+4st", "test_foreign"} <= set(results["splits"])
+    assert {"validation", "validation_pitch+4st", "test", "test_pitch+4st", "test_foreign"} <= set(results["splits"])
     assert set(results["speakers"]["test"]) <= {s for s, split in SPLITS.items() if split == "test"}
     for metrics in results["splits"]["test"].values():
         assert 0.0 <= metrics["false_open_rate"] <= 1.0 and metrics["bursts"] >= 0
@@ -242,11 +245,23 @@ def test_eval_command_scores_a_folder_of_recordings(tmp_path):
     assert empty.returncode == 4 and "transcript" in empty.stderr
 
 
-def test_output_stage_is_chosen_among_candidates_that_keep_the_mouth_shut():
-    from models.tune import choose
+def test_weights_and_output_stage_are_chosen_closest_to_every_target_with_the_mouth_shut():
+    from models.tune import choose, summary
 
-    base = {"closure_recall": 0.8, "open_vowel_recall": 0.8, "aperture_correlation": 0.7, "burst_error_ms": 12.0}
-    results = {(1.0, (0.1, 0.25)): {**base, "false_open_rate": 0.03},
-               (1.5, (0.1, 0.25)): {**base, "open_vowel_recall": 0.99, "false_open_rate": 0.09},  # better, but opens on closures
-               (1.2, (0.1, 0.25)): {**base, "open_vowel_recall": 0.9, "false_open_rate": 0.04}}
-    assert choose(results) == (1.2, (0.1, 0.25))
+    base = {"viseme_accuracy": 0.6, "closure_recall": 0.92, "open_vowel_recall": 0.8, "aperture_correlation": 0.7,
+            "burst_error_ms": 12.0, "false_open_rate": 0.03}
+
+    def both(**changes):  # the same on validation, changed on it pitched up
+        return {"validation": base, "validation_pitch+4st": {**base, **changes}}
+
+    results = {("a.pt", 1.0, (0.1, 0.25), 0.0): both(),
+               ("a.pt", 1.5, (0.1, 0.25), 0.0): both(open_vowel_recall=0.99, false_open_rate=0.09),  # better, but opens on closures
+               ("b.pt", 1.2, (0.1, 0.25), 5.0): both(open_vowel_recall=0.85, closure_recall=0.85),  # 0.05 more open, 0.05 fewer closures
+               ("b.pt", 1.2, (0.05, 0.2), 5.0): both(open_vowel_recall=0.84)}
+    assert choose(results) == ("b.pt", 1.2, (0.05, 0.2), 5.0)
+    results[("a.pt", 1.0, (0.03, 0.15), 10.0)] = both(closure_recall=1.0, open_vowel_recall=0.84, aperture_correlation=0.69)
+    assert choose(results) == ("b.pt", 1.2, (0.05, 0.2), 5.0)  # surplus closures do not pay for a weaker correlation
+    results[("a.pt", 1.0, (0.03, 0.15), 10.0)] = both(closure_recall=1.0, open_vowel_recall=0.84, aperture_correlation=0.7)
+    assert choose(results) == ("a.pt", 1.0, (0.03, 0.15), 10.0)  # level on every target: the better mean wins
+    best = summary(results, choose(results))["best_per_weights"]  # what models/mouth.tune.json keeps
+    assert [(r["weights"], r["seal"]) for r in best] == [("a.pt", (0.03, 0.15)), ("b.pt", (0.05, 0.2))]
