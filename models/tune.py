@@ -76,10 +76,15 @@ def merit(by_split: dict[str, dict]) -> tuple[float, float, float]:
     return -round(float(shortfall), 4), round(float(mean), 4), -float(np.mean(bursts))
 
 
+def rank(by_split: dict[str, dict]) -> tuple:
+    """The rule of the module's docstring as a sort key (higher is better): keeping the mouth shut
+    first, then `merit`."""
+    return all(r["false_open_rate"] <= MAX_FALSE_OPEN for r in by_split.values()), *merit(by_split)
+
+
 def choose(results: dict[Candidate, dict[str, dict]]) -> Candidate:
-    """The rule of the module's docstring; `results` maps each candidate to its metrics per split."""
-    allowed = {k: r for k, r in results.items() if all(m["false_open_rate"] <= MAX_FALSE_OPEN for m in r.values())} or results
-    return max(allowed, key=lambda k: merit(allowed[k]))
+    """The best candidate by `rank`; `results` maps each candidate to its metrics per split."""
+    return max(results, key=lambda k: rank(results[k]))
 
 
 _CASES: dict[str, list[Case]] = {}  # set before the worker processes fork, shared with them
@@ -136,11 +141,10 @@ def summary(results: dict[Candidate, dict[str, dict]], chosen: Candidate) -> dic
         return {"weights": weights, "gain": gain, "seal": seal, "slope": slope, "shortfall": -shortfall, "mean": mean, **results[key]}
 
     best: dict[str, Candidate] = {}
-    for key in results:
-        if key[0] not in best or choose({k: results[k] for k in (best[key[0]], key)}) == key:
-            best[key[0]] = key
+    for key in sorted(results, key=lambda k: rank(results[k])):  # the best of each weights comes last
+        best[key[0]] = key
     return {"rule": __doc__.split("The rule:")[1].split("Print")[0].strip(), "chosen": row(chosen),
-            "best_per_weights": sorted((row(k) for k in best.values()), key=lambda r: (r["shortfall"], -r["mean"]))}
+            "best_per_weights": [row(k) for k in sorted(best.values(), key=lambda k: rank(results[k]), reverse=True)]}
 
 
 if __name__ == "__main__":
