@@ -12,14 +12,18 @@ corrected against acoustic p/b bursts for real speech (`models.real_corpus`). Sp
   nothing); `validation_pitch+4st`, `test_pitch+4st`: the same speakers pitch-shifted up 4
   semitones (a stand-in for children; `models.tune` chooses on both validation splits);
 - `test_foreign`: an Italian speaker (another language, held out whole), aligned through
-  Italian letter-to-sound rules and corrected against its bursts like the English speakers.
+  Italian letter-to-sound rules and corrected against its bursts like the English speakers;
+- `reference_exact`, `reference_aligned`: the synthetic held-out utterances the aligner keeps,
+  scored against their exact timing and against a reference aligned and corrected as real speech
+  is: the difference is what the PocketSphinx reference itself costs each metric
+  (`reference_cases`; the report also scores that reference against the exact timing).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -29,7 +33,8 @@ from firmware_app.analyze import analyze_samples
 from firmware_app.config import InferenceSettings, LoudnessSettings, ModelSettings
 from firmware_app.mouth import create_mouth_model
 from firmware_app.mouth.loudness import LoudnessBaseline
-from models.metrics import HIGHER_IS_BETTER, Tally
+from models.metrics import HIGHER_IS_BETTER, HOP_S, Tally
+from models.targets import VISEME_INDEX, make_targets
 
 Method = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # audio → (viseme probs, aperture)
 SYNTHETIC_SPLITS = ("heldout_sentence", "heldout_voice")
@@ -37,6 +42,7 @@ REAL_SPLITS = ("validation", "test")
 FOREIGN_SPLIT = "test_foreign"
 CHILD_CENTS = 400.0
 METRICS = tuple(HIGHER_IS_BETTER)
+REFERENCE_POOL = "synthetic held-out"
 
 
 @dataclass
@@ -45,6 +51,7 @@ class Case:
     phonemes: list
     speaker: str
     bursts: list[float] | None = None
+    text: str = ""  # the words spoken, where the corpus keeps them
 
 
 def model_method(path: Path, release_timing: bool = True) -> Method:
@@ -120,7 +127,8 @@ def table(results: dict) -> str:
 def synthetic_cases(corpus: Path) -> dict[str, list[Case]]:
     from models.corpus import load_split
 
-    return {split: [Case(r["audio"], r["phonemes"], r["voice"]) for r in load_split(corpus, split)] for split in SYNTHETIC_SPLITS}
+    return {split: [Case(r["audio"], r["phonemes"], r["voice"], text=r["text"]) for r in load_split(corpus, split)]
+            for split in SYNTHETIC_SPLITS}
 
 
 def real_cases(real: Path, child: bool = True, splits: tuple[str, ...] = (*REAL_SPLITS, FOREIGN_SPLIT)) -> dict[str, list[Case]]:
@@ -137,6 +145,33 @@ def real_cases(real: Path, child: bool = True, splits: tuple[str, ...] = (*REAL_
     return cases
 
 
+def reference_cases(corpus: Path) -> tuple[dict[str, list[Case]], dict]:
+    """What a PocketSphinx reference costs: the synthetic held-out utterances labelled twice, with
+    their exact timing (`reference_exact`) and aligned and corrected exactly as real speech is
+    (`reference_aligned`: `folder_cases`), on the utterances the aligner keeps. Every method
+    scored on both shows how much of its shortfall on real speech the reference itself may cause;
+    the info's `agreement` scores the aligned reference as if it were a method, against the exact."""
+    import tempfile
+
+    from firmware_app.sources.audio_file import write_wav
+
+    exact = {f"{split}-{i:03d}": case for split, items in synthetic_cases(corpus).items() for i, case in enumerate(items)}
+    with tempfile.TemporaryDirectory(prefix="ventriloquist-reference-") as tmp:
+        for name, case in exact.items():  # one sub-folder each: the folder's "speaker" names the utterance
+            (Path(tmp) / name).mkdir()
+            write_wav(Path(tmp) / name / "utterance.wav", case.audio)
+            (Path(tmp) / name / "utterance.txt").write_text(case.text, encoding="utf-8")
+        aligned, info = folder_cases(Path(tmp))
+    kept = [replace(exact[c.speaker], speaker=REFERENCE_POOL) for c in aligned]  # one pool: per-voice tables of a few utterances say nothing
+    aligned = [Case(truth.audio, c.phonemes, REFERENCE_POOL, c.bursts) for truth, c in zip(kept, aligned)]  # the same sound, not its 16-bit copy
+    agreement = Tally()
+    for truth, labels in zip(kept, aligned):
+        reference = make_targets(labels.phonemes, int(np.ceil(truth.phonemes[-1][2] / HOP_S)))
+        agreement.add(np.eye(len(VISEME_INDEX))[reference.visemes], reference.aperture, truth.phonemes)
+    info = {**info, "dropped": len(info["dropped"]), "agreement": agreement.results()}
+    return ({"reference_exact": kept, "reference_aligned": aligned} if kept else {}), info
+
+
 def folder_cases(folder: Path) -> tuple[list[Case], dict]:
     """Every audio file in `folder` with a transcript beside it (x.wav + x.txt), aligned and
     corrected against its own bursts (see `models.real_corpus.correct_folder`)."""
@@ -150,10 +185,19 @@ def default_methods(model: Path) -> dict[str, Method]:
     return {"learned model": model_method(model), "loudness baseline": loudness_method, "pylipsync": pylipsync_method}
 
 
+def reference_table(info: dict) -> str:
+    """The aligned reference scored against the exact timing, as if it were a method."""
+    return (f"\n### the aligned reference against the exact timing ({info['kept']} of {info['recordings']} synthetic "
+            f"held-out utterances kept; aligner bias {info['bias_ms']:.1f} ms)\n\n| | " + " | ".join(METRICS) + " |\n|---|"
+            + "---|" * len(METRICS) + f"\n| PocketSphinx reference | {_cells(info['agreement'], METRICS)} |\n")
+
+
 def write_report(results: dict, out: Path, extra: dict | None = None) -> str:
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps({**results, **(extra or {})}, indent=2))
     text = table(results)
+    if extra and "reference" in extra:
+        text += reference_table(extra["reference"])
     (out / "eval.md").write_text(text)
     return text
 
@@ -180,11 +224,15 @@ def main() -> None:
     parser.add_argument("--no-synthetic", action="store_true", help="skip the synthetic splits")
     args = parser.parse_args()
     cases: dict[str, list[Case]] = {} if args.no_synthetic else synthetic_cases(args.corpus)
+    extra = {}
+    if not args.no_synthetic:
+        reference, extra["reference"] = reference_cases(args.corpus)
+        cases.update(reference)
     if args.real is not None:
         cases.update(real_cases(args.real))
     for folder in args.folder:
         cases[folder.name], _ = folder_cases(folder)
-    print(write_report(evaluate(cases, default_methods(args.model)), args.out))
+    print(write_report(evaluate(cases, default_methods(args.model)), args.out, extra))
 
 
 if __name__ == "__main__":

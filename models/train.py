@@ -24,6 +24,7 @@ from firmware_app.features import features_of, pad_silence
 from firmware_app.shapes import BLENDSHAPES, VISEMES
 from models.corpus import load_split
 from models.export import export_onnx, write_golden
+from models.metrics import TOLERANCE_FRAMES
 from models.net import CONTEXT, CONV_CHANNELS, GRU_HIDDEN, LOOKAHEAD, MouthNet, parameter_count
 from models.targets import CLOSE, JAW, VISEME_INDEX, make_targets
 
@@ -86,7 +87,23 @@ def viseme_class_weights(streams: list[Stream], closure_weight: float = 1.0) -> 
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def losses(net: MouthNet, x: torch.Tensor, v: torch.Tensor, b: torch.Tensor, class_weights: torch.Tensor) -> dict[str, torch.Tensor]:
+def window_loss(viseme_logits: torch.Tensor, v: torch.Tensor, frames: int = TOLERANCE_FRAMES) -> torch.Tensor:
+    """−log of the probability the network gives to *any* viseme the reference has within ±`frames`
+    of each frame: what `models.metrics` counts as a hit. An aligned boundary is good to 10–20 ms,
+    so the cross-entropy alone makes the network bet on the aligner's side of every boundary.
+    PP is not forgiven on its neighbours' frames: its probability drives the bilabial seal
+    (`models.net.shapes_from_logits`), and a PP smeared over them sealed the lips around every
+    p/b/m. (Also keeping a PP frame from forgiving its neighbours measured worse in `models.tune`.)"""
+    padded = nn.functional.pad(v[:, None].float(), (frames, frames), mode="replicate")[:, 0].long()
+    nearby = padded.unfold(1, 2 * frames + 1, 1)  # (batch, time, window)
+    allowed = nn.functional.one_hot(nearby, len(VISEMES)).amax(dim=2).bool()
+    allowed[..., VISEME_INDEX["PP"]] = v == VISEME_INDEX["PP"]
+    log_probs = viseme_logits.log_softmax(-1)
+    return -torch.logsumexp(log_probs.masked_fill(~allowed, -torch.inf), dim=-1).mean()
+
+
+def losses(net: MouthNet, x: torch.Tensor, v: torch.Tensor, b: torch.Tensor, class_weights: torch.Tensor,
+           window_weight: float = 0.0) -> dict[str, torch.Tensor]:
     viseme_logits, shape_logits = net(x)
     shapes = torch.sigmoid(shape_logits)
     ce = nn.functional.cross_entropy(viseme_logits.reshape(-1, len(VISEMES)), v.reshape(-1), weight=class_weights, label_smoothing=0.05)
@@ -97,15 +114,19 @@ def losses(net: MouthNet, x: torch.Tensor, v: torch.Tensor, b: torch.Tensor, cla
     weight = 1.0 + BILABIAL_WEIGHT * (v == VISEME_INDEX["PP"]).float()
     aperture_l1 = ((aperture - target_aperture).abs() * weight).mean() / weight.mean()
     total = ce + 4.0 * shape_l1 + 6.0 * aperture_l1
-    return {"total": total, "viseme_ce": ce, "shape_l1": shape_l1, "aperture_l1": aperture_l1}
+    result = {"viseme_ce": ce, "shape_l1": shape_l1, "aperture_l1": aperture_l1}
+    if window_weight > 0:
+        result["viseme_window"] = window_loss(viseme_logits, v)
+        total = total + window_weight * result["viseme_window"]
+    return {"total": total, **result}
 
 
-def evaluate(net: MouthNet, stream: Stream, class_weights: torch.Tensor) -> dict[str, float]:
+def evaluate(net: MouthNet, stream: Stream, class_weights: torch.Tensor, window_weight: float = 0.0) -> dict[str, float]:
     rng = np.random.default_rng(1)
     net.eval()
     with torch.no_grad():
         x, v, b = stream.batch(rng, 32, 400)
-        result = {k: float(val) for k, val in losses(net, x, v, b, class_weights).items()}
+        result = {k: float(val) for k, val in losses(net, x, v, b, class_weights, window_weight).items()}
         viseme_logits, _ = net(x)
         result["frame_accuracy"] = float((viseme_logits.argmax(-1) == v).float().mean())
     net.train()
@@ -133,7 +154,7 @@ def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, ba
           real: Path | None = None, real_fraction: float = 0.5, init: Path | None = None, lr: float = 2e-3,
           threads: int = 0, check_every: int = 200, feature_augment: bool = False, dropout: float = 0.0,
           conv: int = CONV_CHANNELS, hidden: int = GRU_HIDDEN, ema: float = 0.0, closure_weight: float = 1.0,
-          checkpoints: bool = False) -> dict:
+          checkpoints: bool = False, window_weight: float = 0.0) -> dict:
     """Synthetic `corpus` (exact timing), plus the real-speech corpus `real` (aligned, augmented)
     when given: each batch takes `real_fraction` of its crops from real speech, and the weights
     kept are those that scored best on the real validation speakers (never the test speakers).
@@ -142,7 +163,8 @@ def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, ba
     `hidden` size the network (an `init` brings its own sizes). `ema` > 0 checks and keeps an
     exponential moving average of the weights (this decay per step) instead of the raw weights.
     `checkpoints` saves every checked state (prior folded, like the final `.pt`) under
-    `<out dir>/checkpoints/`, for `models.tune` to choose among on the validation metrics."""
+    `<out dir>/checkpoints/`, for `models.tune` to choose among on the validation metrics.
+    `window_weight` adds that much of `window_loss` to the cross-entropy."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     torch.set_num_threads(threads or max(1, torch.get_num_threads()))
@@ -187,7 +209,7 @@ def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, ba
         x, v, b = (torch.cat(tensors) for tensors in zip(*parts))
         if feature_augment:
             x = augment_features(x, rng, mean)
-        result = losses(net, x, v, b, class_weights)
+        result = losses(net, x, v, b, class_weights, window_weight)
         optimizer.zero_grad()
         result["total"].backward()
         nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -197,7 +219,7 @@ def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, ba
         step += 1
         progress.update(1)
         if step % check_every == 0 or step == max_steps:
-            check = evaluate(checked, check_stream, class_weights)
+            check = evaluate(checked, check_stream, class_weights, window_weight)
             history.append({"step": step, "train_total": float(result["total"]), **{f"check_{k}": v for k, v in check.items()}})
             progress.set_postfix(loss=f"{float(result['total']):.3f}", acc=f"{check['frame_accuracy']:.3f}")
             if check["total"] < best[0]:
@@ -232,6 +254,7 @@ def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, ba
         "init": str(init) if init else None,
         "ema": ema,
         "closure_weight": closure_weight,
+        "window_weight": window_weight,
         "lr": lr,
         "viseme_class_weights": dict(zip(VISEMES, [round(float(w), 4) for w in class_weights])),  # folded out after training
         "batch": batch,
@@ -265,11 +288,14 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=GRU_HIDDEN, help="GRU state size")
     parser.add_argument("--ema", type=float, default=0.0, help="check and keep a moving average of the weights with this decay per step (0: off)")
     parser.add_argument("--closure-weight", type=float, default=1.0, help="multiply PP's viseme loss weight by this")
+    parser.add_argument("--window-loss", type=float, default=0.0,
+                        help="weight of a viseme loss that accepts any label the reference has within ±30 ms, PP excepted (window_loss)")
     parser.add_argument("--checkpoints", action="store_true", help="save every checked state under <out dir>/checkpoints/ for models.tune")
     args = parser.parse_args()
     report = train(args.corpus, args.out, args.minutes, args.steps, args.seed, args.batch, args.frames, args.real,
                    args.real_fraction, args.init, args.lr, args.threads, args.check_every, args.feature_augment, args.dropout,
-                   args.conv, args.hidden, args.ema, args.closure_weight, args.checkpoints)
+                   args.conv, args.hidden, args.ema, args.closure_weight, args.checkpoints,
+                   args.window_loss)
     print(json.dumps({k: v for k, v in report.items() if k != "history"}, indent=2))
 
 

@@ -236,6 +236,27 @@ def test_corrupt_mouth_model_is_a_clear_error(tmp_path):
     assert "cannot be loaded" in result.stderr and "fix:" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_the_window_loss_forgives_a_label_within_the_metrics_tolerance_only():
+    torch = pytest.importorskip("torch", reason="needs the train extra (PyTorch)")
+    from models.metrics import TOLERANCE_FRAMES
+    from models.train import window_loss
+
+    reference = torch.tensor([[0] * 10 + [5] * 10])
+    def switching_at(frame: int, to: int = 5) -> torch.Tensor:  # a confident network that moves from viseme 0 to `to` at `frame`
+        logits = torch.full((1, 20, len(VISEMES)), -8.0)
+        logits[0, :frame, 0], logits[0, frame:, to] = 8.0, 8.0
+        return logits
+    early, on_time, late = (window_loss(switching_at(10 + shift), reference) for shift in (-TOLERANCE_FRAMES, 0, TOLERANCE_FRAMES + 2))
+    assert early < 0.01 and on_time < 0.01  # any label the metric accepts costs nothing
+    assert late > 1.0  # two frames past the tolerance: two frames of a wrong, confident answer
+    cross_entropy = torch.nn.functional.cross_entropy(switching_at(7).reshape(-1, len(VISEMES)), reference.reshape(-1))
+    assert cross_entropy > 1.0  # where the plain cross-entropy punishes the same early switch
+    pp = VISEMES.index("PP")
+    to_pp = torch.tensor([[0] * 10 + [pp] * 10])
+    assert window_loss(switching_at(10, pp), to_pp) < 0.01
+    assert window_loss(switching_at(10 - TOLERANCE_FRAMES, pp), to_pp) > 1.0  # PP, which drives the lip seal, is never forgiven
+
+
 def test_corpus_builder_and_trainer_smoke(tmp_path):
     """CI's smoke run of the documented full pipeline: a tiny corpus, a few steps, a loadable export."""
     pytest.importorskip("torch", reason="needs the train extra (PyTorch)")
@@ -254,7 +275,7 @@ def test_corpus_builder_and_trainer_smoke(tmp_path):
     assert "negative" in train_voices
     train = subprocess.run(
         [sys.executable, "-m", "models.train", "--corpus", str(corpus), "--out", str(model), "--steps", "5", "--conv", "32", "--hidden", "48",
-         "--ema", "0.9", "--closure-weight", "2", "--checkpoints"],
+         "--ema", "0.9", "--closure-weight", "2", "--checkpoints", "--window-loss", "1"],
         capture_output=True, text=True, cwd=PROJECT, timeout=600,
     )
     assert train.returncode == 0, train.stderr
@@ -266,7 +287,8 @@ def test_corpus_builder_and_trainer_smoke(tmp_path):
     assert load_learned_model(model).rest_state.shape[-1] == 48
     from models.export import load_weights  # saved weights bring their own sizes back
     assert load_weights(model.with_suffix(".pt")).hidden == 48
-    assert (report["ema"], report["closure_weight"]) == (0.9, 2.0)
+    assert (report["ema"], report["closure_weight"], report["window_weight"]) == (0.9, 2.0, 1.0)
+    assert "check_viseme_window" in report["history"][-1]
     assert report["viseme_class_weights"]["PP"] > 0
     assert load_weights(model.parent / "checkpoints" / "step00005.pt").hidden == 48  # the checked state, for models.tune
     # the side-by-side evaluation, in one command, on the smoke corpus's held-out splits
@@ -277,8 +299,8 @@ def test_corpus_builder_and_trainer_smoke(tmp_path):
     )
     assert evaluation.returncode == 0, evaluation.stderr
     results = json.loads((report / "eval.json").read_text())["splits"]
-    assert set(results) == {"heldout_sentence", "heldout_voice"}
+    assert set(results) == {"heldout_sentence", "heldout_voice", "reference_exact", "reference_aligned"}
     for split in results.values():
         assert set(split) == {"learned model", "loudness baseline", "pylipsync"}
         assert all(0 <= m["viseme_accuracy"] <= 1 and m["frames"] > 0 for m in split.values())
-    assert "| learned model |" in (report / "eval.md").read_text()
+    assert "| learned model |" in (report / "eval.md").read_text() and "| PocketSphinx reference |" in (report / "eval.md").read_text()

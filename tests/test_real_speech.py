@@ -265,3 +265,28 @@ def test_weights_and_output_stage_are_chosen_closest_to_every_target_with_the_mo
     assert choose(results) == ("a.pt", 1.0, (0.03, 0.15), 10.0)  # level on every target: the better mean wins
     best = summary(results, choose(results))["best_per_weights"]  # what models/mouth.tune.json keeps
     assert [(r["weights"], r["seal"]) for r in best] == [("a.pt", (0.03, 0.15)), ("b.pt", (0.05, 0.2))]
+
+
+def test_the_aligned_reference_is_scored_against_the_exact_timing(tmp_path):
+    """`models.eval.reference_cases`: held-out synthetic speech labelled twice, exactly and by the
+    aligner as real speech is, so the report can say what the PocketSphinx reference itself costs."""
+    pytest.importorskip("pocketsphinx", reason="needs the train extra")
+    from models import synth
+    from models.eval import reference_cases, reference_table
+
+    lines = {"heldout_sentence": ["Bob bought a big blue boat.", "Put the paper back in the box."],
+             "heldout_voice": ["My mother makes apple pie.", "Maybe the baby can play."]}
+    for split, texts in lines.items():
+        voice = "en-us" if split == "heldout_sentence" else "en-us+m3"
+        records = [{"audio": u.audio, "phonemes": u.phonemes, "voice": u.voice, "text": u.text}
+                   for u in (synth.espeak_utterance(text, voice) for text in texts)]
+        np.save(tmp_path / f"{split}.npy", np.array(records, dtype=object), allow_pickle=True)
+    cases, info = reference_cases(tmp_path)
+    exact, aligned = cases["reference_exact"], cases["reference_aligned"]
+    assert info["kept"] == len(exact) == len(aligned) >= 3 and info["recordings"] == 4
+    for truth, labelled in zip(exact, aligned):
+        assert truth.speaker == labelled.speaker and np.array_equal(truth.audio, labelled.audio)
+        assert labelled.phonemes != truth.phonemes  # the aligner's own boundaries, not a copy of the exact ones
+    agreement = info["agreement"]
+    assert 0.6 < agreement["viseme_accuracy"] < 1.0 and agreement["closures"] >= 10
+    assert "| PocketSphinx reference |" in reference_table(info)
