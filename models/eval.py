@@ -145,17 +145,17 @@ def real_cases(real: Path, child: bool = True, splits: tuple[str, ...] = (*REAL_
     return cases
 
 
-def reference_cases(corpus: Path) -> tuple[dict[str, list[Case]], dict]:
-    """What a PocketSphinx reference costs: the synthetic held-out utterances labelled twice, with
-    their exact timing (`reference_exact`) and aligned and corrected exactly as real speech is
-    (`reference_aligned`: `folder_cases`), on the utterances the aligner keeps. Every method
+def reference_cases(synthetic: dict[str, list[Case]]) -> tuple[dict[str, list[Case]], dict]:
+    """What a PocketSphinx reference costs: the `synthetic` held-out utterances (`synthetic_cases`)
+    labelled twice, with their exact timing (`reference_exact`) and aligned and corrected exactly
+    as real speech is (`reference_aligned`: `folder_cases`), on the utterances the aligner keeps. Every method
     scored on both shows how much of its shortfall on real speech the reference itself may cause;
     the info's `agreement` scores the aligned reference as if it were a method, against the exact."""
     import tempfile
 
     from firmware_app.sources.audio_file import write_wav
 
-    exact = {f"{split}-{i:03d}": case for split, items in synthetic_cases(corpus).items() for i, case in enumerate(items)}
+    exact = {f"{split}-{i:03d}": case for split, items in synthetic.items() for i, case in enumerate(items)}
     with tempfile.TemporaryDirectory(prefix="ventriloquist-reference-") as tmp:
         for name, case in exact.items():  # one sub-folder each: the folder's "speaker" names the utterance
             (Path(tmp) / name).mkdir()
@@ -223,10 +223,11 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, action="append", default=[], help="a folder of WAV + transcript to add as its own split")
     parser.add_argument("--no-synthetic", action="store_true", help="skip the synthetic splits")
     args = parser.parse_args()
-    cases: dict[str, list[Case]] = {} if args.no_synthetic else synthetic_cases(args.corpus)
+    cases: dict[str, list[Case]] = {}
     extra = {}
     if not args.no_synthetic:
-        reference, extra["reference"] = reference_cases(args.corpus)
+        cases = synthetic_cases(args.corpus)
+        reference, extra["reference"] = reference_cases(cases)
         cases.update(reference)
     if args.real is not None:
         cases.update(real_cases(args.real))

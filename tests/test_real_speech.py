@@ -272,7 +272,7 @@ def test_the_aligned_reference_is_scored_against_the_exact_timing(tmp_path):
     aligner as real speech is, so the report can say what the PocketSphinx reference itself costs."""
     pytest.importorskip("pocketsphinx", reason="needs the train extra")
     from models import synth
-    from models.eval import reference_cases, reference_table
+    from models.eval import reference_cases, reference_table, synthetic_cases
 
     lines = {"heldout_sentence": ["Bob bought a big blue boat.", "Put the paper back in the box."],
              "heldout_voice": ["My mother makes apple pie.", "Maybe the baby can play."]}
@@ -281,7 +281,7 @@ def test_the_aligned_reference_is_scored_against_the_exact_timing(tmp_path):
         records = [{"audio": u.audio, "phonemes": u.phonemes, "voice": u.voice, "text": u.text}
                    for u in (synth.espeak_utterance(text, voice) for text in texts)]
         np.save(tmp_path / f"{split}.npy", np.array(records, dtype=object), allow_pickle=True)
-    cases, info = reference_cases(tmp_path)
+    cases, info = reference_cases(synthetic_cases(tmp_path))
     exact, aligned = cases["reference_exact"], cases["reference_aligned"]
     assert info["kept"] == len(exact) == len(aligned) >= 3 and info["recordings"] == 4
     for truth, labelled in zip(exact, aligned):
