@@ -9,11 +9,13 @@ setup(
     long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    # `models` (training, evaluation) comes along for `ventriloquist eval`; it imports its tools
-    # (the `train` extra) only when used.
-    # `calibration` holds `ventriloquist enroll` (a person's face pack) and its script.
-    packages=find_packages(include=["firmware_app", "firmware_app.*", "models", "calibration"]),
-    package_data={"firmware_app": ["assets/*", "console/static/*", "console/static/vendor/*"], "calibration": ["enroll_script.txt"]},
+    # The appliance only: the lab (`models`: training and evaluation; `calibration`: renderer
+    # fidelity reports) runs from a checkout and is not installed (tests/test_layout.py keeps the
+    # runtime from importing it). The shipped mouth model is package data beside the media.
+    packages=find_packages(include=["firmware_app", "firmware_app.*"]),
+    package_data={
+        "firmware_app": ["assets/*.*", "assets/models/*", "web/console/static/*.*", "web/console/static/vendor/*", "face/enroll_script.txt"],
+    },
     install_requires=[
         "numpy>=1.24",
         # mediapipe depends on the contrib build; asking for plain opencv-python too would install

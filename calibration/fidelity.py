@@ -28,7 +28,7 @@ from firmware_app.render.mouth import planned_gap
 from firmware_app.render.rig import FUNNEL_NARROW, PUCKER_NARROW, FaceFrame
 from firmware_app.sources.base import fit_frame
 from firmware_app.sources.video_file import decode_frames
-from firmware_app.tracker import FaceTracker
+from firmware_app.face.tracker import FaceTracker
 
 SIZE = (1280, 720)
 APERTURES = (0.0, 0.25, 0.5, 0.75, 1.0)

@@ -28,7 +28,7 @@ import numpy as np
 from calibration.fidelity import Measurer, lip_gap
 from firmware_app.assets import BUNDLED_DIR
 from firmware_app.config import RendererSettings, Settings
-from firmware_app.features import features_of
+from firmware_app.audio.features import features_of
 from firmware_app.frames import Face, MouthShape, VideoFrame
 from firmware_app.mouth import create_mouth_model
 from firmware_app.mouth.track import MouthTrack
@@ -38,7 +38,7 @@ from firmware_app.shapes import VISEMES
 from firmware_app.sources.audio_file import decode_audio
 from firmware_app.sources.base import fit_frame
 from firmware_app.sources.video_file import decode_frames
-from firmware_app.tracker import FaceTracker
+from firmware_app.face.tracker import FaceTracker
 from models.targets import STYLES
 
 PROJECT = Path(__file__).resolve().parent.parent

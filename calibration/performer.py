@@ -18,12 +18,12 @@ import cv2
 import numpy as np
 
 from firmware_app.config import RendererSettings, TrackerSettings
-from firmware_app.expression import pulse
+from firmware_app.face.expression import pulse
 from firmware_app.frames import VideoFrame
 from firmware_app.render import animate_face
 from firmware_app.sinks.file import FileSink
 from firmware_app.sources.base import fit_frame
-from firmware_app.tracker import FaceTracker
+from firmware_app.face.tracker import FaceTracker
 
 FPS = 30.0
 SIZE = (640, 480)

@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from firmware_app.errors import MissingFileError, ModelError
-from firmware_app.fileutil import write_atomically
+from firmware_app.platform.fileutil import write_atomically
 
 log = logging.getLogger(__name__)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-BUNDLED_DIR = PACKAGE_DIR / "assets"
-PROJECT_DIR = PACKAGE_DIR.parent
+BUNDLED_DIR = PACKAGE_DIR / "assets"  # package data: media, the shipped mouth model, the fetched face model
 
 
 @dataclass(frozen=True)
@@ -48,14 +47,23 @@ FACE_LANDMARKER = ModelFile(
 
 
 def resolve_path(text: str) -> Path:
-    """A config path: `bundled://name`, absolute, or relative to the working directory then the project."""
+    """A config path: `bundled://name` (the package's own files), absolute, or relative to the
+    working directory, else to the bundled files: `models/mouth.onnx`, as configs written before
+    the shipped models moved into the package say, still names the shipped model."""
     if text.startswith("bundled://"):
         return BUNDLED_DIR / text.removeprefix("bundled://")
     path = Path(text).expanduser()
     if path.is_absolute() or path.exists():
         return path
-    in_project = PROJECT_DIR / path
-    return in_project if in_project.exists() else path
+    bundled = BUNDLED_DIR / path
+    return bundled if bundled.exists() else path
+
+
+def writable_path(text: str) -> Path:
+    """Where a file a config names is to be put: where `resolve_path` finds it, else, for a
+    relative name, among the bundled files (where `resolve_path` will look for it next)."""
+    path = resolve_path(text)
+    return path if path.is_absolute() or path.exists() else BUNDLED_DIR / path
 
 
 def sha256_of(path: Path) -> str:

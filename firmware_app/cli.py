@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_app import __version__
-from firmware_app.logrepeat import RepeatLimiter
+from firmware_app.platform.logrepeat import RepeatLimiter
 from firmware_app.config import Settings, default_yaml, load_settings, with_changes
 from firmware_app.pipeline import build_pipeline, render_offline
 from firmware_app.errors import CameraMissingError, ConfigError, ExitCode, VentriloquistError
@@ -100,12 +100,6 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--model", choices=["learned", "loudness"], help="override model.kind")
     analyze.set_defaults(handler=cmd_analyze)
 
-    evaluate = commands.add_parser("eval", help="score the mouth model and its peers on a folder of recordings + transcripts")
-    evaluate.add_argument("folder", type=Path, help="folder of x.wav (any audio format) with x.txt transcripts; sub-folders = speakers")
-    evaluate.add_argument("--model", type=Path, default=None, help="mouth model (.onnx; default: the shipped one)")
-    evaluate.add_argument("--out", type=Path, default=Path("eval-report"), help="folder for eval.md and eval.json")
-    evaluate.set_defaults(handler=cmd_eval)
-
     doctor = commands.add_parser("doctor", help="what this machine has, and the fix for what it lacks")
     doctor.add_argument("--config", type=Path)
     doctor.add_argument("--selftest", action="store_true", help="also run the golden parity check on the active backend")
@@ -157,8 +151,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not realtime:
         build_pipeline(settings, realtime=False).run(stop)
         return ExitCode.OK
-    from firmware_app.health import LiveState
-    from firmware_app.live import LiveMetrics
+    from firmware_app.web.server import LiveState
+    from firmware_app.runners.live import LiveMetrics
 
     live = LiveState(path, settings)  # what /metrics and the console see
     server = _start_health(settings, live)
@@ -190,7 +184,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _start_health(settings: Settings, live):
     if not settings.health.enabled:
         return None
-    from firmware_app.health import HealthServer
+    from firmware_app.web.server import HealthServer
 
     server = HealthServer(settings, live)
     try:
@@ -206,7 +200,7 @@ def _wait_for_valid_config(error: VentriloquistError, stop: threading.Event, rel
     """Kiosk start with a broken config: refuse to start, show why on the screen and in the log,
     and wait for a fixed file (SIGHUP) or a stop. None when stopped. Meanwhile the console serves
     the file's editor, so it can be fixed from a browser."""
-    from firmware_app.health import LiveState, rescue_settings
+    from firmware_app.web.server import LiveState, rescue_settings
     from firmware_app.sinks.error_card import ErrorCard
 
     log.error("refusing to start: %s", error)
@@ -267,23 +261,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from firmware_app.errors import MissingFileError
-
-    try:
-        from models.eval import evaluate_folder
-    except ImportError as exc:
-        raise VentriloquistError(f"`eval` needs the training tools ({exc.name} is missing)",
-                                 "pip install -e '.[train]' (or bash scripts/setup.sh --dev)") from None
-    try:
-        print(evaluate_folder(args.folder, args.model, args.out))
-    except FileNotFoundError as exc:
-        raise MissingFileError(str(exc).split(": give")[0], "give a folder of recordings (x.wav) with transcripts beside them (x.txt)") from None
-    return ExitCode.OK
-
-
 def cmd_enroll(args: argparse.Namespace) -> int:
-    from calibration.enroll import enroll_command
+    from firmware_app.face.enroll import enroll_command
 
     settings = load_settings(args.config)
     print(enroll_command(args.clip, args.out, args.consent, settings.tracker.model_path, args.holdout, args.report, args.holdout_at))
@@ -291,7 +270,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from firmware_app import analyze
+    from firmware_app.tools import analyze
     from firmware_app.mouth import create_mouth_model
 
     settings = load_settings(_config_path(args.config))
@@ -327,20 +306,20 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from firmware_app.doctor import print_report, run_checks
+    from firmware_app.tools.doctor import print_report, run_checks
 
     settings = load_settings(_config_path(args.config))
     checks = run_checks(settings)
     if args.selftest:
-        from firmware_app.doctor import selftest
+        from firmware_app.tools.doctor import selftest
 
         checks.append(selftest(settings))
     if args.device:
-        from firmware_app.doctor import device_checks
+        from firmware_app.tools.doctor import device_checks
 
         checks += device_checks(settings)
     if args.capture:
-        from firmware_app.doctor import capture_check
+        from firmware_app.tools.doctor import capture_check
 
         checks.append(capture_check(settings, args.capture))
     print_report(checks)
@@ -350,7 +329,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_engine_build(args: argparse.Namespace) -> int:
     """Under `auto` a failed build or parity check is a logged downgrade to ONNX Runtime (exit 0, the
     kiosk still starts); with `tensorrt` forced it is an error."""
-    from firmware_app.doctor import build_and_check_engine
+    from firmware_app.tools.doctor import build_and_check_engine
     from firmware_app.errors import DeviceError
     from firmware_app.inference import as_device_error, describe_failure, tensorrt_usable
 
@@ -377,21 +356,21 @@ def cmd_engine_build(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from firmware_app.bench import run_bench
+    from firmware_app.tools.bench import run_bench
 
     settings = load_settings(_config_path(args.config))
     if args.what == "latency":
-        from firmware_app.latency import run_latency_bench
+        from firmware_app.tools.latency import run_latency_bench
 
         print(run_latency_bench(settings, args.play_sink, args.events))
     elif args.what == "soak":
-        from firmware_app.soak import run_soak
+        from firmware_app.tools.soak import run_soak
 
         soak = run_soak(settings, args.minutes)
         print(soak)
         return ExitCode.FAILURE if soak.failures else ExitCode.OK
     elif args.what == "load":
-        from firmware_app.loadbench import run_load_bench
+        from firmware_app.tools.loadbench import run_load_bench
 
         result = run_load_bench(settings, args.busy, args.seconds)
         print(result.line())
@@ -402,11 +381,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_models_fetch(args: argparse.Namespace) -> int:
-    from firmware_app.assets import PROJECT_DIR, fetch_model
+    from firmware_app.assets import fetch_model, writable_path
 
-    dest = args.dest or Path(load_settings(_config_path(None)).tracker.model_path)
-    if not dest.is_absolute():
-        dest = PROJECT_DIR / dest
+    dest = args.dest or writable_path(load_settings(_config_path(None)).tracker.model_path)
     print(f"face model ready: {fetch_model(dest)}")
     return ExitCode.OK
 

@@ -82,7 +82,7 @@ class ModelSettings(Section):
     kind: Literal["learned", "loudness"] = Field(
         "learned", description="mouth model: learned (lip sync from speech) or loudness (baseline: jaw follows the level)"
     )
-    path: str = Field("models/mouth.onnx", description="the learned model's ONNX file")
+    path: str = Field("bundled://models/mouth.onnx", description="the learned model's ONNX file")
     release_timing: bool = Field(
         True, description="the lips part at the p/b burst heard in the sound, to the millisecond (the model alone places it to a frame or two)"
     )
@@ -101,7 +101,7 @@ class InferenceSettings(Section):
 
 class TrackerSettings(Section):
     model_path: str = Field(
-        "models/face_landmarker.task",
+        "bundled://models/face_landmarker.task",
         description="MediaPipe face landmarker file (fetched by `ventriloquist models fetch`)",
     )
     max_faces: int = Field(2, ge=1, le=8, description="faces to look for; one of them is animated (see pick)")

@@ -18,18 +18,18 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from firmware_app.config import IdleSettings, Settings, with_changes
-from firmware_app.expression import Puppeteer
-from firmware_app.features import FeatureStream
+from firmware_app.face.expression import Puppeteer
+from firmware_app.audio.features import FeatureStream
 from firmware_app.frames import AudioBlock, VideoFrame
 from firmware_app.mouth import MouthModel, create_mouth_model, fallback_model
 from firmware_app.mouth.track import MouthTrack
-from firmware_app.passthrough import VoicePassthrough, passthrough_delay_s
+from firmware_app.audio.passthrough import VoicePassthrough, passthrough_delay_s
 from firmware_app.render import Renderer
-from firmware_app.sdnotify import Notifier
+from firmware_app.platform.sdnotify import Notifier
 from firmware_app.sinks import Sink, open_sink
 from firmware_app.sources import AudioSource, VideoSource, open_audio_source, open_video_source
-from firmware_app.stats import StageStats
-from firmware_app.tracker import FaceTracker
+from firmware_app.runners.stats import StageStats
+from firmware_app.face.tracker import FaceTracker
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +99,9 @@ class Pipeline:
 
     def run(self, stop: threading.Event | None = None, reload: threading.Event | None = None, metrics=None):
         """Until the sources end or `stop`/`reload` is set. Live (paced) pipelines run on threads
-        (`firmware_app.live`) and return their LiveMetrics; offline renders return StageStats."""
+        (`firmware_app.runners.live`) and return their LiveMetrics; offline renders return StageStats."""
         if self.realtime:
-            from firmware_app.live import LiveMetrics, run_live
+            from firmware_app.runners.live import LiveMetrics, run_live
 
             return run_live(self, stop or threading.Event(), reload or threading.Event(), metrics or LiveMetrics())
         return self._run_offline(stop)

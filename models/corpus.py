@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from firmware_app.features import features_of
+from firmware_app.audio.features import features_of
 from models import augment, synth
 from models.targets import frame_count, make_targets
 

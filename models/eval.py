@@ -1,7 +1,7 @@
 """Evaluate the learned model side by side with its peers, per split and per speaker.
 
-    python -m models.eval --corpus build/corpus --real build/real --model models/mouth.onnx --out models/report
-    ventriloquist eval DIR [--model models/mouth.onnx] [--out report/]   # any folder of WAV + transcript
+    python -m models.eval --corpus build/corpus --real build/real --model firmware_app/assets/models/mouth.onnx --out models/report
+    python -m models.eval DIR [--model M.onnx] [--out eval-report/]   # any folder of WAV + transcript
 
 Every method hears the same audio and is scored by `models.metrics` against the reference made
 from phoneme timing: exact for the synthetic splits (`models.corpus`), aligned by pocketsphinx and
@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from firmware_app.analyze import analyze_samples
+from firmware_app.assets import resolve_path
+from firmware_app.errors import MissingFileError
+from firmware_app.tools.analyze import analyze_samples
 from firmware_app.config import InferenceSettings, LoudnessSettings, ModelSettings
 from firmware_app.mouth import create_mouth_model
 from firmware_app.mouth.loudness import LoudnessBaseline
@@ -202,27 +205,30 @@ def write_report(results: dict, out: Path, extra: dict | None = None) -> str:
     return text
 
 
-def evaluate_folder(folder: Path, model: Path | None, out: Path) -> str:
-    """`ventriloquist eval DIR`: align the folder, score every method, write out/eval.{md,json}."""
-    from firmware_app.assets import resolve_path
-
+def evaluate_folder(folder: Path, model: Path, out: Path) -> str:
+    """`python -m models.eval DIR`: align the folder, score every method, write out/eval.{md,json}."""
     cases, info = folder_cases(folder)
-    results = evaluate({folder.name: cases}, default_methods(model or resolve_path(ModelSettings().path)))
+    results = evaluate({folder.name: cases}, default_methods(model))
     text = write_report(results, out, {"alignment": info})
     summary = (f"{info['kept']} of {info['recordings']} recordings aligned (aligner bias {info['bias_ms']:.1f} ms from "
                f"{info['b_anchors']} /b/ bursts); report: {out / 'eval.md'}")
     return text + "\n" + summary
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("recordings", type=Path, nargs="?",
+                        help="score only this folder of x.wav (any audio format) with x.txt transcripts; sub-folders = speakers")
     parser.add_argument("--corpus", type=Path, default=Path("build/corpus"), help="synthetic corpus (models.corpus)")
     parser.add_argument("--real", type=Path, default=None, help="real-speech corpus (models.real_corpus)")
-    parser.add_argument("--model", type=Path, default=Path("models/mouth.onnx"))
-    parser.add_argument("--out", type=Path, default=Path("models/report"))
+    parser.add_argument("--model", type=Path, default=None, help="mouth model (.onnx; default: the shipped one)")
+    parser.add_argument("--out", type=Path, default=None, help="folder for eval.md and eval.json (default: models/report, or eval-report for a folder)")
     parser.add_argument("--folder", type=Path, action="append", default=[], help="a folder of WAV + transcript to add as its own split")
     parser.add_argument("--no-synthetic", action="store_true", help="skip the synthetic splits")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    model = args.model or resolve_path(ModelSettings().path)
+    if args.recordings is not None:
+        return _score_folder(args.recordings, model, args.out or Path("eval-report"))
     cases: dict[str, list[Case]] = {}
     extra = {}
     if not args.no_synthetic:
@@ -233,8 +239,20 @@ def main() -> None:
         cases.update(real_cases(args.real))
     for folder in args.folder:
         cases[folder.name], _ = folder_cases(folder)
-    print(write_report(evaluate(cases, default_methods(args.model)), args.out, extra))
+    print(write_report(evaluate(cases, default_methods(model)), args.out or Path("models/report"), extra))
+    return 0
+
+
+def _score_folder(folder: Path, model: Path, out: Path) -> int:
+    """A folder that is not one is the user's mistake: the cause and the fix, no traceback."""
+    try:
+        print(evaluate_folder(folder, model, out))
+    except FileNotFoundError as exc:
+        error = MissingFileError(str(exc).split(": give")[0], "give a folder of recordings (x.wav) with transcripts beside them (x.txt)")
+        print(str(error), file=sys.stderr)
+        return error.exit_code
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

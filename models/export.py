@@ -4,7 +4,7 @@ Relu / Sigmoid / Tanh / Softmax-class operators that TensorRT 10 runs natively. 
 
 Training exports on its own; to re-export saved weights (e.g. after changing the output stage):
 
-    python -m models.export models/mouth.pt --out models/mouth.onnx
+    python -m models.export models/mouth.pt --out firmware_app/assets/models/mouth.onnx
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _export(module: torch.nn.Module, frames: int, hidden: int, out: Path) -> Non
         "ventriloquist.hop_s": "0.01",
         "ventriloquist.visemes": json.dumps(list(VISEMES)),
         "ventriloquist.blendshapes": json.dumps(list(BLENDSHAPES)),
-        "ventriloquist.features": f"level+{N_FEATURES - 1} log-mel, firmware_app.features",
+        "ventriloquist.features": f"level+{N_FEATURES - 1} log-mel, firmware_app.audio.features",
     }
     for key, value in metadata.items():
         entry = model.metadata_props.add()
@@ -77,7 +77,7 @@ def write_golden(onnx_path: Path, steps: int = 300) -> Path:
     import onnxruntime as ort
 
     from firmware_app.assets import BUNDLED_DIR
-    from firmware_app.features import features_of
+    from firmware_app.audio.features import features_of
     from firmware_app.inference.parity import golden_path
     from firmware_app.sources.audio_file import decode_audio
 
@@ -108,7 +108,7 @@ def load_weights(weights: Path) -> MouthNet:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("weights", type=Path, help="the trained state dict (models/mouth.pt)")
-    parser.add_argument("--out", type=Path, default=Path("models/mouth.onnx"))
+    parser.add_argument("--out", type=Path, default=Path("firmware_app/assets/models/mouth.onnx"))
     args = parser.parse_args()
     export_onnx(load_weights(args.weights), args.out)
     print(f"wrote {args.out}, {chunk_path(args.out)} and {write_golden(args.out)}")

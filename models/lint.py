@@ -2,7 +2,7 @@
 ONNX parser runs natively (checked against onnx-tensorrt's docs/operators.md for TensorRT 10, opset
 9–20). The allow-list is deliberately narrow; extend it only after checking that matrix.
 
-    python -m models.lint models/mouth.onnx
+    python -m models.lint firmware_app/assets/models/mouth.onnx
 """
 
 from __future__ import annotations

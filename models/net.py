@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from firmware_app.features import N_MELS
+from firmware_app.audio.features import N_MELS
 from firmware_app.shapes import BLENDSHAPES, JAW_OPEN, MOUTH_CLOSE, VISEMES
 
 N_FEATURES = 1 + N_MELS

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from firmware_app.features import features_of
+from firmware_app.audio.features import features_of
 from models import augment, bursts, italian
 from models.align import align, normalise_transcript
 from models.real_sources import PACKAGES, Recording, decode, fetch, utterances

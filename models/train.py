@@ -1,6 +1,6 @@
 """Train the mouth network on a corpus built by `models.corpus`, then export it to ONNX.
 
-    python -m models.train --corpus build/corpus --out models/mouth.onnx --minutes 30
+    python -m models.train --corpus build/corpus --out firmware_app/assets/models/mouth.onnx --minutes 30
 
 CPU only, fixed seed, a progress bar, and a report (JSON + Markdown) next to the model.
 """
@@ -20,7 +20,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from firmware_app.features import features_of, pad_silence
+from firmware_app.audio.features import features_of, pad_silence
 from firmware_app.shapes import BLENDSHAPES, VISEMES
 from models.corpus import load_split
 from models.export import export_onnx, write_golden
@@ -270,7 +270,7 @@ def train(corpus: Path, out: Path, minutes: float, max_steps: int, seed: int, ba
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, required=True)
-    parser.add_argument("--out", type=Path, default=Path("models/mouth.onnx"))
+    parser.add_argument("--out", type=Path, default=Path("firmware_app/assets/models/mouth.onnx"))
     parser.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget for the optimisation")
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--seed", type=int, default=7)

@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from firmware_app.features import features_of, pad_silence
+from firmware_app.audio.features import features_of, pad_silence
 from firmware_app.mouth.release_timing import retime
-from firmware_app.releases import releases_of
+from firmware_app.audio.stop_bursts import releases_of
 from firmware_app.shapes import JAW_OPEN, MOUTH_CLOSE, aperture
 from models.eval import Case, real_cases
 from models.export import load_weights

@@ -102,7 +102,7 @@ def test_systemd_unit_verifies(tmp_path):
 
 def test_runtime_never_imports_pytorch():
     script = (
-        "import sys, firmware_app.cli, firmware_app.pipeline, firmware_app.doctor, firmware_app.bench\n"
+        "import sys, firmware_app.cli, firmware_app.pipeline, firmware_app.tools.doctor, firmware_app.tools.bench\n"
         "assert 'torch' not in sys.modules, 'the runtime imported torch'\n"
         "print('ok')"
     )

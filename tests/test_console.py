@@ -468,7 +468,7 @@ def test_the_hardened_unit_lets_the_console_write_the_config_folder_only():
 
 
 def test_the_console_writes_plain_names_inside_the_config_folder_only(tmp_path):
-    from firmware_app.console.configfile import ConfigFolder
+    from firmware_app.web.console.configfile import ConfigFolder
     from firmware_app.errors import ConfigError
 
     folder = tmp_path / "etc"
@@ -493,7 +493,7 @@ def test_the_console_writes_plain_names_inside_the_config_folder_only(tmp_path):
 
 def test_on_loopback_only_loopback_names_are_answered():
     from firmware_app.config import Settings, with_changes
-    from firmware_app.console.security import Policy
+    from firmware_app.web.console.security import Policy
 
     loopback = Policy(Settings())
     assert not loopback.token_required
@@ -512,7 +512,7 @@ def test_a_portrait_clip_is_checked_like_a_still(tmp_path):
     import av
 
     from firmware_app.config import DisclosureSettings
-    from firmware_app.console.portrait import check_portrait
+    from firmware_app.web.console.portrait import check_portrait
     from firmware_app.errors import MediaError
 
     face = cv2.resize(cv2.imread(str(PORTRAIT)), (360, 480))
@@ -523,7 +523,7 @@ def test_a_portrait_clip_is_checked_like_a_still(tmp_path):
         for _ in range(25):
             container.mux(stream.encode(av.VideoFrame.from_ndarray(face, format="bgr24")))
         container.mux(stream.encode())
-    model, marked = "models/face_landmarker.task", DisclosureSettings()
+    model, marked = "bundled://models/face_landmarker.task", DisclosureSettings()
     checked = check_portrait(clip.read_bytes(), model, marked)
     assert checked.clip and checked.extension == "mp4" and (checked.width, checked.height) == (360, 480)
     for data, reason in (
@@ -543,7 +543,7 @@ def test_a_face_pack_must_record_consent_and_keep_the_mark(face_pack, monkeypatc
     import zipfile
 
     from firmware_app.config import DisclosureSettings
-    from firmware_app.console.portrait import check_portrait
+    from firmware_app.web.console.portrait import check_portrait
     from firmware_app.errors import ConfigError, MediaError
 
     def changed(edit) -> bytes:
@@ -558,7 +558,7 @@ def test_a_face_pack_must_record_consent_and_keep_the_mark(face_pack, monkeypatc
                 copy.writestr(name, member)
         return out.getvalue()
 
-    model, marked = "models/face_landmarker.task", DisclosureSettings()
+    model, marked = "bundled://models/face_landmarker.task", DisclosureSettings()
     assert check_portrait(face_pack.read_bytes(), model, marked).consent == CONSENT
     with pytest.raises(MediaError, match="the uploaded face pack records no consent statement"):
         check_portrait(changed(lambda m: m.pop("consent")), model, marked)
@@ -566,6 +566,6 @@ def test_a_face_pack_must_record_consent_and_keep_the_mark(face_pack, monkeypatc
         check_portrait(changed(lambda m: m.update(format_version=2)), model, marked)
     with pytest.raises(ConfigError, match="cannot be switched off while a face pack is in use"):
         check_portrait(face_pack.read_bytes(), model, DisclosureSettings(enabled=False))
-    monkeypatch.setattr("firmware_app.console.portrait.MAX_PACK_UNPACKED", 64 * 1024)
+    monkeypatch.setattr("firmware_app.web.console.portrait.MAX_PACK_UNPACKED", 64 * 1024)
     with pytest.raises(MediaError, match=r"the uploaded face pack unpacks to \d+ MiB; a face pack holds at most 0 MiB"):
         check_portrait(face_pack.read_bytes(), model, marked)

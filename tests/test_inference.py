@@ -19,14 +19,14 @@ from onnx import TensorProto, helper
 
 from conftest import PROJECT, SPEECH, cli
 from firmware_app.errors import DeviceError, ExitCode, ModelError
-from firmware_app.fileutil import write_atomically
+from firmware_app.platform.fileutil import write_atomically
 from firmware_app.inference import open_backend, tensorrt_usable
 from firmware_app.inference.engine_cache import EngineCache, EngineKey
 from firmware_app.inference.onnxruntime_backend import OnnxRuntimeBackend
 from firmware_app.inference.parity import FP16_TOLERANCE, FP32_TOLERANCE, check_parity, golden_path
 from models.lint import lint
 
-MODEL = PROJECT / "models" / "mouth.onnx"
+MODEL = PROJECT / "firmware_app" / "assets" / "models" / "mouth.onnx"
 KEY = EngineKey(
     onnx_sha256="a" * 64, tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="8.7",
     sm_count=16, total_memory_mb=62800, l4t_release="# R36 (release), REVISION: 4.0",

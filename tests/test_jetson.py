@@ -118,7 +118,7 @@ def test_run_shows_a_csi_camera_through_gstreamer(tmp_path):
 
 
 def test_kiosk_unit_allows_every_orin_gpu_node_and_binds_the_argus_socket():
-    from firmware_app.doctor import JETSON_DEVICE_NODES, allowed_devices, blocked_nodes
+    from firmware_app.tools.doctor import JETSON_DEVICE_NODES, allowed_devices, blocked_nodes
 
     text = (UNITS / "ventriloquist.service").read_text()
     assert "DevicePolicy=closed" in text
@@ -158,7 +158,7 @@ def test_install_masks_the_desktops_display_manager(tmp_path):
 
 
 def test_doctor_device_finds_orin_nodes_the_sandbox_would_block(tmp_path):
-    from firmware_app.doctor import device_checks
+    from firmware_app.tools.doctor import device_checks
 
     dev = tmp_path / "dev"
     for node in ("nvgpu/igpu0/ctrl", "nvgpu/igpu0/as", "nvmap", "host1x-fence", "dri/renderD128", "nvhost-ctrl-nvdla0"):

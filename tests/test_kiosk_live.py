@@ -293,7 +293,7 @@ def test_a_failing_mouth_model_hands_over_to_its_fallback(faulty_after):
     import threading
 
     from firmware_app.config import Settings, with_changes
-    from firmware_app.live import LiveMetrics
+    from firmware_app.runners.live import LiveMetrics
     from firmware_app.pipeline import build_pipeline
 
     settings = with_changes(Settings(), {
@@ -333,7 +333,7 @@ def test_no_face_in_view_shows_the_picture_untouched(tmp_path):
     import cv2
 
     from firmware_app.config import Settings, with_changes
-    from firmware_app.live import LiveMetrics
+    from firmware_app.runners.live import LiveMetrics
     from firmware_app.pipeline import build_pipeline
 
     empty = tmp_path / "empty.png"
@@ -410,7 +410,7 @@ def test_memory_above_the_limit_restarts_the_kiosk_through_systemd(tmp_path):
 
 
 def test_memory_limit_waits_for_a_quiet_moment_unless_far_above():
-    from firmware_app.memory import MemoryLimitReached, check_memory
+    from firmware_app.platform.memory import MemoryLimitReached, check_memory
 
     now = time.monotonic()
     check_memory(0, 10_000, now - 3600)  # 0: never

@@ -12,16 +12,16 @@ import onnx
 import pytest
 
 from conftest import PROJECT, SPEECH, cli
-from firmware_app.analyze import analyze_samples, stream_samples
+from firmware_app.tools.analyze import analyze_samples, stream_samples
 from firmware_app.errors import ExitCode
-from firmware_app.features import FeatureStream
+from firmware_app.audio.features import FeatureStream
 from firmware_app.frames import AudioBlock
 from firmware_app.mouth.learned import load_learned_model
 from firmware_app.shapes import BLENDSHAPES, VISEMES
 from firmware_app.sources.audio_file import decode_audio
 from models.lint import lint
 
-MODEL = PROJECT / "models" / "mouth.onnx"
+MODEL = PROJECT / "firmware_app" / "assets" / "models" / "mouth.onnx"
 WEIGHTS = PROJECT / "models" / "mouth.pt"
 
 
@@ -52,10 +52,10 @@ def test_streaming_in_any_block_size_equals_one_pass(speech):
 
 def test_export_equals_the_trained_network(speech):
     torch = pytest.importorskip("torch", reason="needs the train extra (PyTorch)")
-    from firmware_app.features import features_of
+    from firmware_app.audio.features import features_of
     from models.export import load_weights
     from models.net import CONTEXT, LOOKAHEAD, shapes_from_logits
-    from firmware_app.features import pad_silence
+    from firmware_app.audio.features import pad_silence
 
     net = load_weights(WEIGHTS)
     features = features_of(speech[: 16000 * 3])

@@ -107,9 +107,9 @@ def test_frames_are_tracked_on_arrival_and_shown_only_once_their_mouth_exists():
     import threading
 
     from firmware_app.config import Settings
-    from firmware_app.live import MAX_BEHIND, CameraThread, LiveMetrics, TrackerThread
+    from firmware_app.runners.live import MAX_BEHIND, CameraThread, LiveMetrics, TrackerThread
     from firmware_app.sources import open_video_source
-    from firmware_app.tracker import FaceTracker
+    from firmware_app.face.tracker import FaceTracker
 
     settings = Settings()
     metrics, stop, progress = LiveMetrics(), threading.Event(), threading.Event()
@@ -187,7 +187,7 @@ def test_a_microphone_slow_to_start_is_waited_for_not_reopened_again_and_again()
     import threading
 
     from firmware_app.config import ModelSettings
-    from firmware_app.live import FIRST_BLOCK_S, LiveMetrics, VoiceThread
+    from firmware_app.runners.live import FIRST_BLOCK_S, LiveMetrics, VoiceThread
     from firmware_app.mouth import create_mouth_model
 
     assert SlowStartingMicrophone.START_S < FIRST_BLOCK_S

@@ -18,7 +18,7 @@ from firmware_app.sources.audio_file import write_wav
 RECORD = """
 import os, sys, time, numpy as np
 from firmware_app.config import Settings
-from firmware_app.priority import make_this_thread_realtime
+from firmware_app.platform.priority import make_this_thread_realtime
 make_this_thread_realtime(-10)  # test equipment (the room): it must not lose sound on a busy machine
 from firmware_app.sources import open_audio_source
 source = open_audio_source(sys.argv[1], Settings(), realtime=True)

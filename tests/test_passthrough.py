@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from firmware_app.frames import SAMPLE_RATE, AudioBlock
-from firmware_app import passthrough
-from firmware_app.passthrough import VoicePassthrough, passthrough_delay_s
+from firmware_app.audio import passthrough
+from firmware_app.audio.passthrough import VoicePassthrough, passthrough_delay_s
 
 
 def pull(line: VoicePassthrough, frames: int) -> np.ndarray:
@@ -122,7 +122,7 @@ def test_the_picture_waits_steadily_for_a_later_voice(trim):
     the picture's natural delay, not the held one (else the two would chase each other upwards)."""
     from types import SimpleNamespace
 
-    from firmware_app.live import PictureHold
+    from firmware_app.runners.live import PictureHold
 
     fps, lag, finish, play = 30.0, 0.070, 0.020, 0.170
     line = SimpleNamespace(follow=True, play_delay_s=play, trim_s=trim)  # trim: the voice that much after the picture

@@ -13,12 +13,12 @@ from calibration.fidelity import Measurer, eye_opening, lip_gap
 from calibration.performer import BLINK_S, BLINKS_AT, script, write_performer_clip
 from conftest import PORTRAIT, SPEECH, cli
 from firmware_app.config import DisclosureSettings, RendererSettings, Settings, TrackerSettings
-from firmware_app.expression import IdleAnimator
+from firmware_app.face.expression import IdleAnimator
 from firmware_app.frames import MouthShape, VideoFrame
 from firmware_app.render import Renderer
-from firmware_app.smoothing import OneEuroFilter
+from firmware_app.face.smoothing import OneEuroFilter
 from firmware_app.sources.base import fit_frame
-from firmware_app.tracker import FaceTracker
+from firmware_app.face.tracker import FaceTracker
 from media import video_frames
 
 FPS = 30.0

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 
+from tests.conftest import PROJECT
 from models import bursts, fotaq, italian
 from models.metrics import Tally, shut_frames
 from models.real_corpus import SOURCE_SPLITS, SPLITS, corrected, judge_alignment
@@ -212,12 +213,14 @@ def test_smoke_build_from_the_real_packages(tmp_path):
 
 
 def test_eval_command_scores_a_folder_of_recordings(tmp_path):
-    """`ventriloquist eval DIR`: any folder of audio + transcript, aligned on the fly."""
+    """`python -m models.eval DIR` (the lab's command): any folder of audio + transcript, aligned on the fly."""
     pytest.importorskip("pocketsphinx", reason="needs the train extra")
     pytest.importorskip("pylipsync", reason="needs the train extra")
     from firmware_app.sources.audio_file import write_wav
     from models import synth
-    from tests.conftest import cli
+
+    def lab_eval(*args: str) -> subprocess.CompletedProcess:  # the lab's command, from the checkout
+        return subprocess.run([sys.executable, "-m", "models.eval", *args], capture_output=True, text=True, timeout=600, cwd=PROJECT)
 
     sentences = {"anna": ["Bob bought a big blue boat.", "Put the paper back in the box."],
                  "ben": ["My mother makes apple pie.", "Maybe the baby can play."]}
@@ -229,7 +232,7 @@ def test_eval_command_scores_a_folder_of_recordings(tmp_path):
             write_wav(tmp_path / "voices" / speaker / f"{i}.wav", utterance.audio)
             (tmp_path / "voices" / speaker / f"{i}.txt").write_text(line)
     (tmp_path / "voices" / "anna" / "untranscribed.wav").write_bytes((tmp_path / "voices" / "anna" / "0.wav").read_bytes())
-    result = cli("eval", str(tmp_path / "voices"), "--out", str(tmp_path / "report"), timeout=600)
+    result = lab_eval(str(tmp_path / "voices"), "--out", str(tmp_path / "report"))
     assert result.returncode == 0, result.stderr
     assert "4 of 4 recordings aligned" in result.stdout
     results = json.loads((tmp_path / "report" / "eval.json").read_text())
@@ -238,10 +241,10 @@ def test_eval_command_scores_a_folder_of_recordings(tmp_path):
     assert learned["closures"] >= 8 and 0.0 <= learned["closure_recall"] <= 1.0
     assert "| learned model |" in (tmp_path / "report" / "eval.md").read_text()
 
-    missing = cli("eval", str(tmp_path / "nowhere"))
+    missing = lab_eval(str(tmp_path / "nowhere"))
     assert missing.returncode == 4 and "fix:" in missing.stderr and "Traceback" not in missing.stderr
     (tmp_path / "empty").mkdir()
-    empty = cli("eval", str(tmp_path / "empty"))
+    empty = lab_eval(str(tmp_path / "empty"))
     assert empty.returncode == 4 and "transcript" in empty.stderr
 
 

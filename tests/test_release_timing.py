@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from conftest import SPEECH
-from firmware_app.analyze import analyze_samples, stream_samples
+from firmware_app.tools.analyze import analyze_samples, stream_samples
 from firmware_app.config import ModelSettings
 from firmware_app.frames import HOP_S, FeatureFrames, MouthShape
 from firmware_app.mouth import create_mouth_model
 from firmware_app.mouth.base import MouthModel
 from firmware_app.mouth.release_timing import CLOSED, PART_MAX_SPEED, PART_S, ReleaseTiming
-from firmware_app.releases import ReleaseDetector, releases_of
+from firmware_app.audio.stop_bursts import ReleaseDetector, releases_of
 from firmware_app.sources.audio_file import decode_audio
 from models.bursts import PART_APERTURE, parting_time
 

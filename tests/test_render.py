@@ -7,10 +7,10 @@ import pytest
 
 from conftest import PORTRAIT, SPEECH, cli
 from firmware_app.config import Settings
-from firmware_app.features import features_of
+from firmware_app.audio.features import features_of
 from firmware_app.frames import Face, VideoFrame
 from firmware_app.sources.audio_file import decode_audio, write_wav
-from firmware_app.tracker import FaceTracker
+from firmware_app.face.tracker import FaceTracker
 from media import audio_samples, stream_durations, video_frames
 
 FPS = 30.0

@@ -12,7 +12,7 @@ from firmware_app.frames import MouthShape, VideoFrame
 from firmware_app.render import Renderer
 from firmware_app.render.mouth import measure_mouth, render_mouth
 from firmware_app.sources import open_video_source
-from firmware_app.tracker import FaceTracker
+from firmware_app.face.tracker import FaceTracker
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from conftest import PORTRAIT, SPEECH
 from firmware_app.config import LoudnessSettings, Settings
 from firmware_app.errors import ConfigError, DeviceError
-from firmware_app.features import HOP, N_MELS, FeatureStream, features_of
+from firmware_app.audio.features import HOP, N_MELS, FeatureStream, features_of
 from firmware_app.frames import HOP_S, SAMPLE_RATE, AudioBlock, FeatureFrames, MouthShape
 from firmware_app.mouth.loudness import LoudnessBaseline
 from firmware_app.mouth.track import MouthTrack

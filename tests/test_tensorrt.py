@@ -21,7 +21,7 @@ from firmware_app.inference import open_backend
 from firmware_app.inference.parity import FP16_TOLERANCE, golden_path
 
 FAKES = Path(__file__).parent / "fakes"
-MODEL = PROJECT / "models" / "mouth.onnx"
+MODEL = PROJECT / "firmware_app" / "assets" / "models" / "mouth.onnx"
 FAKE_MODULES = ("tensorrt", "pycuda", "pycuda.driver")
 FAKE_MODES = [name for name in os.environ if name.startswith(("FAKE_TRT_", "FAKE_CUDA_"))]
 
@@ -211,7 +211,7 @@ def test_auto_uses_tensorrt_when_it_starts(cuda, tmp_path):
 
 def test_an_engine_that_failed_parity_is_never_run_by_auto(cuda, tmp_path, monkeypatch):
     from firmware_app.config import Settings, with_changes
-    from firmware_app.doctor import build_and_check_engine
+    from firmware_app.tools.doctor import build_and_check_engine
 
     settings = with_changes(Settings(), {"inference.engine_dir": str(tmp_path)})
     monkeypatch.setenv("FAKE_TRT_OFFSET", "0.5")  # an engine that computes the wrong thing
@@ -235,9 +235,9 @@ def test_an_engine_that_failed_parity_is_never_run_by_auto(cuda, tmp_path, monke
 
 def test_a_tensorrt_model_that_fails_live_is_closed_when_onnxruntime_takes_over(cuda, tmp_path, monkeypatch):
     from firmware_app.config import ModelSettings
-    from firmware_app.features import FeatureStream
+    from firmware_app.audio.features import FeatureStream
     from firmware_app.frames import AudioBlock
-    from firmware_app.live import LiveMetrics, VoiceThread
+    from firmware_app.runners.live import LiveMetrics, VoiceThread
     from firmware_app.mouth import fallback_model
     from firmware_app.mouth.learned import LearnedMouthModel
     from firmware_app.sources.audio_file import decode_audio

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from firmware_app.errors import ModelError
-from firmware_app.fileutil import write_atomically
+from firmware_app.platform.fileutil import write_atomically
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

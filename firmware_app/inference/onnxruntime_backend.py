@@ -9,7 +9,7 @@ import numpy as np
 from firmware_app.errors import MissingFileError, ModelError
 from firmware_app.inference.base import Backend
 
-MODEL_FIX = "restore the shipped model (git checkout models/mouth.onnx) or retrain it (see models/README.md)"
+MODEL_FIX = "restore the shipped model (git checkout firmware_app/assets/models/mouth.onnx) or retrain it (see models/README.md)"
 
 
 class OnnxRuntimeBackend(Backend):

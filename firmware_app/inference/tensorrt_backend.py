@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from firmware_app.errors import ModelError
-from firmware_app.fileutil import write_atomically
+from firmware_app.platform.fileutil import write_atomically
 from firmware_app.inference.base import Backend
 from firmware_app.inference.engine_cache import EngineCache, EngineKey
 

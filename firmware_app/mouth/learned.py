@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from firmware_app.errors import ModelError
-from firmware_app.features import N_MELS, SILENT_FRAME, pad_silence
+from firmware_app.audio.features import N_MELS, SILENT_FRAME, pad_silence
 from firmware_app.frames import HOP_S, FeatureFrames, MouthShape
 from firmware_app.inference import Backend, open_backend
 from firmware_app.inference.onnxruntime_backend import OnnxRuntimeBackend
@@ -36,7 +36,7 @@ class LearnedMouthModel(MouthModel):
             visemes = json.loads(meta["ventriloquist.visemes"])
             blendshapes = json.loads(meta["ventriloquist.blendshapes"])
         except (KeyError, ValueError):
-            raise ModelError(f"{path} is not a Ventriloquist mouth model (metadata missing)", "use models/mouth.onnx") from None
+            raise ModelError(f"{path} is not a Ventriloquist mouth model (metadata missing)", "use the shipped model (model.path: bundled://models/mouth.onnx)") from None
         if tuple(visemes) != VISEMES or tuple(blendshapes) != BLENDSHAPES:
             raise ModelError(f"{path} predicts other visemes or blendshapes than this version expects", "retrain or update")
         _, self.window, features = backend.input_shapes["features"]

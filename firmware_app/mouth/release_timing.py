@@ -1,5 +1,5 @@
 """The lips part at the burst: a mouth model's output re-timed to the stop releases heard in the
-sound (`firmware_app.releases`).
+sound (`firmware_app.audio.stop_bursts`).
 
 A network that sees 10 ms frames through 25 ms windows places a p/b release to within a frame or
 two either way (on real voices its median error was 18 ms), and a parting that early or late is
@@ -25,7 +25,7 @@ import numpy as np
 
 from firmware_app.frames import HOP_S, FeatureFrames, MouthShape
 from firmware_app.mouth.base import MouthModel
-from firmware_app.releases import CONFIRM_S
+from firmware_app.audio.stop_bursts import CONFIRM_S
 from firmware_app.shapes import BLENDSHAPES, JAW_OPEN, MOUTH_CLOSE
 
 CLOSED = 0.1  # an aperture below this is a closed mouth (models.metrics.CLOSED)

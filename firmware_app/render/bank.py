@@ -1,6 +1,6 @@
 """A person's own mouth: a `MouthSource` that takes the pixels of the opening from a face pack.
 
-A face pack (`NAME.face`, written by `ventriloquist enroll`, see `calibration.enroll`) holds a bank
+A face pack (`NAME.face`, written by `ventriloquist enroll`, see `firmware_app.face.enroll`) holds a bank
 of mouth exemplars of one person, each pre-merged from the clip's frames nearest one mouth shape
 (the weighted median of *Synthesizing Obama*), pose-normalised: stored in the mouth's own frame
 (u along the lips, v down the face, both in face heights, origin at the lip seam) with the inner

@@ -10,7 +10,7 @@ import numpy as np
 
 from firmware_app.errors import DeviceError
 from firmware_app.frames import SAMPLE_RATE, AudioBlock
-from firmware_app.priority import make_this_thread_realtime, realtime_threads_spawned
+from firmware_app.platform.priority import make_this_thread_realtime, realtime_threads_spawned
 from firmware_app.sources.base import AudioSource
 
 log = logging.getLogger(__name__)

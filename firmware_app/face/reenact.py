@@ -21,7 +21,7 @@ ever written to DIR (the test clip's licence forbids committing them).
 Which block is held out matters on a short clip (one block may be all rest), so the same can be
 run as a cross-validation, the clip tracked once and each block held out in turn:
 
-    python -m calibration.reenact CLIP --folds 5 [--at 0.1 …] --out DIR
+    python -m firmware_app.face.reenact CLIP --folds 5 [--at 0.1 …] --out DIR
 
 writes DIR/fold_*/report.json and sheet.png, DIR/folds.json, and prints one table of all blocks.
 """
@@ -43,7 +43,7 @@ from firmware_app.render import Renderer
 from firmware_app.render.bank import MOUTH_BLENDSHAPES, BankRenderer, load_face_pack
 
 if TYPE_CHECKING:
-    from calibration.enroll import Enrollment, TrackedFrame
+    from firmware_app.face.enroll import Enrollment, TrackedFrame
 
 OUTER_LIPS = [61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409]
 MARGIN = (0.25, 0.4)  # the scored box: the outer lips' box grown by these shares of its width, height
@@ -105,7 +105,7 @@ def command(frame: "TrackedFrame", t: float, settings: RendererSettings) -> tupl
 def score_holdout(enrollment: "Enrollment", pack_path: Path, held: list["TrackedFrame"], out_dir: Path, progress: bool = True) -> dict:
     """Re-synthesise the `held` frames through the pack and through the single-photo renderer and
     score both against the real frames; write DIR/report.json and DIR/sheet.png."""
-    from calibration.enroll import _progress, read_clip
+    from firmware_app.face.enroll import _progress, read_clip
 
     if not held:
         raise ValueError("no held-out frame was kept")
@@ -203,7 +203,7 @@ def cross_validate(clip: Path, model_path: str, folds: int, out_dir: Path, extra
     """Hold out each of `folds` equal blocks of `clip` in turn (and a block of the same length from
     each of `extra_starts`), build the bank from the rest and score the block; the clip is tracked
     once. Returns one row per block: its start, frames, the scores and which the bank wins."""
-    from calibration.enroll import build_bank, held_out, track_clip, write_pack
+    from firmware_app.face.enroll import build_bank, held_out, track_clip, write_pack
 
     enrollment = track_clip(clip, model_path, progress=progress)
     share = 1.0 / folds
@@ -244,7 +244,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5, help="equal blocks, each held out in turn (5: fifths)")
     parser.add_argument("--at", type=float, nargs="*", default=(), help="also hold out a block of the same length from these shares of the clip")
     parser.add_argument("--out", type=Path, default=Path("/tmp/reenact-folds"), help="reports and contact sheets (never inside the repository)")
-    parser.add_argument("--model", default="models/face_landmarker.task", help="the MediaPipe face model")
+    parser.add_argument("--model", default="bundled://models/face_landmarker.task", help="the MediaPipe face model")
     args = parser.parse_args()
     print(folds_table(cross_validate(args.clip, args.model, args.folds, args.out, tuple(args.at))))
 

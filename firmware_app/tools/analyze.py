@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from firmware_app.features import FeatureStream, frames_of
+from firmware_app.audio.features import FeatureStream, frames_of
 from firmware_app.frames import HOP_S, SAMPLE_RATE, AudioBlock
 from firmware_app.mouth.base import MouthModel
 from firmware_app.shapes import BLENDSHAPES, JAW_OPEN, MOUTH_CLOSE, VISEMES, aperture

@@ -27,7 +27,7 @@ import numpy as np
 
 from firmware_app.config import Settings, with_changes
 from firmware_app.errors import ConfigError
-from firmware_app.live import LiveMetrics
+from firmware_app.runners.live import LiveMetrics
 
 WARM_UP_S = 5.0  # after the first frame: start-up (model warm-up, the device's first buffers) is not measured
 SAMPLE_S = 0.5

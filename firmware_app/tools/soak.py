@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from firmware_app.config import Settings, with_changes
-from firmware_app.live import LiveMetrics
-from firmware_app.loadbench import TARGETS
-from firmware_app.memory import resident_mb
+from firmware_app.runners.live import LiveMetrics
+from firmware_app.tools.loadbench import TARGETS
+from firmware_app.platform.memory import resident_mb
 
 log = logging.getLogger(__name__)
 

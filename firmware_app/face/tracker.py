@@ -20,7 +20,7 @@ from firmware_app.config import TrackerSettings
 from firmware_app.errors import ModelError
 from firmware_app.frames import Face, VideoFrame
 from firmware_app.resource import Resource
-from firmware_app.smoothing import OneEuroFilter
+from firmware_app.face.smoothing import OneEuroFilter
 
 log = logging.getLogger(__name__)
 

@@ -17,14 +17,14 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from firmware_app.config import Settings
-from firmware_app.console.configfile import ConfigFolder
-from firmware_app.console.portrait import check_portrait
-from firmware_app.console.security import Policy
-from firmware_app.console.status import History, RecentErrors, snapshot
+from firmware_app.web.console.configfile import ConfigFolder
+from firmware_app.web.console.portrait import check_portrait
+from firmware_app.web.console.security import Policy
+from firmware_app.web.console.status import History, RecentErrors, snapshot
 from firmware_app.errors import VentriloquistError
 
 if TYPE_CHECKING:
-    from firmware_app.health import LiveState
+    from firmware_app.web.server import LiveState
 
 log = logging.getLogger(__name__)
 

@@ -34,11 +34,11 @@ import numpy as np
 from firmware_app.assets import sha256_of
 from firmware_app.config import TrackerSettings
 from firmware_app.errors import ExitCode, MediaError, VentriloquistError
-from firmware_app.fileutil import write_atomically
+from firmware_app.platform.fileutil import write_atomically
 from firmware_app.frames import Face, VideoFrame
 from firmware_app.render.bank import EDGE_S, FORMAT_VERSION, GAP_S, MOUTH_BLENDSHAPES, PATCH_U, PATCH_V, descriptor, exemplar_coords, patch_pixels
 from firmware_app.render.mouth import INNER_LOWER, OUTER_LOWER, face_light, measure_mouth
-from firmware_app.tracker import FaceTracker
+from firmware_app.face.tracker import FaceTracker
 
 log = logging.getLogger(__name__)
 
@@ -466,7 +466,7 @@ def enroll(
 ) -> dict:
     """Enroll `clip` into the face pack `out`; with `holdout`, leave that share of the clip (its
     end, or from `holdout_at`) out of the bank and, with `report`, score re-synthesising it
-    (`calibration.reenact`)."""
+    (`firmware_app.face.reenact`)."""
     if not consent or not consent.strip():
         raise UsageError(
             "a face pack is a likeness of a real person and enroll needs their consent statement",
@@ -487,7 +487,7 @@ def enroll(
     manifest = write_pack(out, enrollment, bank, used, consent.strip(), holdout)
     manifest["summary"] = enrollment.summary()
     if report is not None:
-        from calibration.reenact import score_holdout
+        from firmware_app.face.reenact import score_holdout
 
         manifest["report"] = score_holdout(enrollment, out, [f for f in enrollment.kept if f.index in held], report, progress)
     return manifest
@@ -501,7 +501,7 @@ def enroll_command(clip: Path, out: Path, consent: str | None, model_path: str, 
     ap = manifest["aperture_range"]
     lines.append(f"aperture (inner-lip gap, face heights): median {ap['median']}, 95 % {ap['p95']}, max {ap['max']}")
     if "report" in manifest:
-        from calibration.reenact import table
+        from firmware_app.face.reenact import table
 
         lines += [f"held-out scores (also in {report}/report.json, contact sheet {report}/sheet.png):", table(manifest["report"])]
     return "\n".join(lines)

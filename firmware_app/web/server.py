@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from firmware_app.errors import DeviceError
-from firmware_app.live import LiveMetrics
+from firmware_app.runners.live import LiveMetrics
 
 if TYPE_CHECKING:
     from firmware_app.config import Settings
@@ -141,7 +141,7 @@ def metrics_registry(state: LiveState) -> CollectorRegistry:
 def build_app(settings: Settings, state: LiveState) -> Starlette:
     """/healthz and /metrics, and the console at / (when `console.enabled`), behind the console's
     guard: a token off-loopback, same-origin writes, loopback host names only on loopback."""
-    from firmware_app.console.security import Guard, Policy
+    from firmware_app.web.console.security import Guard, Policy
 
     registry = metrics_registry(state)
     policy = Policy(settings)
@@ -155,7 +155,7 @@ def build_app(settings: Settings, state: LiveState) -> Starlette:
 
     routes = [Route("/healthz", healthz), Route("/metrics", metrics)]
     if settings.console.enabled:
-        from firmware_app.console.routes import console_routes
+        from firmware_app.web.console.routes import console_routes
 
         routes.append(Mount("/", routes=console_routes(settings, state, policy)))
     return Starlette(routes=routes, middleware=[Middleware(Guard, policy=policy)])

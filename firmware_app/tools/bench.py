@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from firmware_app.config import Settings, with_changes
-from firmware_app.features import FeatureStream, frames_of
+from firmware_app.audio.features import FeatureStream, frames_of
 from firmware_app.frames import SAMPLE_RATE, AudioBlock, FeatureFrames
 from firmware_app.mouth import create_mouth_model
 from firmware_app.pipeline import render_offline
@@ -56,7 +56,7 @@ def _renderer_line(settings: Settings, size: tuple[int, int] = (1280, 720)) -> s
     does in the demo (idle life: sway, nods, blinks; a performer's turns cost the same warp).
     Each is timed over `RENDERER_PASSES` passes, taken in turn, as timeit does: on a shared
     machine other work only ever adds time, so the best pass is the renderer's own cost."""
-    from firmware_app.expression import IdleAnimator
+    from firmware_app.face.expression import IdleAnimator
     from firmware_app.render import Renderer
     from firmware_app.sources import open_video_source
 
@@ -115,7 +115,7 @@ def bank_line(settings: Settings, pack_path: Path, size: tuple[int, int] = (1280
 
 def _speaking(settings: Settings, frame) -> tuple:  # type: ignore[no-untyped-def]
     """(face, mouth shapes): `frame`'s tracked face and the demo speech's mouth, one shape every 1/30 s."""
-    from firmware_app.tracker import FaceTracker
+    from firmware_app.face.tracker import FaceTracker
 
     with FaceTracker(settings.tracker) as tracker:
         face = tracker.track(frame)

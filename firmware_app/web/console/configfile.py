@@ -13,7 +13,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from firmware_app.config import Settings, settings_from_text
 from firmware_app.errors import ConfigError
-from firmware_app.fileutil import write_atomically
+from firmware_app.platform.fileutil import write_atomically
 
 
 class ConfigFolder:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from firmware_app.assets import FACE_LANDMARKER, resolve_path, sha256_of
+from firmware_app.assets import FACE_LANDMARKER, PACKAGE_DIR, resolve_path, sha256_of
 from firmware_app.config import Settings
 
 
@@ -240,7 +240,7 @@ def device_checks(settings: Settings, dev: Path = Path("/dev"), unit: Path | Non
     nodes = present_jetson_nodes(dev)
     gpu = [n for n in nodes if "gpu" in n]
     checks.append(Check("GPU nodes", bool(gpu), ", ".join(nodes) or "none", "install JetPack 6 (nvgpu driver)"))
-    unit = unit or (INSTALLED_UNIT if INSTALLED_UNIT.is_file() else Path(__file__).resolve().parent.parent / "systemd" / "ventriloquist.service")
+    unit = unit or (INSTALLED_UNIT if INSTALLED_UNIT.is_file() else PACKAGE_DIR.parent / "systemd" / "ventriloquist.service")
     blocked = blocked_nodes(unit.read_text(), nodes)
     checks.append(Check("sandbox devices", not blocked, f"{unit}: " + (f"blocks {', '.join(blocked)}" if blocked else "allows every node present"),
                         "add DeviceAllow=<node> rw to the unit (systemd/ventriloquist.service), then install.sh again"))

@@ -18,7 +18,7 @@ from firmware_app.errors import DeviceError
 from firmware_app.frames import Face, MouthShape
 from firmware_app.resource import Resource
 from firmware_app.sources import VideoSource
-from firmware_app.tracker import FaceTracker
+from firmware_app.face.tracker import FaceTracker
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Each frame is [level in dBFS, 40 log-mel bands]. Frame i is computed from the 25 ms window that
 ends at sample (i + 1) * HOP, so it needs no future audio and streams in blocks of any size with
 results identical to one offline pass. The stream also reports the stop releases it heard, to the
-millisecond (`firmware_app.releases`), for the mouth to part on.
+millisecond (`firmware_app.audio.stop_bursts`), for the mouth to part on.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from firmware_app.frames import HOP_S, SAMPLE_RATE, AudioBlock, FeatureFrames
-from firmware_app.releases import ReleaseDetector
+from firmware_app.audio.stop_bursts import ReleaseDetector
 
 HOP = round(SAMPLE_RATE * HOP_S)  # 160 samples
 WINDOW = 400  # 25 ms

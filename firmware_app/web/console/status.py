@@ -11,7 +11,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from firmware_app.health import LiveState
+    from firmware_app.web.server import LiveState
 
 HISTORY_S = 300  # the charts show the last five minutes
 SAMPLE_EVERY_S = 1.0

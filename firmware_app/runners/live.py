@@ -38,12 +38,12 @@ import numpy as np
 from prometheus_client import Histogram
 
 from firmware_app.errors import VentriloquistError
-from firmware_app.features import FeatureStream
+from firmware_app.audio.features import FeatureStream
 from firmware_app.frames import HOP_S, AudioBlock, MouthShape, VideoFrame
-from firmware_app.memory import check_memory, resident_mb
+from firmware_app.platform.memory import check_memory, resident_mb
 from firmware_app.mouth import MouthModel
 from firmware_app.mouth.track import MouthTrack
-from firmware_app.priority import VOICE_RT_PRIORITY, make_this_thread_realtime, start_up_objects_frozen
+from firmware_app.platform.priority import VOICE_RT_PRIORITY, make_this_thread_realtime, start_up_objects_frozen
 from firmware_app.render.disclosure import draw_prompt
 from firmware_app.sources import AudioSource, VideoSource
 
@@ -357,7 +357,7 @@ def run_live(pipeline, stop: threading.Event, reload: threading.Event, metrics: 
     """The appliance: runs until `stop` or `reload` is set. See the module docstring."""
     from contextlib import ExitStack
 
-    from firmware_app.sdnotify import Notifier
+    from firmware_app.platform.sdnotify import Notifier
 
     p = pipeline
     halt = threading.Event()  # stops this run's threads (on stop or reload)

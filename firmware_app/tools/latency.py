@@ -34,7 +34,7 @@ from firmware_app.assets import BUNDLED_DIR
 from firmware_app.config import Settings, with_changes
 from firmware_app.errors import DeviceError
 from firmware_app.frames import SAMPLE_RATE
-from firmware_app.live import LiveMetrics
+from firmware_app.runners.live import LiveMetrics
 from firmware_app.sources.audio_file import decode_audio, write_wav
 
 EVENTS = 8

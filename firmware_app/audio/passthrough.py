@@ -39,7 +39,7 @@ import numpy as np
 
 from firmware_app.errors import DeviceError
 from firmware_app.frames import SAMPLE_RATE, AudioBlock
-from firmware_app.priority import make_this_thread_realtime, realtime_threads_spawned
+from firmware_app.platform.priority import make_this_thread_realtime, realtime_threads_spawned
 from firmware_app.resource import Resource
 
 log = logging.getLogger(__name__)
@@ -219,10 +219,10 @@ class VoicePassthrough(Resource):
             before, self.line = self.line, SharedLine(self._memory)
             self.line.ctl[:] = before.ctl
             self._player = subprocess.Popen(
-                [sys.executable, "-c", "from firmware_app.passthrough import player_main; player_main()",
+                [sys.executable, "-c", "from firmware_app.audio.passthrough import player_main; player_main()",
                  str(fd), self.device, str(DEVICE_BUFFER_S)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, pass_fds=(fd,),
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))},
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")]))},
             )
         finally:
             os.close(fd)

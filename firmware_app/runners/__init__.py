@@ -1,0 +1,1 @@
+"""What runs the chain of stages: offline (a render) and live (the kiosk's threads)."""
