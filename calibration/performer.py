@@ -71,7 +71,7 @@ def puppet_sheet(performer_clip: Path, out: Path, tile: int = 200) -> Path:
 
     from firmware_app.assets import BUNDLED_DIR
     from firmware_app.config import Settings
-    from firmware_app.pipeline import render_offline
+    from firmware_app.runners.offline import render_offline
     from firmware_app.sources.video_file import decode_frames
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,13 +17,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from firmware_app.face.enroll import normalise_mouth, read_clip, teeth_share
 from calibration.identities import SPEECH, speech_track
 from firmware_app.config import Settings, TrackerSettings
-from firmware_app.frames import VideoFrame
-from firmware_app.pipeline import render_offline
-from firmware_app.render.mouth import face_light
+from firmware_app.face.clip import read_clip
+from firmware_app.face.enroll import normalise_mouth, teeth_share
 from firmware_app.face.tracker import FaceTracker
+from firmware_app.frames import VideoFrame
+from firmware_app.runners.offline import render_offline
+from firmware_app.render.mouth import face_light
 
 CLOSURE = "viseme_PP"
 OPEN_VOWELS = ("viseme_aa", "viseme_E", "viseme_ih")  # spread or open; oh and ou round the lips over the teeth

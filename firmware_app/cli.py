@@ -1,36 +1,32 @@
-"""`ventriloquist` command line: run, render, config, doctor, bench, models."""
+"""`ventriloquist` command line: run, render, config, doctor, bench, models.
+
+Arguments only: each command is a small `cmd_*` that calls into the stages, the tools or the
+appliance (`firmware_app.appliance`, the kiosk's life). What a command needs is imported when it
+runs, so `--help` and the short commands start without the media stack.
+"""
 
 from __future__ import annotations
 
 import argparse
-import faulthandler
-import json
-import logging
 import os
-import signal
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
 
 from firmware_app import __version__
-from firmware_app.platform.logrepeat import RepeatLimiter
-from firmware_app.config import Settings, default_yaml, load_settings, with_changes
-from firmware_app.pipeline import build_pipeline, render_offline
-from firmware_app.errors import CameraMissingError, ConfigError, ExitCode, VentriloquistError
-
-log = logging.getLogger("ventriloquist")
+# tests/test_kiosk_live.py still imports the stop deadline from here
+from firmware_app.config import default_yaml, load_settings, with_changes
+from firmware_app.errors import ExitCode, VentriloquistError
+from firmware_app.platform.logs import setup_logging
 
 SYSTEM_CONFIG = Path("/etc/ventriloquist/config.yaml")
-STOP_DEADLINE_S = 1.8  # SIGTERM to exit: the kiosk promises 2 s
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.log_level, "text")
+    setup_logging(args.log_level, "text")
     try:
         return args.handler(args) or ExitCode.OK
     except VentriloquistError as exc:
@@ -136,122 +132,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    path = _config_path(args.config)
-    stop, reload, fresh = _run_signals(path)
-    try:
-        settings = load_settings(path)
-    except ConfigError as exc:
-        if not args.kiosk:
-            raise
-        settings = _wait_for_valid_config(exc, stop, reload, fresh, path)
-        if settings is None:
-            return exc.exit_code
-    _setup_logging(args.log_level or settings.logging.level, settings.logging.format)
-    realtime = settings.sources.pace != "fast"
-    if not realtime:
-        build_pipeline(settings, realtime=False).run(stop)
-        return ExitCode.OK
-    from firmware_app.web.server import LiveState
-    from firmware_app.runners.live import LiveMetrics
+    from firmware_app.appliance.kiosk import Appliance
 
-    live = LiveState(path, settings)  # what /metrics and the console see
-    server = _start_health(settings, live)
-    try:
-        while not stop.is_set():
-            metrics = LiveMetrics()
-            try:
-                pipeline = build_pipeline(settings, realtime=True)
-                live.started(settings, pipeline, metrics)
-                pipeline.run(stop, reload, metrics)
-            except CameraMissingError as exc:  # no camera at start-up
-                if not (settings.demo.when_no_camera and settings.mode == "mirror"):
-                    raise
-                log.warning("%s — rendering the bundled demo instead (demo.when_no_camera)", exc.cause)
-                return _run_demo(settings)
-            if not reload.is_set():
-                break  # the speech file ended
-            reload.clear()
-            settings = fresh.pop("settings", settings)
-            log.info("config reloaded from %s", path or "the built-in defaults")
-    finally:
-        if server is not None:
-            server.stop()
-        if "stop_at" in fresh:  # what the 2 s promise covers, on the kiosk's own clock
-            log.info("stopped cleanly %.2f s after the signal", time.monotonic() - fresh["stop_at"])
-    return ExitCode.OK
-
-
-def _start_health(settings: Settings, live):
-    if not settings.health.enabled:
-        return None
-    from firmware_app.web.server import HealthServer
-
-    server = HealthServer(settings, live)
-    try:
-        server.start()
-    except VentriloquistError as exc:
-        log.error("%s", exc)  # no metrics is no reason to leave the screen dark
-        return None
-    return server
-
-
-def _wait_for_valid_config(error: VentriloquistError, stop: threading.Event, reload: threading.Event, fresh: dict,
-                           path: Path | None = None) -> Settings | None:
-    """Kiosk start with a broken config: refuse to start, show why on the screen and in the log,
-    and wait for a fixed file (SIGHUP) or a stop. None when stopped. Meanwhile the console serves
-    the file's editor, so it can be fixed from a browser."""
-    from firmware_app.web.server import LiveState, rescue_settings
-    from firmware_app.sinks.error_card import ErrorCard
-
-    log.error("refusing to start: %s", error)
-    fresh["waiting"] = True
-    rescue = rescue_settings(path)
-    server = _start_health(rescue, LiveState(path, rescue))
-    try:
-        with ErrorCard(str(error)) as card:
-            while not stop.is_set():
-                card.show()
-                if reload.wait(0.2):
-                    reload.clear()
-                    if "settings" in fresh:
-                        return fresh.pop("settings")
-                    card.message = str(fresh.pop("error", error))
-    finally:
-        if server is not None:
-            server.stop()  # the running kiosk serves it again, on its own settings
-    return None
-
-
-def _run_demo(settings: Settings) -> int:
-    demo = settings.demo
-    out = Path(demo.output)
-    if not out.is_absolute() and os.environ.get("CACHE_DIRECTORY"):  # under systemd the app folder is read-only
-        out = Path(os.environ["CACHE_DIRECTORY"]) / out
-    out = out.resolve()
-    stats = render_offline(settings, demo.audio, demo.face, str(out))
-    print(f"demo written to {out} ({stats.media_seconds:.1f} s, {stats.summary()})")
-    from firmware_app.sinks.display import display_available
-
-    if display_available():
-        _play(settings, out)
-    else:
-        print("no display found: open the MP4 in a video player to watch it")
-    return ExitCode.OK
-
-
-def _play(settings: Settings, path: Path) -> None:
-    """Show a rendered MP4 in the output window, at its own pace."""
-    from firmware_app.sinks import open_sink
-    from firmware_app.sources.video_file import VideoFileSource
-
-    size = (settings.video.width, settings.video.height)
-    with VideoFileSource(path, size, realtime=True, loop=False) as video, open_sink("display://0", settings.output.window_title) as sink:
-        sink.open(*size, video.fps)
-        while (frame := video.read()) is not None and not sink.closed_by_user:
-            sink.write_video(frame)
+    return Appliance(_config_path(args.config), kiosk=args.kiosk, log_level=args.log_level).start()
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from firmware_app.runners.offline import render_offline
+
     settings = load_settings(args.config)
     if args.size:
         width, height = _parse_size(args.size)
@@ -405,62 +293,3 @@ def _parse_size(text: str) -> tuple[int, int]:
     except ValueError:
         raise VentriloquistError(f"size '{text}' is not WIDTHxHEIGHT", "write it like 1280x720") from None
     return width, height
-
-
-def _run_signals(path: Path | None) -> tuple[threading.Event, threading.Event, dict]:
-    """SIGTERM/SIGINT set `stop` (a clean stop). SIGHUP re-reads the config: a valid one is put in
-    `fresh["settings"]` and sets `reload`; an invalid one is logged and the running one stays."""
-    stop, reload, fresh = threading.Event(), threading.Event(), {}
-
-    def on_stop(signum: int, frame: Any) -> None:
-        if not stop.is_set():
-            fresh["stop_at"] = time.monotonic()
-            stop.set()
-            _exit_if_still_running_after(STOP_DEADLINE_S)
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-
-    def on_hangup(signum: int, frame: Any) -> None:
-        try:
-            fresh["settings"] = load_settings(path)
-        except VentriloquistError as exc:
-            log.error("config reload refused, keeping the running config: %s", exc)
-            fresh["error"] = exc
-            if "waiting" in fresh:  # the kiosk's error card shows the new error
-                reload.set()
-            return
-        reload.set()
-
-    signal.signal(signal.SIGHUP, on_hangup)
-    return stop, reload, fresh
-
-
-def _exit_if_still_running_after(seconds: float) -> None:
-    """A stop must not hang on a device driver that never returns (PortAudio on a vanished sound
-    server, a wedged camera): past the deadline the process exits, with every thread's stack in the
-    log so the hang can be fixed."""
-
-    def overdue() -> None:
-        log.error("still stopping %.1f s after the signal; exiting now (thread stacks follow)", seconds)
-        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-        sys.stderr.flush()
-        os._exit(ExitCode.OK)
-
-    timer = threading.Timer(seconds, overdue)
-    timer.daemon = True
-    timer.start()
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()})
-
-
-def _setup_logging(level: str | None, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RepeatLimiter())  # a recurring fault is logged once, then counted
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel((level or "info").upper())

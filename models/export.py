@@ -18,7 +18,7 @@ import onnx
 import torch
 
 from firmware_app.shapes import BLENDSHAPES, VISEMES
-from models.net import CONTEXT, LOOKAHEAD, N_FEATURES, WINDOW, MouthChunk, MouthNet, MouthStep
+from models.net import CONTEXT, LOOKAHEAD, N_FEATURES, WINDOW, MouthChunk, MouthNet, MouthStep, read_checkpoint
 
 OPSET = 17
 
@@ -99,8 +99,10 @@ def write_golden(onnx_path: Path, steps: int = 300) -> Path:
 
 
 def load_weights(weights: Path) -> MouthNet:
-    state = torch.load(weights)
-    net = MouthNet(state["mean"].reshape(-1), state["std"].reshape(-1), **MouthNet.sizes_of(state))
+    """Saved weights (a checkpoint or a bare state dict, `models.net.read_checkpoint`) as the
+    network they were trained as, in eval mode."""
+    sizes, state = read_checkpoint(weights)
+    net = MouthNet(state["mean"].reshape(-1), state["std"].reshape(-1), **sizes)
     net.load_weights(state)
     return net.eval()
 

@@ -10,6 +10,8 @@ MatMul/Sigmoid/Tanh so the exported graph has no recurrent or loop operators.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -73,8 +75,14 @@ class MouthNet(nn.Module):
 
     @staticmethod
     def sizes_of(state: dict) -> dict[str, int]:
-        """The constructor's sizes of saved weights."""
+        """The constructor's sizes of saved weights, read from their tensors' shapes (for bare state
+        dicts such as models/mouth.pt; a checkpoint says them itself, `read_checkpoint`)."""
         return {"conv": state["conv1.weight"].shape[0], "hidden": state["gru.weight_hh_l0"].shape[1]}
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """The constructor's sizes of this network, as `save_checkpoint` records them."""
+        return {"conv": self.conv1.out_channels, "hidden": self.hidden}
 
     def encode(self, features: torch.Tensor) -> torch.Tensor:
         """features: B x (T + 8) x F, already padded → B x T x conv."""
@@ -190,3 +198,20 @@ def seal_scale(aperture: torch.Tensor, slope: float) -> torch.Tensor:
 
 def parameter_count(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
+
+
+def save_checkpoint(net: MouthNet, path: Path) -> None:
+    """Save the weights with the sizes they were built with: `{"sizes": …, "state_dict": …}`. The
+    sizes are stated rather than left to be read back from tensor shapes, so a loader need not know
+    which layer's shape carries which size (nor can a new layer's size go unrecorded)."""
+    torch.save({"sizes": net.sizes, "state_dict": net.state_dict()}, path)
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, int], dict]:
+    """(sizes, state dict) of saved weights: a checkpoint's own record of its sizes, or, for a bare
+    state dict (models/mouth.pt and every `.pt` saved before checkpoints said their sizes), the
+    sizes its tensors' shapes imply."""
+    saved = torch.load(path, map_location="cpu")
+    if "state_dict" in saved:  # a state dict's keys are parameter names, never this
+        return dict(saved["sizes"]), saved["state_dict"]
+    return MouthNet.sizes_of(saved), saved

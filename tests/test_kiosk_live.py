@@ -293,8 +293,9 @@ def test_a_failing_mouth_model_hands_over_to_its_fallback(faulty_after):
     import threading
 
     from firmware_app.config import Settings, with_changes
-    from firmware_app.runners.live import LiveMetrics
     from firmware_app.pipeline import build_pipeline
+    from firmware_app.runners.live import run_live
+    from firmware_app.runners.metrics import LiveMetrics
 
     settings = with_changes(Settings(), {
         "sources.audio": f"file://{SPEECH}", "sources.camera": f"file://{PORTRAIT}",
@@ -314,16 +315,16 @@ def test_a_failing_mouth_model_hands_over_to_its_fallback(faulty_after):
     handed_over_at: list[int] = []
 
     def enough() -> bool:  # 60 frames after the handover, however long a busy machine takes
-        if metrics.restarts["model"] and not handed_over_at:
-            handed_over_at.append(metrics.frames)
-        return bool(handed_over_at) and metrics.frames > handed_over_at[0] + 60
+        if metrics.restarts.model and not handed_over_at:
+            handed_over_at.append(metrics.frames.shown)
+        return bool(handed_over_at) and metrics.frames.shown > handed_over_at[0] + 60
 
     stop_when(enough, stop)
-    pipeline.run(stop, threading.Event(), metrics)
-    assert metrics.restarts["model"] == 1
+    run_live(pipeline, stop, threading.Event(), metrics)
+    assert metrics.restarts.model == 1
     assert "loudness" in metrics.backend
-    assert metrics.frames > 60
-    apertures = np.array([entry[2] for entry in metrics.frame_log])
+    assert metrics.frames.shown > 60
+    apertures = np.array([frame.aperture for frame in metrics.frame_log.frames()])
     assert apertures[-40:].max() > 0.05  # the fallback still moves the mouth
 
 
@@ -333,8 +334,9 @@ def test_no_face_in_view_shows_the_picture_untouched(tmp_path):
     import cv2
 
     from firmware_app.config import Settings, with_changes
-    from firmware_app.runners.live import LiveMetrics
     from firmware_app.pipeline import build_pipeline
+    from firmware_app.runners.live import run_live
+    from firmware_app.runners.metrics import LiveMetrics
 
     empty = tmp_path / "empty.png"
     cv2.imwrite(str(empty), np.full((360, 640, 3), 128, np.uint8))
@@ -343,9 +345,9 @@ def test_no_face_in_view_shows_the_picture_untouched(tmp_path):
         "video.width": 640, "video.height": 360, "output.uri": "null://",
     })  # fmt: skip
     metrics, stop = LiveMetrics(), threading.Event()
-    stop_when(lambda: metrics.frames > 50, stop)
-    build_pipeline(settings, realtime=True).run(stop, threading.Event(), metrics)
-    assert metrics.frames > 50 and not metrics.face_present
+    stop_when(lambda: metrics.frames.shown > 50, stop)
+    run_live(build_pipeline(settings, realtime=True), stop, threading.Event(), metrics)
+    assert metrics.frames.shown > 50 and not metrics.liveness.face_present
 
 
 def test_speech_into_the_microphone_moves_the_mouth_on_screen_in_time(pulse, xvfb, tmp_path):
@@ -382,10 +384,10 @@ def test_a_stop_that_hangs_in_a_driver_still_ends_within_the_deadline():
     and logs every thread's stack so the hang can be found."""
     code = (
         "import threading, time\n"
-        "from firmware_app.cli import _exit_if_still_running_after\n"
+        "from firmware_app.appliance.signals import exit_if_still_running_after\n"
         "threading.Thread(target=time.sleep, args=(60,), name='stuck-driver').start()\n"
         "print(time.monotonic(), flush=True)\n"
-        "_exit_if_still_running_after(0.5)\n"
+        "exit_if_still_running_after(0.5)\n"
         "time.sleep(60)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, cwd=PROJECT)

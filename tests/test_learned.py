@@ -23,6 +23,12 @@ from models.lint import lint
 
 MODEL = PROJECT / "firmware_app" / "assets" / "models" / "mouth.onnx"
 WEIGHTS = PROJECT / "models" / "mouth.pt"
+# what `<model>.train.json` has held since before TrainConfig: its readers know these keys
+REPORT_KEYS = {
+    "steps", "train_minutes", "parameters", "train_frames", "train_hours", "real_fraction", "check_split", "chosen_step",
+    "seed", "feature_augment", "dropout", "conv_channels", "gru_hidden", "init", "ema", "closure_weight", "window_weight",
+    "lr", "viseme_class_weights", "batch", "crop_frames", "lookahead_frames", "final", "history",
+}
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +169,49 @@ def test_folding_the_class_prior_divides_it_out_of_the_posterior():
         assert torch.allclose(torch.softmax(older(features)[0], -1), anew / anew.sum(-1, keepdim=True), atol=1e-5)
 
 
+def test_saved_weights_state_their_sizes_and_the_committed_state_dict_still_loads(tmp_path):
+    torch = pytest.importorskip("torch", reason="needs the train extra (PyTorch)")
+    from models.export import load_weights
+    from models.net import N_FEATURES, MouthNet, read_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    net = MouthNet(torch.zeros(N_FEATURES), torch.ones(N_FEATURES), conv=8, hidden=12).eval()
+    save_checkpoint(net, tmp_path / "small.pt")
+    saved = torch.load(tmp_path / "small.pt")
+    assert saved["sizes"] == {"conv": 8, "hidden": 12}  # stated in the file, not left to the tensors' shapes
+    features = torch.randn(1, 30, N_FEATURES)
+    with torch.no_grad():
+        assert torch.equal(load_weights(tmp_path / "small.pt")(features)[0], net(features)[0])
+    torch.save({**saved, "sizes": {"conv": 8, "hidden": 16}}, tmp_path / "misstated.pt")
+    with pytest.raises(RuntimeError, match="size mismatch"):  # the stated sizes are the ones built
+        load_weights(tmp_path / "misstated.pt")
+    # models/mouth.pt is a bare state dict (saved before checkpoints stated their sizes): its
+    # shapes still give the sizes its training report names, and the shipped graph's state size
+    assert "sizes" not in torch.load(WEIGHTS)
+    sizes, _ = read_checkpoint(WEIGHTS)
+    trained = json.loads((PROJECT / "models" / "mouth.train.json").read_text())
+    assert sizes == {"conv": trained["conv_channels"], "hidden": trained["gru_hidden"]}
+    assert load_weights(WEIGHTS).hidden == load_learned_model(MODEL).rest_state.shape[-1]
+
+
+def test_the_train_config_is_the_command_line():
+    pytest.importorskip("torch", reason="needs the train extra (PyTorch)")
+    from dataclasses import FrozenInstanceError, fields
+    from pathlib import Path
+
+    from models.train import TrainConfig, command_line, config_from_command_line
+
+    flags = {action.dest for action in command_line()._actions} - {"help"}
+    assert flags == {field.name for field in fields(TrainConfig)}  # every setting a flag, every flag a setting
+    assert config_from_command_line(["--corpus", "c"]) == TrainConfig(corpus=Path("c"))  # the defaults are the dataclass's
+    config = config_from_command_line(["--corpus", "c", "--steps", "5", "--frames", "120", "--conv", "32", "--hidden", "48",
+                                       "--window-loss", "1", "--real-fraction", "0.7", "--real", "r", "--checkpoints"])
+    assert (config.max_steps, config.crop_frames, config.conv_channels, config.gru_hidden) == (5, 120, 32, 48)
+    assert (config.window_weight, config.real_fraction, config.real, config.checkpoints) == (1.0, 0.7, Path("r"), True)
+    with pytest.raises(FrozenInstanceError):
+        config.seed = 8  # type: ignore[misc]
+
+
 def test_graph_is_static_small_and_tensorrt_friendly():
     assert lint(MODEL) == []
     model = onnx.load(str(MODEL))
@@ -259,7 +308,7 @@ def test_the_window_loss_forgives_a_label_within_the_metrics_tolerance_only():
 
 def test_corpus_builder_and_trainer_smoke(tmp_path):
     """CI's smoke run of the documented full pipeline: a tiny corpus, a few steps, a loadable export."""
-    pytest.importorskip("torch", reason="needs the train extra (PyTorch)")
+    torch = pytest.importorskip("torch", reason="needs the train extra (PyTorch)")
     pytest.importorskip("piper", reason="needs the train extra (piper-tts)")
     pytest.importorskip("pylipsync", reason="needs the train extra (pylipsync)")
     import subprocess
@@ -280,8 +329,11 @@ def test_corpus_builder_and_trainer_smoke(tmp_path):
     )
     assert train.returncode == 0, train.stderr
     report = json.loads(model.with_suffix(".train.json").read_text())
+    assert set(report) == REPORT_KEYS | {"config"}  # the keys reports have always had, and the whole TrainConfig
+    assert report["config"]["max_steps"] == 5 and report["config"]["corpus"] == str(corpus) and report["config"]["real"] is None
     assert report["steps"] == 5 and report["parameters"] <= 1_000_000
     assert (report["conv_channels"], report["gru_hidden"]) == (32, 48)
+    assert torch.load(model.with_suffix(".pt"))["sizes"] == {"conv": 32, "hidden": 48}  # the weights state their sizes
     curves = analyze_samples(decode_audio(SPEECH)[:16000], load_learned_model(model))
     assert curves.blendshapes.shape == (100, len(BLENDSHAPES))
     assert load_learned_model(model).rest_state.shape[-1] == 48
@@ -291,6 +343,7 @@ def test_corpus_builder_and_trainer_smoke(tmp_path):
     assert "check_viseme_window" in report["history"][-1]
     assert report["viseme_class_weights"]["PP"] > 0
     assert load_weights(model.parent / "checkpoints" / "step00005.pt").hidden == 48  # the checked state, for models.tune
+    assert torch.load(model.parent / "checkpoints" / "step00005.pt")["sizes"] == {"conv": 32, "hidden": 48}
     # the side-by-side evaluation, in one command, on the smoke corpus's held-out splits
     report = tmp_path / "report"
     evaluation = subprocess.run(

@@ -107,9 +107,13 @@ def test_frames_are_tracked_on_arrival_and_shown_only_once_their_mouth_exists():
     import threading
 
     from firmware_app.config import Settings
-    from firmware_app.runners.live import MAX_BEHIND, CameraThread, LiveMetrics, TrackerThread
-    from firmware_app.sources import open_video_source
     from firmware_app.face.tracker import FaceTracker
+    from firmware_app.render import Renderer
+    from firmware_app.runners.metrics import LiveMetrics
+    from firmware_app.runners.steps import FrameStep
+    from firmware_app.runners.threads import MAX_BEHIND, CameraThread, TrackerThread
+    from firmware_app.sinks import open_sink
+    from firmware_app.sources import open_video_source
 
     settings = Settings()
     metrics, stop, progress = LiveMetrics(), threading.Event(), threading.Event()
@@ -117,7 +121,8 @@ def test_frames_are_tracked_on_arrival_and_shown_only_once_their_mouth_exists():
     source.open()
     camera = CameraThread(source, metrics, stop, opened=True)
     with FaceTracker(settings.tracker) as tracker:
-        tracking = TrackerThread(camera, tracker, metrics, stop, progress)
+        frames = FrameStep(tracker, Renderer(settings.renderer, settings.disclosure), open_sink("null://"))
+        tracking = TrackerThread(camera, frames, metrics, stop, progress)
         camera.start()
         tracking.start()
         try:
@@ -128,7 +133,7 @@ def test_frames_are_tracked_on_arrival_and_shown_only_once_their_mouth_exists():
             now = time.monotonic()
             newest = tracking.next_due(known_until=now, after=-1)
             assert newest is not None and newest.face is not None
-            assert metrics.dropped_frames >= MAX_BEHIND, "the frames jumped over were not counted"
+            assert metrics.frames.dropped >= MAX_BEHIND, "the frames jumped over were not counted"
             # caught up: the next one is offered only when it is due, and then in order
             assert tracking.next_due(known_until=newest.captured, after=newest.frame.index) is None
             progress.clear()
@@ -187,7 +192,8 @@ def test_a_microphone_slow_to_start_is_waited_for_not_reopened_again_and_again()
     import threading
 
     from firmware_app.config import ModelSettings
-    from firmware_app.runners.live import FIRST_BLOCK_S, LiveMetrics, VoiceThread
+    from firmware_app.runners.metrics import LiveMetrics
+    from firmware_app.runners.threads import FIRST_BLOCK_S, VoiceThread
     from firmware_app.mouth import create_mouth_model
 
     assert SlowStartingMicrophone.START_S < FIRST_BLOCK_S

@@ -62,7 +62,7 @@ def test_microphone_hears_what_the_room_plays(pulse, tmp_path):
     lag = int(np.argmax(np.fft.irfft(spectrum)[: len(captured)]))
     heard = captured[lag : lag + len(speech)]
     assert len(heard) == len(speech), "the speech was not captured completely"
-    assert np.corrcoef(heard, speech)[0, 1] > 0.95, run.stderr[-3000:]
+    assert np.corrcoef(heard, speech)[0, 1] > 0.95, err[-3000:]
 
 
 def below_5khz(samples: np.ndarray) -> np.ndarray:

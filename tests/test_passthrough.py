@@ -1,4 +1,5 @@
-"""The passthrough delay line, driven the way PortAudio drives it (callbacks asking for samples)."""
+"""The passthrough delay line, driven the way PortAudio drives it (callbacks asking for samples), and the A/V
+sync that steers it (`runners.avsync`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import numpy as np
 import pytest
 
 from firmware_app.frames import SAMPLE_RATE, AudioBlock
-from firmware_app.audio import passthrough
-from firmware_app.audio.passthrough import VoicePassthrough, passthrough_delay_s
+from firmware_app.audio.passthrough import VoicePassthrough, line as passthrough_line, passthrough_delay_s, ring
+from firmware_app.runners.avsync import DelayFollower
 
 
 def pull(line: VoicePassthrough, frames: int) -> np.ndarray:
@@ -71,14 +72,14 @@ def starve_once(line: VoicePassthrough) -> None:
     for i in range(20, 33):
         line.write(AudioBlock(block, i * 0.01))
     pull(line, 160)
-    line.follow_latency(0.1)
+    line.refresh()
 
 
 def test_the_floor_covers_the_lateness_seen_after_start_up_and_the_ring_stays_bounded(monkeypatch):
     line = VoicePassthrough("default", delay_s=0.05)
     starve_once(line)  # during start-up (model warm-up): not a reason to delay the voice for long
     assert line.floor_s < 0.1
-    monkeypatch.setattr(passthrough, "SETTLE_S", 0.0)
+    monkeypatch.setattr(passthrough_line, "SETTLE_S", 0.0)
     line = VoicePassthrough("default", delay_s=0.05)
     starve_once(line)
     assert line.floor_s >= 0.12 + 0.01  # the worst lateness and one block (plus a margin)
@@ -98,9 +99,9 @@ def test_a_delay_far_too_long_comes_down_in_the_next_silence_only():
     line.write(AudioBlock(speech, 0.0))
     line.write(AudioBlock(np.zeros(8000, np.float32), 0.1))  # 500 ms of silence
     line.write(AudioBlock(speech, 0.6))
-    start = [pull(line, 160) for _ in range(passthrough.SETTLED_CALLBACKS)]  # the delay is measured first
-    line.follow_latency(0.05)  # the picture is 50 ms behind: the voice is far too late
-    wanted = int(line.line.ctl[passthrough.WANTED])
+    start = [pull(line, 160) for _ in range(passthrough_line.SETTLED_CALLBACKS)]  # the delay is measured first
+    DelayFollower(line).follow(0.05, time.monotonic())  # the picture is 50 ms behind: the voice is far too late
+    wanted = int(line.line.ctl[ring.WANTED])
     assert wanted < -0.3 * SAMPLE_RATE
     heard = np.concatenate(start + [pull(line, 160) for _ in range(150)])
     assert np.count_nonzero(np.abs(heard) > 0.1) > 2 * 1000  # both sounds are heard whole…
@@ -112,35 +113,3 @@ def test_delay_covers_lookahead_and_one_frame_plus_trim():
     assert passthrough_delay_s(0.05, 25.0, 0.0) == 0.05 + 0.04
     assert passthrough_delay_s(0.0, 30.0, -10.0) == 1 / 30 - 0.010
     assert passthrough_delay_s(0.0, 30.0, -500.0) == 0.0
-
-
-@pytest.mark.parametrize("trim", [0.0, 0.05])
-def test_the_picture_waits_steadily_for_a_later_voice(trim):
-    """The voice plays 170 ms after capture while the picture could show its frames after 70 ms:
-    frames wait so each lands with its sound. The wait settles once and stays (a wait steered by
-    the picture's own latency median swung between 0 and 300 ms), and the voice is asked to follow
-    the picture's natural delay, not the held one (else the two would chase each other upwards)."""
-    from types import SimpleNamespace
-
-    from firmware_app.runners.live import PictureHold
-
-    fps, lag, finish, play = 30.0, 0.070, 0.020, 0.170
-    line = SimpleNamespace(follow=True, play_delay_s=play, trim_s=trim)  # trim: the voice that much after the picture
-    p = SimpleNamespace(passthrough=line, fps=fps)
-    metrics = SimpleNamespace(av_offset_ms=0.0)
-    now = time.monotonic()
-    voice = SimpleNamespace(known_until=lambda: now - lag)
-    tracking = SimpleNamespace(newest_captured=lambda: now - 0.01)
-    hold, holds, latencies = PictureHold(), [], []
-    for _ in range(300):  # ten seconds of frames, each one shown as soon as it may be
-        now = time.monotonic()
-        shown_until = hold.shown_until(p, voice, tracking, metrics)
-        latency = (now - shown_until) + finish
-        hold.shown(now, now + finish)
-        latencies.append(latency)
-        metrics.av_offset_ms = (play - (np.median(latencies[-90:]) + 0.5 / fps)) * 1000
-        holds.append(hold.hold_s)
-    steady = np.array(holds[150:])
-    assert np.ptp(steady) < 0.005, np.ptp(steady)
-    assert abs(metrics.av_offset_ms - 1000 * trim) < 5, metrics.av_offset_ms
-    assert abs(hold.natural_delay_s(fps) - (lag + finish + 0.5 / fps)) < 0.005

@@ -10,8 +10,8 @@ import numpy as np
 
 from conftest import PORTRAIT, SPEECH, cli
 from firmware_app.frames import SAMPLE_RATE
-from firmware_app.runners.live import LiveMetrics
-from firmware_app.platform.logrepeat import RepeatLimiter
+from firmware_app.runners.metrics import LiveMetrics
+from firmware_app.platform.logs import RepeatLimiter
 from firmware_app.tools.soak import summarise
 from firmware_app.sources.audio_file import AudioFileSource, decode_audio
 

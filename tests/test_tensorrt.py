@@ -235,9 +235,9 @@ def test_an_engine_that_failed_parity_is_never_run_by_auto(cuda, tmp_path, monke
 
 def test_a_tensorrt_model_that_fails_live_is_closed_when_onnxruntime_takes_over(cuda, tmp_path, monkeypatch):
     from firmware_app.config import ModelSettings
-    from firmware_app.audio.features import FeatureStream
     from firmware_app.frames import AudioBlock
-    from firmware_app.runners.live import LiveMetrics, VoiceThread
+    from firmware_app.runners.metrics import LiveMetrics
+    from firmware_app.runners.threads import VoiceThread
     from firmware_app.mouth import fallback_model
     from firmware_app.mouth.learned import LearnedMouthModel
     from firmware_app.sources.audio_file import decode_audio
@@ -246,13 +246,13 @@ def test_a_tensorrt_model_that_fails_live_is_closed_when_onnxruntime_takes_over(
     fallback = lambda: fallback_model(model, ModelSettings())  # noqa: E731 - as the pipeline builds it
     metrics = LiveMetrics()
     voice = VoiceThread(None, model, fallback, [], metrics, threading.Event())
-    features, samples = FeatureStream(), decode_audio(SPEECH)[:16000]
-    voice._infer(features, AudioBlock(samples[:1600], 0.0))
+    samples = decode_audio(SPEECH)[:16000]
+    voice._hear(AudioBlock(samples[:1600], 0.0))
     assert voice.model is model and cuda.LIVE  # running on TensorRT, buffers held
     monkeypatch.setenv("FAKE_TRT_EXECUTE_FAILS", "1")
-    voice._infer(features, AudioBlock(samples[1600:3200], 0.1))
+    voice._hear(AudioBlock(samples[1600:3200], 0.1))
     assert "onnxruntime" in voice.model.name and metrics.backend == voice.model.name
-    assert metrics.restarts["model"] == 1
+    assert metrics.restarts.model == 1
     assert_nothing_left(cuda)  # freed at the handover, not at exit
 
 

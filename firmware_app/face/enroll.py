@@ -4,7 +4,7 @@
    landmarks); frames with the head turned too far, a blurred mouth, or lips out of the picture or
    hidden (their colour far from the clip's usual lip colour) are rejected and counted.
 2. The mouth region is pose-normalised: resampled in the mouth's own frame (u along the lips, v
-   down the face, in face heights; see `render.bank`), and each frame is described by its mouth
+   down the face, in face heights; see `face.pack`), and each frame is described by its mouth
    shape (mouth blendshapes, the inner-lip gap profile, the inner width).
 3. The shapes are clustered; each cluster's frames nearest its centre are warped onto the one
    nearest it and pre-merged by a weighted median (*Synthesizing Obama*), so the runtime only looks
@@ -13,20 +13,19 @@
 4. The rest pose (the reference still: a sharp, frontal frame with the lips closed) and the range
    of apertures are recorded; a coverage report says which shapes the clip lacks and what to say
    (`calibration/enroll_script.txt` covers them all).
-5. The pack is written atomically, with a manifest (format version, the clip's hash, frames used,
-   coverage, the consent statement, the date). No sound is read or stored.
+5. The pack is written (`face.pack`, atomically) with a manifest (format version, the clip's hash,
+   frames used, coverage, the consent statement, the date). No sound is read or stored.
+
+With `--holdout --report`, the frames left out of the bank are re-synthesised and scored
+(`face.reenact`).
 """
 
 from __future__ import annotations
 
 import datetime
-import io
-import json
 import logging
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -34,11 +33,12 @@ import numpy as np
 from firmware_app.assets import sha256_of
 from firmware_app.config import TrackerSettings
 from firmware_app.errors import ExitCode, MediaError, VentriloquistError
-from firmware_app.platform.fileutil import write_atomically
-from firmware_app.frames import Face, VideoFrame
-from firmware_app.render.bank import EDGE_S, FORMAT_VERSION, GAP_S, MOUTH_BLENDSHAPES, PATCH_U, PATCH_V, descriptor, exemplar_coords, patch_pixels
-from firmware_app.render.mouth import INNER_LOWER, OUTER_LOWER, face_light, measure_mouth
+from firmware_app.face.clip import clip_info, progress_bar, read_clip
+from firmware_app.face.pack import EDGE_S, GAP_S, MOUTH_BLENDSHAPES, PATCH_U, PATCH_V, Bank, descriptor, exemplar_coords, patch_pixels, write_face_pack
+from firmware_app.face.reenact import score_holdout, table
 from firmware_app.face.tracker import FaceTracker
+from firmware_app.frames import Face, VideoFrame
+from firmware_app.render.mouth import INNER_LOWER, OUTER_LOWER, face_light, measure_mouth
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class UsageError(VentriloquistError):
 class TrackedFrame:
     index: int
     face: Face
-    key: np.ndarray  # shape descriptor (`render.bank.descriptor`)
+    key: np.ndarray  # shape descriptor (`face.pack.descriptor`)
     sharpness: float  # variance of the Laplacian of the pose-normalised mouth
     lips: np.ndarray  # median lip colour, B G R
     teeth: float  # share of the opening's middle that looks like teeth
@@ -105,55 +105,6 @@ class Enrollment:
     def summary(self) -> str:
         why = ", ".join(f"{n} {reason}" for reason, n in self.rejected.items() if n)
         return f"kept {len(self.kept)} of {self.frames} frames" + (f" (rejected: {why})" if why else "")
-
-
-@dataclass(frozen=True)
-class Bank:
-    textures: np.ndarray
-    upper: np.ndarray
-    lower: np.ndarray
-    half_width: np.ndarray
-    keys: np.ndarray
-    scale: np.ndarray
-    lips: np.ndarray
-    resolution: float
-    members: list[list[int]]  # frame indices merged into each exemplar
-    teeth_frames: list[int]
-    teeth: np.ndarray  # how much each exemplar shows its teeth, 0 … 1 (1: as much as the clip's toothiest tenth)
-
-
-def read_clip(clip: Path, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
-    """(index, t, BGR frame) of the clip's frames [start, stop)."""
-    capture = cv2.VideoCapture(str(clip))
-    if not capture.isOpened():
-        raise MediaError(f"cannot open the clip {clip}", "give a video file (MP4, MKV, MOV …) that a player opens")
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    if start:
-        capture.set(cv2.CAP_PROP_POS_FRAMES, start)
-    index = start
-    try:
-        while stop is None or index < stop:
-            ok, image = capture.read()
-            if not ok:
-                break
-            yield index, index / fps, image
-            index += 1
-    finally:
-        capture.release()
-
-
-def clip_info(clip: Path) -> tuple[int, float, tuple[int, int]]:
-    """(frame count, fps, (width, height)) of a clip; refuses what is not a video."""
-    if not clip.is_file():
-        raise MediaError(f"the clip {clip} does not exist", "give the path of a video of the person talking towards the camera")
-    capture = cv2.VideoCapture(str(clip))
-    try:
-        if not capture.isOpened() or capture.get(cv2.CAP_PROP_FRAME_COUNT) < 1:
-            raise MediaError(f"{clip} is not a video that can be read", "give a video file (MP4, MKV, MOV …) that a player opens")
-        size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), capture.get(cv2.CAP_PROP_FPS) or 25.0, size
-    finally:
-        capture.release()
 
 
 def mouth_grid(resolution: float) -> tuple[np.ndarray, np.ndarray]:
@@ -207,7 +158,7 @@ def track_clip(clip: Path, model_path: str, stop: int | None = None, progress: b
     result = Enrollment(clip, fps=fps)
     tracker = FaceTracker(TrackerSettings(model_path=model_path, max_faces=1, hold_frames=0, smoothing=False))
     frames: list[TrackedFrame] = []
-    with tracker, _progress(stop, "tracking", progress) as bar:
+    with tracker, progress_bar(stop, "tracking", progress) as bar:
         for index, t, image in read_clip(clip, 0, stop):
             face = tracker.track(VideoFrame(image, t, index))
             result.frames += 1
@@ -218,14 +169,15 @@ def track_clip(clip: Path, model_path: str, stop: int | None = None, progress: b
             if not frames:  # patches are stored at about the clip's own scale, so nothing is invented
                 height = float(np.linalg.norm(face.landmarks[152, :2] - face.landmarks[10, :2]))
                 result.resolution = float(np.clip(height, 48.0, MAX_RESOLUTION))
-            frames.append(_measure(index, image, face, result.resolution))
+            frames.append(measure_frame(index, image, face, result.resolution))
     if not frames:
         raise MediaError(f"no face was found in any frame of {clip}", "film the person from the front, their face at least a fifth of the frame's height")
-    _reject(frames, result)
+    reject_unusable(frames, result)
     return result
 
 
-def _measure(index: int, image: np.ndarray, face: Face, resolution: float) -> TrackedFrame:
+def measure_frame(index: int, image: np.ndarray, face: Face, resolution: float) -> TrackedFrame:
+    """One tracked frame described: its pose-normalised mouth, shape, sharpness, lip colour, teeth."""
     patch, upper, lower, half_width = normalise_mouth(image, face, resolution)
     grey = cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY)
     light = face_light(image, face, (0, 0, 0))
@@ -253,7 +205,7 @@ def _lips_out_of_view(image: np.ndarray, face: Face) -> bool:
     return bool((p[:, 0] < 0).any() or (p[:, 1] < 0).any() or (p[:, 0] >= w).any() or (p[:, 1] >= h).any())
 
 
-def _reject(frames: list[TrackedFrame], result: Enrollment) -> None:
+def reject_unusable(frames: list[TrackedFrame], result: Enrollment) -> None:
     """Keep the frontal, sharp, unhidden frames; count the others by reason (the first that applies)."""
     sharp = np.median([f.sharpness for f in frames])
     lips = np.nanmedian(np.array([f.lips for f in frames]), axis=0)
@@ -279,8 +231,7 @@ def build_bank(frames: list[TrackedFrame], resolution: float, seed: int = 1) -> 
     cv2.setRNGSeed(seed)
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 50, 1e-3)
     _, labels, centres = cv2.kmeans(keys / scale, k, None, criteria, 3, cv2.KMEANS_PP_CENTERS)
-    teeth_frames = _teeth_proxy(frames)
-    proxy = _proxy_detail([frames[i] for i in teeth_frames], resolution)
+    proxy = _proxy_detail(teeth_proxy(frames), resolution)
     exemplars, members = [], []
     for c in range(k):
         idx = np.flatnonzero(labels.ravel() == c)
@@ -301,8 +252,6 @@ def build_bank(frames: list[TrackedFrame], resolution: float, seed: int = 1) -> 
         scale=scale,
         lips=np.median(np.array([f.lips for f in frames]), axis=0).astype(np.float32),
         resolution=resolution,
-        members=members,
-        teeth_frames=[frames[i].index for i in teeth_frames],
         teeth=_teeth_levels([float(np.mean([by_index[i].teeth for i in m])) for m in members], frames),
     )
 
@@ -340,10 +289,10 @@ def _teeth_levels(shares: list[float], frames: list[TrackedFrame]) -> np.ndarray
     return np.clip(np.array(shares, np.float32) / top, 0.0, 1.0)
 
 
-def _teeth_proxy(frames: list[TrackedFrame]) -> list[int]:
-    """Positions (in `frames`) of the sharpest frames that show the teeth well."""
+def teeth_proxy(frames: list[TrackedFrame]) -> list[TrackedFrame]:
+    """The sharpest frames that show the teeth well (the bank's teeth proxy), sharpest first."""
     showing = [i for i, f in enumerate(frames) if f.teeth > 2 * TEETH]
-    return sorted(showing, key=lambda i: -frames[i].sharpness)[:TEETH_FRAMES]
+    return [frames[i] for i in sorted(showing, key=lambda i: -frames[i].sharpness)[:TEETH_FRAMES]]
 
 
 def _proxy_detail(frames: list[TrackedFrame], resolution: float) -> np.ndarray | None:
@@ -410,12 +359,12 @@ def aperture_range(frames: list[TrackedFrame]) -> dict[str, float]:
     return {**spread, **({"per_jaw_open": round(slope, 4)} if slope is not None else {})}
 
 
-def write_pack(out: Path, enrollment: Enrollment, bank: Bank, used: list[TrackedFrame], consent: str, holdout: float = 0.0) -> dict:
-    """The face pack, atomically: manifest.json, reference.png (the rest frame) and bank.npz."""
+def write_enrollment(out: Path, enrollment: Enrollment, bank: Bank, used: list[TrackedFrame], consent: str, holdout: float = 0.0) -> dict:
+    """The face pack `out` (`face.pack`): the bank, the rest frame as the reference still, and a
+    manifest of where they came from; returns the manifest."""
     rest = rest_frame(used)
     reference = next(image for _, _, image in read_clip(enrollment.clip, rest.index, rest.index + 1))
     manifest = {
-        "format_version": FORMAT_VERSION,
         "source_clip": enrollment.clip.name,
         "source_clip_sha256": sha256_of(enrollment.clip),
         "frames_total": enrollment.frames,
@@ -424,7 +373,7 @@ def write_pack(out: Path, enrollment: Enrollment, bank: Bank, used: list[Tracked
         "holdout": holdout,
         "exemplars": len(bank.keys),
         "reference_frame": rest.index,
-        "teeth_proxy_frames": bank.teeth_frames,
+        "teeth_proxy_frames": [f.index for f in teeth_proxy(used)],
         "rest_pose": {name: round(float(rest.key[i]), 4) for i, name in enumerate(MOUTH_BLENDSHAPES)},
         "aperture_range": aperture_range(used),
         "coverage": coverage(used),
@@ -432,15 +381,7 @@ def write_pack(out: Path, enrollment: Enrollment, bank: Bank, used: list[Tracked
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "sound": "none stored",
     }
-    arrays = io.BytesIO()
-    np.savez_compressed(arrays, textures=bank.textures, upper=bank.upper, lower=bank.lower, half_width=bank.half_width, keys=bank.keys, scale=bank.scale, lips=bank.lips, resolution=np.float32(bank.resolution), teeth=bank.teeth)
-    data = io.BytesIO()
-    with zipfile.ZipFile(data, "w", zipfile.ZIP_DEFLATED) as pack:
-        pack.writestr("manifest.json", json.dumps(manifest, indent=2))
-        pack.writestr("reference.png", cv2.imencode(".png", reference)[1].tobytes())
-        pack.writestr("bank.npz", arrays.getvalue())
-    write_atomically(out, data.getvalue())
-    return manifest
+    return write_face_pack(out, manifest, reference, bank)
 
 
 def coverage_text(manifest: dict) -> str:
@@ -484,12 +425,10 @@ def enroll(
     enrollment = track_clip(clip, model_path, progress=progress)
     used = [f for f in enrollment.kept if f.index not in excluded]
     bank = build_bank(used, enrollment.resolution)
-    manifest = write_pack(out, enrollment, bank, used, consent.strip(), holdout)
+    manifest = write_enrollment(out, enrollment, bank, used, consent.strip(), holdout)
     manifest["summary"] = enrollment.summary()
     if report is not None:
-        from firmware_app.face.reenact import score_holdout
-
-        manifest["report"] = score_holdout(enrollment, out, [f for f in enrollment.kept if f.index in held], report, progress)
+        manifest["report"] = score_holdout(clip, out, [f for f in enrollment.kept if f.index in held], report, progress)
     return manifest
 
 
@@ -501,26 +440,5 @@ def enroll_command(clip: Path, out: Path, consent: str | None, model_path: str, 
     ap = manifest["aperture_range"]
     lines.append(f"aperture (inner-lip gap, face heights): median {ap['median']}, 95 % {ap['p95']}, max {ap['max']}")
     if "report" in manifest:
-        from firmware_app.face.reenact import table
-
         lines += [f"held-out scores (also in {report}/report.json, contact sheet {report}/sheet.png):", table(manifest["report"])]
     return "\n".join(lines)
-
-
-class _NoBar:
-    def __enter__(self) -> "_NoBar":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def update(self, n: int) -> None:
-        return None
-
-
-def _progress(total: int, what: str, shown: bool):
-    if not shown:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=what, unit="frame", leave=False)

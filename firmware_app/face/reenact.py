@@ -18,40 +18,45 @@ margin) of each render is compared with the real frame:
 is a contact sheet of held-out frames, real | bank | single photo. The clip's frames are only
 ever written to DIR (the test clip's licence forbids committing them).
 
-Which block is held out matters on a short clip (one block may be all rest), so the same can be
-run as a cross-validation, the clip tracked once and each block held out in turn:
-
-    python -m firmware_app.face.reenact CLIP --folds 5 [--at 0.1 …] --out DIR
-
-writes DIR/fold_*/report.json and sheet.png, DIR/folds.json, and prints one table of all blocks.
+Any frames with a tracked face and its inner-lip gap can be scored (`HeldFrame`): enrollment's own
+(`face.enroll.TrackedFrame`), or the lab's cross-validation (`python -m calibration.reenact`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 from firmware_app.config import DisclosureSettings, RendererSettings
+from firmware_app.face.clip import progress_bar, read_clip
+from firmware_app.face.pack import MOUTH_BLENDSHAPES, load_face_pack
 from firmware_app.frames import Face, MouthShape, VideoFrame
 from firmware_app.render import Renderer
-from firmware_app.render.bank import MOUTH_BLENDSHAPES, BankRenderer, load_face_pack
-
-if TYPE_CHECKING:
-    from firmware_app.face.enroll import Enrollment, TrackedFrame
+from firmware_app.render.bank import BankRenderer
 
 OUTER_LIPS = [61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409]
 MARGIN = (0.25, 0.4)  # the scored box: the outer lips' box grown by these shares of its width, height
 SHEET_ROWS = 8
 OPEN = 0.02  # inner-lip gap (face heights) from which a frame counts as open in the report's "open" part
+MEASURES = ("psnr", "ssim", "sharpness", "flicker")
+
+
+class HeldFrame(Protocol):
+    """A real frame to re-synthesise: its index in the clip, its tracked face, its inner-lip gap."""
+
+    index: int
+    face: Face
+
+    @property
+    def gap(self) -> float: ...
 
 
 def mouth_box(face: Face, shape: tuple[int, ...]) -> tuple[slice, slice]:
+    """The scored region of a frame of `shape`: the outer lips' box grown by `MARGIN`."""
     p = face.landmarks[OUTER_LIPS, :2]
     (x0, y0), (x1, y1) = p.min(axis=0), p.max(axis=0)
     dx, dy = MARGIN[0] * (x1 - x0), MARGIN[1] * (y1 - y0) + 2
@@ -84,7 +89,7 @@ class Scores:
 
     def summary(self) -> dict[str, float | None]:
         if not self.psnr:
-            return {"psnr": None, "ssim": None, "sharpness": None, "flicker": None}
+            return {name: None for name in MEASURES}
         return {
             "psnr": round(float(np.mean(self.psnr)), 3),
             "ssim": round(float(np.mean(self.ssim)), 4),
@@ -93,7 +98,7 @@ class Scores:
         }
 
 
-def command(frame: "TrackedFrame", t: float, settings: RendererSettings) -> tuple[MouthShape, RendererSettings]:
+def command(frame: HeldFrame, t: float, settings: RendererSettings) -> tuple[MouthShape, RendererSettings]:
     """The frame's own tracked mouth shape as the command (mouth blendshapes only: eyes and brows
     stay as filmed), with the renderer's gain for this frame set so that the opening it draws is
     the tracked inner-lip gap: the lips are asked to be where they were filmed."""
@@ -102,11 +107,9 @@ def command(frame: "TrackedFrame", t: float, settings: RendererSettings) -> tupl
     return shape, settings.model_copy(update={"mouth_gain": float(np.clip(gain, 0.0, 10.0))})
 
 
-def score_holdout(enrollment: "Enrollment", pack_path: Path, held: list["TrackedFrame"], out_dir: Path, progress: bool = True) -> dict:
-    """Re-synthesise the `held` frames through the pack and through the single-photo renderer and
-    score both against the real frames; write DIR/report.json and DIR/sheet.png."""
-    from firmware_app.face.enroll import _progress, read_clip
-
+def score_holdout(clip: Path, pack_path: Path, held: list[HeldFrame], out_dir: Path, progress: bool = True) -> dict:
+    """Re-synthesise the `held` frames of `clip` through the pack and through the single-photo
+    renderer and score both against the real frames; write DIR/report.json and DIR/sheet.png."""
     if not held:
         raise ValueError("no held-out frame was kept")
     pack = load_face_pack(pack_path)
@@ -119,8 +122,8 @@ def score_holdout(enrollment: "Enrollment", pack_path: Path, held: list["Tracked
     sheet_at = {by_gap[int(q * (len(by_gap) - 1))].index for q in np.linspace(0.3, 1.0, SHEET_ROWS)}
     rows, previous, was_open = [], {}, False
     first, last = min(by_index), max(by_index)
-    with _progress(last + 1 - first, "scoring held-out frames", progress) as bar:
-        for index, t, image in read_clip(enrollment.clip, first, last + 1):
+    with progress_bar(last + 1 - first, "scoring held-out frames", progress) as bar:
+        for index, t, image in read_clip(clip, first, last + 1):
             bar.update(1)
             f = by_index.get(index)
             if f is None:
@@ -146,9 +149,9 @@ def score_holdout(enrollment: "Enrollment", pack_path: Path, held: list["Tracked
         **{name: s.summary() for name, s in scores.items()},
         "frames": len(held),
         "open": {**{name: s.summary() for name, s in open_scores.items()}, "frames": len(open_scores["bank"].psnr)},
-        "clip": enrollment.clip.name,
+        "clip": clip.name,
         "bank_frames": pack.manifest["frames_used"],
-        "exemplars": len(pack.keys),
+        "exemplars": len(pack.bank.keys),
         "better": "psnr, ssim: higher; sharpness: nearer 1; flicker: lower",
     }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -162,7 +165,7 @@ def bank_wins(report: dict) -> dict[str, bool]:
     """Per measure, whether the bank beats the single-photo renderer."""
     b, p = report["bank"], report["single_photo"]
     if b["psnr"] is None:
-        return {name: False for name in ("psnr", "ssim", "sharpness", "flicker")}
+        return {name: False for name in MEASURES}
     return {
         "psnr": b["psnr"] > p["psnr"],
         "ssim": b["ssim"] > p["ssim"],
@@ -172,6 +175,7 @@ def bank_wins(report: dict) -> dict[str, bool]:
 
 
 def table(report: dict) -> str:
+    """The report as `enroll` prints it: per part, bank and single photo on every measure."""
     lines = [f"bank from {report['bank_frames']} frames, {report['exemplars']} exemplars"]
     for title, part in (("all held-out frames", report), ("open-mouth held-out frames", report["open"])):
         wins = bank_wins(part)
@@ -179,7 +183,7 @@ def table(report: dict) -> str:
         if not part["frames"]:
             continue
         lines.append(f"  {'':12s}{'bank':>10s}{'single photo':>14s}  bank better")
-        for name in ("psnr", "ssim", "sharpness", "flicker"):
+        for name in MEASURES:
             lines.append(f"  {name:12s}{part['bank'][name]:>10}{part['single_photo'][name]:>14}  {'yes' if wins[name] else 'NO'}")
     return "\n".join(lines)
 
@@ -197,57 +201,3 @@ def _sheet_row(image: np.ndarray, renders: dict[str, np.ndarray], face: Face, he
         cv2.putText(tile, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
         tiles.append(tile)
     return np.hstack(tiles)
-
-
-def cross_validate(clip: Path, model_path: str, folds: int, out_dir: Path, extra_starts: tuple[float, ...] = (), progress: bool = True) -> list[dict]:
-    """Hold out each of `folds` equal blocks of `clip` in turn (and a block of the same length from
-    each of `extra_starts`), build the bank from the rest and score the block; the clip is tracked
-    once. Returns one row per block: its start, frames, the scores and which the bank wins."""
-    from firmware_app.face.enroll import build_bank, held_out, track_clip, write_pack
-
-    enrollment = track_clip(clip, model_path, progress=progress)
-    share = 1.0 / folds
-    starts = sorted({round(k * share, 4) for k in range(folds)} | {round(x, 4) for x in extra_starts if 0.0 <= x <= 1.0 - share})
-    rows = []
-    with tempfile.TemporaryDirectory() as scratch:
-        for start in starts:
-            held, excluded = held_out(enrollment.frames, enrollment.fps, share, start)
-            used = [f for f in enrollment.kept if f.index not in excluded]
-            pack = Path(scratch) / f"fold_{start:.2f}.face"
-            write_pack(pack, enrollment, build_bank(used, enrollment.resolution), used, "cross-validation of the enrollment (scratch pack, deleted after)", share)
-            report = score_holdout(enrollment, pack, [f for f in enrollment.kept if f.index in held], out_dir / f"fold_{start:.2f}", progress)
-            rows.append({"start": start, "report": report, "wins": bank_wins(report), "open_wins": bank_wins(report["open"]) if report["open"]["frames"] else None})
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "folds.json").write_text(json.dumps(rows, indent=2) + "\n")
-    return rows
-
-
-def folds_table(rows: list[dict]) -> str:
-    """A markdown table: per held-out block, bank / single photo on every measure (* the bank wins)."""
-    names = ("psnr", "ssim", "sharpness", "flicker")
-    lines = ["| held out | part | frames | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
-    for row in rows:
-        for title, part in (("all", row["report"]), ("open", row["report"]["open"])):
-            if not part["frames"]:
-                lines.append(f"| {row['start']:.2f}+ | {title} | 0 | " + " | ".join("–" for _ in names) + " |")
-                continue
-            wins = bank_wins(part)
-            cells = [f"{part['bank'][n]} / {part['single_photo'][n]}{' *' if wins[n] else ''}" for n in names]
-            lines.append(f"| {row['start']:.2f}+ | {title} | {part['frames']} | " + " | ".join(cells) + " |")
-    lines.append("cells: bank / single photo; * the bank is better (psnr, ssim higher; sharpness nearer 1; flicker lower)")
-    return "\n".join(lines)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description="cross-validated self-reenactment of a talking clip: each block held out in turn")
-    parser.add_argument("clip", type=Path)
-    parser.add_argument("--folds", type=int, default=5, help="equal blocks, each held out in turn (5: fifths)")
-    parser.add_argument("--at", type=float, nargs="*", default=(), help="also hold out a block of the same length from these shares of the clip")
-    parser.add_argument("--out", type=Path, default=Path("/tmp/reenact-folds"), help="reports and contact sheets (never inside the repository)")
-    parser.add_argument("--model", default="bundled://models/face_landmarker.task", help="the MediaPipe face model")
-    args = parser.parse_args()
-    print(folds_table(cross_validate(args.clip, args.model, args.folds, args.out, tuple(args.at))))
-
-
-if __name__ == "__main__":
-    main()

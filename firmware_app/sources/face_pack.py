@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from firmware_app.render.bank import FacePack
+from firmware_app.face.pack import FacePack
 from firmware_app.sources.base import fit_frame
 from firmware_app.sources.image import ImageSource
 

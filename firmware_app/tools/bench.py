@@ -12,7 +12,7 @@ from firmware_app.config import Settings, with_changes
 from firmware_app.audio.features import FeatureStream, frames_of
 from firmware_app.frames import SAMPLE_RATE, AudioBlock, FeatureFrames
 from firmware_app.mouth import create_mouth_model
-from firmware_app.pipeline import render_offline
+from firmware_app.runners.offline import render_offline
 from firmware_app.sources.audio_file import decode_audio
 from firmware_app.uri import parse_uri
 
@@ -39,7 +39,7 @@ def run_bench(settings: Settings, sizes: list[tuple[int, int]]) -> str:
                 lines += _stage_lines(label, stats)
     lines.append(_mouth_step_line(settings, settings.demo.audio))
     lines.append(_renderer_line(settings))
-    from firmware_app.render.bank import face_pack_path
+    from firmware_app.face.pack import face_pack_path
 
     pack = face_pack_path(settings.sources.portrait)
     lines.append(bank_line(settings, pack) if pack else "face pack: none in sources.portrait (bench --config with sources.portrait: file://NAME.face times its bank)")
@@ -88,7 +88,8 @@ def bank_line(settings: Settings, pack_path: Path, size: tuple[int, int] = (1280
     """A face pack speaking the demo speech on one core: the whole renderer, and the bank's own
     part (exemplar lookup, warp to the lips, colour match: `BankMouth.paint`) with the compositing
     of its pixels into the frame."""
-    from firmware_app.render.bank import BankRenderer, open_face_pack
+    from firmware_app.face.pack import open_face_pack
+    from firmware_app.render.bank import BankRenderer
     from firmware_app.sources.face_pack import FacePackSource
 
     sized = with_changes(settings, {"video.width": size[0], "video.height": size[1]})

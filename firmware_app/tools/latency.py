@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,8 +35,12 @@ from firmware_app.assets import BUNDLED_DIR
 from firmware_app.config import Settings, with_changes
 from firmware_app.errors import DeviceError
 from firmware_app.frames import SAMPLE_RATE
-from firmware_app.runners.live import LiveMetrics
+from firmware_app.runners.live import run_live
+from firmware_app.runners.metrics import FrameLog, LiveMetrics
 from firmware_app.sources.audio_file import decode_audio, write_wav
+
+if TYPE_CHECKING:
+    from firmware_app.pipeline import Pipeline
 
 EVENTS = 8
 GAP_S = 1.6  # quiet between bursts: the mouth settles, the onset is clean
@@ -60,7 +65,7 @@ def run_latency_bench(settings: Settings, play_sink: str | None, events: int = E
 
     def play_events() -> None:  # the pipeline keeps the main thread (the display wants it)
         try:
-            _wait_for(lambda: metrics.frames > 30, 30, "the live loop to start")
+            _wait_for(lambda: metrics.frames.shown > 30, 30, "the live loop to start")
             time.sleep(SETTLE_S)  # the passthrough delay converges on the measured latency
             burst = _burst()
             with tempfile.TemporaryDirectory() as tmp:
@@ -75,22 +80,22 @@ def run_latency_bench(settings: Settings, play_sink: str | None, events: int = E
             stop.set()
 
     threading.Thread(target=play_events, name="latency-player", daemon=True).start()
-    pipeline.run(stop, reload, metrics)
+    run_live(pipeline, stop, reload, metrics)
     if failure:
         raise failure[0]
-    return report(_measure(captured, metrics, pipeline), _frame_interval_ms(metrics))
+    return report(_measure(captured, metrics.frame_log, pipeline), _frame_interval_ms(metrics.frame_log))
 
 
-def _measure(captured: list[tuple[float, np.ndarray]], metrics: LiveMetrics, pipeline) -> list[tuple[float, float | None]]:
+def _measure(captured: list[tuple[float, np.ndarray]], shown: FrameLog, pipeline: Pipeline) -> list[tuple[float, float | None]]:
     """(latency ms, A/V offset ms or None) per detected event."""
-    if not captured or not metrics.frame_log:
+    if not captured or not len(shown):
         return []
     start = captured[0][0]
     audio = np.concatenate([samples for _, samples in captured])
     hop = SAMPLE_RATE // 100
     frames = len(audio) // hop
     level = 20 * np.log10(np.sqrt(np.mean(audio[: frames * hop].reshape(frames, hop) ** 2, axis=1)) + 1e-9)
-    log = np.array(metrics.frame_log, dtype=float)  # shown at, audio t, aperture, captured at
+    log = np.array(shown.frames(), dtype=float)  # columns: the fields of ShownFrame (shown at, audio t, aperture, captured at)
     results = []
     quiet_needed = 30
     for i in range(quiet_needed + 1, frames):
@@ -115,12 +120,12 @@ def _measure(captured: list[tuple[float, np.ndarray]], metrics: LiveMetrics, pip
     return results
 
 
-def _frame_interval_ms(metrics: LiveMetrics) -> float:
+def _frame_interval_ms(shown: FrameLog) -> float:
     """The median time between two frames on screen over the run: a sound waits up to one
     interval for the next frame, so on a machine too busy for the nominal rate the latency
     grows with it, and a bound on the latency must know it."""
-    shown = np.array([entry[0] for entry in metrics.frame_log], dtype=float)
-    return float(np.median(np.diff(shown)) * 1000) if len(shown) > 2 else float("nan")
+    shown_at = np.array([frame.shown_at for frame in shown.frames()], dtype=float)
+    return float(np.median(np.diff(shown_at)) * 1000) if len(shown_at) > 2 else float("nan")
 
 
 def report(results: list[tuple[float, float | None]], frame_interval_ms: float = float("nan")) -> str:

@@ -27,7 +27,8 @@ import numpy as np
 
 from firmware_app.config import Settings, with_changes
 from firmware_app.errors import ConfigError
-from firmware_app.runners.live import LiveMetrics
+from firmware_app.runners.live import run_live
+from firmware_app.runners.metrics import LiveMetrics
 
 WARM_UP_S = 5.0  # after the first frame: start-up (model warm-up, the device's first buffers) is not measured
 SAMPLE_S = 0.5
@@ -94,21 +95,21 @@ def run_load_bench(settings: Settings, busy: int | None, seconds: float) -> Load
         started = None  # the warm-up counts from the first frame shown
         while not stop.wait(SAMPLE_S):
             if started is None:
-                started = time.monotonic() if metrics.frames else None
+                started = time.monotonic() if metrics.frames.shown else None
                 continue
             elapsed = time.monotonic() - started
             if elapsed >= WARM_UP_S:
                 if not steady:  # what happened during the warm-up is not counted
-                    steady.update(at=time.monotonic(), frames=metrics.frames, **pipeline.passthrough.report())
-                offsets.append(metrics.av_offset_ms)
+                    steady.update(at=time.monotonic(), frames=metrics.frames.shown, **pipeline.passthrough.report())
+                offsets.append(metrics.sync.av_offset_ms)
             if elapsed >= seconds:
-                steady.update(end=time.monotonic(), end_frames=metrics.frames)
+                steady.update(end=time.monotonic(), end_frames=metrics.frames.shown)
                 stop.set()
 
     workers = [_busy_process() for _ in range(busy)]
     try:
         threading.Thread(target=watch, name="load-watch", daemon=True).start()
-        pipeline.run(stop, threading.Event(), metrics)
+        run_live(pipeline, stop, threading.Event(), metrics)
     finally:
         stop.set()
         for worker in workers:
@@ -122,7 +123,7 @@ def run_load_bench(settings: Settings, busy: int | None, seconds: float) -> Load
         skipped_ms=done["skipped_ms"],
         waits=done["stalls"],
         underflows=done["underflows"],
-        fps=(steady.get("end_frames", metrics.frames) - steady.get("frames", 0)) / measured,
+        fps=(steady.get("end_frames", metrics.frames.shown) - steady.get("frames", 0)) / measured,
         av_offset_ms=float(np.median(offsets)) if offsets else float("nan"),
         av_offset_p95_ms=float(np.percentile(np.abs(offsets), 95)) if offsets else float("nan"),
     )

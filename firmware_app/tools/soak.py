@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from firmware_app.config import Settings, with_changes
-from firmware_app.runners.live import LiveMetrics
+from firmware_app.runners.live import run_live
+from firmware_app.runners.metrics import LiveMetrics
 from firmware_app.tools.loadbench import TARGETS
 from firmware_app.platform.memory import resident_mb
 
@@ -60,16 +61,16 @@ def run_soak(settings: Settings, minutes: float) -> SoakResult:
     def sample() -> None:  # the pipeline keeps the main thread (the display wants it)
         started = time.monotonic()
         while not stop.wait(SAMPLE_S):
-            sync = metrics.av_offset_ms if pipeline.passthrough is not None else metrics.median_latency_ms()
+            sync = metrics.sync.av_offset_ms if pipeline.passthrough is not None else metrics.latency.median_ms()
             since = time.monotonic() - SAMPLE_S
-            widest = max((entry[2] for entry in list(metrics.frame_log) if entry[0] >= since), default=0.0)
-            samples.append((time.monotonic() - started, metrics.frames, metrics.dropped_frames, resident_mb(), sync, widest))
+            widest = max((frame.aperture for frame in metrics.frame_log.since(since)), default=0.0)
+            samples.append((time.monotonic() - started, metrics.frames.shown, metrics.frames.dropped, resident_mb(), sync, widest))
             log.info("soak %.0f s: frames=%d dropped=%d rss=%.1f MB sync=%.1f ms widest mouth=%.2f", *samples[-1])
             if samples[-1][0] >= minutes * 60:
                 stop.set()
 
     threading.Thread(target=sample, name="soak", daemon=True).start()
-    pipeline.run(stop, reload, metrics)
+    run_live(pipeline, stop, reload, metrics)
     stop.set()
     speech_file = not settings.sources.audio.startswith("mic://")
     voice = pipeline.passthrough.report() if pipeline.passthrough is not None else None
@@ -90,10 +91,10 @@ def summarise(samples: list[tuple[float, int, int, float, float, float]], metric
     drift = float(np.median(sync[last_minute]) - np.median(sync[minute]))
     fps = frames[-1] / elapsed[-1]
     lines = [
-        f"soak: {elapsed[-1] / 60:.1f} min, {int(frames[-1])} frames, restarts {metrics.restarts}",
-        f"  memory {rss[steady][0]:.1f} → {rss[-1]:.1f} MB; latency now {metrics.median_latency_ms():.0f} ms; A/V offset now {metrics.av_offset_ms:.0f} ms",
+        f"soak: {elapsed[-1] / 60:.1f} min, {int(frames[-1])} frames, restarts {metrics.restarts.as_dict()}",
+        f"  memory {rss[steady][0]:.1f} → {rss[-1]:.1f} MB; latency now {metrics.latency.median_ms():.0f} ms; A/V offset now {metrics.sync.av_offset_ms:.0f} ms",
         f"soak minutes={elapsed[-1] / 60:.1f} fps={fps:.2f} dropped={int(dropped[-1])} "
-        f"rss_slope_mb_per_h={slope_per_s * 3600:.2f} av_drift_ms={drift:.1f} restarts={sum(metrics.restarts.values())}",
+        f"rss_slope_mb_per_h={slope_per_s * 3600:.2f} av_drift_ms={drift:.1f} restarts={metrics.restarts.total}",
     ]
     failures = []
     if voice is not None:

@@ -1,5 +1,5 @@
 """Health, metrics and the operator's console over HTTP: `/healthz`, Prometheus `/metrics` and the
-page at `/` (`firmware_app/console/`), one Starlette app served by uvicorn from a daemon thread.
+page at `/` (`web/console/`), one Starlette app served by uvicorn from a daemon thread.
 
 Bound to 127.0.0.1 by default (`health.bind`): the appliance exposes nothing to the network
 unless the operator asks, and then only with `console.token`. The live loop's metrics are read as
@@ -10,15 +10,11 @@ loop's own latency and stage-time histograms.
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import socket
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-import yaml
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -29,11 +25,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from firmware_app.errors import DeviceError
-from firmware_app.runners.live import LiveMetrics
+from firmware_app.runners.metrics import LiveMetrics
+from firmware_app.web.state import LiveState
 
 if TYPE_CHECKING:
     from firmware_app.config import Settings
-    from firmware_app.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -42,50 +38,18 @@ STOP_WITHIN_S = 1.0  # of the kiosk's 2 s SIGTERM budget
 disable_created_metrics()  # `_created` series only double every counter; nothing here reads them
 
 
-class LiveState:
-    """What the web side sees of the running kiosk. `run` updates it as pipelines come and go
-    (each SIGHUP reload builds a new one); the console changes the kiosk only through `reload`
-    (the SIGHUP path, the same as `systemctl reload`) and the running passthrough's trim."""
-
-    def __init__(self, config_path: Path | None, settings: Settings) -> None:
-        self.config_path = config_path
-        self.settings = settings
-        self.metrics = LiveMetrics()
-        self.pipeline: Pipeline | None = None
-        self.generation = 0  # pipelines started: a reload shows as a new one
-
-    def started(self, settings: Settings, pipeline: Pipeline, metrics: LiveMetrics) -> None:
-        self.settings, self.pipeline, self.metrics = settings, pipeline, metrics
-        self.generation += 1
-
-    def reload(self) -> None:
-        os.kill(os.getpid(), signal.SIGHUP)
-
-
-def rescue_settings(path: Path | None) -> Settings:
-    """While the config file is broken (`run --kiosk` waits for a fix, the console serves its
-    editor): the file's health and console sections when those alone are valid, so the console
-    is where the operator expects it; else the defaults (127.0.0.1:8095)."""
-    from firmware_app.config import Settings
-
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8", errors="replace")) if path is not None else {}
-        return Settings.model_validate({key: value for key, value in raw.items() if key in ("health", "console")})
-    except Exception:  # noqa: BLE001 - anything wrong in those two sections: the safe defaults
-        return Settings()
-
-
 def health(metrics: LiveMetrics) -> tuple[bool, dict]:
-    age = time.monotonic() - metrics.last_frame_at if metrics.last_frame_at else None
+    shown_at = metrics.liveness.last_frame_at
+    age = time.monotonic() - shown_at if shown_at else None
     ok = age is not None and age < HEALTHY_WITHIN_S
     return ok, {
         "status": "ok" if ok else "stalled",
         "seconds_since_last_frame": None if age is None else round(age, 3),
-        "frames": metrics.frames,
+        "frames": metrics.frames.shown,
         "fps": round(metrics.fps, 2),
-        "face_present": metrics.face_present,
+        "face_present": metrics.liveness.face_present,
         "backend": metrics.backend,
-        "restarts": dict(metrics.restarts),
+        "restarts": metrics.restarts.as_dict(),
     }
 
 
@@ -106,30 +70,30 @@ class LiveCollector(Collector):
             return CounterMetricFamily(f"ventriloquist_{name}", help_text, value=value)
 
         yield gauge("fps", "frames shown per second since start", m.fps)
-        yield counter("frames", "frames shown", m.frames)
-        yield counter("dropped_frames", "output frames skipped because the loop was behind", m.dropped_frames)
-        yield counter("camera_frames_skipped", "camera frames replaced by a newer one before rendering", m.camera_frames_skipped)
-        yield counter("frames_repeated", "the last frame shown again (with a new mouth) because no new one was due", m.frames_repeated)
+        yield counter("frames", "frames shown", m.frames.shown)
+        yield counter("dropped_frames", "output frames skipped because the loop was behind", m.frames.dropped)
+        yield counter("camera_frames_skipped", "camera frames replaced by a newer one before rendering", m.frames.camera_skipped)
+        yield counter("frames_repeated", "the last frame shown again (with a new mouth) because no new one was due", m.frames.repeated)
         yield gauge("resident_memory_megabytes", "resident memory of the kiosk process (MiB)", m.resident_mb)
         stages = GaugeMetricFamily("ventriloquist_stage_milliseconds", "per-frame time of each stage (moving average)", labels=["stage"])
-        for stage, ms in dict(m.stage_ms).items():
+        for stage, ms in m.stages.averages().items():
             stages.add_metric([stage], ms)
         yield stages
-        yield gauge("latency_milliseconds", "capture to display, median of recent frames", m.median_latency_ms())
-        yield gauge("av_offset_milliseconds", "passthrough sound minus picture (+ = sound late)", m.av_offset_ms)
-        yield gauge("passthrough_delay_milliseconds", "capture of a voice sample to its sound leaving the speaker", m.passthrough_delay_ms)
-        yield gauge("face_present", "1 when a face is being animated", float(m.face_present))
+        yield gauge("latency_milliseconds", "capture to display, median of recent frames", m.latency.median_ms())
+        yield gauge("av_offset_milliseconds", "passthrough sound minus picture (+ = sound late)", m.sync.av_offset_ms)
+        yield gauge("passthrough_delay_milliseconds", "capture of a voice sample to its sound leaving the speaker", m.sync.passthrough_delay_ms)
+        yield gauge("face_present", "1 when a face is being animated", float(m.liveness.face_present))
         backend = GaugeMetricFamily("ventriloquist_backend_info", "the mouth model and its inference backend", labels=["backend"])
         backend.add_metric([m.backend], 1.0)
         yield backend
         restarts = CounterMetricFamily("ventriloquist_restarts", "devices reopened and models replaced after a fault", labels=["part"])
-        for part, count in dict(m.restarts).items():
+        for part, count in m.restarts.as_dict().items():
             restarts.add_metric([part], count)
         yield restarts
         yield gauge("uptime_seconds", "time since this pipeline started", time.monotonic() - m.started_at)
         yield gauge("pipeline_generation", "pipelines started by this process (a config reload starts a new one)", self.state.generation)
-        yield from m.latency_histogram.collect()
-        yield from m.stage_histogram.collect()
+        yield from m.latency.histogram.collect()
+        yield from m.stages.histogram.collect()
 
 
 def metrics_registry(state: LiveState) -> CollectorRegistry:

@@ -1,9 +1,9 @@
 """A portrait uploaded through the console, checked before it may replace the current one: a still
 (JPEG, PNG, WebP) or a clip (MP4, MOV, WebM, MKV) that decodes, of a sensible size, with exactly
 one face that MediaPipe finds; or a face pack (`NAME.face` from `ventriloquist enroll`) that the
-renderer can read, that records its person's consent, whose reference still shows one face, and
-that the config's disclosure mark allows. Everything happens in memory; only a portrait that
-passes is written (by the caller, into the config folder)."""
+kiosk's own reader (`face.pack`) reads, that records its person's consent, whose reference still
+shows one face, and that the config's disclosure mark allows. Everything happens in memory; only
+a portrait that passes is written (by the caller, into the config folder)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import numpy as np
 from firmware_app.assets import resolve_path, verify_model_file
 from firmware_app.config import DisclosureSettings
 from firmware_app.errors import MediaError
-from firmware_app.render.bank import SUFFIX, load_face_pack, require_disclosure
+from firmware_app.face.pack import BANK, SUFFIX, load_face_pack, require_disclosure
 
 MIN_SIDE = 128  # px: smaller faces are below MediaPipe's detector
 MAX_SIDE = 8192
@@ -92,25 +92,21 @@ def check_portrait(data: bytes, model_path: str, disclosure: DisclosureSettings)
 
 
 def check_face_pack(data: bytes, model_path: str, disclosure: DisclosureSettings) -> Portrait:
-    """A pack is read exactly as the kiosk will read it (`render.bank.load_face_pack`: format
-    version, consent recorded), refused if the disclosure mark is off, and its reference still
-    must show one face, as any portrait."""
+    """A pack is read exactly as the kiosk will read it (`face.pack.load_face_pack`: members that
+    decode, format version, consent recorded), refused if the disclosure mark is off, and its
+    reference still must show one face, as any portrait."""
     _refuse_if_it_unpacks_too_large(data)
     with _in_memory_file(data) as path:
         try:
             pack = load_face_pack(path)
         except MediaError as exc:  # name the upload, not the memory file it was read from
             raise MediaError(exc.cause.replace(str(path), "the uploaded face pack"), exc.fix) from None
-        except zlib.error as exc:  # a damaged member: the reader does not catch this one
-            raise MediaError(f"the uploaded face pack is damaged ({exc})", REENROLL) from None
-    if pack.reference is None:
-        raise MediaError("the uploaded face pack's reference still does not decode", REENROLL)
     pack = dataclasses.replace(pack, path=Path(f"portrait{SUFFIX}"))  # the name it will be stored under
     require_disclosure(pack, disclosure)
     if count_faces(cv2.cvtColor(pack.reference, cv2.COLOR_BGR2RGB), model_path) != 1:
         raise MediaError("the face pack's reference still does not show exactly one face", REENROLL)
     height, width = pack.reference.shape[:2]
-    return Portrait(PACK, width, height, clip=False, consent=pack.consent, exemplars=len(pack.keys))
+    return Portrait(PACK, width, height, clip=False, consent=pack.consent, exemplars=len(pack.bank.keys))
 
 
 def _refuse_if_it_unpacks_too_large(data: bytes) -> None:
@@ -120,8 +116,8 @@ def _refuse_if_it_unpacks_too_large(data: bytes) -> None:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as pack:
             declared = sum(member.file_size for member in pack.infolist())
-            if declared <= MAX_PACK_UNPACKED and "bank.npz" in pack.namelist():
-                with zipfile.ZipFile(io.BytesIO(pack.read("bank.npz"))) as bank:
+            if declared <= MAX_PACK_UNPACKED and BANK in pack.namelist():
+                with zipfile.ZipFile(io.BytesIO(pack.read(BANK))) as bank:
                     declared += sum(member.file_size for member in bank.infolist())
     except (zipfile.BadZipFile, zlib.error, OSError, ValueError):
         return  # not readable as a zip: the pack's reader names the problem

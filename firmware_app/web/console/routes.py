@@ -24,7 +24,7 @@ from firmware_app.web.console.status import History, RecentErrors, snapshot
 from firmware_app.errors import VentriloquistError
 
 if TYPE_CHECKING:
-    from firmware_app.web.server import LiveState
+    from firmware_app.web.state import LiveState
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def console_routes(settings: Settings, state: LiveState, policy: Policy) -> list
 
     def preview(request: Request) -> Response:
         """The frame on the screen now, as JPEG; off (404) unless console.preview: true."""
-        image = state.metrics.shown_image
+        image = state.metrics.screen.image
         if not state.settings.console.preview:
             return JSONResponse({"error": "the preview is off (console.preview: false)"}, status_code=404)
         if image is None:

@@ -11,7 +11,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from firmware_app.web.server import LiveState
+    from firmware_app.web.state import LiveState
 
 HISTORY_S = 300  # the charts show the last five minutes
 SAMPLE_EVERY_S = 1.0
@@ -51,11 +51,11 @@ class History(threading.Thread):
         m, now = self.state.metrics, time.monotonic()
         fps = 0.0
         if self._last is not None and self._last[2] == self.state.generation and now > self._last[0]:
-            fps = max(0, m.frames - self._last[1]) / (now - self._last[0])
-        elif m.frames:
+            fps = max(0, m.frames.shown - self._last[1]) / (now - self._last[0])
+        elif m.frames.shown:
             fps = m.fps
-        self._last = (now, m.frames, self.state.generation)
-        self.samples.append((time.time(), round(fps, 2), round(m.median_latency_ms(), 1), round(m.av_offset_ms, 1)))
+        self._last = (now, m.frames.shown, self.state.generation)
+        self.samples.append((time.time(), round(fps, 2), round(m.latency.median_ms(), 1), round(m.sync.av_offset_ms, 1)))
 
     @property
     def recent_fps(self) -> float:
@@ -85,12 +85,12 @@ def snapshot(state: LiveState, history: History, errors: RecentErrors, started_a
     return {
         "fps": history.recent_fps,
         "fps_average": round(m.fps, 2),
-        "frames": m.frames,
-        "latency_ms": round(m.median_latency_ms(), 1),
-        "av_offset_ms": round(m.av_offset_ms, 1),
-        "face_present": m.face_present,
+        "frames": m.frames.shown,
+        "latency_ms": round(m.latency.median_ms(), 1),
+        "av_offset_ms": round(m.sync.av_offset_ms, 1),
+        "face_present": m.liveness.face_present,
         "backend": m.backend,
-        "restarts": dict(m.restarts),
+        "restarts": m.restarts.as_dict(),
         "memory_mb": round(m.resident_mb, 1),
         "uptime_s": round(time.monotonic() - started_at),
         "pipeline_uptime_s": round(time.monotonic() - m.started_at),
@@ -98,7 +98,7 @@ def snapshot(state: LiveState, history: History, errors: RecentErrors, started_a
         "mode": settings.mode,
         "passthrough": {
             "on": passthrough is not None,
-            "delay_ms": round(m.passthrough_delay_ms, 1),
+            "delay_ms": round(m.sync.passthrough_delay_ms, 1),
             "trim_ms": round(passthrough.trim_s * 1000, 1) if passthrough is not None else settings.audio.passthrough_trim_ms,
         },
         "preview": settings.console.preview,

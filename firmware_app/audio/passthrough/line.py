@@ -1,24 +1,6 @@
-"""Audio passthrough: the appliance plays the voice through its own speaker, delayed so that what
-visitors hear lands together with the mouth they see (people notice sound that leads the picture
-most; ATSC IS-191 allows 15 ms lead).
-
-The voice must never glitch when the CPU is busy, so the line is built to bend, not break:
-
-- the sound device is fed by its own small process (`player_main`): its callback never waits for
-  this process's GIL, which a tracker or renderer thread may hold while the busy cores have
-  preempted it (that wait is what made the device run dry). It gets a real-time or raised
-  priority where the system allows, and does nothing but copy from a ring;
-- the ring is one block of shared memory (memfd: never on a disk) that the voice thread writes and
-  the player reads, lock-free: every slot has one writer;
-- the device buffer is larger than PortAudio's "low" default (DEVICE_BUFFER_S) and the latency
-  the device reports is part of the measured delay;
-- when the voice has not arrived by its play-out time (the voice thread was starved), the line
-  waits for it instead of skipping it: the voice plays later and nothing is lost. The delay line
-  says so (`play_delay_s` is measured against the wall clock), it keeps a floor that covers the
-  lateness seen lately (`floor_s`), and the picture is held to that floor (`live.py`), so sound
-  and picture stay together;
-- the delay moves only inside silence, so nobody hears it move (a long silence may be skipped at
-  once: a delay far above its target comes down in the next pause).
+"""The voice thread's side of the passthrough (see the package's docstring): it copies each block
+into the shared ring, measures the delay the voice really plays with and the floor that keeps it
+safe, and starts and stops the player process that feeds the sound device.
 """
 
 from __future__ import annotations
@@ -37,9 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from firmware_app.audio.passthrough.ring import (ANCHORED, DELAY, JUMP_FROM, JUMP_TO, JUMPING, MOVED_AT, NEXT, OVERRUN,
+                                                 RECEIVED, RING_SAMPLES, STALL_LOG, STALLS, TIMED, TIMINGS, UNDERFLOWS,
+                                                 WAITED, WANTED, SharedLine, play)
 from firmware_app.errors import DeviceError
 from firmware_app.frames import SAMPLE_RATE, AudioBlock
-from firmware_app.platform.priority import make_this_thread_realtime, realtime_threads_spawned
 from firmware_app.resource import Resource
 
 log = logging.getLogger(__name__)
@@ -47,139 +31,19 @@ log = logging.getLogger(__name__)
 
 def passthrough_delay_s(lookahead_s: float, fps: float, trim_ms: float) -> float:
     """The starting delay: the model's look-ahead plus one frame of render and display. Live, the
-    delay then follows the pipeline's measured latency (`follow_latency`); `audio.passthrough_trim_ms`
+    delay then follows the pipeline's measured latency (`runners.avsync`); `audio.passthrough_trim_ms`
     corrects what no measurement here can see (the display's own lag, the speaker's distance)."""
     return max(0.0, lookahead_s + 1.0 / fps + trim_ms / 1000.0)
 
 
-RING_SAMPLES = 8 * SAMPLE_RATE  # voice held for play-out: bounded, allocated once
 DEVICE_BUFFER_S = 0.1  # asked of PortAudio: a callback may come this late before the device runs dry
-FOLLOW_STEP_S = 0.004  # the delay moves toward the measured latency by at most this much at a time…
-FOLLOW_SKIP_S = 2.0  # …or, while it is far off, up to this much silence is skipped or stretched at once
-FOLLOW_EVERY_S = 0.5  # …this often
-FOLLOW_DEADBAND_S = 0.003
-QUIET_RMS = 0.003  # about -50 dBFS: the delay moves only where the voice is this quiet, so no one hears it
-QUIET_MARGIN = round(0.03 * SAMPLE_RATE)  # …for this long around the samples a move skips or repeats
-WINDOW = SAMPLE_RATE // 100  # silence ahead is judged in 10 ms windows
 SAFETY_S = 0.03  # voice kept in hand beyond the latest one seen late: the floor's margin
 FLOOR_WINDOW_S = 30.0  # how long a stall keeps the floor raised
-FLOOR_MOST_S = 0.3  # above this the picture (held at most 300 ms, see live.py) could not follow: sound and picture would part
+FLOOR_MOST_S = 0.3  # above this the picture (held at most 300 ms, see runners/avsync.py) could not follow: sound and picture would part
 SETTLE_S = 5.0  # lateness in the first seconds of a voice is start-up work (model warm-up), not a stall
-TIMINGS = 256  # the last callbacks, (wall time, first sample, samples in hand, samples asked): measures and floor
 MEASURED = 64  # the latest callbacks (since the last move) whose delay's median is the measured delay
 SETTLED_CALLBACKS = 8  # callbacks after a move before the delay is judged again
-STALL_LOG = 32  # the last stalls, (input sample where the voice resumed, samples waited), for the log
 PLAYER_START_S = 30.0  # the player process's start (imports, device open) on a busy machine
-
-# Slots of the shared control block, each written by one side only (noted), so no lock is needed.
-(ANCHORED, NEXT, RECEIVED, WANTED, JUMP_FROM, JUMP_TO, JUMPING, UNDERFLOWS, WAITING, STALLS,
- WAITED, QUIET_RUN, DELAY, TIMED, OVERRUN, MOVED_AT) = range(16)
-# writers: voice thread: ANCHORED, RECEIVED, WANTED (the player clears it), JUMP_*, JUMPING (the
-# player clears it), NEXT (only before ANCHORED); the player: everything else.
-CTL_SLOTS = 16
-
-
-class SharedLine:
-    """The state both sides of the delay line see, laid out in one buffer (the shared memory, or
-    plain bytes when the line is driven in-process, as the tests do)."""
-
-    NBYTES = CTL_SLOTS * 8 + TIMINGS * 32 + STALL_LOG * 24 + RING_SAMPLES * 4
-
-    def __init__(self, buffer=None) -> None:
-        buffer = bytearray(self.NBYTES) if buffer is None else buffer
-        at = 0
-        self.ctl = np.frombuffer(buffer, np.int64, CTL_SLOTS, at)
-        at += CTL_SLOTS * 8
-        self.timing = np.frombuffer(buffer, np.float64, TIMINGS * 4, at).reshape(TIMINGS, 4)
-        at += TIMINGS * 32
-        self.stall_log = np.frombuffer(buffer, np.int64, STALL_LOG * 2, at).reshape(STALL_LOG, 2)
-        at += STALL_LOG * 16
-        self.underflow_log = np.frombuffer(buffer, np.int64, STALL_LOG, at)  # input sample playing when it happened
-        at += STALL_LOG * 8
-        self.ring = np.frombuffer(buffer, np.float32, RING_SAMPLES, at)
-
-    def put(self, first: int, samples: np.ndarray) -> None:
-        samples = samples[-RING_SAMPLES:]
-        at = first % RING_SAMPLES
-        split = min(len(samples), RING_SAMPLES - at)
-        self.ring[at : at + split] = samples[:split]
-        self.ring[: len(samples) - split] = samples[split:]
-
-    def take(self, out: np.ndarray, first: int) -> None:
-        at = first % RING_SAMPLES
-        split = min(len(out), RING_SAMPLES - at)
-        out[:split] = self.ring[at : at + split]
-        out[split:] = self.ring[: len(out) - split]
-
-
-def play(line: SharedLine, out: np.ndarray, underflow: bool) -> None:
-    """The sound device's side, called for every buffer it wants: copy the next samples from the
-    ring. Voice that has not come yet is waited for (silence now, the voice whole, later)."""
-    c = line.ctl
-    out[:] = 0.0
-    if not c[ANCHORED]:
-        return
-    start, received = int(c[NEXT]), int(c[RECEIVED])
-    if underflow:  # the wall-clock measurement below sees the delay it added
-        line.underflow_log[c[UNDERFLOWS] % STALL_LOG] = start
-        c[UNDERFLOWS] += 1
-    if c[JUMPING]:  # a gap in the input: an idle line jumps over it rather than play it
-        if start >= c[JUMP_FROM]:
-            start, c[WAITING] = max(start, int(c[JUMP_TO])), 0
-        c[JUMPING] = 0
-    if received - start > RING_SAMPLES:  # nobody pulled for a long time: the newest voice is kept
-        c[OVERRUN] += received - RING_SAMPLES - start
-        start = received - RING_SAMPLES
-    frames = len(out)
-    ready = min(frames, max(0, received - start))
-    if ready < frames:  # the voice is late (or over)
-        c[WAITING] += frames - ready
-    elif c[WAITING]:  # the voice waited for has come: that wait was a stall
-        line.stall_log[c[STALLS] % STALL_LOG] = (start, c[WAITING])
-        c[STALLS] += 1
-        c[WAITED] += c[WAITING]
-        c[WAITING] = 0
-    if ready:
-        line.take(out[:ready], start)
-    line.timing[c[TIMED] % TIMINGS] = (time.monotonic(), start, received, frames)
-    c[TIMED] += 1
-    c[NEXT] = start + ready
-    c[QUIET_RUN] = c[QUIET_RUN] + frames if np.sqrt(np.mean(out**2)) < QUIET_RMS else 0
-    _move_if_unheard(line)
-
-
-def _move_if_unheard(line: SharedLine) -> None:
-    """Moving the delay repeats (step > 0) the samples just played or skips (step < 0) the next
-    ones: only where all of that, and a margin, is silence. One quiet device buffer is not
-    enough: inside a word (a stop consonant) a few ms can be that quiet."""
-    c = line.ctl
-    step = int(c[WANTED])
-    if step > 0:  # as much as the silence just played allows
-        step = min(step, int(c[QUIET_RUN]) - QUIET_MARGIN) // WINDOW * WINDOW if step > WINDOW else step
-        if step <= 0 or c[QUIET_RUN] < step + QUIET_MARGIN:
-            return
-    elif step < 0:  # as much of the silence ahead as allows, after silence just played
-        step = -_silence_ahead(line, -step) if c[QUIET_RUN] >= QUIET_MARGIN else 0
-    if step == 0:
-        return
-    c[NEXT] -= step  # later play-out = read further back
-    c[DELAY] = max(0, c[DELAY] + step)
-    c[WANTED] = 0
-    c[MOVED_AT] = c[TIMED]  # the callbacks before this one measured the delay before the move
-
-
-def _silence_ahead(line: SharedLine, most: int) -> int:
-    """How many of the next samples (up to `most`) can be skipped with QUIET_MARGIN of silence
-    after them, in whole windows."""
-    c = line.ctl
-    held = min(most + QUIET_MARGIN, int(c[RECEIVED] - c[NEXT])) // WINDOW * WINDOW
-    if held < QUIET_MARGIN + WINDOW:
-        return 0
-    ahead = np.empty(held, np.float32)
-    line.take(ahead, int(c[NEXT]))
-    loud = np.sqrt(np.mean(ahead.reshape(-1, WINDOW) ** 2, axis=1)) >= QUIET_RMS
-    quiet = (int(np.argmax(loud)) if loud.any() else len(loud)) * WINDOW
-    return max(0, min(most, quiet - QUIET_MARGIN)) // WINDOW * WINDOW
 
 
 class VoicePassthrough(Resource):
@@ -193,9 +57,8 @@ class VoicePassthrough(Resource):
         self.line = SharedLine()
         self.line.ctl[DELAY] = round(delay_s * SAMPLE_RATE)
         self.late_samples = 0  # voice that arrived after its play-out time and was never played
-        self.floor_s = 0.0  # see follow_latency
+        self.floor_s = 0.0  # see _update_floor
         self.callback_priority = "never"
-        self._last_follow = 0.0
         self._stalls_logged = 0
         self._device_latency = 0.0
         self._origin: float | None = None  # wall time of input sample 0 (earliest arrival seen)
@@ -207,7 +70,7 @@ class VoicePassthrough(Resource):
 
     @property
     def delay_s(self) -> float:
-        """The line's own delay (the device's latency comes on top); moved by follow_latency."""
+        """The line's own delay (the device's latency comes on top); moved by `ask_move` (`runners.avsync` asks)."""
         return float(self.line.ctl[DELAY]) / SAMPLE_RATE
 
     # --- the player process ----------------------------------------------------------------------
@@ -219,10 +82,10 @@ class VoicePassthrough(Resource):
             before, self.line = self.line, SharedLine(self._memory)
             self.line.ctl[:] = before.ctl
             self._player = subprocess.Popen(
-                [sys.executable, "-c", "from firmware_app.audio.passthrough import player_main; player_main()",
+                [sys.executable, "-m", "firmware_app.audio.passthrough.player",
                  str(fd), self.device, str(DEVICE_BUFFER_S)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, pass_fds=(fd,),
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")]))},
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[3]), os.environ.get("PYTHONPATH")]))},
             )
         finally:
             os.close(fd)
@@ -312,28 +175,21 @@ class VoicePassthrough(Resource):
 
     # --- the delay, as measured and as wanted ----------------------------------------------------
 
-    def follow_latency(self, video_latency_s: float) -> None:
-        """Ask the delay to move toward the measured picture latency (+ trim), but never below the
-        floor that keeps the voice safe; the move happens at the next quiet moment.
-
-        The floor (`_update_floor`) is the least play delay that would have had the voice in hand
-        for every callback lately; the picture is held to it (`live.py`). Each frame asks; the
-        work is done every FOLLOW_EVERY_S."""
-        now = time.monotonic()
-        if now - self._last_follow < FOLLOW_EVERY_S:
-            return
-        self._last_follow = now
+    def refresh(self) -> None:
+        """Bring the measurements up to date: log the stalls since the last look and recompute the
+        floor (`avsync` calls this before it asks the delay to move)."""
         self._log_stalls()
         self._update_floor()
-        if not self.follow or video_latency_s <= 0 or self.line.ctl[TIMED] - self.line.ctl[MOVED_AT] < SETTLED_CALLBACKS:
-            return  # (the last move is not measured yet: asking again would overshoot)
-        error = max(video_latency_s + self.trim_s, self.floor_s) - self.play_delay_s
-        if abs(error) < FOLLOW_DEADBAND_S:
-            return
-        # far off (start-up, a stall): as much as the next silence allows at once; nobody hears
-        # silence cut short or stretched. Close: a few ms at a time
-        limit = FOLLOW_SKIP_S if abs(error) > 0.03 else FOLLOW_STEP_S
-        self.line.ctl[WANTED] = round(float(np.clip(error, -limit, limit)) * SAMPLE_RATE)
+
+    @property
+    def settled(self) -> bool:
+        """The last move has been measured: the device has asked often enough since."""
+        return self.line.ctl[TIMED] - self.line.ctl[MOVED_AT] >= SETTLED_CALLBACKS
+
+    def ask_move(self, step_s: float) -> None:
+        """Move the delay by `step_s` (later: +) at the next quiet moment, as much of it as the
+        silence there allows."""
+        self.line.ctl[WANTED] = round(step_s * SAMPLE_RATE)
 
     def _log_stalls(self) -> None:
         """Each stall, where it happened on the voice's clock (repeats are rate-limited by the log)."""
@@ -425,37 +281,3 @@ def _anonymous_memory(size: int) -> int:
         handle.close()
     os.ftruncate(fd, size)
     return fd
-
-
-def player_main() -> None:
-    """The player process: `python -c … <memory fd> <device or ''> <buffer s>`. Says `ok <latency>`
-    or `error <json>` on stdout, plays until stdin says close (or closes: the appliance is gone),
-    then says `done <priority its callback got>`."""
-    from firmware_app.sources.mic import require_sounddevice
-
-    fd, device, buffer_s = int(sys.argv[1]), sys.argv[2] or None, float(sys.argv[3])
-    line = SharedLine(mmap.mmap(fd, SharedLine.NBYTES))
-    priority: list[str] = []
-
-    def callback(outdata: np.ndarray, frames: int, time_info: object, status) -> None:
-        if not priority:
-            priority.append(make_this_thread_realtime(fallback_nice=-10))
-        play(line, outdata[:, 0], bool(status.output_underflow))
-
-    try:
-        sd = require_sounddevice()
-        with realtime_threads_spawned():
-            stream = sd.OutputStream(samplerate=SAMPLE_RATE, channels=1, dtype="float32", device=device, callback=callback, latency=buffer_s)
-            stream.start()
-    except DeviceError as exc:
-        print("error " + json.dumps({"error": exc.cause, "outputs": []}), flush=True)
-        return
-    except (sd.PortAudioError, ValueError) as exc:
-        outputs = [d["name"] for d in sd.query_devices() if d["max_output_channels"] > 0]
-        print("error " + json.dumps({"error": str(exc), "outputs": outputs}), flush=True)
-        return
-    print(f"ok {stream.latency}", flush=True)
-    sys.stdin.readline()
-    stream.stop()
-    stream.close()
-    print("done " + (priority[0] if priority else "never"), flush=True)
