@@ -14,7 +14,13 @@ setup(
     # runtime from importing it). The shipped mouth model is package data beside the media.
     packages=find_packages(include=["firmware_app", "firmware_app.*"]),
     package_data={
-        "firmware_app": ["assets/*.*", "assets/models/*", "web/console/static/*.*", "web/console/static/vendor/*", "face/enroll_script.txt"],
+        "firmware_app": [
+            "assets/*.*",
+            "assets/models/*",
+            "web/console/static/*.*",
+            "web/console/static/vendor/*",
+            "face/enroll_script.txt",
+        ],
     },
     install_requires=[
         "numpy>=1.24",
@@ -39,7 +45,7 @@ setup(
         "scikit-image>=0.22",
     ],
     extras_require={
-        "dev": ["pytest>=7", "scikit-image>=0.22", "onnxconverter-common>=1.14", "selenium>=4.20"],
+        "dev": ["pytest>=7", "scikit-image>=0.22", "onnxconverter-common>=1.14", "selenium>=4.20", "ruff==0.17.6"],
         # training and evaluation only; the runtime never imports these. piper-tts (GPL-3) is a
         # data tool that speaks the training sentences, it is not shipped in the appliance.
         "train": [

@@ -22,13 +22,13 @@ import numpy as np
 
 from firmware_app.assets import BUNDLED_DIR
 from firmware_app.config import RendererSettings, Settings, TrackerSettings
+from firmware_app.face.tracker import FaceTracker
 from firmware_app.frames import Face, VideoFrame
 from firmware_app.render import animate_face
 from firmware_app.render.mouth import planned_gap
 from firmware_app.render.rig import FUNNEL_NARROW, PUCKER_NARROW, FaceFrame
 from firmware_app.sources.base import fit_frame
 from firmware_app.sources.video_file import decode_frames
-from firmware_app.face.tracker import FaceTracker
 
 SIZE = (1280, 720)
 APERTURES = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -70,7 +70,7 @@ class Measurer:
         self.tracker = FaceTracker(TrackerSettings(smoothing=False, hold_frames=0))
         self.t = 0.0
 
-    def __enter__(self) -> "Measurer":
+    def __enter__(self) -> Measurer:
         self.tracker.open()
         return self
 
@@ -121,13 +121,35 @@ def sweep_face(image: np.ndarray, measurer: Measurer, max_open: float) -> list[S
     # a still showing its upper teeth keeps them and opens below them (render.mouth.intended_gap)
     intended = [planned_gap(image, face, a * max_open) / max_open for a in APERTURES]
     measured = [render({}, a) for a in APERTURES]
-    sweeps.append(Sweep("lip aperture (gap / max_open)", intended, [lip_gap(f) / max_open for f in measured], [f.blendshapes["jawOpen"] for f in measured]))
+    sweeps.append(
+        Sweep(
+            "lip aperture (gap / max_open)",
+            intended,
+            [lip_gap(f) / max_open for f in measured],
+            [f.blendshapes["jawOpen"] for f in measured],
+        )
+    )
     for control in ("mouthPucker", "mouthFunnel"):
         measured = [render({control: r}, 0.15) for r in ROUNDING]
         nominal = PUCKER_NARROW if control == "mouthPucker" else FUNNEL_NARROW
-        sweeps.append(Sweep(f"{control} (mouth narrowing)", list(ROUNDING), [1 - mouth_width(f) / width0 for f in measured], [f.blendshapes[control] for f in measured], nominal))
+        sweeps.append(
+            Sweep(
+                f"{control} (mouth narrowing)",
+                list(ROUNDING),
+                [1 - mouth_width(f) / width0 for f in measured],
+                [f.blendshapes[control] for f in measured],
+                nominal,
+            )
+        )
     measured = [render({"eyeBlinkLeft": b, "eyeBlinkRight": b}, 0.0) for b in BLINKS]
-    sweeps.append(Sweep("eyeBlink (lid closure)", list(BLINKS), [1 - eye_opening(f) / eyes0 for f in measured], [(f.blendshapes["eyeBlinkLeft"] + f.blendshapes["eyeBlinkRight"]) / 2 for f in measured]))
+    sweeps.append(
+        Sweep(
+            "eyeBlink (lid closure)",
+            list(BLINKS),
+            [1 - eye_opening(f) / eyes0 for f in measured],
+            [(f.blendshapes["eyeBlinkLeft"] + f.blendshapes["eyeBlinkRight"]) / 2 for f in measured],
+        )
+    )
     for axis, name in enumerate(("headYaw", "headPitch", "headRoll")):
         measured = [render({name: a}, 0.0) for a in ANGLES]
         change = [f.pose[axis] - face.pose[axis] for f in measured]
@@ -156,7 +178,10 @@ def measure(faces: dict[str, np.ndarray], max_open: float) -> dict[str, dict[str
     results: dict[str, dict[str, dict[str, float]]] = {}
     with Measurer() as measurer:
         for name, image in faces.items():
-            results[name] = {s.control: {**summarise(s), "commanded": s.commanded, "geometry": s.geometry, "score": s.score} for s in sweep_face(image, measurer, max_open)}
+            results[name] = {
+                s.control: {**summarise(s), "commanded": s.commanded, "geometry": s.geometry, "score": s.score}
+                for s in sweep_face(image, measurer, max_open)
+            }
     return results
 
 
@@ -168,7 +193,8 @@ def table(results: dict[str, dict[str, dict]]) -> str:
     for face, controls in results.items():
         for control, r in controls.items():
             lines.append(
-                f"| {face} | {control} | {r['geometry_corr']:.3f} | {r['geometry_gain']:.3f} | {r['geometry_mae']:.3f} | {r['score_corr']:.3f} |"
+                f"| {face} | {control} | {r['geometry_corr']:.3f} | {r['geometry_gain']:.3f} | "
+                f"{r['geometry_mae']:.3f} | {r['score_corr']:.3f} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -196,7 +222,11 @@ def contact_sheet(faces: dict[str, np.ndarray], max_open: float, tile: int = 240
             centre, half = face.landmarks[:, :2].mean(axis=0), int(frame.scale * 0.75)
             tiles = []
             for label, controls, aperture in CONTACT_SHEET:
-                out = image if aperture is None else animate_face(image, face, controls, aperture * max_open, RendererSettings().interior_color)
+                out = (
+                    image
+                    if aperture is None
+                    else animate_face(image, face, controls, aperture * max_open, RendererSettings().interior_color)
+                )
                 tiles.append(_tile(out, centre, half, tile, label if name == next(iter(faces)) else ""))
             rows.append(np.hstack(tiles))
     return np.vstack(rows)

@@ -18,17 +18,18 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
 
 from calibration.fidelity import Measurer, lip_gap
 from firmware_app.assets import BUNDLED_DIR
-from firmware_app.config import RendererSettings, Settings
 from firmware_app.audio.features import features_of
+from firmware_app.config import RendererSettings, Settings
+from firmware_app.face.tracker import FaceTracker
 from firmware_app.frames import Face, MouthShape, VideoFrame
 from firmware_app.mouth import create_mouth_model
 from firmware_app.mouth.track import MouthTrack
@@ -38,7 +39,6 @@ from firmware_app.shapes import VISEMES
 from firmware_app.sources.audio_file import decode_audio
 from firmware_app.sources.base import fit_frame
 from firmware_app.sources.video_file import decode_frames
-from firmware_app.face.tracker import FaceTracker
 from models.targets import STYLES
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -173,7 +173,9 @@ def measure_identity(image: np.ndarray, measurer: Measurer, render: Render = ren
         gap_closed=gaps[0],
         aperture_corr=_corr(command, np.array(gaps)),
         jaw_score_corr=_corr(command, np.array(scores)),
-        jaw_score_rank_corr=_corr(command, np.argsort(np.argsort(scores)).astype(float)) if np.all(np.isfinite(scores)) else 0.0,
+        jaw_score_rank_corr=_corr(command, np.argsort(np.argsort(scores)).astype(float))
+        if np.all(np.isfinite(scores))
+        else 0.0,
         outside_change=outside_change(image, wide, face),
         **_jaw_measures(seen_faces[0], seen_faces[-1]),
         gaps=gaps,
@@ -206,7 +208,10 @@ def _jaw_measures(closed: Face | None, opened: Face | None) -> dict[str, float]:
     thickness = [down(f, 17) - down(f, 14) for f in (closed, opened)]
     lip_drop = down(opened, 14) - down(closed, 14)
     chin_drop = down(opened, 152) - down(closed, 152)
-    return {"lip_thickness_ratio": thickness[1] / max(thickness[0], 1e-3), "chin_follow": chin_drop / max(lip_drop, 1e-3)}
+    return {
+        "lip_thickness_ratio": thickness[1] / max(thickness[0], 1e-3),
+        "chin_follow": chin_drop / max(lip_drop, 1e-3),
+    }
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
@@ -238,7 +243,9 @@ class MirrorResult:
     real: list[float]
 
 
-def measure_mirror(clip: Path, track: MouthTrack, seconds: float | None = None, on_frame: Callable | None = None) -> MirrorResult:
+def measure_mirror(
+    clip: Path, track: MouthTrack, seconds: float | None = None, on_frame: Callable | None = None
+) -> MirrorResult:
     """The clip as the camera, the track as the voice, rendered frame by frame as mirror mode does.
     `on_frame(index, camera image, rendered image, face)` sees every frame (for a sheet)."""
     from firmware_app.render import Renderer
@@ -279,20 +286,24 @@ def measure_mirror(clip: Path, track: MouthTrack, seconds: float | None = None, 
 
 def table(results: dict[str, IdentityResult], mirror: MirrorResult | None) -> str:
     lines = [
-        f"| identity | gap at jawOpen 1 (≥ {GAP_OPEN}) | gap closed (≤ {GAP_CLOSED}) | aperture corr (≥ {APERTURE_CORR}) | MediaPipe jawOpen corr (≥ {JAW_SCORE_CORR}; rank) "
+        f"| identity | gap at jawOpen 1 (≥ {GAP_OPEN}) | gap closed (≤ {GAP_CLOSED}) | aperture corr (≥ "
+        f"{APERTURE_CORR}) | MediaPipe jawOpen corr (≥ {JAW_SCORE_CORR}; rank) "
         "| outside change (0-255) | lower lip thickness open / closed | chin drop / lip drop |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         lines.append(
-            f"| {name} | {_against(r.gap_open, GAP_OPEN)} | {_against(r.gap_closed, GAP_CLOSED, below=True)} | {_against(r.aperture_corr, APERTURE_CORR)} "
-            f"| {_against(r.jaw_score_corr, JAW_SCORE_CORR)} ({r.jaw_score_rank_corr:.2f}) | {r.outside_change:.2f} | {r.lip_thickness_ratio:.2f} | {r.chin_follow:.2f} |"
+            f"| {name} | {_against(r.gap_open, GAP_OPEN)} | {_against(r.gap_closed, GAP_CLOSED, below=True)} | "
+            f"{_against(r.aperture_corr, APERTURE_CORR)} "
+            f"| {_against(r.jaw_score_corr, JAW_SCORE_CORR)} ({r.jaw_score_rank_corr:.2f}) | "
+            f"{r.outside_change:.2f} | {r.lip_thickness_ratio:.2f} | {r.chin_follow:.2f} |"
         )
     text = "\n".join(lines) + "\n✗: misses the issue's target (shown to 4 places when 3 would round onto it).\n"
     if mirror is not None:
         text += (
             f"\nMirror mode (`{MIRROR_CLIP}` as the camera, the bundled speech as the voice, {mirror.frames} frames): "
-            f"aperture corr {_against(mirror.aperture_corr, MIRROR_CORR)} (≥ {MIRROR_CORR}); re-measured gap on frames commanded closed, 95th percentile "
+            f"aperture corr {_against(mirror.aperture_corr, MIRROR_CORR)} (≥ {MIRROR_CORR}); re-measured gap on "
+            f"frames commanded closed, 95th percentile "
             f"{mirror.closed_gap_p95:.3f} (the camera's own {mirror.real_gap_p95:.3f}).\n"
         )
     return text
@@ -347,7 +358,9 @@ class MirrorSheet:
 def _tile(image: np.ndarray, centre: np.ndarray, half: int, label: str) -> np.ndarray:
     x, y = int(centre[0]), int(centre[1])
     padded = cv2.copyMakeBorder(image, half, half, half, half, cv2.BORDER_REPLICATE)
-    crop = cv2.resize(padded[y : y + 2 * half, x : x + 2 * half], (SHEET_TILE, SHEET_TILE), interpolation=cv2.INTER_AREA)
+    crop = cv2.resize(
+        padded[y : y + 2 * half, x : x + 2 * half], (SHEET_TILE, SHEET_TILE), interpolation=cv2.INTER_AREA
+    )
     cv2.putText(crop, label, (8, 22), cv2.FONT_HERSHEY_DUPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
     cv2.putText(crop, label, (8, 22), cv2.FONT_HERSHEY_DUPLEX, 0.6, (20, 20, 20), 1, cv2.LINE_AA)
     return crop
@@ -355,13 +368,26 @@ def _tile(image: np.ndarray, centre: np.ndarray, half: int, label: str) -> np.nd
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=PROJECT / "calibration" / "report", help="report and committable sheets")
-    parser.add_argument("--private-out", type=Path, default=Path("/tmp/ventriloquist-faces"), help="sheets of faces that may not be committed")
+    parser.add_argument(
+        "--out", type=Path, default=PROJECT / "calibration" / "report", help="report and committable sheets"
+    )
+    parser.add_argument(
+        "--private-out",
+        type=Path,
+        default=Path("/tmp/ventriloquist-faces"),
+        help="sheets of faces that may not be committed",
+    )
     parser.add_argument("--faces", type=Path, default=SHARED_FACES, help="the shared faces folder (SOURCES.md)")
     parser.add_argument("--no-sheets", action="store_true")
     parser.add_argument("--no-mirror", action="store_true")
     parser.add_argument("--only", help="comma-separated identities (default: all found)")
-    parser.add_argument("--face", type=Path, action="append", default=[], help="another photo to score the same way (repeatable; its sheet goes to --private-out)")
+    parser.add_argument(
+        "--face",
+        type=Path,
+        action="append",
+        default=[],
+        help="another photo to score the same way (repeatable; its sheet goes to --private-out)",
+    )
     args = parser.parse_args()
     images = load_identities(args.faces)
     if args.only:
@@ -380,7 +406,14 @@ def main() -> None:
             except RuntimeError as exc:  # a photo MediaPipe finds no face in
                 print(f"{name}: {exc}", flush=True)
                 continue
-            print(name, results[name].gap_open, results[name].gap_closed, results[name].aperture_corr, results[name].jaw_score_corr, flush=True)
+            print(
+                name,
+                results[name].gap_open,
+                results[name].gap_closed,
+                results[name].aperture_corr,
+                results[name].jaw_score_corr,
+                flush=True,
+            )
             if not args.no_sheets:
                 committable = IDENTITIES.get(name, (None, False))[1]
                 folder = args.out / "faces" if committable else args.private_out
@@ -397,7 +430,9 @@ def main() -> None:
             cv2.imwrite(str(args.private_out / "mirror.jpg"), sheet.image(), [cv2.IMWRITE_JPEG_QUALITY, 90])
     text = table(results, mirror)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "identities.md").write_text("# The mouth on real people (`python -m calibration.identities`)\n\n" + text)
+    (args.out / "identities.md").write_text(
+        "# The mouth on real people (`python -m calibration.identities`)\n\n" + text
+    )
     payload = {name: vars(r) for name, r in results.items()} | ({"mirror": vars(mirror)} if mirror else {})
     (args.out / "identities.json").write_text(json.dumps(payload, indent=2))
     print(text)

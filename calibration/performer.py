@@ -19,11 +19,11 @@ import numpy as np
 
 from firmware_app.config import RendererSettings, TrackerSettings
 from firmware_app.face.expression import pulse
+from firmware_app.face.tracker import FaceTracker
 from firmware_app.frames import VideoFrame
 from firmware_app.render import animate_face
 from firmware_app.sinks.file import FileSink
 from firmware_app.sources.base import fit_frame
-from firmware_app.face.tracker import FaceTracker
 
 FPS = 30.0
 SIZE = (640, 480)
@@ -76,7 +76,13 @@ def puppet_sheet(performer_clip: Path, out: Path, tile: int = 200) -> Path:
 
     with tempfile.TemporaryDirectory() as tmp:
         puppet = Path(tmp) / "puppet.mp4"
-        render_offline(Settings(), str(BUNDLED_DIR / "speech.wav"), str(BUNDLED_DIR / "portrait.jpg"), str(puppet), str(performer_clip))
+        render_offline(
+            Settings(),
+            str(BUNDLED_DIR / "speech.wav"),
+            str(BUNDLED_DIR / "portrait.jpg"),
+            str(puppet),
+            str(performer_clip),
+        )
         rows = [decode_frames(performer_clip), decode_frames(puppet)]
     picked = [[_face_tile(frames[min(round(t * FPS), len(frames) - 1)], tile) for t in SHEET_TIMES] for frames in rows]
     sheet = np.vstack([np.hstack(row) for row in picked])

@@ -23,8 +23,8 @@ from firmware_app.face.clip import read_clip
 from firmware_app.face.enroll import normalise_mouth, teeth_share
 from firmware_app.face.tracker import FaceTracker
 from firmware_app.frames import VideoFrame
-from firmware_app.runners.offline import render_offline
 from firmware_app.render.mouth import face_light
+from firmware_app.runners.offline import render_offline
 
 CLOSURE = "viseme_PP"
 OPEN_VOWELS = ("viseme_aa", "viseme_E", "viseme_ih")  # spread or open; oh and ou round the lips over the teeth
@@ -52,7 +52,9 @@ def check(pack: Path, out: Path) -> dict:
                 if len(strip) < 4:
                     strip.append(("p/b/m", image, face))
             elif max(weights.get(v, 0.0) for v in OPEN_VOWELS) > 0.5 and shape.aperture > 0.4:
-                vowels.append(teeth_share(patch, upper, lower, half_width, 160.0, face_light(image, face, (0, 0, 0)).lips))
+                vowels.append(
+                    teeth_share(patch, upper, lower, half_width, 160.0, face_light(image, face, (0, 0, 0)).lips)
+                )
                 if len(strip) < 8 and len(vowels) % 5 == 1:
                     strip.append(("open vowel", image, face))
     result = {
@@ -64,7 +66,9 @@ def check(pack: Path, out: Path) -> dict:
         "teeth_share_median": round(float(np.median(vowels)), 3) if vowels else None,
     }
     if strip:
-        cv2.imwrite(str(out / "speak_strip.png"), np.hstack([_tile(label, image, face) for label, image, face in strip]))
+        cv2.imwrite(
+            str(out / "speak_strip.png"), np.hstack([_tile(label, image, face) for label, image, face in strip])
+        )
     (out / "speak_check.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 

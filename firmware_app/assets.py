@@ -82,7 +82,8 @@ def verify_model_file(path: Path, spec: ModelFile = FACE_LANDMARKER) -> Path:
     actual = sha256_of(path)
     if actual != spec.sha256:
         raise ModelError(
-            f"the face model {path} is corrupt or a different file (sha256 {actual[:12]}…, expected {spec.sha256[:12]}…)",
+            f"the face model {path} is corrupt or a different file (sha256 {actual[:12]}…, expected "
+            f"{spec.sha256[:12]}…)",
             f"delete it and {fetch}",
         )
     return path

@@ -15,6 +15,7 @@ import traceback
 from pathlib import Path
 
 from firmware_app import __version__
+
 # tests/test_kiosk_live.py still imports the stop deadline from here
 from firmware_app.config import default_yaml, load_settings, with_changes
 from firmware_app.errors import ExitCode, VentriloquistError
@@ -42,16 +43,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ventriloquist", description="A face on a screen that speaks with a live voice.")
+    parser = argparse.ArgumentParser(
+        prog="ventriloquist", description="A face on a screen that speaks with a live voice."
+    )
     parser.add_argument("--version", action="version", version=f"ventriloquist {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     parser.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="the live appliance (renders the bundled demo when no camera is found)")
-    run.add_argument("--config", type=Path, help=f"YAML config (default: $VENTRILOQUIST_CONFIG, {SYSTEM_CONFIG}, built-in)")
     run.add_argument(
-        "--kiosk", action="store_true",
+        "--config", type=Path, help=f"YAML config (default: $VENTRILOQUIST_CONFIG, {SYSTEM_CONFIG}, built-in)"
+    )
+    run.add_argument(
+        "--kiosk",
+        action="store_true",
         help="as the kiosk service: a bad config is shown on the screen until fixed (SIGHUP) instead of exiting",
     )
     run.set_defaults(handler=cmd_run)
@@ -61,19 +67,41 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--face", required=True, help="portrait image or video clip")
     render.add_argument("--out", required=True, help="output MP4")
     render.add_argument(
-        "--performer", help="a clip of a performer's face: drives the puppet's head, blinks and brows (default: idle life)"
+        "--performer",
+        help="a clip of a performer's face: drives the puppet's head, blinks and brows (default: idle life)",
     )
     render.add_argument("--config", type=Path, help="YAML config for model, renderer and disclosure settings")
     render.add_argument("--size", help="frame size WIDTHxHEIGHT (default from config: 1280x720)")
     render.set_defaults(handler=cmd_render)
 
-    enroll = commands.add_parser("enroll", help="a person's own mouth: a clip of them talking → NAME.face (with their consent)")
-    enroll.add_argument("clip", type=Path, help="1-3 minutes of the person talking towards the camera (sound is not used)")
-    enroll.add_argument("--out", type=Path, required=True, help="the face pack to write, NAME.face (render --face NAME.face)")
-    enroll.add_argument("--consent", help="the person's consent statement, stored in the pack and logged whenever it is used (required)")
-    enroll.add_argument("--holdout", type=float, default=0.0, help="share of the clip left out of the bank for scoring (0.2: the last 20 %%)")
-    enroll.add_argument("--holdout-at", type=float, help="where the held-out part starts, as a share of the clip (default: it ends the clip)")
-    enroll.add_argument("--report", type=Path, help="with --holdout: re-synthesise the held-out frames, write DIR/report.json and DIR/sheet.png")
+    enroll = commands.add_parser(
+        "enroll", help="a person's own mouth: a clip of them talking → NAME.face (with their consent)"
+    )
+    enroll.add_argument(
+        "clip", type=Path, help="1-3 minutes of the person talking towards the camera (sound is not used)"
+    )
+    enroll.add_argument(
+        "--out", type=Path, required=True, help="the face pack to write, NAME.face (render --face NAME.face)"
+    )
+    enroll.add_argument(
+        "--consent", help="the person's consent statement, stored in the pack and logged whenever it is used (required)"
+    )
+    enroll.add_argument(
+        "--holdout",
+        type=float,
+        default=0.0,
+        help="share of the clip left out of the bank for scoring (0.2: the last 20 %%)",
+    )
+    enroll.add_argument(
+        "--holdout-at",
+        type=float,
+        help="where the held-out part starts, as a share of the clip (default: it ends the clip)",
+    )
+    enroll.add_argument(
+        "--report",
+        type=Path,
+        help="with --holdout: re-synthesise the held-out frames, write DIR/report.json and DIR/sheet.png",
+    )
     enroll.add_argument("--config", type=Path, help="config whose tracker.model_path to use")
     enroll.set_defaults(handler=cmd_enroll)
 
@@ -98,8 +126,12 @@ def _parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser("doctor", help="what this machine has, and the fix for what it lacks")
     doctor.add_argument("--config", type=Path)
-    doctor.add_argument("--selftest", action="store_true", help="also run the golden parity check on the active backend")
-    doctor.add_argument("--device", action="store_true", help="also the Jetson's parts: L4T release, GPU nodes, sandbox, camera daemon")
+    doctor.add_argument(
+        "--selftest", action="store_true", help="also run the golden parity check on the active backend"
+    )
+    doctor.add_argument(
+        "--device", action="store_true", help="also the Jetson's parts: L4T release, GPU nodes, sandbox, camera daemon"
+    )
     doctor.add_argument("--capture", type=int, metavar="N", help="also capture N frames from sources.camera")
     doctor.set_defaults(handler=cmd_doctor)
 
@@ -109,11 +141,18 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--config", type=Path)
     build.set_defaults(handler=cmd_engine_build)
 
-    bench = commands.add_parser("bench", help="stages: per-stage timings; latency: mic → screen; soak: hours-long health; load: the voice under a busy CPU")
+    bench = commands.add_parser(
+        "bench",
+        help="stages: per-stage timings; latency: mic → screen; soak: hours-long health; load: the voice under a "
+        "busy CPU",
+    )
     bench.add_argument("what", nargs="?", default="stages", choices=["stages", "latency", "soak", "load"])
     bench.add_argument("--size", default="640x480,1280x720", help="stages: frame sizes WIDTHxHEIGHT, comma-separated")
     bench.add_argument("--config", type=Path)
-    bench.add_argument("--play-sink", help="latency: play the test sound with `paplay --device=SINK` (a PulseAudio rig) instead of the speaker")
+    bench.add_argument(
+        "--play-sink",
+        help="latency: play the test sound with `paplay --device=SINK` (a PulseAudio rig) instead of the speaker",
+    )
     bench.add_argument("--events", type=int, default=8, help="latency: how many sounds to time")
     bench.add_argument("--minutes", type=float, default=30.0, help="soak: how long to run")
     bench.add_argument("--busy", type=int, help="load: busy processes competing for the cores (default: one per core)")
@@ -153,13 +192,17 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     from firmware_app.face.enroll import enroll_command
 
     settings = load_settings(args.config)
-    print(enroll_command(args.clip, args.out, args.consent, settings.tracker.model_path, args.holdout, args.report, args.holdout_at))
+    print(
+        enroll_command(
+            args.clip, args.out, args.consent, settings.tracker.model_path, args.holdout, args.report, args.holdout_at
+        )
+    )
     return ExitCode.OK
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from firmware_app.tools import analyze
     from firmware_app.mouth import create_mouth_model
+    from firmware_app.tools import analyze
 
     settings = load_settings(_config_path(args.config))
     if args.model:
@@ -182,8 +225,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         analyze.write_plot(curves, args.plot)
         written.append(str(args.plot))
     duration = len(curves.audio) / 16_000
-    print(f"{model.name}: {len(curves.times)} frames of {duration:.2f} s analysed in {seconds:.2f} s "
-          f"({duration / max(seconds, 1e-9):.0f}x real time); wrote {', '.join(written)}")
+    print(
+        f"{model.name}: {len(curves.times)} frames of {duration:.2f} s analysed in {seconds:.2f} s "
+        f"({duration / max(seconds, 1e-9):.0f}x real time); wrote {', '.join(written)}"
+    )
     return ExitCode.OK
 
 
@@ -217,9 +262,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_engine_build(args: argparse.Namespace) -> int:
     """Under `auto` a failed build or parity check is a logged downgrade to ONNX Runtime (exit 0, the
     kiosk still starts); with `tensorrt` forced it is an error."""
-    from firmware_app.tools.doctor import build_and_check_engine
     from firmware_app.errors import DeviceError
     from firmware_app.inference import as_device_error, describe_failure, tensorrt_usable
+    from firmware_app.tools.doctor import build_and_check_engine
 
     settings = load_settings(_config_path(args.config))
     usable, why = tensorrt_usable()
@@ -228,7 +273,10 @@ def cmd_engine_build(args: argparse.Namespace) -> int:
         print(f"engine: nothing to build, the mouth model runs on ONNX Runtime ({why if not usable else 'configured'})")
         return ExitCode.OK
     if not usable:
-        raise DeviceError(f"inference.backend is tensorrt, but {why}", "on a Jetson run `bash scripts/setup.sh --jetson`, or set inference.backend: auto")
+        raise DeviceError(
+            f"inference.backend is tensorrt, but {why}",
+            "on a Jetson run `bash scripts/setup.sh --jetson`, or set inference.backend: auto",
+        )
     try:
         check = build_and_check_engine(settings)
     except Exception as exc:  # noqa: BLE001 - under auto any failure is a downgrade, see below
@@ -238,7 +286,9 @@ def cmd_engine_build(args: argparse.Namespace) -> int:
         return ExitCode.OK
     print(f"engine: {check.detail}")
     if not check.ok and backend == "auto":
-        print("engine: the kiosk will use ONNX Runtime on the CPU (inference.backend: auto) until a rebuilt engine passes")
+        print(
+            "engine: the kiosk will use ONNX Runtime on the CPU (inference.backend: auto) until a rebuilt engine passes"
+        )
         return ExitCode.OK
     return ExitCode.OK if check.ok else ExitCode.BAD_MODEL
 

@@ -31,19 +31,23 @@ class SourcesSettings(Section):
     )
     portrait: str = Field(
         "bundled://portrait.jpg",
-        description="puppet mode: the face that speaks, file://portrait.jpg, file://clip.mp4 or file://NAME.face (a face pack from "
+        description="puppet mode: the face that speaks, file://portrait.jpg, file://clip.mp4 or file://NAME.face "
+        "(a face pack from "
         "`ventriloquist enroll`); mirror mode: a face pack here gives the camera's face that person's own mouth",
     )
     pace: Literal["auto", "realtime", "fast"] = Field(
         "auto",
-        description="file sources: realtime (live simulation), fast (offline), auto (realtime for run, fast for render)",
+        description="file sources: realtime (live simulation), fast (offline), auto (realtime for run, fast for "
+        "render)",
     )
     loop_video: bool = Field(True, description="restart a video file at its end instead of stopping")
     csi_source: str = Field(
         "nvarguscamerasrc sensor-id={sensor} ! video/x-raw(memory:NVMM), framerate={fps} ! "
         "nvvidconv ! video/x-raw, format=BGRx, width={width}, height={height}",
-        description="csi:// cameras: the GStreamer source part of the pipeline ({sensor} {width} {height} {fps} are filled in); "
-        "'videotestsrc is-live=true ! video/x-raw, width={width}, height={height}, framerate={fps}' tests it without a camera",
+        description="csi:// cameras: the GStreamer source part of the pipeline ({sensor} {width} {height} {fps} "
+        "are filled in); "
+        "'videotestsrc is-live=true ! video/x-raw, width={width}, height={height}, framerate={fps}' tests it "
+        "without a camera",
     )
 
 
@@ -54,11 +58,14 @@ class VideoSettings(Section):
 
 
 class AudioSettings(Section):
-    block_ms: int = Field(10, ge=5, le=200, description="audio block size read from the source, ms (smaller: less latency)")
+    block_ms: int = Field(
+        10, ge=5, le=200, description="audio block size read from the source, ms (smaller: less latency)"
+    )
     passthrough: bool = Field(False, description="play the voice through the appliance, delayed to match the face")
     passthrough_device: str = Field("default", description="audio output device for passthrough")
     passthrough_delay: Literal["auto", "fixed"] = Field(
-        "auto", description="auto: the delay follows the measured camera-to-screen latency; fixed: look-ahead + one frame"
+        "auto",
+        description="auto: the delay follows the measured camera-to-screen latency; fixed: look-ahead + one frame",
     )
     passthrough_trim_ms: float = Field(
         0.0, ge=-500, le=500, description="added to the passthrough delay (e.g. the display's own lag), ms"
@@ -72,7 +79,7 @@ class LoudnessSettings(Section):
     release_ms: float = Field(60.0, ge=0, description="how fast the jaw closes, ms")
 
     @model_validator(mode="after")
-    def _floor_below_ceiling(self) -> "LoudnessSettings":
+    def _floor_below_ceiling(self) -> LoudnessSettings:
         if self.floor_db >= self.ceil_db:
             raise ValueError(f"floor_db ({self.floor_db}) must be below ceil_db ({self.ceil_db})")
         return self
@@ -80,11 +87,14 @@ class LoudnessSettings(Section):
 
 class ModelSettings(Section):
     kind: Literal["learned", "loudness"] = Field(
-        "learned", description="mouth model: learned (lip sync from speech) or loudness (baseline: jaw follows the level)"
+        "learned",
+        description="mouth model: learned (lip sync from speech) or loudness (baseline: jaw follows the level)",
     )
     path: str = Field("bundled://models/mouth.onnx", description="the learned model's ONNX file")
     release_timing: bool = Field(
-        True, description="the lips part at the p/b burst heard in the sound, to the millisecond (the model alone places it to a frame or two)"
+        True,
+        description="the lips part at the p/b burst heard in the sound, to the millisecond (the model alone "
+        "places it to a frame or two)",
     )
     loudness: LoudnessSettings = Field(default_factory=LoudnessSettings)
 
@@ -95,7 +105,9 @@ class InferenceSettings(Section):
     )
     fp16: bool = Field(True, description="TensorRT: build the engine in FP16 where the GPU supports it")
     engine_dir: str = Field(
-        "auto", description="where TensorRT engines are cached; auto: $CACHE_DIRECTORY/engines or ~/.cache/ventriloquist/engines"
+        "auto",
+        description="where TensorRT engines are cached; auto: $CACHE_DIRECTORY/engines or "
+        "~/.cache/ventriloquist/engines",
     )
 
 
@@ -106,7 +118,8 @@ class TrackerSettings(Section):
     )
     max_faces: int = Field(2, ge=1, le=8, description="faces to look for; one of them is animated (see pick)")
     pick: Literal["largest", "centre"] = Field(
-        "largest", description="which face to animate when several are in view: the largest, or the one nearest the centre"
+        "largest",
+        description="which face to animate when several are in view: the largest, or the one nearest the centre",
     )
     hold_frames: int = Field(15, ge=0, description="frames to keep the last face when it is lost")
     smoothing: bool = Field(True, description="smooth landmark jitter of moving video (One Euro filter)")
@@ -121,7 +134,11 @@ class RendererSettings(Section):
         (24, 22, 52), description="mouth cavity colour, B G R (0-255), blended with the lips' own colour"
     )
     fade_frames: int = Field(
-        12, ge=0, le=300, description="after the face is lost (and the tracker's hold ends), frames to fade back to the untouched picture"
+        12,
+        ge=0,
+        le=300,
+        description="after the face is lost (and the tracker's hold ends), frames to fade back to the untouched "
+        "picture",
     )
 
 
@@ -166,7 +183,8 @@ class HealthSettings(Section):
     restart_above_mb: int = Field(
         1536,
         ge=0,
-        description="resident memory (MiB) above which the live kiosk restarts itself at a quiet moment (nobody in view "
+        description="resident memory (MiB) above which the live kiosk restarts itself at a quiet moment (nobody "
+        "in view "
         "or speaking for 30 s; at once above 1.25x); systemd starts it again in seconds; 0: never",
     )
 
@@ -175,17 +193,23 @@ LOOPBACK = ("127.0.0.1", "::1")  # the only binds the console serves without a t
 
 
 class ConsoleSettings(Section):
-    enabled: bool = Field(True, description="serve the operator's console page at / on the health address (needs health.enabled)")
+    enabled: bool = Field(
+        True, description="serve the operator's console page at / on the health address (needs health.enabled)"
+    )
     token: str = Field(
         "",
         description="secret (16+ characters) every request must carry once set (Bearer header, or the page's login);"
         " required when health.bind is not 127.0.0.1 or ::1",
     )
-    preview: bool = Field(False, description="show the frame on the screen now on the page (kept in memory only, never written)")
-    upload_max_mb: float = Field(50.0, gt=0, le=500, description="largest portrait (still, clip or face pack) the console accepts, MiB")
+    preview: bool = Field(
+        False, description="show the frame on the screen now on the page (kept in memory only, never written)"
+    )
+    upload_max_mb: float = Field(
+        50.0, gt=0, le=500, description="largest portrait (still, clip or face pack) the console accepts, MiB"
+    )
 
     @model_validator(mode="after")
-    def _token_long_enough(self) -> "ConsoleSettings":
+    def _token_long_enough(self) -> ConsoleSettings:
         if self.token and len(self.token) < 16:
             raise ValueError("token must be at least 16 characters (e.g. `openssl rand -hex 16`)")
         return self
@@ -193,7 +217,8 @@ class ConsoleSettings(Section):
 
 class IdleSettings(Section):
     prompt: str = Field(
-        "", description="text shown when nobody is in view and nobody speaks (empty: none), e.g. 'Step closer and speak'"
+        "",
+        description="text shown when nobody is in view and nobody speaks (empty: none), e.g. 'Step closer and speak'",
     )
     prompt_after_s: float = Field(8.0, ge=0, description="seconds of no face and no speech before the prompt shows")
 
@@ -232,7 +257,7 @@ class Settings(Section):
     demo: DemoSettings = Field(default_factory=DemoSettings)
 
     @model_validator(mode="after")
-    def _recording_needs_consent(self) -> "Settings":
+    def _recording_needs_consent(self) -> Settings:
         live = self.sources.audio.startswith("mic://") or (
             self.mode == "mirror" and not self.sources.camera.startswith("file://")
         )
@@ -421,7 +446,9 @@ def _section_yaml(model: BaseModel, indent: int) -> list[str]:
             out.extend(_section_yaml(value, indent + 1))
             continue
         # one line whatever its length: a wrapped scalar would not parse beside its comment
-        rendered = yaml.safe_dump(list(value) if isinstance(value, tuple) else value, default_flow_style=True, width=1 << 16)
+        rendered = yaml.safe_dump(
+            list(value) if isinstance(value, tuple) else value, default_flow_style=True, width=1 << 16
+        )
         rendered = rendered.strip().removesuffix("...").strip()
         comment = field.description or ""
         if get_origin(field.annotation) is Literal:

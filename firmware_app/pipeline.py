@@ -13,8 +13,8 @@ What runs it is in `runners/`: `offline.run_offline` (a render, as fast as it go
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from firmware_app.audio.passthrough import VoicePassthrough, passthrough_delay_s
 from firmware_app.config import IdleSettings, Settings
@@ -58,7 +58,9 @@ def build_pipeline(settings: Settings, realtime: bool) -> Pipeline:
     model = create_mouth_model(settings.model, settings.inference)
     puppeteer = None
     if puppet:
-        performer = open_video_source(settings.sources.camera, settings, realtime) if settings.puppet.performer else None
+        performer = (
+            open_video_source(settings.sources.camera, settings, realtime) if settings.puppet.performer else None
+        )
         puppeteer = Puppeteer(settings.puppet, performer, FaceTracker(settings.tracker) if performer else None)
     passthrough = None
     if settings.audio.passthrough and realtime:  # an offline render has no audience to play to
@@ -99,5 +101,9 @@ def _face(settings: Settings, portrait: str, realtime: bool, puppet: bool) -> tu
     from firmware_app.sources.face_pack import FacePackSource
 
     pack = open_face_pack(path, settings.disclosure)
-    source = FacePackSource(pack, (settings.video.width, settings.video.height), settings.video.fps, realtime) if puppet else None
+    source = (
+        FacePackSource(pack, (settings.video.width, settings.video.height), settings.video.fps, realtime)
+        if puppet
+        else None
+    )
     return source, BankRenderer(settings.renderer, settings.disclosure, pack)

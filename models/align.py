@@ -48,11 +48,45 @@ TIMING_OFFSET_S = 0.0128  # added to PocketSphinx frame boundaries: half its 25.
 SILENCE = "sil"
 
 ARPABET_TO_IPA: dict[str, str] = {
-    "AA": "ɑ", "AE": "æ", "AH": "ʌ", "AO": "ɔ", "AW": "aʊ", "AY": "aɪ", "EH": "ɛ", "ER": "ɝ",
-    "EY": "eɪ", "IH": "ɪ", "IY": "i", "OW": "oʊ", "OY": "ɔɪ", "UH": "ʊ", "UW": "u",
-    "B": "b", "CH": "tʃ", "D": "d", "DH": "ð", "F": "f", "G": "ɡ", "HH": "h", "JH": "dʒ",
-    "K": "k", "L": "l", "M": "m", "N": "n", "NG": "ŋ", "P": "p", "R": "ɹ", "S": "s",
-    "SH": "ʃ", "T": "t", "TH": "θ", "V": "v", "W": "w", "Y": "j", "Z": "z", "ZH": "ʒ",
+    "AA": "ɑ",
+    "AE": "æ",
+    "AH": "ʌ",
+    "AO": "ɔ",
+    "AW": "aʊ",
+    "AY": "aɪ",
+    "EH": "ɛ",
+    "ER": "ɝ",
+    "EY": "eɪ",
+    "IH": "ɪ",
+    "IY": "i",
+    "OW": "oʊ",
+    "OY": "ɔɪ",
+    "UH": "ʊ",
+    "UW": "u",
+    "B": "b",
+    "CH": "tʃ",
+    "D": "d",
+    "DH": "ð",
+    "F": "f",
+    "G": "ɡ",
+    "HH": "h",
+    "JH": "dʒ",
+    "K": "k",
+    "L": "l",
+    "M": "m",
+    "N": "n",
+    "NG": "ŋ",
+    "P": "p",
+    "R": "ɹ",
+    "S": "s",
+    "SH": "ʃ",
+    "T": "t",
+    "TH": "θ",
+    "V": "v",
+    "W": "w",
+    "Y": "j",
+    "Z": "z",
+    "ZH": "ʒ",
     "AX": "ə",  # an unstressed AH (CMUdict's AH0), see `_with_stress`
     "SIL": SILENCE,
 }  # fillers the model may insert (+NSN+ noise, +SPN+) are labelled "sil" too
@@ -187,7 +221,9 @@ def align(audio: np.ndarray, transcript: str, lexicon: dict[str, str] | None = N
     if not words:
         return [(SILENCE, 0.0, duration)] if len(audio) else []
     if len(audio) < _MIN_SAMPLES:
-        raise ValueError(f"cannot align {duration * 1000:.0f} ms of audio: need at least {_MIN_SAMPLES / SAMPLE_RATE * 1000:.0f} ms")
+        raise ValueError(
+            f"cannot align {duration * 1000:.0f} ms of audio: need at least {_MIN_SAMPLES / SAMPLE_RATE * 1000:.0f} ms"
+        )
     pad = np.zeros(_PAD_FRAMES * round(FRAME_S * SAMPLE_RATE), np.float32)
     padded = np.concatenate([pad, audio, pad])
     padded += np.random.default_rng(0).normal(0.0, _DITHER, len(padded)).astype(np.float32)

@@ -156,7 +156,9 @@ def room_impulse_response(rng: np.random.Generator, rt60: float, drr_db: float) 
     return h
 
 
-def reverb(audio: np.ndarray, rng: np.random.Generator, rt60: float | None = None, drr_db: float | None = None) -> np.ndarray:
+def reverb(
+    audio: np.ndarray, rng: np.random.Generator, rt60: float | None = None, drr_db: float | None = None
+) -> np.ndarray:
     """Convolve with a synthetic RIR (RT60 0.1-0.8 s, direct/reverberant -5..+15 dB); same
     length and RMS as the input, no delay."""
     rt60 = float(rng.uniform(0.1, 0.8)) if rt60 is None else rt60
@@ -250,7 +252,9 @@ def _sox(x: np.ndarray, *effect: str) -> np.ndarray:
     """Run one sox effect over float32 16 kHz mono (6 dB headroom: sox clips at full scale)."""
     sox = shutil.which("sox")
     if sox is None:
-        raise RuntimeError("pitch_shift and tempo need the `sox` program (apt-get install sox; models/setup_corpus_tools.sh)")
+        raise RuntimeError(
+            "pitch_shift and tempo need the `sox` program (apt-get install sox; models/setup_corpus_tools.sh)"
+        )
     raw = ["-t", "raw", "-e", "floating-point", "-b", "32", "-c", "1", "-r", str(SAMPLE_RATE)]
     result = subprocess.run(
         [sox, "-V1", "-D", *raw, "-", *raw, "-", *effect],
@@ -325,7 +329,11 @@ def _click(rng: np.random.Generator) -> np.ndarray:
         x = np.zeros(n)
         for _ in range(int(rng.integers(1, 4))):
             f = rng.uniform(150, 4000)
-            x += rng.uniform(0.3, 1) * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3)) * np.exp(-t / rng.uniform(0.002, 0.03))
+            x += (
+                rng.uniform(0.3, 1)
+                * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3))
+                * np.exp(-t / rng.uniform(0.002, 0.03))
+            )
     else:  # broadband tick
         x = rng.standard_normal(n) * np.exp(-t / rng.uniform(0.0005, 0.01))
         x = _zero_phase(x, 2, rng.uniform(500, 3000), "highpass")
@@ -382,7 +390,9 @@ def _door(rng: np.random.Generator) -> np.ndarray:
     if kind == 0:  # slam: thump + rattle
         n = int(rng.uniform(0.3, 1.0) * SAMPLE_RATE)
         t = np.arange(n) / SAMPLE_RATE
-        x = _zero_phase(rng.standard_normal(n), 2, rng.uniform(100, 500), "lowpass") * np.exp(-t / rng.uniform(0.05, 0.25))
+        x = _zero_phase(rng.standard_normal(n), 2, rng.uniform(100, 500), "lowpass") * np.exp(
+            -t / rng.uniform(0.05, 0.25)
+        )
         x += 0.2 * _zero_phase(rng.standard_normal(n), 2, [800, 4000], "bandpass") * np.exp(-t / rng.uniform(0.02, 0.1))
     elif kind == 1:  # footsteps
         n = int(rng.uniform(1.0, 2.5) * SAMPLE_RATE)
@@ -391,10 +401,14 @@ def _door(rng: np.random.Generator) -> np.ndarray:
         for start in range(int(rng.integers(0, step)), n - 1, step):
             m = min(int(0.12 * SAMPLE_RATE), n - start)
             t = np.arange(m) / SAMPLE_RATE
-            x[start : start + m] += _zero_phase(rng.standard_normal(m), 2, rng.uniform(200, 900), "lowpass") * np.exp(-t / 0.025)
+            x[start : start + m] += _zero_phase(rng.standard_normal(m), 2, rng.uniform(200, 900), "lowpass") * np.exp(
+                -t / 0.025
+            )
     else:  # scrape / rustle
         n = int(rng.uniform(0.3, 1.5) * SAMPLE_RATE)
-        x = _zero_phase(colored_noise(rng, n, "white"), 2, [rng.uniform(200, 1500), rng.uniform(2000, 7000)], "bandpass")
+        x = _zero_phase(
+            colored_noise(rng, n, "white"), 2, [rng.uniform(200, 1500), rng.uniform(2000, 7000)], "bandpass"
+        )
         x *= np.abs(np.sin(np.linspace(0, np.pi * rng.uniform(1, 6), n))) ** 2
     return x / (np.max(np.abs(x)) + 1e-12)
 

@@ -55,7 +55,11 @@ def _release_candidates(level: np.ndarray, loud: float | None = None) -> list[tu
     while i < len(level) - rise_n:
         closure = np.median(level[i - before_a : i - before_b])
         peak = level[i : i + rise_n].max()
-        if closure < loud - QUIET_BELOW_PEAK_DB and peak - closure >= RISE_DB and level[i - 1] < closure + ONSET_ABOVE_CLOSURE_DB:
+        if (
+            closure < loud - QUIET_BELOW_PEAK_DB
+            and peak - closure >= RISE_DB
+            and level[i - 1] < closure + ONSET_ABOVE_CLOSURE_DB
+        ):
             onset = i + int(np.argmax(level[i : i + rise_n] >= closure + ONSET_ABOVE_CLOSURE_DB))
             # three quarters into the first 4 ms window that rose: the burst starts within it
             out.append(((onset * HOP + WINDOW * 0.75) / SAMPLE_RATE, float(peak - closure)))

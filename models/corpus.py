@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from firmware_app.audio.features import features_of
 from models import augment, synth
-from models.targets import frame_count, make_targets
+from models.targets import make_targets
 
 SENTENCES = Path(__file__).parent / "data" / "sentences.txt"
 HELD_OUT_VOICE_VARIANTS = {"f4", "m6", "klatt4"}
@@ -82,7 +82,9 @@ def plan(hours: float, seed: int, smoke: bool) -> list[Job]:
             jobs.append(Job("train", len(jobs), text, voice, cents, rate, augmented, int(rng.integers(2**31))))
     negatives = max(1, int(hours * 3600 * 0.06 / 10)) if not smoke else 1
     for _ in range(negatives):
-        jobs.append(Job("train", len(jobs), "", "negative", 0.0, 1.0, True, int(rng.integers(2**31)), negative_seconds=10.0))
+        jobs.append(
+            Job("train", len(jobs), "", "negative", 0.0, 1.0, True, int(rng.integers(2**31)), negative_seconds=10.0)
+        )
     evaluation = 12 if smoke else 80
     # held-out voices in equal shares: a pitch-shifted Piper, unseen espeak-ng voices, MBROLA en1
     held_groups = [["piper:joe"], ["espeak:" + v for v in espeak_heldout]]

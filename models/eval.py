@@ -1,6 +1,7 @@
 """Evaluate the learned model side by side with its peers, per split and per speaker.
 
-    python -m models.eval --corpus build/corpus --real build/real --model firmware_app/assets/models/mouth.onnx --out models/report
+    python -m models.eval --corpus build/corpus --real build/real \
+        --model firmware_app/assets/models/mouth.onnx --out models/report
     python -m models.eval DIR [--model M.onnx] [--out eval-report/]   # any folder of WAV + transcript
 
 Every method hears the same audio and is scored by `models.metrics` against the reference made
@@ -24,18 +25,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from firmware_app.assets import resolve_path
-from firmware_app.errors import MissingFileError
-from firmware_app.tools.analyze import analyze_samples
 from firmware_app.config import InferenceSettings, LoudnessSettings, ModelSettings
+from firmware_app.errors import MissingFileError
 from firmware_app.mouth import create_mouth_model
 from firmware_app.mouth.loudness import LoudnessBaseline
+from firmware_app.tools.analyze import analyze_samples
 from models.metrics import HIGHER_IS_BETTER, HOP_S, Tally
 from models.targets import VISEME_INDEX, make_targets
 
@@ -59,7 +60,9 @@ class Case:
 
 def model_method(path: Path, release_timing: bool = True) -> Method:
     """The learned model as the runtime builds it (`create_mouth_model`: release timing on)."""
-    model = create_mouth_model(ModelSettings(path=str(path), release_timing=release_timing), InferenceSettings(backend="onnxruntime"))
+    model = create_mouth_model(
+        ModelSettings(path=str(path), release_timing=release_timing), InferenceSettings(backend="onnxruntime")
+    )
 
     def run(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         model.reset()
@@ -121,7 +124,11 @@ def table(results: dict) -> str:
         lines += [f"| {name} | {_cells(metrics, names)} |" for name, metrics in by_method.items()]
         speakers = results["speakers"].get(split, {})
         if len(speakers) > 1:
-            lines += [f"\n{split}, per speaker:\n", "| speaker | method | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+            lines += [
+                f"\n{split}, per speaker:\n",
+                "| speaker | method | " + " | ".join(names) + " |",
+                "|---|---|" + "---|" * len(names),
+            ]
             for speaker, per_method in sorted(speakers.items()):
                 lines += [f"| {speaker} | {name} | {_cells(metrics, names)} |" for name, metrics in per_method.items()]
     return "\n".join(lines) + "\n"
@@ -130,21 +137,30 @@ def table(results: dict) -> str:
 def synthetic_cases(corpus: Path) -> dict[str, list[Case]]:
     from models.corpus import load_split
 
-    return {split: [Case(r["audio"], r["phonemes"], r["voice"], text=r["text"]) for r in load_split(corpus, split)]
-            for split in SYNTHETIC_SPLITS}
+    return {
+        split: [Case(r["audio"], r["phonemes"], r["voice"], text=r["text"]) for r in load_split(corpus, split)]
+        for split in SYNTHETIC_SPLITS
+    }
 
 
-def real_cases(real: Path, child: bool = True, splits: tuple[str, ...] = (*REAL_SPLITS, FOREIGN_SPLIT)) -> dict[str, list[Case]]:
+def real_cases(
+    real: Path, child: bool = True, splits: tuple[str, ...] = (*REAL_SPLITS, FOREIGN_SPLIT)
+) -> dict[str, list[Case]]:
     """The real corpus's `splits` that exist, and (`child`) each English one pitch-shifted up
     4 semitones as `<split>_pitch+4st`: same timing and bursts, since the shift keeps the length."""
     from models.augment import pitch_shift
     from models.corpus import load_split
 
-    cases = {split: [Case(r["audio"], r["phonemes"], r["voice"], r["bursts"]) for r in load_split(real, split)]
-             for split in splits if (real / f"{split}.npy").exists()}
+    cases = {
+        split: [Case(r["audio"], r["phonemes"], r["voice"], r["bursts"]) for r in load_split(real, split)]
+        for split in splits
+        if (real / f"{split}.npy").exists()
+    }
     if child:
         for split in [s for s in REAL_SPLITS if s in cases]:
-            cases[f"{split}_pitch+4st"] = [Case(pitch_shift(c.audio, CHILD_CENTS), c.phonemes, c.speaker, c.bursts) for c in cases[split]]
+            cases[f"{split}_pitch+4st"] = [
+                Case(pitch_shift(c.audio, CHILD_CENTS), c.phonemes, c.speaker, c.bursts) for c in cases[split]
+            ]
     return cases
 
 
@@ -165,8 +181,12 @@ def reference_cases(synthetic: dict[str, list[Case]]) -> tuple[dict[str, list[Ca
             write_wav(Path(tmp) / name / "utterance.wav", case.audio)
             (Path(tmp) / name / "utterance.txt").write_text(case.text, encoding="utf-8")
         aligned, info = folder_cases(Path(tmp))
-    kept = [replace(exact[c.speaker], speaker=REFERENCE_POOL) for c in aligned]  # one pool: per-voice tables of a few utterances say nothing
-    aligned = [Case(truth.audio, c.phonemes, REFERENCE_POOL, c.bursts) for truth, c in zip(kept, aligned)]  # the same sound, not its 16-bit copy
+    kept = [
+        replace(exact[c.speaker], speaker=REFERENCE_POOL) for c in aligned
+    ]  # one pool: per-voice tables of a few utterances say nothing
+    aligned = [
+        Case(truth.audio, c.phonemes, REFERENCE_POOL, c.bursts) for truth, c in zip(kept, aligned)
+    ]  # the same sound, not its 16-bit copy
     agreement = Tally()
     for truth, labels in zip(kept, aligned):
         reference = make_targets(labels.phonemes, int(np.ceil(truth.phonemes[-1][2] / HOP_S)))
@@ -190,9 +210,14 @@ def default_methods(model: Path) -> dict[str, Method]:
 
 def reference_table(info: dict) -> str:
     """The aligned reference scored against the exact timing, as if it were a method."""
-    return (f"\n### the aligned reference against the exact timing ({info['kept']} of {info['recordings']} synthetic "
-            f"held-out utterances kept; aligner bias {info['bias_ms']:.1f} ms)\n\n| | " + " | ".join(METRICS) + " |\n|---|"
-            + "---|" * len(METRICS) + f"\n| PocketSphinx reference | {_cells(info['agreement'], METRICS)} |\n")
+    return (
+        f"\n### the aligned reference against the exact timing ({info['kept']} of {info['recordings']} synthetic "
+        f"held-out utterances kept; aligner bias {info['bias_ms']:.1f} ms)\n\n| | "
+        + " | ".join(METRICS)
+        + " |\n|---|"
+        + "---|" * len(METRICS)
+        + f"\n| PocketSphinx reference | {_cells(info['agreement'], METRICS)} |\n"
+    )
 
 
 def write_report(results: dict, out: Path, extra: dict | None = None) -> str:
@@ -210,20 +235,33 @@ def evaluate_folder(folder: Path, model: Path, out: Path) -> str:
     cases, info = folder_cases(folder)
     results = evaluate({folder.name: cases}, default_methods(model))
     text = write_report(results, out, {"alignment": info})
-    summary = (f"{info['kept']} of {info['recordings']} recordings aligned (aligner bias {info['bias_ms']:.1f} ms from "
-               f"{info['b_anchors']} /b/ bursts); report: {out / 'eval.md'}")
+    summary = (
+        f"{info['kept']} of {info['recordings']} recordings aligned (aligner bias {info['bias_ms']:.1f} ms from "
+        f"{info['b_anchors']} /b/ bursts); report: {out / 'eval.md'}"
+    )
     return text + "\n" + summary
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("recordings", type=Path, nargs="?",
-                        help="score only this folder of x.wav (any audio format) with x.txt transcripts; sub-folders = speakers")
+    parser.add_argument(
+        "recordings",
+        type=Path,
+        nargs="?",
+        help="score only this folder of x.wav (any audio format) with x.txt transcripts; sub-folders = speakers",
+    )
     parser.add_argument("--corpus", type=Path, default=Path("build/corpus"), help="synthetic corpus (models.corpus)")
     parser.add_argument("--real", type=Path, default=None, help="real-speech corpus (models.real_corpus)")
     parser.add_argument("--model", type=Path, default=None, help="mouth model (.onnx; default: the shipped one)")
-    parser.add_argument("--out", type=Path, default=None, help="folder for eval.md and eval.json (default: models/report, or eval-report for a folder)")
-    parser.add_argument("--folder", type=Path, action="append", default=[], help="a folder of WAV + transcript to add as its own split")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for eval.md and eval.json (default: models/report, or eval-report for a folder)",
+    )
+    parser.add_argument(
+        "--folder", type=Path, action="append", default=[], help="a folder of WAV + transcript to add as its own split"
+    )
     parser.add_argument("--no-synthetic", action="store_true", help="skip the synthetic splits")
     args = parser.parse_args(argv)
     model = args.model or resolve_path(ModelSettings().path)
@@ -248,7 +286,9 @@ def _score_folder(folder: Path, model: Path, out: Path) -> int:
     try:
         print(evaluate_folder(folder, model, out))
     except FileNotFoundError as exc:
-        error = MissingFileError(str(exc).split(": give")[0], "give a folder of recordings (x.wav) with transcripts beside them (x.txt)")
+        error = MissingFileError(
+            str(exc).split(": give")[0], "give a folder of recordings (x.wav) with transcripts beside them (x.txt)"
+        )
         print(str(error), file=sys.stderr)
         return error.exit_code
     return 0

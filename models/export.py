@@ -94,7 +94,13 @@ def write_golden(onnx_path: Path, steps: int = 300) -> Path:
         blendshapes.append(b[0])
         state = next_state
     out = golden_path(onnx_path)
-    np.savez_compressed(out, features=np.array(windows), state=np.array(states), visemes=np.array(visemes), blendshapes=np.array(blendshapes))
+    np.savez_compressed(
+        out,
+        features=np.array(windows),
+        state=np.array(states),
+        visemes=np.array(visemes),
+        blendshapes=np.array(blendshapes),
+    )
     return out
 
 

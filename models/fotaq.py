@@ -79,7 +79,9 @@ def script_lines(script: bytes, character: str) -> list[tuple[str, str, str]]:
             continue
         # the first of Joe's lines (id 0) is his greeting, filed under SSSS
         out.append((f"{talk_key:02d}{'SSSS' if ident == 0 else f'{ident:04X}'}J", "joe", text))
-    out += [(f"{talk_key:02d}{ident:04X}P", character, text) for ident, text in _lines_at(script, person_at, person_count)]
+    out += [
+        (f"{talk_key:02d}{ident:04X}P", character, text) for ident, text in _lines_at(script, person_at, person_count)
+    ]
     again_person, at = _text(script, again_at, 2)
     again_joe, _ = _text(script, at, 2)
     out += [(f"{talk_key:02d}XXXXP", character, again_person), (f"{talk_key:02d}XXXXJ", "joe", again_joe)]

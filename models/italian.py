@@ -11,8 +11,24 @@ from __future__ import annotations
 import unicodedata
 
 VOWELS = {"a": "AA", "e": "EH", "i": "IY", "o": "OW", "u": "UW"}
-CONSONANTS = {"b": "B", "d": "D", "f": "F", "k": "K", "l": "L", "m": "M", "n": "N", "p": "P", "r": "R",
-              "s": "S", "t": "T", "v": "V", "w": "W", "j": "Y", "y": "IY", "x": "K S"}
+CONSONANTS = {
+    "b": "B",
+    "d": "D",
+    "f": "F",
+    "k": "K",
+    "l": "L",
+    "m": "M",
+    "n": "N",
+    "p": "P",
+    "r": "R",
+    "s": "S",
+    "t": "T",
+    "v": "V",
+    "w": "W",
+    "j": "Y",
+    "y": "IY",
+    "x": "K S",
+}
 
 
 def _plain(word: str) -> str:

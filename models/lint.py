@@ -33,7 +33,10 @@ def lint(path: Path) -> list[str]:
         if node.op_type in CONTROL_FLOW:
             problems.append(f"{node.name or node.op_type}: control-flow operator {node.op_type}")
         elif node.op_type not in TENSORRT_10_OPS or node.domain not in ("", "ai.onnx"):
-            problems.append(f"{node.name or node.op_type}: operator {node.domain or 'ai.onnx'}.{node.op_type} is not on the TensorRT 10 list")
+            problems.append(
+                f"{node.name or node.op_type}: operator {node.domain or 'ai.onnx'}.{node.op_type} is not on the "
+                f"TensorRT 10 list"
+            )
     for value in list(model.graph.input) + list(model.graph.output):
         dims = value.type.tensor_type.shape.dim
         if not all(d.HasField("dim_value") and d.dim_value > 0 for d in dims):

@@ -32,9 +32,17 @@ TOLERANCE_FRAMES = 3
 CLOSED = 0.1
 OPEN = 0.25
 MAX_LAG_FRAMES = 20
-HIGHER_IS_BETTER = {"viseme_accuracy": True, "closure_recall": True, "open_vowel_recall": True,
-                    "false_open_rate": False, "aperture_correlation": True, "best_lag_ms": None, "silence_rest": False,
-                    "burst_error_ms": False, "burst_closed": True}
+HIGHER_IS_BETTER = {
+    "viseme_accuracy": True,
+    "closure_recall": True,
+    "open_vowel_recall": True,
+    "false_open_rate": False,
+    "aperture_correlation": True,
+    "best_lag_ms": None,
+    "silence_rest": False,
+    "burst_error_ms": False,
+    "burst_closed": True,
+}
 PAUSE_S = 0.15  # silences at least this long count for false-open
 PAUSE_EDGE_S = 0.05  # ... from this far inside their edges (the lips may still be closing)
 
@@ -75,8 +83,13 @@ class Tally:
         self.shut_frames += int(shut[:n].sum())
         self.shut_open += int((shut[:n] & (aperture[:n] > threshold)).sum())
 
-    def add(self, viseme_probs: np.ndarray, aperture: np.ndarray, phonemes: list[tuple[str, float, float]],
-            bursts: list[float] | None = None) -> None:
+    def add(
+        self,
+        viseme_probs: np.ndarray,
+        aperture: np.ndarray,
+        phonemes: list[tuple[str, float, float]],
+        bursts: list[float] | None = None,
+    ) -> None:
         n = min(len(viseme_probs), len(aperture))
         ref = make_targets(phonemes, n)
         viseme_probs, aperture = viseme_probs[:n], np.clip(aperture[:n], 0.0, 1.0)

@@ -31,11 +31,19 @@ SEAL_FROM, SEAL_FULL = 0.03, 0.15
 # (aperture − SEAL_PIVOT), within SEAL_SCALE. A mouth the head nearly shuts seals on weaker
 # evidence of p/b/m; a wide vowel needs surer evidence (a seal there costs the most). Chosen on validation.
 SEAL_SLOPE, SEAL_PIVOT, SEAL_SCALE = 5.0, 0.3, (0.3, 3.0)
-APERTURE_GAIN = 1.2  # real voices open the mouth wider than the model's regression towards the mean (chosen on validation)
+# real voices open the mouth wider than the model's regression towards the mean (chosen on validation)
+APERTURE_GAIN = 1.2
 
 
 class MouthNet(nn.Module):
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor, conv: int = CONV_CHANNELS, hidden: int = GRU_HIDDEN, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        conv: int = CONV_CHANNELS,
+        hidden: int = GRU_HIDDEN,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)  # training only: identity in eval() and in the export
         self.register_buffer("mean", mean.reshape(1, 1, -1).float())
@@ -165,8 +173,13 @@ class MouthChunk(MouthStep):
         return *self.outputs(torch.cat(states)[None]), state
 
 
-def shapes_from_logits(viseme_logits: torch.Tensor, shape_logits: torch.Tensor, gain: float | None = None,
-                       seal: tuple[float, float] | None = None, slope: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def shapes_from_logits(
+    viseme_logits: torch.Tensor,
+    shape_logits: torch.Tensor,
+    gain: float | None = None,
+    seal: tuple[float, float] | None = None,
+    slope: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Head outputs (… x 15, … x 16) → viseme probabilities and blendshapes, with the output stage:
     the aperture scaled by APERTURE_GAIN (jawOpen and mouthClose together, jawOpen at most 1),
     then the bilabial seal: mouthClose rises to jawOpen (aperture 0) as P(PP) goes from SEAL_FROM
@@ -183,10 +196,16 @@ def shapes_from_logits(viseme_logits: torch.Tensor, shape_logits: torch.Tensor, 
     if gain != 1.0:
         gained_jaw = torch.clamp(jaw * gain, 0.0, 1.0)
         gained_close = torch.minimum(close * gain, gained_jaw)
-        blendshapes = blendshapes + (gained_jaw - jaw).unsqueeze(-1) * only_jaw + (gained_close - close).unsqueeze(-1) * only_close
+        blendshapes = (
+            blendshapes
+            + (gained_jaw - jaw).unsqueeze(-1) * only_jaw
+            + (gained_close - close).unsqueeze(-1) * only_close
+        )
         jaw, close = gained_jaw, gained_close
     scale = seal_scale(torch.clamp(jaw - close, 0.0, 1.0), SEAL_SLOPE if slope is None else slope)
-    seal = torch.clamp((visemes[..., VISEMES.index("PP")] - seal_from * scale) / ((seal_full - seal_from) * scale), 0.0, 1.0)
+    seal = torch.clamp(
+        (visemes[..., VISEMES.index("PP")] - seal_from * scale) / ((seal_full - seal_from) * scale), 0.0, 1.0
+    )
     raise_close = torch.maximum(close, jaw * seal) - close
     return visemes, blendshapes + raise_close.unsqueeze(-1) * only_close
 

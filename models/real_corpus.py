@@ -102,7 +102,7 @@ def frame_levels(audio: np.ndarray) -> np.ndarray:
 
 
 def judge_alignment(audio: np.ndarray, phonemes: list[tuple[str, float, float]]) -> str:
-    """"" when the alignment is plausible, else why it is not."""
+    """ "" when the alignment is plausible, else why it is not."""
     level = frame_levels(audio)
     if len(level) == 0:
         return "empty"
@@ -129,9 +129,14 @@ def judge_alignment(audio: np.ndarray, phonemes: list[tuple[str, float, float]])
 
 def problem_category(problem: str) -> str:
     """A dropped alignment's reason, in the manifest's few words."""
-    categories = {"pronunciation dictionary": "failed: a word not in CMUdict", "undecodable": "failed: undecodable audio",
-                  "failed": "failed: no alignment found", "pauses are loud": "poor: loud pauses (speech the transcript lacks)",
-                  "near silence": "poor: speech labelled over silence", "phone": f"poor: a phone over {MAX_PHONE_S} s (missing words)"}
+    categories = {
+        "pronunciation dictionary": "failed: a word not in CMUdict",
+        "undecodable": "failed: undecodable audio",
+        "failed": "failed: no alignment found",
+        "pauses are loud": "poor: loud pauses (speech the transcript lacks)",
+        "near silence": "poor: speech labelled over silence",
+        "phone": f"poor: a phone over {MAX_PHONE_S} s (missing words)",
+    }
     return next((name for key, name in categories.items() if key in problem), "poor: " + problem)
 
 
@@ -169,13 +174,21 @@ def _cached_align(args: tuple[Recording, Path]) -> Aligned:
     path = cache / f"{key}.json"
     if path.exists():
         saved = json.loads(path.read_text())
-        return Aligned(recording, decode(recording), [tuple(p) for p in saved["phonemes"]], [tuple(r) for r in saved["releases"]], saved["problem"])
+        return Aligned(
+            recording,
+            decode(recording),
+            [tuple(p) for p in saved["phonemes"]],
+            [tuple(r) for r in saved["releases"]],
+            saved["problem"],
+        )
     item = align_one(recording)
     path.write_text(json.dumps({"phonemes": item.phonemes, "releases": item.releases, "problem": item.problem}))
     return item
 
 
-def corrected(phonemes: list[tuple[str, float, float]], releases: list[tuple[str, float, float]], bias_s: float) -> list[tuple[str, float, float]]:
+def corrected(
+    phonemes: list[tuple[str, float, float]], releases: list[tuple[str, float, float]], bias_s: float
+) -> list[tuple[str, float, float]]:
     """Every boundary moved earlier by the aligner's bias, then each p/b with a burst ends so that
     its seal ends on the burst: targets seal all but the last SEAL_MARGIN of a bilabial, so the
     end goes that share past the burst (the lips part at the burst, not before)."""
@@ -191,14 +204,17 @@ def corrected(phonemes: list[tuple[str, float, float]], releases: list[tuple[str
     return out
 
 
-def training_variants(audio: np.ndarray, phonemes: list, rng: np.random.Generator,
-                      copies: int = AUGMENTED_COPIES) -> list[tuple[np.ndarray, list]]:
+def training_variants(
+    audio: np.ndarray, phonemes: list, rng: np.random.Generator, copies: int = AUGMENTED_COPIES
+) -> list[tuple[np.ndarray, list]]:
     """The clean recording (level changed only) and `copies` degraded ones."""
     out = [(audio * float(10 ** (rng.uniform(-12, 3) / 20)), phonemes)]
     for _ in range(copies):
         x, labels = audio, phonemes
         if rng.random() < 0.6:
-            x = augment.pitch_shift(x, float(rng.choice([rng.uniform(150, 600), rng.uniform(-300, -100)], p=[0.65, 0.35])))
+            x = augment.pitch_shift(
+                x, float(rng.choice([rng.uniform(150, 600), rng.uniform(-300, -100)], p=[0.65, 0.35]))
+            )
         if rng.random() < 0.35:
             factor = float(rng.uniform(0.85, 1.2))
             x = augment.tempo(x, factor)
@@ -215,16 +231,29 @@ def _train_records(args: tuple[np.ndarray, list, int, str, int]) -> list[dict]:
         x = np.clip(x, -1, 1).astype(np.float32)
         features = features_of(x)
         targets = make_targets(labels, len(features))
-        records.append({"split": "train", "voice": speaker, "text": "", "seconds": len(x) / SAMPLE_RATE,
-                        "features": features.astype(np.float16), "visemes": targets.visemes.astype(np.int8),
-                        "blendshapes": targets.blendshapes.astype(np.float16)})
+        records.append(
+            {
+                "split": "train",
+                "voice": speaker,
+                "text": "",
+                "seconds": len(x) / SAMPLE_RATE,
+                "features": features.astype(np.float16),
+                "visemes": targets.visemes.astype(np.int8),
+                "blendshapes": targets.blendshapes.astype(np.float16),
+            }
+        )
     return records
 
 
 def release_pairs(kept: list[Aligned], source: str, label: str) -> list[tuple[float, float]]:
     """(aligned release, burst) of every `label` (p or b) of `source`, on speakers outside the test splits."""
-    return [(aligned, burst) for a in kept if a.recording.source == source and not split_of(a.recording).startswith("test")
-            for release, aligned, burst in a.releases if release == label]
+    return [
+        (aligned, burst)
+        for a in kept
+        if a.recording.source == source and not split_of(a.recording).startswith("test")
+        for release, aligned, burst in a.releases
+        if release == label
+    ]
 
 
 def build(out: Path, seed: int, workers: int, smoke: bool) -> dict:
@@ -236,7 +265,9 @@ def build(out: Path, seed: int, workers: int, smoke: bool) -> dict:
     transcribed = [r for r in recordings if r.transcript and split_of(r)]
     if smoke:
         group = lambda r: r.speaker if r.speaker in SPLITS else r.source  # noqa: E731  (a whole-source split: 3 in all)
-        transcribed = [r for g in dict.fromkeys(map(group, transcribed)) for r in [x for x in transcribed if group(x) == g][:3]]
+        transcribed = [
+            r for g in dict.fromkeys(map(group, transcribed)) for r in [x for x in transcribed if group(x) == g][:3]
+        ]
     with Pool(workers) as pool:
         jobs = [(r, cache) for r in transcribed]
         aligned = list(tqdm(pool.imap(_cached_align, jobs, chunksize=4), total=len(jobs), desc="align", unit="utt"))
@@ -248,8 +279,11 @@ def build(out: Path, seed: int, workers: int, smoke: bool) -> dict:
     bias = {}
     for source in {a.recording.source for a in kept}:
         b_pairs, p_pairs = (release_pairs(kept, source, label) for label in ("b", "p"))
-        bias[source] = {"bias_ms": round(bursts.aligner_bias_ms(b_pairs), 1), "b_releases": len(b_pairs),
-                        "p_minus_burst_ms": round(bursts.aligner_bias_ms(p_pairs), 1)}
+        bias[source] = {
+            "bias_ms": round(bursts.aligner_bias_ms(b_pairs), 1),
+            "b_releases": len(b_pairs),
+            "p_minus_burst_ms": round(bursts.aligner_bias_ms(p_pairs), 1),
+        }
     splits: dict[str, list[dict]] = {"train": [], "validation": [], "test": [], FOREIGN_SPLIT: []}
     rng = np.random.default_rng(seed)
     jobs = []
@@ -264,23 +298,45 @@ def build(out: Path, seed: int, workers: int, smoke: bool) -> dict:
             copies = AUGMENTED_COPIES_OF.get(a.recording.source, AUGMENTED_COPIES)
             jobs.append((a.audio, labels, int(rng.integers(2**31)), a.recording.speaker, copies))
         else:
-            splits[split].append({"split": split, "voice": a.recording.speaker, "source": a.recording.source, "text": a.recording.transcript,
-                                  "seconds": len(a.audio) / SAMPLE_RATE, "audio": a.audio, "phonemes": labels, "bursts": burst_times})
+            splits[split].append(
+                {
+                    "split": split,
+                    "voice": a.recording.speaker,
+                    "source": a.recording.source,
+                    "text": a.recording.transcript,
+                    "seconds": len(a.audio) / SAMPLE_RATE,
+                    "audio": a.audio,
+                    "phonemes": labels,
+                    "bursts": burst_times,
+                }
+            )
     with Pool(workers) as pool:
         for records in tqdm(pool.imap(_train_records, jobs, chunksize=4), total=len(jobs), desc="augment", unit="utt"):
             splits["train"] += records
-    manifest = {"seed": seed, "sources": {s: PACKAGES[s] for s in PACKAGES}, "aligner_bias": bias,
-                "aligned": len(aligned), "kept": len(kept), "dropped": dropped, "splits": {}}
+    manifest = {
+        "seed": seed,
+        "sources": {s: PACKAGES[s] for s in PACKAGES},
+        "aligner_bias": bias,
+        "aligned": len(aligned),
+        "kept": len(kept),
+        "dropped": dropped,
+        "splits": {},
+    }
     for split, records in splits.items():
         np.save(out / f"{split}.npy", np.array(records, dtype=object), allow_pickle=True)
         speakers: dict[str, float] = {}
         for r in records:
             speakers[r["voice"]] = speakers.get(r["voice"], 0.0) + r["seconds"]
-        manifest["splits"][split] = {"utterances": len(records), "minutes": round(sum(speakers.values()) / 60, 2),
-                                     "speakers": {k: round(v / 60, 2) for k, v in sorted(speakers.items())}}
+        manifest["splits"][split] = {
+            "utterances": len(records),
+            "minutes": round(sum(speakers.values()) / 60, 2),
+            "speakers": {k: round(v / 60, 2) for k, v in sorted(speakers.items())},
+        }
     manifest["by_source"] = {}
     for a in aligned:
-        entry = manifest["by_source"].setdefault(a.recording.source, {"utterances": 0, "kept": 0, "minutes_kept": 0.0, "speakers": set()})
+        entry = manifest["by_source"].setdefault(
+            a.recording.source, {"utterances": 0, "kept": 0, "minutes_kept": 0.0, "speakers": set()}
+        )
         entry["utterances"] += 1
         entry["speakers"].add(a.recording.speaker)
         if not a.problem:
@@ -309,7 +365,8 @@ if __name__ == "__main__":
 
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".g722")
-DEFAULT_BIAS_MS = 20.0  # the aligner's /b/-release bias on the training speakers (manifest); used when a folder has too few anchors
+# the aligner's /b/-release bias on the training speakers (manifest); used when a folder has too few anchors
+DEFAULT_BIAS_MS = 20.0
 MIN_ANCHORS = 10
 
 
@@ -319,17 +376,23 @@ def align_folder(folder: Path) -> tuple[list[tuple[np.ndarray, list, str, list[f
     is in (or the folder's own name). The aligner's bias is measured on the folder's own /b/
     bursts when it has MIN_ANCHORS of them, else DEFAULT_BIAS_MS. Info says what was dropped."""
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder: give a folder of recordings (x.wav) with transcripts (x.txt)")
+        raise FileNotFoundError(
+            f"{folder} is not a folder: give a folder of recordings (x.wav) with transcripts (x.txt)"
+        )
     items, dropped = [], {}
     pairs = [(p, p.with_suffix(".txt")) for p in sorted(folder.rglob("*")) if p.suffix.lower() in AUDIO_SUFFIXES]
     pairs = [(a, t) for a, t in pairs if t.exists()]
     if not pairs:
-        raise FileNotFoundError(f"no recording in {folder} has a transcript beside it: put x.txt (the words spoken) next to x.wav")
+        raise FileNotFoundError(
+            f"no recording in {folder} has a transcript beside it: put x.txt (the words spoken) next to x.wav"
+        )
     aligned = []
     for audio_path, text_path in tqdm(pairs, desc="align", unit="utt"):
         speaker = audio_path.parent.name if audio_path.parent != folder else folder.name
         encoding = "g722" if audio_path.suffix.lower() == ".g722" else "ffmpeg"
-        item = align_one(Recording("folder", speaker, "en", audio_path, text_path.read_text(encoding="utf-8").strip(), encoding))
+        item = align_one(
+            Recording("folder", speaker, "en", audio_path, text_path.read_text(encoding="utf-8").strip(), encoding)
+        )
         if item.problem:
             dropped[audio_path.name] = item.problem
         else:
@@ -339,4 +402,10 @@ def align_folder(folder: Path) -> tuple[list[tuple[np.ndarray, list, str, list[f
     for a in aligned:
         labels = corrected(a.phonemes, a.releases, bias_ms / 1000.0)
         items.append((a.audio, labels, a.recording.speaker, sorted(bu for _, _, bu in a.releases)))
-    return items, {"recordings": len(pairs), "kept": len(items), "dropped": dropped, "bias_ms": bias_ms, "b_anchors": len(anchors)}
+    return items, {
+        "recordings": len(pairs),
+        "kept": len(items),
+        "dropped": dropped,
+        "bias_ms": bias_ms,
+        "b_anchors": len(anchors),
+    }

@@ -42,8 +42,18 @@ ITALIAN = "it_IT_m_Carlo"
 DRASCULA = "usr/share/scummvm/drascula/en"
 # Character string tables of drascula.dat in file order after the hero's, and the voice-file
 # prefix of the actor who speaks each (`D12.ALS` = line 12 of Drascula's table).
-DRASCULA_CHARACTERS = [("", "john"), ("D", "drascula"), ("B", "drunk"), ("BJ", "bj"), ("E", "e"),
-                       ("I", "igor"), ("L", "l"), ("P", "pianist"), ("T", "bartender"), ("VB", "vonbraun")]
+DRASCULA_CHARACTERS = [
+    ("", "john"),
+    ("D", "drascula"),
+    ("B", "drunk"),
+    ("BJ", "bj"),
+    ("E", "e"),
+    ("I", "igor"),
+    ("L", "l"),
+    ("P", "pianist"),
+    ("T", "bartender"),
+    ("VB", "vonbraun"),
+]
 DRASCULA_LANGUAGES = 6  # each table is stored once per language, English first
 
 
@@ -142,7 +152,7 @@ def drascula_tables(data: bytes) -> list[list[str]]:
 def _drascula(root: Path) -> list[Recording]:
     folder = root / DRASCULA
     tables = drascula_tables((folder / "drascula.dat").read_bytes())
-    english = tables[:: DRASCULA_LANGUAGES][: len(DRASCULA_CHARACTERS)]
+    english = tables[::DRASCULA_LANGUAGES][: len(DRASCULA_CHARACTERS)]
     out = []
     for (prefix, name), lines in zip(DRASCULA_CHARACTERS, english):
         for path in sorted(folder.glob(f"{prefix}[0-9]*.ALS")):

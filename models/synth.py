@@ -74,8 +74,10 @@ espeak (union of all accents, ESPEAK_LABELS, 80):
                 ɛɹ ɑɹ ɔɹ oɹ ɪɹ ʊɹ ʉɹ ʌɹ əɹ əl
     plus sil. Per accent: en-us adds ᵻ ɾ ʔ ɚ and the ɹ units; en-gb-scotland has ʉ ʍ ʌʉ ʌɹ
     ʉɹ əɹ and no ʊ/aʊ; en-029 has no θ/ð; en-gb-x-gbcwmd uses ei əu oɪ ʌʊ æʊ; en-us-nyc əɪ ɛə.
-piper (PIPER_LABELS, 47): aɪ aʊ b d dʒ eɪ f h i j k l m n oʊ p s sil t tʃ u v w x z æ ð ŋ ɐ ɑ ɔ ɔɪ ə ɚ ɛ ɜ ɡ ɪ ɹ ɾ ʃ ʊ ʌ ʒ ʔ θ ᵻ
-mbrola en1 (MBROLA_LABELS, the whole en1 inventory, 45): aɪ aʊ b d dʒ eə eɪ f h i j k l m n p s sil t tʃ u v w z æ ð ŋ ɑ ɒ ɔ ɔɪ ə əʊ ɛ ɜ ɡ ɪ ɪə ɹ ʃ ʊ ʊə ʌ ʒ θ
+piper (PIPER_LABELS, 47): aɪ aʊ b d dʒ eɪ f h i j k l m n oʊ p s sil t tʃ u v w x z æ ð ŋ ɐ ɑ ɔ ɔɪ
+    ə ɚ ɛ ɜ ɡ ɪ ɹ ɾ ʃ ʊ ʌ ʒ ʔ θ ᵻ
+mbrola en1 (MBROLA_LABELS, the whole en1 inventory, 45): aɪ aʊ b d dʒ eə eɪ f h i j k l m n p s sil
+    t tʃ u v w z æ ð ŋ ɑ ɒ ɔ ɔɪ ə əʊ ɛ ɜ ɡ ɪ ɪə ɹ ʃ ʊ ʊə ʌ ʒ θ
     (MBROLA's dark l "5" is written l.)
 """
 
@@ -103,7 +105,8 @@ SIL = "sil"
 
 # Every label each synthesizer was seen to produce (see the module docstring).
 ESPEAK_LABELS: frozenset[str] = frozenset(
-    "a aɪ aɪə aɪɚ aʊ b d dʒ e ei eə eɪ f h i iə j k l m n o oə oɪ oɹ oʊ p s sil t tʃ u v w x z æ æʊ ð ŋ ɐ ɑ ɑə ɑɹ ɒ ɔ ɔə ɔɪ ɔɹ ə əl əu əɪ əɹ əʊ ɚ ɛ ɛə ɛɹ ɜ ɡ ɪ ɪɹ ɹ ɾ ʃ ʉ ʉɹ ʊ ʊə ʊɹ ʌ ʌɹ ʌʉ ʌʊ ʍ ʒ ʔ θ ᵻ".split()
+    "a aɪ aɪə aɪɚ aʊ b d dʒ e ei eə eɪ f h i iə j k l m n o oə oɪ oɹ oʊ p s sil t tʃ u v w x z æ æʊ ð ŋ ɐ ɑ ɑə ɑɹ "
+    "ɒ ɔ ɔə ɔɪ ɔɹ ə əl əu əɪ əɹ əʊ ɚ ɛ ɛə ɛɹ ɜ ɡ ɪ ɪɹ ɹ ɾ ʃ ʉ ʉɹ ʊ ʊə ʊɹ ʌ ʌɹ ʌʉ ʌʊ ʍ ʒ ʔ θ ᵻ".split()
 )
 PIPER_LABELS: frozenset[str] = frozenset(
     "aɪ aʊ b d dʒ eɪ f h i j k l m n oʊ p s sil t tʃ u v w x z æ ð ŋ ɐ ɑ ɔ ɔɪ ə ɚ ɛ ɜ ɡ ɪ ɹ ɾ ʃ ʊ ʌ ʒ ʔ θ ᵻ".split()
@@ -238,8 +241,14 @@ class _Espeak:
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         lib.espeak_Synth.argtypes = [
-            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
-            ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
         ]
         lib.espeak_Info.argtypes = [ctypes.POINTER(ctypes.c_char_p)]
         lib.espeak_Info.restype = ctypes.c_char_p
@@ -288,7 +297,7 @@ class _Espeak:
         return 0
 
     def resolve(self, voice: str) -> tuple[str, str, str]:
-        """"espeak:en-us+m3" → (canonical id, voice-file argument for espeak, accent)."""
+        """ "espeak:en-us+m3" → (canonical id, voice-file argument for espeak, accent)."""
         name = voice.removeprefix("espeak:")
         accent, _, variant = name.partition("+")
         accent = _ESPEAK_ALIASES.get(accent.lower(), accent.lower())
@@ -299,7 +308,9 @@ class _Espeak:
         canonical = accent + (f"+{variant}" if variant else "")
         return canonical, self.accents[accent] + (f"+{variant}" if variant else ""), accent
 
-    def synth(self, text: str, voice_file: str, rate_wpm: int, pitch: int) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
+    def synth(
+        self, text: str, voice_file: str, rate_wpm: int, pitch: int
+    ) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
         with self.lock:
             self._chunks, self._events = [], []
             if self.lib.espeak_SetVoiceByName(voice_file.encode()) != 0:
@@ -416,7 +427,11 @@ def _piper_token_samples(voice, chunk) -> list[tuple[str, int]]:
             blank = int(samples[i : i + len(pad)].sum())
             i += len(pad)
             share = 0
-            if token in _PIPER_CONSONANTS and tokens[k + 1] not in _PIPER_CONSONANTS and tokens[k + 1] not in _PIPER_BOUNDARY:
+            if (
+                token in _PIPER_CONSONANTS
+                and tokens[k + 1] not in _PIPER_CONSONANTS
+                and tokens[k + 1] not in _PIPER_BOUNDARY
+            ):
                 share = int(round(blank * _CV_SHARE))
             out[-1][1] += share
             carry = blank - share
@@ -425,7 +440,9 @@ def _piper_token_samples(voice, chunk) -> list[tuple[str, int]]:
     return [(t, n) for t, n in out]
 
 
-def _piper_segments(audio: np.ndarray, token_samples: list[tuple[str, int]], block: int = 256) -> list[tuple[str, int, int]]:
+def _piper_segments(
+    audio: np.ndarray, token_samples: list[tuple[str, int]], block: int = 256
+) -> list[tuple[str, int, int]]:
     """(codepoint, samples) of one Piper sentence → phoneme segments in samples."""
     # 1. tokens with sample spans
     tokens = []
@@ -494,7 +511,11 @@ def _piper_segments(audio: np.ndarray, token_samples: list[tuple[str, int]], blo
             q0 = q1 = None
         if q0 is None:
             # not a pause: split between the neighbours (or to the only one)
-            mid = start + ((end - start) // (2 * block)) * block if (has_prev and has_next) else (end if has_prev else start)
+            mid = (
+                start + ((end - start) // (2 * block)) * block
+                if (has_prev and has_next)
+                else (end if has_prev else start)
+            )
             if has_prev:
                 out[-1][2] = mid
             if mid < end:
@@ -522,7 +543,9 @@ def _piper_segments(audio: np.ndarray, token_samples: list[tuple[str, int]], blo
     return final
 
 
-def piper_utterance(text: str, length_scale: float = 1.0, noise_scale: float = 0.667, noise_w_scale: float = 0.8) -> Utterance:
+def piper_utterance(
+    text: str, length_scale: float = 1.0, noise_scale: float = 0.667, noise_w_scale: float = 0.8
+) -> Utterance:
     """Synthesize with Piper (voice "joe"); timing from the model's own duration predictions."""
     from piper import SynthesisConfig
 
@@ -560,14 +583,53 @@ _MBROLA_LAG_S = 0.010
 _MBROLA_DIRS = [Path("/usr/share/mbrola"), Path("/usr/local/share/mbrola")]
 # en1's SAMPA inventory (its README) → IPA. Other MBROLA voices need their own entries.
 _SAMPA = {
-    "_": SIL, "#": SIL,
-    "p": "p", "b": "b", "t": "t", "d": "d", "k": "k", "g": "ɡ",
-    "m": "m", "n": "n", "N": "ŋ", "l": "l", "5": "l", "r": "ɹ", "w": "w", "j": "j", "h": "h",
-    "f": "f", "v": "v", "T": "θ", "D": "ð", "s": "s", "z": "z", "S": "ʃ", "Z": "ʒ",
-    "tS": "tʃ", "dZ": "dʒ",
-    "i:": "i", "I": "ɪ", "e": "ɛ", "{": "æ", "A:": "ɑ", "Q": "ɒ", "O:": "ɔ", "U": "ʊ", "u:": "u",
-    "V": "ʌ", "3:": "ɜ", "@": "ə",
-    "eI": "eɪ", "aI": "aɪ", "OI": "ɔɪ", "@U": "əʊ", "aU": "aʊ", "I@": "ɪə", "e@": "eə", "U@": "ʊə",
+    "_": SIL,
+    "#": SIL,
+    "p": "p",
+    "b": "b",
+    "t": "t",
+    "d": "d",
+    "k": "k",
+    "g": "ɡ",
+    "m": "m",
+    "n": "n",
+    "N": "ŋ",
+    "l": "l",
+    "5": "l",
+    "r": "ɹ",
+    "w": "w",
+    "j": "j",
+    "h": "h",
+    "f": "f",
+    "v": "v",
+    "T": "θ",
+    "D": "ð",
+    "s": "s",
+    "z": "z",
+    "S": "ʃ",
+    "Z": "ʒ",
+    "tS": "tʃ",
+    "dZ": "dʒ",
+    "i:": "i",
+    "I": "ɪ",
+    "e": "ɛ",
+    "{": "æ",
+    "A:": "ɑ",
+    "Q": "ɒ",
+    "O:": "ɔ",
+    "U": "ʊ",
+    "u:": "u",
+    "V": "ʌ",
+    "3:": "ɜ",
+    "@": "ə",
+    "eI": "eɪ",
+    "aI": "aɪ",
+    "OI": "ɔɪ",
+    "@U": "əʊ",
+    "aU": "aʊ",
+    "I@": "ɪə",
+    "e@": "eə",
+    "U@": "ʊə",
 }
 
 
@@ -603,7 +665,10 @@ def mbrola_utterance(text: str, voice: str = "en1", rate: float = 1.0, pitch_rat
         )
     pho = subprocess.run(
         ["espeak-ng", "-v", f"mb-{voice}", "-q", "--pho"],
-        input=text.encode("utf-8"), capture_output=True, timeout=60, check=True,
+        input=text.encode("utf-8"),
+        capture_output=True,
+        timeout=60,
+        check=True,
     ).stdout.decode("utf-8", "replace")
     lines = []
     for line in pho.splitlines():
@@ -622,7 +687,9 @@ def mbrola_utterance(text: str, voice: str = "en1", rate: float = 1.0, pitch_rat
         out = Path(tmp) / "out.wav"
         result = subprocess.run(
             args + [str(_mbrola_database(voice)), "-", str(out)],
-            input=text_pho.encode(), capture_output=True, timeout=120,
+            input=text_pho.encode(),
+            capture_output=True,
+            timeout=120,
         )
         if result.returncode != 0 or not out.is_file():
             raise RuntimeError(f"mbrola failed: {result.stderr.decode(errors='replace')[-500:]}")

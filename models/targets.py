@@ -3,7 +3,8 @@ ARKit blendshape curves.
 
 Coarticulation follows Cohen & Massaro's dominance model: every phoneme pulls the mouth toward its
 viseme's shape with a dominance that is full inside the phoneme and decays before it
-(anticipation) and after it (carry-over) with a Gaussian fall-off; the shape at any instant is the dominance-weighted mean.
+(anticipation) and after it (carry-over) with a Gaussian fall-off; the shape at any instant is the
+dominance-weighted mean.
 Lip rounding anticipates far ahead, alveolars barely resist their neighbours, and bilabials
 always seal the lips (the closure is enforced, not left to the blend).
 """
@@ -20,21 +21,76 @@ HOP_S = 0.010
 
 # IPA (as the synthesizers and the aligner label it, stress and length marks removed) → viseme.
 IPA_TO_VISEME: dict[str, str] = {
-    "sil": "sil", "": "sil", "_": "sil", "h": "sil", "ʔ": "sil",
-    "p": "PP", "b": "PP", "m": "PP",
-    "f": "FF", "v": "FF",
-    "θ": "TH", "ð": "TH",
-    "t": "DD", "d": "DD", "ɾ": "DD", "ɾ̃": "DD", "t̬": "DD",
-    "k": "kk", "ɡ": "kk", "g": "kk", "ŋ": "kk", "x": "kk",
-    "tʃ": "CH", "dʒ": "CH", "ʃ": "CH", "ʒ": "CH", "j": "CH",
-    "s": "SS", "z": "SS",
-    "n": "nn", "l": "nn", "n̩": "nn", "l̩": "nn", "ɫ": "nn",
-    "ɹ": "RR", "r": "RR", "ɚ": "RR", "ɝ": "RR", "ɜ": "RR", "ɐ": "aa",
-    "ɑ": "aa", "a": "aa", "æ": "aa", "ʌ": "aa", "aɪ": "aa", "aʊ": "aa", "ɒ": "oh",
-    "ɛ": "E", "e": "E", "eɪ": "E", "ə": "E", "ɛə": "E", "eə": "E",
-    "ɪ": "ih", "i": "ih", "ᵻ": "ih", "ɪə": "ih", "iə": "ih",
-    "ɔ": "oh", "o": "oh", "oʊ": "oh", "əʊ": "oh", "ɔɪ": "oh", "ɔː": "oh",
-    "u": "ou", "ʊ": "ou", "w": "ou", "ʍ": "ou", "ʊə": "ou", "ʉ": "ou",
+    "sil": "sil",
+    "": "sil",
+    "_": "sil",
+    "h": "sil",
+    "ʔ": "sil",
+    "p": "PP",
+    "b": "PP",
+    "m": "PP",
+    "f": "FF",
+    "v": "FF",
+    "θ": "TH",
+    "ð": "TH",
+    "t": "DD",
+    "d": "DD",
+    "ɾ": "DD",
+    "ɾ̃": "DD",
+    "t̬": "DD",
+    "k": "kk",
+    "ɡ": "kk",
+    "g": "kk",
+    "ŋ": "kk",
+    "x": "kk",
+    "tʃ": "CH",
+    "dʒ": "CH",
+    "ʃ": "CH",
+    "ʒ": "CH",
+    "j": "CH",
+    "s": "SS",
+    "z": "SS",
+    "n": "nn",
+    "l": "nn",
+    "n̩": "nn",
+    "l̩": "nn",
+    "ɫ": "nn",
+    "ɹ": "RR",
+    "r": "RR",
+    "ɚ": "RR",
+    "ɝ": "RR",
+    "ɜ": "RR",
+    "ɐ": "aa",
+    "ɑ": "aa",
+    "a": "aa",
+    "æ": "aa",
+    "ʌ": "aa",
+    "aɪ": "aa",
+    "aʊ": "aa",
+    "ɒ": "oh",
+    "ɛ": "E",
+    "e": "E",
+    "eɪ": "E",
+    "ə": "E",
+    "ɛə": "E",
+    "eə": "E",
+    "ɪ": "ih",
+    "i": "ih",
+    "ᵻ": "ih",
+    "ɪə": "ih",
+    "iə": "ih",
+    "ɔ": "oh",
+    "o": "oh",
+    "oʊ": "oh",
+    "əʊ": "oh",
+    "ɔɪ": "oh",
+    "ɔː": "oh",
+    "u": "ou",
+    "ʊ": "ou",
+    "w": "ou",
+    "ʍ": "ou",
+    "ʊə": "ou",
+    "ʉ": "ou",
 }
 
 
@@ -64,7 +120,9 @@ STYLES: dict[str, VisemeStyle] = {
     "TH": VisemeStyle(_sym(jawOpen=0.2, mouthStretch=0.1, mouthLowerDown=0.15), 0.45, 0.03, 0.03),
     "DD": VisemeStyle(_sym(jawOpen=0.22, mouthStretch=0.15, mouthLowerDown=0.1), 0.3, 0.03, 0.03),
     "kk": VisemeStyle(_sym(jawOpen=0.28, mouthStretch=0.1), 0.3, 0.03, 0.03),
-    "CH": VisemeStyle(_sym(jawOpen=0.18, mouthFunnel=0.55, mouthPucker=0.3, mouthUpperUp=0.2, mouthLowerDown=0.2), 0.7, 0.05, 0.03),
+    "CH": VisemeStyle(
+        _sym(jawOpen=0.18, mouthFunnel=0.55, mouthPucker=0.3, mouthUpperUp=0.2, mouthLowerDown=0.2), 0.7, 0.05, 0.03
+    ),
     "SS": VisemeStyle(_sym(jawOpen=0.1, mouthStretch=0.4, mouthSmile=0.2, mouthUpperUp=0.1), 0.6, 0.03, 0.03),
     "nn": VisemeStyle(_sym(jawOpen=0.2, mouthStretch=0.1), 0.3, 0.03, 0.03),
     "RR": VisemeStyle(_sym(jawOpen=0.2, mouthFunnel=0.35, mouthPucker=0.4), 0.6, 0.05, 0.04),
@@ -121,7 +179,9 @@ def make_targets(phonemes: list[tuple[str, float, float]], frames: int) -> Targe
         before = np.clip(start - t, 0.0, None)
         after = np.clip(t - end, 0.0, None)
         # Gaussian fall-off: a neighbour's pull is strong nearby and gone within a syllable
-        weights[i] = style.dominance * np.exp(-((before / style.anticipation_s) ** 2) - (after / style.carryover_s) ** 2)
+        weights[i] = style.dominance * np.exp(
+            -((before / style.anticipation_s) ** 2) - (after / style.carryover_s) ** 2
+        )
         shapes[i] = SHAPE_MATRIX[VISEME_INDEX[viseme]]
     total = weights.sum(axis=0)
     blend = (weights.T @ shapes) / np.maximum(total, 1e-6)[:, None]

@@ -27,7 +27,16 @@ from firmware_app.shapes import BLENDSHAPES, VISEMES
 from models.corpus import load_split
 from models.export import export_onnx, write_golden
 from models.metrics import TOLERANCE_FRAMES
-from models.net import CONTEXT, CONV_CHANNELS, GRU_HIDDEN, LOOKAHEAD, MouthNet, parameter_count, read_checkpoint, save_checkpoint
+from models.net import (
+    CONTEXT,
+    CONV_CHANNELS,
+    GRU_HIDDEN,
+    LOOKAHEAD,
+    MouthNet,
+    parameter_count,
+    read_checkpoint,
+    save_checkpoint,
+)
 from models.targets import CLOSE, JAW, VISEME_INDEX, make_targets
 
 BILABIAL_WEIGHT = 4.0
@@ -42,7 +51,9 @@ class TrainConfig:
     names another. The report beside the model keeps them all (`config` in `<out>.train.json`)."""
 
     corpus: Path  # the synthetic corpus (models.corpus, exact timing); required, no default
-    out: Path = Path("firmware_app/assets/models/mouth.onnx")  # the exported step; .pt, .chunk.onnx, golden and report beside it
+    out: Path = Path(
+        "firmware_app/assets/models/mouth.onnx"
+    )  # the exported step; .pt, .chunk.onnx, golden and report beside it
     minutes: float = 30.0  # wall-clock budget for the optimisation (30); the learning rate decays over it or max_steps
     max_steps: int = 6000  # --steps: at most this many optimiser steps (6000)
     seed: int = 7  # seeds PyTorch and the crop sampler (7)
@@ -50,13 +61,15 @@ class TrainConfig:
     crop_frames: int = 300  # --frames: 10 ms frames per training crop (300)
     real: Path | None = None  # the real-speech corpus (models.real_corpus) to train on too; None: synthetic only
     real_fraction: float = 0.5  # with `real`: share of each batch from real speech (0.5)
-    init: Path | None = None  # fine-tune these saved weights (a .pt: their sizes, their normalisation); None: from scratch
+    # fine-tune these saved weights (a .pt: their sizes, their normalisation); None: from scratch
+    init: Path | None = None
     lr: float = 2e-3  # AdamW's peak learning rate, cosine-decayed to 0 (2e-3)
     threads: int = 0  # PyTorch threads (0: its default)
     check_every: int = 200  # steps between checks on the validation split, and checkpoints (200)
     feature_augment: bool = False  # random spectral tilt and a masked band on every crop (off)
     dropout: float = 0.0  # dropout before the GRU, training only (0: none)
-    conv_channels: int = CONV_CHANNELS  # --conv: channels of both convolutions (CONV_CHANNELS; an `init` brings its own)
+    # --conv: channels of both convolutions (CONV_CHANNELS; an `init` brings its own)
+    conv_channels: int = CONV_CHANNELS
     gru_hidden: int = GRU_HIDDEN  # --hidden: GRU state size (GRU_HIDDEN; an `init` brings its own)
     ema: float = 0.0  # check and keep a moving average of the weights with this decay per step (0: off)
     closure_weight: float = 1.0  # multiplies PP's viseme loss weight (1: unchanged)
@@ -82,6 +95,7 @@ def augment_features(x: torch.Tensor, rng: np.random.Generator, mean: torch.Tens
             x[crop, :, first : first + size] = mean[first : first + size]
     return x
 
+
 class Stream:
     """All training utterances end to end, so random crops cross utterance boundaries like live audio does."""
 
@@ -91,7 +105,9 @@ class Stream:
         for u in utterances:
             feats.append(pad_silence(u["features"].astype(np.float32), 0, gap))
             visemes.append(np.concatenate([u["visemes"], np.zeros(gap, np.int64)]))
-            shapes.append(np.concatenate([u["blendshapes"].astype(np.float32), np.zeros((gap, len(BLENDSHAPES)), np.float32)]))
+            shapes.append(
+                np.concatenate([u["blendshapes"].astype(np.float32), np.zeros((gap, len(BLENDSHAPES)), np.float32)])
+            )
         self.features = pad_silence(np.concatenate(feats), CONTEXT, LOOKAHEAD)
         self.visemes = np.concatenate(visemes)
         self.blendshapes = np.concatenate(shapes)
@@ -133,11 +149,19 @@ def window_loss(viseme_logits: torch.Tensor, v: torch.Tensor, frames: int = TOLE
     return -torch.logsumexp(log_probs.masked_fill(~allowed, -torch.inf), dim=-1).mean()
 
 
-def losses(net: MouthNet, x: torch.Tensor, v: torch.Tensor, b: torch.Tensor, class_weights: torch.Tensor,
-           window_weight: float = 0.0) -> dict[str, torch.Tensor]:
+def losses(
+    net: MouthNet,
+    x: torch.Tensor,
+    v: torch.Tensor,
+    b: torch.Tensor,
+    class_weights: torch.Tensor,
+    window_weight: float = 0.0,
+) -> dict[str, torch.Tensor]:
     viseme_logits, shape_logits = net(x)
     shapes = torch.sigmoid(shape_logits)
-    ce = nn.functional.cross_entropy(viseme_logits.reshape(-1, len(VISEMES)), v.reshape(-1), weight=class_weights, label_smoothing=0.05)
+    ce = nn.functional.cross_entropy(
+        viseme_logits.reshape(-1, len(VISEMES)), v.reshape(-1), weight=class_weights, label_smoothing=0.05
+    )
     shape_l1 = (shapes - b).abs().mean()
     aperture = torch.relu(shapes[..., JAW] - shapes[..., CLOSE])
     target_aperture = torch.relu(b[..., JAW] - b[..., CLOSE])
@@ -152,7 +176,9 @@ def losses(net: MouthNet, x: torch.Tensor, v: torch.Tensor, b: torch.Tensor, cla
     return {"total": total, **result}
 
 
-def evaluate(net: MouthNet, stream: Stream, class_weights: torch.Tensor, window_weight: float = 0.0) -> dict[str, float]:
+def evaluate(
+    net: MouthNet, stream: Stream, class_weights: torch.Tensor, window_weight: float = 0.0
+) -> dict[str, float]:
     rng = np.random.default_rng(1)
     net.eval()
     with torch.no_grad():
@@ -250,7 +276,9 @@ def train(config: TrainConfig) -> dict:
         progress.update(1)
         if step % config.check_every == 0 or step == max_steps:
             check = evaluate(checked, check_stream, class_weights, config.window_weight)
-            history.append({"step": step, "train_total": float(result["total"]), **{f"check_{k}": v for k, v in check.items()}})
+            history.append(
+                {"step": step, "train_total": float(result["total"]), **{f"check_{k}": v for k, v in check.items()}}
+            )
             progress.set_postfix(loss=f"{float(result['total']):.3f}", acc=f"{check['frame_accuracy']:.3f}")
             if check["total"] < best[0]:
                 best = (check["total"], step, copy.deepcopy(checked.state_dict()))
@@ -297,7 +325,9 @@ def settings_record(config: TrainConfig, net: MouthNet, class_weights: torch.Ten
         "conv_channels": net.sizes["conv"],
         "gru_hidden": net.sizes["hidden"],
         **{key: settings[key] for key in ("init", "ema", "closure_weight", "window_weight", "lr")},
-        "viseme_class_weights": dict(zip(VISEMES, [round(float(w), 4) for w in class_weights])),  # folded out after training
+        "viseme_class_weights": dict(
+            zip(VISEMES, [round(float(w), 4) for w in class_weights])
+        ),  # folded out after training
         "batch": settings["batch"],
         "crop_frames": settings["crop_frames"],
     }
@@ -324,15 +354,29 @@ def command_line() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--threads", type=int, help="PyTorch threads (0: its default)")
     parser.add_argument("--check-every", type=int, help="steps between checks on the validation split")
-    parser.add_argument("--feature-augment", action="store_true", help="random spectral tilt and a masked band on every crop")
+    parser.add_argument(
+        "--feature-augment", action="store_true", help="random spectral tilt and a masked band on every crop"
+    )
     parser.add_argument("--dropout", type=float, help="dropout before the GRU (training only)")
     parser.add_argument("--conv", dest="conv_channels", metavar="CONV", type=int, help="channels of both convolutions")
     parser.add_argument("--hidden", dest="gru_hidden", metavar="HIDDEN", type=int, help="GRU state size")
-    parser.add_argument("--ema", type=float, help="check and keep a moving average of the weights with this decay per step (0: off)")
+    parser.add_argument(
+        "--ema", type=float, help="check and keep a moving average of the weights with this decay per step (0: off)"
+    )
     parser.add_argument("--closure-weight", type=float, help="multiply PP's viseme loss weight by this")
-    parser.add_argument("--window-loss", dest="window_weight", metavar="WINDOW_LOSS", type=float,
-                        help="weight of a viseme loss that accepts any label the reference has within ±30 ms, PP excepted (window_loss)")
-    parser.add_argument("--checkpoints", action="store_true", help="save every checked state under <out dir>/checkpoints/ for models.tune")
+    parser.add_argument(
+        "--window-loss",
+        dest="window_weight",
+        metavar="WINDOW_LOSS",
+        type=float,
+        help="weight of a viseme loss that accepts any label the reference has within ±30 ms, PP excepted "
+        "(window_loss)",
+    )
+    parser.add_argument(
+        "--checkpoints",
+        action="store_true",
+        help="save every checked state under <out dir>/checkpoints/ for models.tune",
+    )
     # one place for the defaults, the dataclass: set_defaults gives each flag its field's default
     parser.set_defaults(**{f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING})
     return parser

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 from firmware_app.audio.features import features_of, pad_silence
-from firmware_app.mouth.release_timing import retime
 from firmware_app.audio.stop_bursts import releases_of
+from firmware_app.mouth.release_timing import retime
 from firmware_app.shapes import JAW_OPEN, MOUTH_CLOSE, aperture
 from models.eval import Case, real_cases
 from models.export import load_weights
@@ -107,14 +107,21 @@ def _score_weights(path: Path) -> dict[Candidate, dict[str, dict]]:
     """Every output stage of one set of weights, on both splits."""
     torch.set_num_threads(1)
     heads = {split: logits(path, items) for split, items in _CASES.items()}
-    return {(str(path), gain, seal, slope): {split: score(heads[split], items, _RELEASES[split], gain, seal, slope) for split, items in _CASES.items()}
-            for gain, seal, slope in itertools.product(GAINS, SEALS, SLOPES)}
+    return {
+        (str(path), gain, seal, slope): {
+            split: score(heads[split], items, _RELEASES[split], gain, seal, slope) for split, items in _CASES.items()
+        }
+        for gain, seal, slope in itertools.product(GAINS, SEALS, SLOPES)
+    }
 
 
 def line(key: Candidate, by_split: dict[str, dict]) -> str:
     path, gain, seal, slope = key
-    cells = "; ".join(f"{split}: acc {r['viseme_accuracy']:.3f} closure {r['closure_recall']:.3f} open {r['open_vowel_recall']:.3f} "
-                      f"false-open {r['false_open_rate']:.3f} r {r['aperture_correlation']:.3f}" for split, r in by_split.items())
+    cells = "; ".join(
+        f"{split}: acc {r['viseme_accuracy']:.3f} closure {r['closure_recall']:.3f} open {r['open_vowel_recall']:.3f} "
+        f"false-open {r['false_open_rate']:.3f} r {r['aperture_correlation']:.3f}"
+        for split, r in by_split.items()
+    )
     shortfall, mean, _ = merit(by_split)
     return f"{path} gain {gain:.1f} seal {seal} slope {slope:.0f}: shortfall {-shortfall:.4f} mean {mean:.4f}; {cells}"
 
@@ -123,11 +130,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("weights", type=Path, nargs="+", help="saved weights (.pt) to choose among")
     parser.add_argument("--real", type=Path, default=Path("build/real"))
-    parser.add_argument("--out", type=Path, default=None, help="write the choice and each weights' best candidate as JSON here")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="write the choice and each weights' best candidate as JSON here"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="weights scored side by side (one core each)")
     args = parser.parse_args()
     (path, gain, seal, slope), results = tune(args.weights, args.real, args.jobs)
-    print(f"chosen on validation: {path}; APERTURE_GAIN = {gain}, SEAL_FROM, SEAL_FULL = {seal[0]}, {seal[1]}, SEAL_SLOPE = {slope}")
+    print(
+        f"chosen on validation: {path}; APERTURE_GAIN = {gain}, SEAL_FROM, SEAL_FULL = {seal[0]}, {seal[1]}, "
+        f"SEAL_SLOPE = {slope}"
+    )
     if args.out:
         args.out.write_text(json.dumps(summary(results, (path, gain, seal, slope)), indent=1))
 
@@ -135,16 +147,28 @@ def main() -> None:
 def summary(results: dict[Candidate, dict[str, dict]], chosen: Candidate) -> dict:
     """The choice, the rule, and the best output stage of every set of weights (the whole grid is
     in the printed table)."""
+
     def row(key: Candidate) -> dict:
         weights, gain, seal, slope = key
         shortfall, mean, _ = merit(results[key])
-        return {"weights": weights, "gain": gain, "seal": seal, "slope": slope, "shortfall": -shortfall, "mean": mean, **results[key]}
+        return {
+            "weights": weights,
+            "gain": gain,
+            "seal": seal,
+            "slope": slope,
+            "shortfall": -shortfall,
+            "mean": mean,
+            **results[key],
+        }
 
     best: dict[str, Candidate] = {}
     for key in sorted(results, key=lambda k: rank(results[k])):  # the best of each weights comes last
         best[key[0]] = key
-    return {"rule": __doc__.split("The rule:")[1].split("Print")[0].strip(), "chosen": row(chosen),
-            "best_per_weights": [row(k) for k in sorted(best.values(), key=lambda k: rank(results[k]), reverse=True)]}
+    return {
+        "rule": __doc__.split("The rule:")[1].split("Print")[0].strip(),
+        "chosen": row(chosen),
+        "best_per_weights": [row(k) for k in sorted(best.values(), key=lambda k: rank(results[k]), reverse=True)],
+    }
 
 
 if __name__ == "__main__":

@@ -1,5 +1,9 @@
 """Shared fixtures: real substitutes for the hardware we lack (Xvfb for HDMI, a PulseAudio null
-sink for the microphone) and one rendered demo reused by several tests."""
+sink for the microphone) and one rendered demo reused by several tests.
+
+Two tiers (pytest.ini): a test that starts the CLI, a kiosk, a display or sound server, a browser,
+or builds a package is marked `integration`; the rest run in-process, and
+`pytest -m "not integration"` is the fast tier to run while working."""
 
 from __future__ import annotations
 
@@ -23,7 +27,27 @@ SPEECH = ASSETS / "speech.wav"
 PORTRAIT = ASSETS / "portrait.jpg"
 
 
-def cli(*args: str, env: dict | None = None, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+# Fixtures that start a process (a server, a browser, the CLI): a test that takes one, directly
+# or through another fixture, is an integration test and must say so, or the fast tier slows down.
+PROCESS_FIXTURES = {"xvfb", "pulse", "demo_render", "kiosk", "browser", "camera_clip"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    unmarked = [
+        item.nodeid
+        for item in items
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("integration")
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests start processes through their fixtures but are not marked "
+            "@pytest.mark.integration (the fast tier would run them):\n  " + "\n  ".join(unmarked)
+        )
+
+
+def cli(
+    *args: str, env: dict | None = None, timeout: float = 300, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     """Run the real `ventriloquist` command in a child process."""
     return subprocess.run(
         [sys.executable, "-m", "firmware_app", *args],
@@ -54,9 +78,13 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
 def xvfb():
     """An X display with a window manager (OpenCV's fullscreen needs one), 1280x720."""
     _need("Xvfb", "matchbox-window-manager")
-    number = next(n for n in range(99, 160) if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists())
+    number = next(
+        n for n in range(99, 160) if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists()
+    )
     display = f":{number}"
-    server = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x720x24", "-nolisten", "tcp"], stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        ["Xvfb", display, "-screen", "0", "1280x720x24", "-nolisten", "tcp"], stderr=subprocess.DEVNULL
+    )
     _wait_for(lambda: Path(f"/tmp/.X11-unix/X{number}").exists(), 10, "Xvfb")
     manager = subprocess.Popen(
         ["matchbox-window-manager", "-use_titlebar", "no"],
@@ -112,10 +140,17 @@ def pulse(tmp_path_factory):
     env = {**os.environ, "PULSE_RUNTIME_PATH": str(runtime), "HOME": str(runtime)}
     subprocess.run(
         [
-            "pulseaudio", "-n", "-D", "--exit-idle-time=-1", "--disallow-exit",
-            "-L", "module-native-protocol-unix",
-            "-L", "module-null-sink sink_name=vsink rate=48000",
-            "-L", "module-always-sink",
+            "pulseaudio",
+            "-n",
+            "-D",
+            "--exit-idle-time=-1",
+            "--disallow-exit",
+            "-L",
+            "module-native-protocol-unix",
+            "-L",
+            "module-null-sink sink_name=vsink rate=48000",
+            "-L",
+            "module-always-sink",
         ],
         env=env,
         check=True,
@@ -124,7 +159,13 @@ def pulse(tmp_path_factory):
     )
     _wait_for(lambda: (runtime / "native").exists(), 10, "PulseAudio")
     server = f"unix:{runtime / 'native'}"
-    yield {"PULSE_SERVER": server, "PULSE_SINK": "vsink", "PULSE_SOURCE": "vsink.monitor", "PULSE_RUNTIME_PATH": str(runtime), "HOME": str(runtime)}
+    yield {
+        "PULSE_SERVER": server,
+        "PULSE_SINK": "vsink",
+        "PULSE_SOURCE": "vsink.monitor",
+        "PULSE_RUNTIME_PATH": str(runtime),
+        "HOME": str(runtime),
+    }
     subprocess.run(["pulseaudio", "-k"], env=env, capture_output=True, timeout=10)
 
 

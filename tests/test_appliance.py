@@ -11,21 +11,27 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROJECT, cli
 from firmware_app.assets import FACE_LANDMARKER, ModelFile, fetch_model, sha256_of
 from firmware_app.errors import ModelError
+
+from conftest import PROJECT, cli
 from media import stream_durations
 
 UNIT = PROJECT / "systemd" / "ventriloquist.service"
 
 
+@pytest.mark.integration
 def test_run_without_camera_renders_the_bundled_demo(tmp_path):
     """`ventriloquist run` on a machine with no camera: the demo MP4 with sound, no window needed."""
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     config = tmp_path / "config.yaml"
     config.write_text(f"sources:\n  camera: v4l2:///dev/video63\ndemo:\n  output: {tmp_path / 'demo.mp4'}\n")
     result = subprocess.run(
-        [sys.executable, "-m", "firmware_app", "run", "--config", str(config)], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "firmware_app", "run", "--config", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert "no camera at /dev/video63" in result.stderr
@@ -34,15 +40,29 @@ def test_run_without_camera_renders_the_bundled_demo(tmp_path):
     assert durations["video"] > 10 and abs(durations["audio"] - durations["video"]) < 0.1
 
 
+@pytest.mark.integration
 def test_doctor_reports_every_part_with_a_status():
     result = cli("doctor")
     assert result.returncode == 0, result.stdout + result.stderr
-    for part in ("face model", "mouth model", "PortAudio", "microphones", "cameras", "display", "ONNX Runtime", "CUDA GPU", "TensorRT", "pycuda", "GStreamer"):
-        line = next((l for l in result.stdout.splitlines() if l.startswith(part)), None)
+    for part in (
+        "face model",
+        "mouth model",
+        "PortAudio",
+        "microphones",
+        "cameras",
+        "display",
+        "ONNX Runtime",
+        "CUDA GPU",
+        "TensorRT",
+        "pycuda",
+        "GStreamer",
+    ):
+        line = next((row for row in result.stdout.splitlines() if row.startswith(part)), None)
         assert line is not None, f"doctor does not report {part}"
         assert " OK " in line or " absent " in line or " MISSING " in line
 
 
+@pytest.mark.integration
 def test_doctor_fails_and_names_the_fix_for_a_corrupt_face_model(tmp_path):
     model = tmp_path / "bad.task"
     model.write_bytes(b"not a model")
@@ -79,6 +99,7 @@ def verify_units(folder: Path, executable: str, source: Path = UNIT.parent) -> s
     return subprocess.run(["systemd-analyze", "verify", *units], capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.integration
 def test_systemd_unit_verifies(tmp_path):
     if shutil.which("systemd-analyze") is None:
         pytest.skip("needs systemd-analyze (Debian package systemd)")
@@ -91,7 +112,13 @@ def test_systemd_unit_verifies(tmp_path):
     installed = str(Path(sys.executable).parent / "ventriloquist")
     result = verify_units(tmp_path / "good", installed)
     assert result.returncode == 0 and "ventriloquist" not in result.stderr, result.stderr
-    for hardening in ("NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes", "DevicePolicy=closed", "CapabilityBoundingSet="):
+    for hardening in (
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "PrivateTmp=yes",
+        "DevicePolicy=closed",
+        "CapabilityBoundingSet=",
+    ):
         assert hardening in text, hardening
     assert "ExecReload=/bin/kill -HUP $MAINPID" in text and "--kiosk" in text
     display_unit = (UNIT.parent / "ventriloquist-display.service").read_text()
@@ -100,6 +127,7 @@ def test_systemd_unit_verifies(tmp_path):
     assert verify_units(tmp_path / "broken", "/nonexistent/ventriloquist").returncode != 0
 
 
+@pytest.mark.integration
 def test_runtime_never_imports_pytorch():
     script = (
         "import sys, firmware_app.cli, firmware_app.pipeline, firmware_app.tools.doctor, firmware_app.tools.bench\n"
@@ -110,6 +138,7 @@ def test_runtime_never_imports_pytorch():
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr
 
 
+@pytest.mark.integration
 def test_bench_prints_per_stage_timings_and_realtime_factor():
     result = cli("bench", "--size", "640x360")
     assert result.returncode == 0, result.stderr
@@ -125,14 +154,22 @@ def test_bench_prints_per_stage_timings_and_realtime_factor():
     assert len(timings) == 2 and all(float(best) <= float(median) for best, median in timings), renderer
 
 
+@pytest.mark.integration
 def test_install_script_stages_user_units_and_config(tmp_path):
     if shutil.which("systemd-analyze") is None:
         pytest.skip("needs systemd-analyze (Debian package systemd)")
     root = tmp_path / "root"
-    result = subprocess.run(
-        ["bash", str(UNIT.parent / "install.sh"), "--no-systemctl"],
-        env={**os.environ, "ROOT": str(root)}, capture_output=True, text=True, timeout=300,
-    )
+
+    def install() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["bash", str(UNIT.parent / "install.sh"), "--no-systemctl"],
+            env={**os.environ, "ROOT": str(root)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    result = install()
     assert result.returncode == 0, result.stderr
     for unit in ("ventriloquist.service", "ventriloquist-engine.service", "ventriloquist-display.service"):
         assert (root / "etc/systemd/system" / unit).read_text() == (UNIT.parent / unit).read_text()
@@ -140,7 +177,7 @@ def test_install_script_stages_user_units_and_config(tmp_path):
     assert config.read_text() == (PROJECT / "config" / "default.yaml").read_text()
     assert (root / "opt/ventriloquist/.venv/bin/ventriloquist").exists()
     config.write_text("mode: puppet\n")  # the operator's config survives a reinstall
-    again = subprocess.run(["bash", str(UNIT.parent / "install.sh"), "--no-systemctl"], env={**os.environ, "ROOT": str(root)}, capture_output=True, text=True, timeout=300)
+    again = install()
     assert again.returncode == 0 and config.read_text() == "mode: puppet\n"
     # the staged units verify against the staged app
     staged = root / "etc/systemd/system"

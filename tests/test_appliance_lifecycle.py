@@ -19,13 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PORTRAIT, PROJECT, SPEECH, free_port, speech_lasting
 from firmware_app.appliance.demo import demo_path
 from firmware_app.appliance.kiosk import Appliance
 from firmware_app.appliance.signals import STOP_DEADLINE_S, Latest, handle_signals
 from firmware_app.errors import ConfigError, ExitCode
 from firmware_app.frames import SAMPLE_RATE
 from firmware_app.sources.audio_file import decode_audio, write_wav
+
+from conftest import PORTRAIT, PROJECT, SPEECH, free_port, speech_lasting
 
 START_S = 150  # a kiosk's start on a machine whose two cores other suites share (see test_kiosk_live)
 BROKEN = "renderer: {mouth_gian: 2}\n"
@@ -96,7 +97,10 @@ def config_text(voice: Path, port: int, **sections: str) -> str:
 def metrics(port: int) -> dict[str, float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
         lines = response.read().decode().splitlines()
-    return {name: float(value) for name, value in (line.rsplit(" ", 1) for line in lines if line and not line.startswith("#"))}
+    return {
+        name: float(value)
+        for name, value in (line.rsplit(" ", 1) for line in lines if line and not line.startswith("#"))
+    }
 
 
 def health_status(port: int) -> int | None:
@@ -111,7 +115,9 @@ def health_status(port: int) -> int | None:
 
 
 def backend(port: int) -> str:
-    return next(name for name, value in metrics(port).items() if name.startswith("ventriloquist_backend_info") and value == 1.0)
+    return next(
+        name for name, value in metrics(port).items() if name.startswith("ventriloquist_backend_info") and value == 1.0
+    )
 
 
 def frames(port: int) -> float:
@@ -225,6 +231,7 @@ def test_sighup_reloads_and_a_repeated_sigterm_arms_no_second_deadline(log):
     assert timers() == timers_before
 
 
+@pytest.mark.integration
 def test_a_sigterm_that_the_stop_cannot_honour_exits_at_the_deadline():
     """Through the real handler: the first SIGTERM arms the deadline, and a thread stuck in a
     driver cannot keep the process past it."""
@@ -236,7 +243,9 @@ def test_a_sigterm_that_the_stop_cannot_honour_exits_at_the_deadline():
         "print('ready', flush=True)\n"
         "time.sleep(60)\n"
     )
-    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT)
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT
+    )
     try:
         assert child.stdout.readline().strip() == "ready"
         signalled = time.monotonic()
@@ -262,7 +271,9 @@ def test_the_demo_goes_under_the_services_cache_directory_when_relative(tmp_path
 # --- the whole lifecycle, in this process -------------------------------------------------------
 
 
-def test_a_valid_reload_starts_the_next_pipeline_on_it_and_a_refused_one_keeps_the_running_one(tmp_path, long_voice, log):
+def test_a_valid_reload_starts_the_next_pipeline_on_it_and_a_refused_one_keeps_the_running_one(
+    tmp_path, long_voice, log
+):
     port = free_port()
     config = tmp_path / "config.yaml"
     good = config_text(long_voice, port)
@@ -279,8 +290,11 @@ def test_a_valid_reload_starts_the_next_pipeline_on_it_and_a_refused_one_keeps_t
         assert not log.has("config reloaded") and metrics(port)["ventriloquist_pipeline_generation"] == 1
         config.write_text(good + "model: {kind: loudness}\n")
         os.kill(os.getpid(), signal.SIGHUP)
-        wait_until(appliance, lambda: metrics(port)["ventriloquist_pipeline_generation"] == 2 and health_status(port) == 200,
-                   "the next pipeline to show frames")  # fmt: skip
+        wait_until(
+            appliance,
+            lambda: metrics(port)["ventriloquist_pipeline_generation"] == 2 and health_status(port) == 200,
+            "the next pipeline to show frames",
+        )
         assert "loudness" in backend(port), "the next pipeline runs on the reloaded config"
         frames_grow(appliance, port)
 
@@ -291,7 +305,9 @@ def test_a_valid_reload_starts_the_next_pipeline_on_it_and_a_refused_one_keeps_t
     assert health_status(port) is None, "the stop also stops the health server"
 
 
-def test_a_kiosk_with_a_broken_config_waits_on_the_console_until_a_fixed_file_arrives(tmp_path, long_voice, log, monkeypatch):
+def test_a_kiosk_with_a_broken_config_waits_on_the_console_until_a_fixed_file_arrives(
+    tmp_path, long_voice, log, monkeypatch
+):
     monkeypatch.delenv("DISPLAY", raising=False)  # the card goes to the log only
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     port = free_port()
@@ -364,7 +380,8 @@ def test_without_a_camera_the_bundled_demo_is_rendered_instead(tmp_path, short_v
     out = tmp_path / "demo.mp4"
     config = tmp_path / "config.yaml"
     config.write_text(
-        f"sources: {{audio: 'file://{short_voice}', camera: 'v4l2:///dev/video63'}}\nvideo: {{width: 640, height: 360}}\n"
+        f"sources: {{audio: 'file://{short_voice}', camera: 'v4l2:///dev/video63'}}\n"
+        "video: {width: 640, height: 360}\n"
         f"demo: {{audio: 'file://{short_voice}', output: '{out}'}}\nhealth: {{port: {free_port()}}}\n"
     )
     assert Appliance(config).start() == ExitCode.OK

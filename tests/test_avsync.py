@@ -9,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from firmware_app.audio.passthrough import VoicePassthrough, line as passthrough_line, ring
+from firmware_app.audio.passthrough import VoicePassthrough, ring
+from firmware_app.audio.passthrough import line as passthrough_line
 from firmware_app.frames import SAMPLE_RATE, AudioBlock
 from firmware_app.runners.avsync import FOLLOW_EVERY_S, FOLLOW_STEP_S, AVSync, DelayFollower, PictureHold
 from firmware_app.runners.metrics import SyncReading

@@ -11,9 +11,14 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import PORTRAIT, SPEECH, cli
 from firmware_app.errors import ExitCode
 from firmware_app.sources.audio_file import decode_audio
+
+from conftest import PORTRAIT, SPEECH, cli
+
+# every test here runs the CLI on a damaged or odd file: what PyAV's version can change, so CI runs
+# them again on the Jetson's pinned versions
+pytestmark = [pytest.mark.integration, pytest.mark.wheels]
 
 
 def pcm16(path: Path, rate: int, channels: int, mono: np.ndarray) -> Path:
@@ -39,7 +44,17 @@ def media(tmp_path_factory) -> dict[str, Path]:
     (folder / "empty.png").write_bytes(b"")
     (folder / "text.jpg").write_text("this is not an image\n" * 100)
     clip = folder / "clip.mp4"
-    result = cli("render", "--audio", str(files["8 kHz 16-bit WAV"]), "--face", str(PORTRAIT), "--out", str(clip), "--size", "320x180")
+    result = cli(
+        "render",
+        "--audio",
+        str(files["8 kHz 16-bit WAV"]),
+        "--face",
+        str(PORTRAIT),
+        "--out",
+        str(clip),
+        "--size",
+        "320x180",
+    )
     assert result.returncode == 0, result.stderr
     (folder / "cut.mp4").write_bytes(clip.read_bytes()[: clip.stat().st_size * 2 // 5])  # index at the end: lost
     faststart = folder / "faststart.mp4"
@@ -49,18 +64,22 @@ def media(tmp_path_factory) -> dict[str, Path]:
             if packet.dts is not None:
                 packet.stream = streams[packet.stream.index]
                 target.mux(packet)
-    (folder / "cut-faststart.mp4").write_bytes(faststart.read_bytes()[: faststart.stat().st_size * 2 // 5])  # index kept
+    (folder / "cut-faststart.mp4").write_bytes(
+        faststart.read_bytes()[: faststart.stat().st_size * 2 // 5]
+    )  # index kept
     portrait = cv2.imread(str(PORTRAIT))
     cv2.imwrite(str(folder / "100mp.jpg"), cv2.resize(portrait, (10000, 10000)), [cv2.IMWRITE_JPEG_QUALITY, 70])
-    files.update({
-        "WAV with a wrong header": folder / "header.wav",
-        "zero-length audio": folder / "empty.wav",
-        "zero-length image": folder / "empty.png",
-        "text named .jpg": folder / "text.jpg",
-        "truncated MP4 (index at the end)": folder / "cut.mp4",
-        "truncated MP4 (index first)": folder / "cut-faststart.mp4",
-        "100 MP image": folder / "100mp.jpg",
-    })
+    files.update(
+        {
+            "WAV with a wrong header": folder / "header.wav",
+            "zero-length audio": folder / "empty.wav",
+            "zero-length image": folder / "empty.png",
+            "text named .jpg": folder / "text.jpg",
+            "truncated MP4 (index at the end)": folder / "cut.mp4",
+            "truncated MP4 (index first)": folder / "cut-faststart.mp4",
+            "100 MP image": folder / "100mp.jpg",
+        }
+    )
     return files
 
 
@@ -83,7 +102,9 @@ def test_bad_media_is_refused_in_one_paragraph_or_works(media, tmp_path, what, r
     audio = media[what] if role == "audio" else SPEECH
     face = media[what] if role == "face" else PORTRAIT
     out = tmp_path / "out.mp4"
-    result = cli("render", "--audio", str(audio), "--face", str(face), "--out", str(out), "--size", "320x180", timeout=180)
+    result = cli(
+        "render", "--audio", str(audio), "--face", str(face), "--out", str(out), "--size", "320x180", timeout=180
+    )
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     if works is None:
         assert result.returncode in (ExitCode.OK, ExitCode.MEDIA), result.stderr[-3000:]
@@ -92,6 +113,10 @@ def test_bad_media_is_refused_in_one_paragraph_or_works(media, tmp_path, what, r
     if result.returncode == ExitCode.OK:
         assert out.stat().st_size > 0
     else:
-        problem = [line for line in result.stderr.splitlines() if " INFO " not in line and " WARNING " not in line and line.strip()]
+        problem = [
+            line
+            for line in result.stderr.splitlines()
+            if " INFO " not in line and " WARNING " not in line and line.strip()
+        ]
         assert problem[0].startswith("media error:") and media[what].name in problem[0], problem
         assert problem[1].strip().startswith("fix:") and len(problem) == 2, problem  # one paragraph: cause, fix

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from conftest import PORTRAIT, SPEECH, cli
+import pytest
+
 from firmware_app.errors import ExitCode
+
+from conftest import PORTRAIT, SPEECH, cli
+
+pytestmark = pytest.mark.integration  # every test here starts the CLI, a kiosk or a sound/display server
 
 
 def assert_clean_error(result, code: int, *phrases: str) -> None:
@@ -12,6 +17,12 @@ def assert_clean_error(result, code: int, *phrases: str) -> None:
     assert "fix:" in result.stderr
     for phrase in phrases:
         assert phrase in result.stderr, result.stderr
+
+
+def render(tmp_path, audio=SPEECH, face=PORTRAIT, config=None):
+    """`ventriloquist render` of `audio` onto `face` into tmp_path/o.mp4, with `config` if given."""
+    options = ("--config", str(config)) if config else ()
+    return cli("render", *options, "--audio", str(audio), "--face", str(face), "--out", str(tmp_path / "o.mp4"))
 
 
 def test_malformed_config(tmp_path):
@@ -27,20 +38,20 @@ def test_unknown_key_in_run_config(tmp_path):
 
 
 def test_missing_audio_file(tmp_path):
-    result = cli("render", "--audio", str(tmp_path / "nope.wav"), "--face", str(PORTRAIT), "--out", str(tmp_path / "o.mp4"))
+    result = render(tmp_path, audio=tmp_path / "nope.wav")
     assert_clean_error(result, ExitCode.MISSING_FILE, "nope.wav")
     assert not (tmp_path / "o.mp4").exists()
 
 
 def test_missing_face_file(tmp_path):
-    result = cli("render", "--audio", str(SPEECH), "--face", str(tmp_path / "nobody.jpg"), "--out", str(tmp_path / "o.mp4"))
+    result = render(tmp_path, face=tmp_path / "nobody.jpg")
     assert_clean_error(result, ExitCode.MISSING_FILE, "nobody.jpg")
 
 
 def test_audio_file_that_is_not_audio(tmp_path):
     fake = tmp_path / "fake.wav"
     fake.write_bytes(b"RIFF this is not really a wave file" * 10)
-    result = cli("render", "--audio", str(fake), "--face", str(PORTRAIT), "--out", str(tmp_path / "o.mp4"))
+    result = render(tmp_path, audio=fake)
     assert_clean_error(result, ExitCode.MEDIA, "fake.wav")
 
 
@@ -49,14 +60,14 @@ def test_corrupt_face_model(tmp_path):
     model.write_bytes(b"\x00garbage" * 1000)
     config = tmp_path / "config.yaml"
     config.write_text(f"tracker:\n  model_path: {model}\n")
-    result = cli("render", "--config", str(config), "--audio", str(SPEECH), "--face", str(PORTRAIT), "--out", str(tmp_path / "o.mp4"))
+    result = render(tmp_path, config=config)
     assert_clean_error(result, ExitCode.BAD_MODEL, "corrupt", "models fetch")
 
 
 def test_missing_face_model(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(f"tracker:\n  model_path: {tmp_path / 'absent.task'}\n")
-    result = cli("render", "--config", str(config), "--audio", str(SPEECH), "--face", str(PORTRAIT), "--out", str(tmp_path / "o.mp4"))
+    result = render(tmp_path, config=config)
     assert_clean_error(result, ExitCode.MISSING_FILE, "absent.task", "models fetch")
 
 
@@ -75,5 +86,7 @@ def test_unplugged_microphone_with_camera_file(tmp_path):
 
 def test_missing_camera_without_demo_fallback(tmp_path):
     config = tmp_path / "config.yaml"
-    config.write_text("sources:\n  camera: v4l2:///dev/video63\ndemo:\n  when_no_camera: false\noutput:\n  uri: null://\n")
+    config.write_text(
+        "sources:\n  camera: v4l2:///dev/video63\ndemo:\n  when_no_camera: false\noutput:\n  uri: null://\n"
+    )
     assert_clean_error(cli("run", "--config", str(config)), ExitCode.DEVICE, "no camera at /dev/video63", "plug in")

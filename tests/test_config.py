@@ -3,9 +3,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import PROJECT, cli
 from firmware_app.config import Settings, default_yaml, load_settings, with_changes
 from firmware_app.errors import ConfigError, ExitCode, MissingFileError
+
+from conftest import PROJECT, cli
+
+pytestmark = pytest.mark.wheels  # CI runs these again on the Jetson's pinned versions
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -81,6 +84,7 @@ def test_recording_live_media_needs_consent():
     assert allowed.output.uri == "file://visitors.mp4"
 
 
+@pytest.mark.integration
 def test_config_check_command_exit_codes(tmp_path):
     good = cli("config", "check", str(PROJECT / "config" / "default.yaml"))
     assert good.returncode == 0 and "OK" in good.stdout
@@ -91,6 +95,7 @@ def test_config_check_command_exit_codes(tmp_path):
     assert missing.returncode == ExitCode.MISSING_FILE and "Traceback" not in missing.stderr
 
 
+@pytest.mark.integration
 def test_config_default_command_prints_the_default():
     result = cli("config", "default")
     assert result.returncode == 0

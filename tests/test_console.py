@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -23,8 +22,17 @@ from conftest import PORTRAIT, PROJECT, SPEECH, _need, _wait_for, cli, free_port
 from test_kiosk_live import START_S, Kiosk
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1400,1100")  # fmt: skip
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1100",
+)
 TOKEN = "correct-horse-battery-staple"
 WAIT_S = 45  # for the kiosk to do something it was asked to (a reload, a few quiet moments); CI is busy
 
@@ -35,7 +43,9 @@ STOP_WAIT_S = 60
 class LoggedKiosk(Kiosk):
     """`run` logging to a file (it outlives what a pipe holds), reached at its own bind address."""
 
-    def __init__(self, config: Path, env: dict, port: int, log_path: Path, host: str = "127.0.0.1", args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, config: Path, env: dict, port: int, log_path: Path, host: str = "127.0.0.1", args: tuple[str, ...] = ()
+    ) -> None:
         import os
 
         self.port, self.host, self.log_path = port, host, log_path
@@ -78,7 +88,9 @@ class LoggedKiosk(Kiosk):
             self.process.wait(STOP_WAIT_S)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            raise AssertionError(f"the kiosk had not exited {STOP_WAIT_S} s after SIGTERM; its log ends:\n{self.log()[-3000:]}") from None
+            raise AssertionError(
+                f"the kiosk had not exited {STOP_WAIT_S} s after SIGTERM; its log ends:\n{self.log()[-3000:]}"
+            ) from None
         return self.log()
 
 
@@ -175,6 +187,7 @@ def set_editor(browser, text: str) -> None:
     editor.send_keys(text)
 
 
+@pytest.mark.integration
 def test_the_page_shows_the_kiosk_live(browser, kiosk, tmp_path):
     page(browser, kiosk)
     wait(browser, lambda: number_in(browser, "fps") > 0, "live fps")  # (2 fps with five suites on two cores)
@@ -184,15 +197,27 @@ def test_the_page_shows_the_kiosk_live(browser, kiosk, tmp_path):
     assert number_in(browser, "latency") > 0 and text_of(browser, "latency").endswith(" ms")
     assert "learned model" in text_of(browser, "backend")
     assert number_in(browser, "memory") > 50 and text_of(browser, "memory").endswith(" MiB")
-    assert browser.find_elements("css selector", "#chart-fps canvas") and browser.find_elements("css selector", "#chart-latency canvas")
+    assert browser.find_elements("css selector", "#chart-fps canvas") and browser.find_elements(
+        "css selector", "#chart-latency canvas"
+    )
     # console.preview: true shows the screen itself, refreshed a few times a second
     preview = browser.find_element("id", "preview")
-    wait(browser, lambda: preview.is_displayed() and browser.execute_script("return arguments[0].naturalWidth", preview) == 640, "the preview")
+    wait(
+        browser,
+        lambda: preview.is_displayed() and browser.execute_script("return arguments[0].naturalWidth", preview) == 640,
+        "the preview",
+    )
     shown = browser.execute_script("return arguments[0].src", preview)
-    wait(browser, lambda: browser.execute_script("return arguments[0].src", preview) != shown, "a newer preview frame", 10)
+    wait(
+        browser,
+        lambda: browser.execute_script("return arguments[0].src", preview) != shown,
+        "a newer preview frame",
+        10,
+    )
     browser.save_screenshot(str(tmp_path / "console.png"))
 
 
+@pytest.mark.integration
 def test_metrics_are_prometheus_exposition_with_histograms(kiosk):
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -203,11 +228,16 @@ def test_metrics_are_prometheus_exposition_with_histograms(kiosk):
     assert latency.type == "histogram"
     count = next(s.value for s in latency.samples if s.name.endswith("_count"))
     assert count >= families["ventriloquist_frames"].samples[0].value - 1 > 0  # every frame shown is in it
-    stages = {s.labels["stage"] for s in families["ventriloquist_stage_duration_milliseconds"].samples if s.name.endswith("_count")}
+    stages = {
+        s.labels["stage"]
+        for s in families["ventriloquist_stage_duration_milliseconds"].samples
+        if s.name.endswith("_count")
+    }
     assert {"voice", "tracker", "renderer", "display"} <= stages
     assert families["ventriloquist_frames"].type == "counter" and families["ventriloquist_fps"].type == "gauge"
 
 
+@pytest.mark.integration
 def test_a_bad_config_shows_the_keys_error_and_the_kiosk_keeps_running(browser, kiosk, tmp_path):
     good = kiosk.config.read_text()
     bad = good + "renderer: {mouth_gian: 2}\n"
@@ -225,13 +255,25 @@ def test_a_bad_config_shows_the_keys_error_and_the_kiosk_keeps_running(browser, 
     assert shown == checked.stderr.strip().replace(str(copy), str(kiosk.config)), (shown, checked.stderr)
     assert "line 8: `renderer.mouth_gian`: unknown key; allowed here: mouth_gain" in shown
     browser.find_element("id", "config-apply").click()
-    wait(browser, lambda: text_of(browser, "config-result") == shown and "bad" in browser.find_element("id", "config-result").get_attribute("class"), "the refusal")
+    wait(
+        browser,
+        lambda: (
+            text_of(browser, "config-result") == shown
+            and "bad" in browser.find_element("id", "config-result").get_attribute("class")
+        ),
+        "the refusal",
+    )
     assert kiosk.config.read_text() == good and not (kiosk.folder / "config.yaml.bak").exists()
-    wait(browser, lambda: "config not applied" in text_of(browser, "errors") and "mouth_gian" in text_of(browser, "errors"), "the log panel")
+    wait(
+        browser,
+        lambda: "config not applied" in text_of(browser, "errors") and "mouth_gian" in text_of(browser, "errors"),
+        "the log panel",
+    )
     assert kiosk.frames_grow()
     assert kiosk.metrics()["ventriloquist_pipeline_generation"] == generation
 
 
+@pytest.mark.integration
 def test_a_good_config_is_applied_through_the_reload_and_metrics_show_it(browser, kiosk):
     previous = kiosk.config.read_text()
     assert "learned model" in backend(kiosk)
@@ -241,7 +283,11 @@ def test_a_good_config_is_applied_through_the_reload_and_metrics_show_it(browser
     set_editor(browser, changed)
     browser.find_element("id", "config-apply").click()
     wait(browser, lambda: text_of(browser, "config-result").startswith("Applied"), "the apply")
-    _wait_for(lambda: kiosk.metrics()["ventriloquist_pipeline_generation"] == generation + 1 and "loudness" in backend(kiosk), WAIT_S, "the reload")
+    _wait_for(
+        lambda: kiosk.metrics()["ventriloquist_pipeline_generation"] == generation + 1 and "loudness" in backend(kiosk),
+        WAIT_S,
+        "the reload",
+    )
     assert kiosk.config.read_text() == changed
     assert (kiosk.folder / "config.yaml.bak").read_text() == previous
     kiosk.wait_healthy()
@@ -249,6 +295,7 @@ def test_a_good_config_is_applied_through_the_reload_and_metrics_show_it(browser
     wait(browser, lambda: "loudness" in text_of(browser, "backend"), "the page to show the new model")
 
 
+@pytest.mark.integration
 def test_the_trim_slider_moves_the_passthrough_delay_live(browser, kiosk):
     """The trim is how much later than the picture the voice plays: the A/V offset the kiosk
     measures moves by it, the passthrough's own delay with it, and nothing is reloaded."""
@@ -258,8 +305,11 @@ def test_the_trim_slider_moves_the_passthrough_delay_live(browser, kiosk):
         return kiosk.metrics()["ventriloquist_av_offset_milliseconds"]
 
     page(browser, kiosk)
-    _wait_for(lambda: abs(offset()) < 40 and kiosk.metrics()["ventriloquist_passthrough_delay_milliseconds"] > 0, WAIT_S,
-              "the passthrough to follow the picture")  # fmt: skip
+    _wait_for(
+        lambda: abs(offset()) < 40 and kiosk.metrics()["ventriloquist_passthrough_delay_milliseconds"] > 0,
+        WAIT_S,
+        "the passthrough to follow the picture",
+    )
     metrics = kiosk.metrics()
     generation = metrics["ventriloquist_pipeline_generation"]
     slider = browser.find_element("id", "trim")
@@ -279,6 +329,7 @@ def test_the_trim_slider_moves_the_passthrough_delay_live(browser, kiosk):
     wait(browser, lambda: number_in(browser, "av-offset") >= trim - 30, "the page to show the offset")
 
 
+@pytest.mark.integration
 def test_a_portrait_is_checked_before_it_replaces_the_current_one(browser, kiosk, tmp_path):
     page(browser, kiosk)
     generation = kiosk.metrics()["ventriloquist_pipeline_generation"]
@@ -330,6 +381,7 @@ def face_pack(tmp_path_factory) -> Path:
     return pack
 
 
+@pytest.mark.integration
 def test_a_face_pack_is_checked_shown_with_its_consent_and_applied(browser, kiosk, face_pack, tmp_path):
     """The same upload takes a face pack: a damaged one is refused with the reason and nothing
     changes; a good one is stored beside the config, its consent statement shown, and the kiosk,
@@ -341,11 +393,18 @@ def test_a_face_pack_is_checked_shown_with_its_consent_and_applied(browser, kios
 
     data = face_pack.read_bytes()
     damaged = tmp_path / "damaged.face"
-    damaged.write_bytes(data[:2000] + bytes(b ^ 0xFF for b in data[2000:8000]) + data[8000:])  # a bad copy: bytes flipped
+    damaged.write_bytes(
+        data[:2000] + bytes(b ^ 0xFF for b in data[2000:8000]) + data[8000:]
+    )  # a bad copy: bytes flipped
     cut = tmp_path / "cut.face"
     cut.write_bytes(data[: len(data) // 2])  # an upload that stopped half way
-    for bad, reason in ((damaged, r"the uploaded face pack is (damaged|not a readable face pack) \("), (cut, r"the uploaded face pack is not a readable face pack \(")):
-        shown = upload(browser, bad)  # (which one a flipped byte gives depends on where it lands: a deflate stream or a checksum)
+    for bad, reason in (
+        (damaged, r"the uploaded face pack is (damaged|not a readable face pack) \("),
+        (cut, r"the uploaded face pack is not a readable face pack \("),
+    ):
+        shown = upload(
+            browser, bad
+        )  # (which one a flipped byte gives depends on where it lands: a deflate stream or a checksum)
         assert re.search(reason, shown) and "fix: enroll the clip again" in shown and "Traceback" not in shown, shown
     assert kiosk.config.read_text() == before and sorted(p.name for p in kiosk.folder.iterdir()) == files
     assert kiosk.metrics()["ventriloquist_pipeline_generation"] == generation
@@ -356,12 +415,18 @@ def test_a_face_pack_is_checked_shown_with_its_consent_and_applied(browser, kios
     assert stored.read_bytes() == data
     assert f"portrait: file://{stored}" in kiosk.config.read_text()
     _wait_for(lambda: kiosk.metrics()["ventriloquist_pipeline_generation"] == generation + 1, WAIT_S, "the reload")
-    if "mode: puppet" not in kiosk.config.read_text():  # the kiosk mirrors its camera: the portrait shows in puppet mode
+    if (
+        "mode: puppet" not in kiosk.config.read_text()
+    ):  # the kiosk mirrors its camera: the portrait shows in puppet mode
         page(browser, kiosk)
         set_editor(browser, kiosk.config.read_text() + "mode: puppet\n")
         browser.find_element("id", "config-apply").click()
         wait(browser, lambda: text_of(browser, "config-result").startswith("Applied"), "the apply")
-    _wait_for(lambda: "face pack portrait.face: " in kiosk.log() and f"consent: {CONSENT}" in kiosk.log(), WAIT_S, "the kiosk to load the pack")
+    _wait_for(
+        lambda: "face pack portrait.face: " in kiosk.log() and f"consent: {CONSENT}" in kiosk.log(),
+        WAIT_S,
+        "the kiosk to load the pack",
+    )
     kiosk.wait_healthy()
     assert kiosk.frames_grow()
     page(browser, kiosk)  # a fresh page, as anyone opening the console later, says whose likeness speaks
@@ -370,6 +435,7 @@ def test_a_face_pack_is_checked_shown_with_its_consent_and_applied(browser, kios
     assert text_of(browser, "portrait-now").startswith("Speaking with the face pack portrait.face (enrolled 20")
 
 
+@pytest.mark.integration
 def test_writes_from_anywhere_but_the_page_are_refused(browser, kiosk):
     page(browser, kiosk)
     csrf = browser.find_element("css selector", 'meta[name="csrf-token"]').get_attribute("content")
@@ -386,6 +452,7 @@ def test_writes_from_anywhere_but_the_page_are_refused(browser, kiosk):
     assert kiosk.request("/api/config/check", body, {**json_type, "X-CSRF-Token": csrf})[0] == 200
 
 
+@pytest.mark.integration
 def test_a_kiosk_that_cannot_start_is_fixed_from_the_console(browser, tmp_path, xvfb, voice):
     """`run --kiosk` with a broken file shows the error card and waits; the console serves the
     file's editor meanwhile (on the file's own health section, which is valid)."""
@@ -407,7 +474,11 @@ def test_a_kiosk_that_cannot_start_is_fixed_from_the_console(browser, tmp_path, 
         assert config.read_text() == fixed
         wait(browser, lambda: number_in(browser, "fps") > 5, "the page to show the kiosk running")
         browser.find_element("id", "config-check").click()  # the same page still may write
-        wait(browser, lambda: text_of(browser, "config-result").startswith("OK (mode mirror"), "a check by the running kiosk")
+        wait(
+            browser,
+            lambda: text_of(browser, "config-result").startswith("OK (mode mirror"),
+            "a check by the running kiosk",
+        )
     finally:
         log = kiosk.stop()
     assert "refusing to start" in log and "config error" in log
@@ -422,6 +493,7 @@ def _answers(kiosk: LoggedKiosk) -> bool:
         return False
 
 
+@pytest.mark.integration
 def test_off_loopback_the_token_is_required(browser, tmp_path, voice):
     port = free_port()
     config = tmp_path / "config.yaml"
@@ -449,7 +521,11 @@ def test_off_loopback_the_token_is_required(browser, tmp_path, voice):
         assert TOKEN not in json.dumps(browser.get_cookies())  # the session cookie is not the token itself
         # console.preview is off here: nothing of the screen (the camera's face) is served, even signed in
         assert kiosk.get("/api/preview.jpg")[0] == 404
-        wait(browser, lambda: browser.find_element("id", "preview-off").is_displayed(), "the page to say the preview is off")
+        wait(
+            browser,
+            lambda: browser.find_element("id", "preview-off").is_displayed(),
+            "the page to say the preview is off",
+        )
         assert not browser.find_element("id", "preview").is_displayed()
     finally:
         kiosk.stop()
@@ -468,8 +544,8 @@ def test_the_hardened_unit_lets_the_console_write_the_config_folder_only():
 
 
 def test_the_console_writes_plain_names_inside_the_config_folder_only(tmp_path):
-    from firmware_app.web.console.configfile import ConfigFolder
     from firmware_app.errors import ConfigError
+    from firmware_app.web.console.configfile import ConfigFolder
 
     folder = tmp_path / "etc"
     folder.mkdir()
@@ -481,7 +557,10 @@ def test_the_console_writes_plain_names_inside_the_config_folder_only(tmp_path):
             files.store(name, b"x")
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["config.yaml", "etc"]
     changed = files.with_keys({"audio.passthrough_trim_ms": 40.0})
-    assert changed.startswith("# mine\nvideo: {width: 640, height: 360}  # small\n") and "passthrough_trim_ms: 40.0" in changed
+    assert (
+        changed.startswith("# mine\nvideo: {width: 640, height: 360}  # small\n")
+        and "passthrough_trim_ms: 40.0" in changed
+    )
     files.apply(changed)
     assert config.read_text() == changed and (folder / "config.yaml.bak").read_text().startswith("# mine")
     with pytest.raises(ConfigError, match="passthrough_trim_ms"):
@@ -512,8 +591,8 @@ def test_a_portrait_clip_is_checked_like_a_still(tmp_path):
     import av
 
     from firmware_app.config import DisclosureSettings
-    from firmware_app.web.console.portrait import check_portrait
     from firmware_app.errors import MediaError
+    from firmware_app.web.console.portrait import check_portrait
 
     face = cv2.resize(cv2.imread(str(PORTRAIT)), (360, 480))
     clip = tmp_path / "clip.mp4"
@@ -535,6 +614,7 @@ def test_a_portrait_clip_is_checked_like_a_still(tmp_path):
             check_portrait(data, model, marked)
 
 
+@pytest.mark.integration
 def test_a_face_pack_must_record_consent_and_keep_the_mark(face_pack, monkeypatch):
     """What the kiosk would refuse to load is refused at the upload, each with its reason: a pack
     without a consent statement, one of another format, any pack while the mark is off, and one
@@ -543,8 +623,8 @@ def test_a_face_pack_must_record_consent_and_keep_the_mark(face_pack, monkeypatc
     import zipfile
 
     from firmware_app.config import DisclosureSettings
-    from firmware_app.web.console.portrait import check_portrait
     from firmware_app.errors import ConfigError, MediaError
+    from firmware_app.web.console.portrait import check_portrait
 
     def changed(edit) -> bytes:
         out = io.BytesIO()
@@ -562,7 +642,9 @@ def test_a_face_pack_must_record_consent_and_keep_the_mark(face_pack, monkeypatc
     assert check_portrait(face_pack.read_bytes(), model, marked).consent == CONSENT
     with pytest.raises(MediaError, match="the uploaded face pack records no consent statement"):
         check_portrait(changed(lambda m: m.pop("consent")), model, marked)
-    with pytest.raises(MediaError, match="the uploaded face pack is a face pack of format 2; this version reads format 1"):
+    with pytest.raises(
+        MediaError, match="the uploaded face pack is a face pack of format 2; this version reads format 1"
+    ):
         check_portrait(changed(lambda m: m.update(format_version=2)), model, marked)
     with pytest.raises(ConfigError, match="cannot be switched off while a face pack is in use"):
         check_portrait(face_pack.read_bytes(), model, DisclosureSettings(enabled=False))

@@ -12,10 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import PORTRAIT, SPEECH, free_port
 from firmware_app.errors import ExitCode
-from firmware_app.sources.audio_file import decode_audio
-from firmware_app.sources.audio_file import write_wav
+from firmware_app.sources.audio_file import decode_audio, write_wav
+
+from conftest import PORTRAIT, SPEECH, free_port
+
+pytestmark = pytest.mark.integration  # every test here starts the CLI, a kiosk or a sound/display server
 
 SHOW_FRAMES = """
 import sys, time, numpy as np
@@ -45,7 +47,9 @@ def test_display_sink_fills_the_screen(xvfb, tmp_path):
     if shutil.which("import") is None:
         pytest.skip("needs ImageMagick's import (bash scripts/setup.sh --dev)")
     env = {**os.environ, "DISPLAY": xvfb}
-    window = subprocess.Popen([sys.executable, "-c", SHOW_FRAMES, "3"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    window = subprocess.Popen(
+        [sys.executable, "-c", SHOW_FRAMES, "3"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     if window.stdout.readline().strip() != "shown":  # (a starved machine took over 2 s to get here)
         pytest.fail(f"the display sink never showed a frame: {window.communicate(timeout=20)[1][-2000:]}")
     time.sleep(1.0)  # the window manager's fullscreen
@@ -62,11 +66,17 @@ def test_display_sink_fills_the_screen(xvfb, tmp_path):
 
 def test_display_without_an_x_server_is_a_clear_error(tmp_path):
     config = tmp_path / "config.yaml"
-    config.write_text(f"sources:\n  audio: file://{SPEECH}\n  camera: file://{PORTRAIT}\noutput:\n  uri: display://87\n"
-                      f"health:\n  port: {free_port()}\n")
+    config.write_text(
+        f"sources:\n  audio: file://{SPEECH}\n  camera: file://{PORTRAIT}\noutput:\n  uri: display://87\n"
+        f"health:\n  port: {free_port()}\n"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     result = subprocess.run(
-        [sys.executable, "-m", "firmware_app", "run", "--config", str(config)], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "firmware_app", "run", "--config", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == ExitCode.DEVICE, result.stderr
     assert "no X display :87" in result.stderr and "fix:" in result.stderr
@@ -79,10 +89,15 @@ def test_run_without_camera_plays_the_demo_fullscreen(xvfb, tmp_path):
     voice = tmp_path / "voice.wav"
     write_wav(voice, decode_audio(SPEECH)[8000 : 8000 + 16000 * 4])
     config = tmp_path / "config.yaml"
-    config.write_text(f"sources:\n  camera: v4l2:///dev/video63\ndemo:\n  audio: file://{voice}\n  output: {tmp_path / 'demo.mp4'}\n")
+    config.write_text(
+        f"sources:\n  camera: v4l2:///dev/video63\ndemo:\n  audio: file://{voice}\n  output: {tmp_path / 'demo.mp4'}\n"
+    )
     run = subprocess.Popen(
         [sys.executable, "-m", "firmware_app", "run", "--config", str(config)],
-        env={**os.environ, "DISPLAY": xvfb}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "DISPLAY": xvfb},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 60
     while not (tmp_path / "demo.mp4").exists() and time.monotonic() < deadline:

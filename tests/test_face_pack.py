@@ -16,7 +16,15 @@ import pytest
 
 from firmware_app.config import DisclosureSettings
 from firmware_app.errors import ConfigError, MediaError
-from firmware_app.face.pack import EDGE_S, FORMAT_VERSION, MOUTH_BLENDSHAPES, Bank, load_face_pack, open_face_pack, write_face_pack
+from firmware_app.face.pack import (
+    EDGE_S,
+    FORMAT_VERSION,
+    MOUTH_BLENDSHAPES,
+    Bank,
+    load_face_pack,
+    open_face_pack,
+    write_face_pack,
+)
 
 CONSENT = "Synthetic test bank; no person"
 
@@ -45,7 +53,9 @@ def _reference() -> np.ndarray:
 def written(tmp_path: Path) -> tuple[Path, dict, Bank]:
     path = tmp_path / "synthetic.face"
     bank = _bank()
-    stored = write_face_pack(path, {"source_clip": "none.mp4", "frames_used": 24, "consent": CONSENT}, _reference(), bank)
+    stored = write_face_pack(
+        path, {"source_clip": "none.mp4", "frames_used": 24, "consent": CONSENT}, _reference(), bank
+    )
     return path, stored, bank
 
 
@@ -78,7 +88,17 @@ def test_the_layout_is_the_one_packs_have_always_had(written: tuple[Path, dict, 
     with zipfile.ZipFile(path) as pack:
         assert pack.namelist() == ["manifest.json", "reference.png", "bank.npz"]
         arrays = np.load(io.BytesIO(pack.read("bank.npz")))
-        assert arrays.files == ["textures", "upper", "lower", "half_width", "keys", "scale", "lips", "resolution", "teeth"]
+        assert arrays.files == [
+            "textures",
+            "upper",
+            "lower",
+            "half_width",
+            "keys",
+            "scale",
+            "lips",
+            "resolution",
+            "teeth",
+        ]
         assert arrays["resolution"].dtype == np.float32 and arrays["resolution"].shape == ()
 
 

@@ -17,20 +17,29 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from conftest import PROJECT, SPEECH, cli
 from firmware_app.errors import DeviceError, ExitCode, ModelError
-from firmware_app.platform.fileutil import write_atomically
 from firmware_app.inference import open_backend, tensorrt_usable
 from firmware_app.inference.engine_cache import EngineCache, EngineKey
 from firmware_app.inference.onnxruntime_backend import OnnxRuntimeBackend
 from firmware_app.inference.parity import FP16_TOLERANCE, FP32_TOLERANCE, check_parity, golden_path
+from firmware_app.platform.fileutil import write_atomically
 from models.lint import lint
+
+from conftest import PROJECT, SPEECH, cli
+
+pytestmark = pytest.mark.wheels  # CI runs these again on the Jetson's pinned versions
 
 MODEL = PROJECT / "firmware_app" / "assets" / "models" / "mouth.onnx"
 KEY = EngineKey(
-    onnx_sha256="a" * 64, tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="8.7",
-    sm_count=16, total_memory_mb=62800, l4t_release="# R36 (release), REVISION: 4.0",
-    precision="fp16", input_shapes=(("features", (1, 9, 41)), ("state", (1, 192))),
+    onnx_sha256="a" * 64,
+    tensorrt_version="10.3.0",
+    gpu_name="Orin",
+    compute_capability="8.7",
+    sm_count=16,
+    total_memory_mb=62800,
+    l4t_release="# R36 (release), REVISION: 4.0",
+    precision="fp16",
+    input_shapes=(("features", (1, 9, 41)), ("state", (1, 192))),
 )
 
 
@@ -62,6 +71,7 @@ def test_auto_uses_onnxruntime_without_tensorrt_and_says_why(caplog):
     assert any("ONNX Runtime" in r.message and why in r.message for r in caplog.records)
 
 
+@pytest.mark.integration
 def test_forcing_tensorrt_where_it_cannot_run_is_a_clear_error(tmp_path):
     if tensorrt_usable()[0]:
         pytest.skip("TensorRT is usable here")
@@ -78,9 +88,14 @@ def test_forcing_tensorrt_where_it_cannot_run_is_a_clear_error(tmp_path):
 
 def test_key_digest_changes_with_every_field():
     variants = [
-        replace(KEY, onnx_sha256="b" * 64), replace(KEY, tensorrt_version="10.4.0"), replace(KEY, gpu_name="Xavier"),
-        replace(KEY, compute_capability="7.2"), replace(KEY, precision="fp32"),
-        replace(KEY, sm_count=8), replace(KEY, total_memory_mb=7620), replace(KEY, l4t_release="# R36 (release), REVISION: 4.3"),
+        replace(KEY, onnx_sha256="b" * 64),
+        replace(KEY, tensorrt_version="10.4.0"),
+        replace(KEY, gpu_name="Xavier"),
+        replace(KEY, compute_capability="7.2"),
+        replace(KEY, precision="fp32"),
+        replace(KEY, sm_count=8),
+        replace(KEY, total_memory_mb=7620),
+        replace(KEY, l4t_release="# R36 (release), REVISION: 4.3"),
         replace(KEY, input_shapes=(("features", (1, 9, 41)), ("state", (1, 128)))),
     ]
     digests = {KEY.digest(), *(v.digest() for v in variants)}
@@ -194,6 +209,7 @@ def test_fp16_model_stays_within_tolerance(tmp_path):
     assert result.max_error > 0  # it really ran in half precision
 
 
+@pytest.mark.integration
 def test_selftest_command_passes_on_onnxruntime():
     result = cli("doctor", "--selftest")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -231,6 +247,7 @@ def test_tensorrt_backend_matches_golden_outputs(tmp_path):
     assert np.isfinite(result.mean_error)
 
 
+@pytest.mark.integration
 def test_engine_build_without_tensorrt_falls_back_cleanly(tmp_path):
     if tensorrt_usable()[0]:
         pytest.skip("TensorRT is usable here; the build itself is exercised by the hardware test")

@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import PROJECT, SPEECH, cli
 from firmware_app.config import Settings, with_changes
 from firmware_app.errors import CameraMissingError, ConfigError
 from firmware_app.sources import open_video_source
+
+from conftest import PROJECT, SPEECH, cli
 
 UNITS = PROJECT / "systemd"
 TEST_SOURCE = "videotestsrc is-live=true pattern=smpte ! video/x-raw, width={width}, height={height}, framerate={fps}"
@@ -31,12 +32,23 @@ def need_gstreamer() -> None:
     from firmware_app.sources.camera import gstreamer_has
 
     if shutil.which("gst-launch-1.0") is None or not gstreamer_has("videotestsrc"):
-        pytest.skip("needs gstreamer1.0-tools and gstreamer1.0-plugins-base (installed by `bash scripts/setup.sh --dev`)")
+        pytest.skip(
+            "needs gstreamer1.0-tools and gstreamer1.0-plugins-base (installed by `bash scripts/setup.sh --dev`)"
+        )
 
 
 def csi_settings(**changes) -> Settings:
-    return with_changes(Settings(), {"sources.camera": "csi://0", "sources.csi_source": TEST_SOURCE,
-                                     "video.width": 320, "video.height": 240, "video.fps": 30.0, **changes})
+    return with_changes(
+        Settings(),
+        {
+            "sources.camera": "csi://0",
+            "sources.csi_source": TEST_SOURCE,
+            "video.width": 320,
+            "video.height": 240,
+            "video.fps": 30.0,
+            **changes,
+        },
+    )
 
 
 # --- csi:// through GStreamer ------------------------------------------------------------------------------
@@ -87,11 +99,14 @@ def test_csi_without_nvargus_names_gstreamers_reason_and_the_fix():
 
 
 def test_a_broken_csi_source_template_is_a_config_error():
-    source = open_video_source("csi://0", csi_settings(**{"sources.csi_source": "videotestsrc ! {resolution}"}), realtime=True)
+    source = open_video_source(
+        "csi://0", csi_settings(**{"sources.csi_source": "videotestsrc ! {resolution}"}), realtime=True
+    )
     with pytest.raises(ConfigError, match="csi_source"):
         source.open()
 
 
+@pytest.mark.integration
 def test_run_shows_a_csi_camera_through_gstreamer(tmp_path):
     need_gstreamer()
     from firmware_app.sources.audio_file import decode_audio, write_wav
@@ -101,7 +116,8 @@ def test_run_shows_a_csi_camera_through_gstreamer(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(
         f"mode: mirror\nsources:\n  camera: csi://0\n  audio: file://{voice}\n  csi_source: '{TEST_SOURCE}'\n"
-        "video:\n  width: 320\n  height: 240\noutput:\n  uri: null://\nhealth:\n  enabled: false\nlogging:\n  format: json\n"
+        "video:\n  width: 320\n  height: 240\noutput:\n  uri: null://\nhealth:\n  enabled: false\nlogging:\n  "
+        "format: json\n"
     )
     result = cli("run", "--config", str(config), timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -128,7 +144,9 @@ def test_kiosk_unit_allows_every_orin_gpu_node_and_binds_the_argus_socket():
     for node in ("/dev/nvgpu/igpu0/ctrl", "/dev/host1x-fence", "/dev/nvsciipc", "/dev/nvmap"):
         assert node in allowed
     assert "char-drm" in allowed and "char-nvidia-uvm" not in allowed
-    assert blocked_nodes(text, ["/dev/nvgpu/igpu0/ctrl", "/dev/dri/renderD128", "/dev/nvhost-vic-new"]) == ["/dev/nvhost-vic-new"]
+    assert blocked_nodes(text, ["/dev/nvgpu/igpu0/ctrl", "/dev/dri/renderD128", "/dev/nvhost-vic-new"]) == [
+        "/dev/nvhost-vic-new"
+    ]
     assert "PrivateTmp=yes" in text and "BindPaths=-/tmp/argus_socket" in text
     unit = dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
     assert "nvargus-daemon.service" in unit["After"] and "nvargus-daemon.service" in unit["Wants"]
@@ -141,14 +159,20 @@ def test_engine_unit_is_wanted_not_required():
     assert not re.search(r"^(Requires|Requisite|BindsTo)=.*ventriloquist-engine", kiosk, re.M)
 
 
+@pytest.mark.integration
 def test_install_masks_the_desktops_display_manager(tmp_path):
     if not (PROJECT / ".venv" / "bin" / "ventriloquist").exists():
         pytest.skip("needs the .venv that scripts/setup.sh builds")
     units = tmp_path / "root" / "etc" / "systemd" / "system"
     units.mkdir(parents=True)
     (units / "display-manager.service").symlink_to("/lib/systemd/system/gdm3.service")  # JetPack's desktop image
-    result = subprocess.run(["bash", str(UNITS / "install.sh"), "--no-systemctl"], env={**os.environ, "ROOT": str(tmp_path / "root")},
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        ["bash", str(UNITS / "install.sh"), "--no-systemctl"],
+        env={**os.environ, "ROOT": str(tmp_path / "root")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "masked the display manager gdm3.service" in result.stdout
     assert os.readlink(units / "gdm3.service") == "/dev/null" and not (units / "display-manager.service").is_symlink()
@@ -169,12 +193,15 @@ def test_doctor_device_finds_orin_nodes_the_sandbox_would_block(tmp_path):
     assert "nvdla" not in good["GPU nodes"].detail  # not used by the kiosk, not required
     assert good["sandbox devices"].ok, good["sandbox devices"].detail
     unit = tmp_path / "old.service"
-    unit.write_text("DevicePolicy=closed\nDeviceAllow=/dev/nvhost-ctrl rw\nDeviceAllow=char-drm rw\n")  # the old L4T list
+    unit.write_text(
+        "DevicePolicy=closed\nDeviceAllow=/dev/nvhost-ctrl rw\nDeviceAllow=char-drm rw\n"
+    )  # the old L4T list
     old = {c.name: c for c in device_checks(Settings(), dev=dev, unit=unit)}
     assert not old["sandbox devices"].ok and "/dev/nvgpu/igpu0/ctrl" in old["sandbox devices"].detail
     assert "/dev/dri" not in old["sandbox devices"].detail
 
 
+@pytest.mark.integration
 def test_doctor_device_off_a_jetson_says_what_is_missing():
     result = cli("doctor", "--device")
     if Path("/etc/nv_tegra_release").exists():
@@ -184,10 +211,13 @@ def test_doctor_device_off_a_jetson_says_what_is_missing():
     assert re.search(r"sandbox devices\s+OK", result.stdout)
 
 
+@pytest.mark.integration
 def test_doctor_captures_frames_from_the_configured_camera(tmp_path):
     need_gstreamer()
     config = tmp_path / "config.yaml"
-    config.write_text(f"sources:\n  camera: csi://0\n  csi_source: '{TEST_SOURCE}'\nvideo:\n  width: 320\n  height: 240\n")
+    config.write_text(
+        f"sources:\n  camera: csi://0\n  csi_source: '{TEST_SOURCE}'\nvideo:\n  width: 320\n  height: 240\n"
+    )
     result = cli("doctor", "--capture", "30", "--config", str(config))
     assert re.search(r"capture csi://0\s+OK\s+30/30 frames of 320x240", result.stdout), result.stdout + result.stderr
 
@@ -195,14 +225,22 @@ def test_doctor_captures_frames_from_the_configured_camera(tmp_path):
 # --- setup, versions, the smoke script -------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_setup_jetson_refuses_a_machine_that_is_not_a_jetson_before_touching_it(tmp_path):
     if Path("/etc/nv_tegra_release").exists():
         pytest.skip("this is a Jetson")
-    result = subprocess.run(["bash", str(PROJECT / "scripts" / "setup.sh"), "--jetson"], env={**os.environ, "VENV": str(tmp_path / "venv")},
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["bash", str(PROJECT / "scripts" / "setup.sh"), "--jetson"],
+        env={**os.environ, "VENV": str(tmp_path / "venv")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1 and "no /etc/nv_tegra_release" in result.stderr
     assert not (tmp_path / "venv").exists() and "installing" not in result.stdout
-    bad = subprocess.run(["bash", str(PROJECT / "scripts" / "setup.sh"), "--jetsn"], capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        ["bash", str(PROJECT / "scripts" / "setup.sh"), "--jetsn"], capture_output=True, text=True, timeout=60
+    )
     assert bad.returncode == 2 and "use --dev or --jetson" in bad.stderr
 
 
@@ -220,7 +258,9 @@ def test_jetson_constraints_fit_the_requirements_and_are_what_ci_runs():
     assert constraints == {"numpy": "2.2.6", "av": "17.1.0", "onnxruntime": "1.23.2"}
     required = {r.name: r for r in map(Requirement, requires("ventriloquist")) if r.marker is None}
     for name, pinned in constraints.items():
-        assert required[name].specifier.contains(pinned), f"setup.py's {required[name]} excludes the Jetson's {name} {pinned}"
+        assert required[name].specifier.contains(pinned), (
+            f"setup.py's {required[name]} excludes the Jetson's {name} {pinned}"
+        )
     if os.environ.get("CONSTRAINTS"):  # the second CI pass: this interpreter must really run those versions
         import av
         import numpy
@@ -230,23 +270,39 @@ def test_jetson_constraints_fit_the_requirements_and_are_what_ci_runs():
         assert {name: version(name) for name in constraints} == running == pins(PROJECT / os.environ["CONSTRAINTS"])
 
 
+@pytest.mark.integration
 def test_smoke_script_stops_at_the_first_missing_part_and_says_why():
     if Path("/etc/nv_tegra_release").exists():
         pytest.skip("this is a Jetson: run the script itself")
-    result = subprocess.run(["bash", str(PROJECT / "scripts" / "jetson-smoke.sh")], capture_output=True, text=True, timeout=300, cwd=PROJECT)
+    result = subprocess.run(
+        ["bash", str(PROJECT / "scripts" / "jetson-smoke.sh")], capture_output=True, text=True, timeout=300, cwd=PROJECT
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "[MISSING] device: no /etc/nv_tegra_release: not a Jetson" in result.stdout
     assert "[not run] engine" in result.stdout and "[not run] bench" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
 
 
+@pytest.mark.integration
 def test_smoke_script_steps_pass_on_substitutes(tmp_path):
     """Fake TensorRT/pycuda and videotestsrc in place of the Jetson's: the script's own logic (build,
     reload from the cache, the corrupt timing cache, the 30-frame capture) runs through the real commands."""
     need_gstreamer()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FAKES), str(PROJECT)]), "SMOKE_CSI_SOURCE": TEST_SOURCE}
-    result = subprocess.run(["bash", str(PROJECT / "scripts" / "jetson-smoke.sh"), "--keep-going", "--only", "engine,reload,timing-cache,service,csi"],
-                            env=env, capture_output=True, text=True, timeout=600, cwd=PROJECT)
+    result = subprocess.run(
+        [
+            "bash",
+            str(PROJECT / "scripts" / "jetson-smoke.sh"),
+            "--keep-going",
+            "--only",
+            "engine,reload,timing-cache,service,csi",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=PROJECT,
+    )
     out = result.stdout
     for step in ("engine", "reload", "timing-cache", "csi"):
         assert f"[PASS] {step}:" in out, out + result.stderr
@@ -261,7 +317,9 @@ def test_the_jetsons_csi_camera_delivers_frames():
 
     if not gstreamer_has("nvarguscamerasrc") or not Path("/tmp/argus_socket").exists():
         pytest.skip("needs a Jetson with nvargus-daemon running and a CSI camera")
-    source = open_video_source("csi://0", with_changes(Settings(), {"video.width": 1280, "video.height": 720}), realtime=True)
+    source = open_video_source(
+        "csi://0", with_changes(Settings(), {"video.width": 1280, "video.height": 720}), realtime=True
+    )
     with source:
         frames = [source.read() for _ in range(30)]
     assert all(f is not None for f in frames) and frames[0].image.shape == (720, 1280, 3)

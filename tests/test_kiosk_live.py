@@ -36,10 +36,16 @@ class Kiosk:
         self.port = port
         self.process = subprocess.Popen(
             [sys.executable, "-m", "firmware_app", "run", "--config", str(config), *args],
-            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=PROJECT,
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=PROJECT,
         )
         self._lines: list[str] = []
-        self._reader = threading.Thread(target=lambda: self._lines.extend(iter(self.process.stderr.readline, "")), daemon=True)
+        self._reader = threading.Thread(
+            target=lambda: self._lines.extend(iter(self.process.stderr.readline, "")), daemon=True
+        )
         self._reader.start()
 
     @property
@@ -48,7 +54,9 @@ class Kiosk:
 
     def wait_logged(self, text: str, timeout: float = 60) -> None:
         try:
-            _wait_for(lambda: text in self.log or self.process.poll() is not None, timeout, f"the kiosk to log {text!r}")
+            _wait_for(
+                lambda: text in self.log or self.process.poll() is not None, timeout, f"the kiosk to log {text!r}"
+            )
         except RuntimeError as exc:
             raise AssertionError(f"{exc}; its log ends:\n{self.log[-3000:]}") from None
         assert text in self.log, self.log[-3000:]
@@ -132,8 +140,7 @@ def config_file(tmp_path: Path, port: int, voice: Path = SPEECH, **sections: str
 @pytest.fixture
 def camera_clip(tmp_path) -> Path:
     """A 3 s talking clip as the camera."""
-    from firmware_app.sources.audio_file import decode_audio
-    from firmware_app.sources.audio_file import write_wav
+    from firmware_app.sources.audio_file import decode_audio, write_wav
 
     voice, clip = tmp_path / "three.wav", tmp_path / "camera.mp4"
     write_wav(voice, decode_audio(SPEECH)[: 16000 * 3])
@@ -152,10 +159,17 @@ def test_health_metrics_and_sighup_reload(tmp_path, long_voice):
         health = json.loads(body)
         assert status == 200 and health["status"] == "ok" and health["frames"] > 0
         metrics = kiosk.metrics()
-        for name in ("fps", "frames_total", "dropped_frames_total", "latency_milliseconds", "av_offset_milliseconds", "face_present"):
+        for name in (
+            "fps",
+            "frames_total",
+            "dropped_frames_total",
+            "latency_milliseconds",
+            "av_offset_milliseconds",
+            "face_present",
+        ):
             assert f"ventriloquist_{name}" in metrics, name
-        assert any(k.startswith("ventriloquist_stage_milliseconds{stage=\"tracker\"") for k in metrics)
-        assert any(k.startswith("ventriloquist_backend_info{backend=\"learned model") for k in metrics)
+        assert any(k.startswith('ventriloquist_stage_milliseconds{stage="tracker"') for k in metrics)
+        assert any(k.startswith('ventriloquist_backend_info{backend="learned model') for k in metrics)
         assert metrics["ventriloquist_face_present"] == 1.0
         # a broken config is refused and the running one stays
         good = config.read_text()
@@ -177,12 +191,14 @@ def test_health_metrics_and_sighup_reload(tmp_path, long_voice):
     assert "config reloaded" in err
 
 
+@pytest.mark.integration
 def test_camera_unplugged_then_back(tmp_path, camera_clip, long_voice):
     port = free_port()
     clip = tmp_path / "live.mp4"
     shutil.copy(camera_clip, clip)
     config = config_file(
-        tmp_path, port,
+        tmp_path,
+        port,
         sources=f"{{audio: 'file://{long_voice}', camera: 'file://{clip}', loop_video: false}}",
     )
     kiosk = Kiosk(config, {}, port)
@@ -199,6 +215,7 @@ def test_camera_unplugged_then_back(tmp_path, camera_clip, long_voice):
     assert "camera unavailable" in err and "camera is back" in err
 
 
+@pytest.mark.integration
 def test_microphone_gone_then_back(tmp_path):
     _need("pulseaudio", "paplay")
     runtime = tmp_path / "pulse"
@@ -216,7 +233,9 @@ def test_microphone_gone_then_back(tmp_path):
     try:
         kiosk.wait_healthy()
         subprocess.run(["pulseaudio", "-k"], env={**os.environ, **env}, capture_output=True, timeout=10)  # unplugged
-        _wait_for(lambda: kiosk.metrics()['ventriloquist_restarts_total{part="microphone"}'] >= 1, 30, "a microphone retry")
+        _wait_for(
+            lambda: kiosk.metrics()['ventriloquist_restarts_total{part="microphone"}'] >= 1, 30, "a microphone retry"
+        )
         assert kiosk.frames_grow(), "the screen froze while the microphone was gone"
         subprocess.run(start, env={**os.environ, **env}, check=True, capture_output=True, timeout=20)  # back
         kiosk.wait_logged("microphone is back")
@@ -228,22 +247,34 @@ def test_microphone_gone_then_back(tmp_path):
     assert_stopped_cleanly(err, kiosk.stopped_in)
 
 
+@pytest.mark.integration
 def test_display_window_closed_is_reopened(tmp_path, xvfb, long_voice):
     _need("wmctrl")
     port = free_port()
-    config = config_file(tmp_path, port, long_voice, output="{uri: 'display://0', window_title: 'Ventriloquist kiosk test'}")
+    config = config_file(
+        tmp_path, port, long_voice, output="{uri: 'display://0', window_title: 'Ventriloquist kiosk test'}"
+    )
     kiosk = Kiosk(config, {"DISPLAY": xvfb}, port)
     try:
         kiosk.wait_healthy()
-        subprocess.run(["wmctrl", "-c", "Ventriloquist kiosk test"], env={**os.environ, "DISPLAY": xvfb}, check=True, timeout=10)
-        _wait_for(lambda: kiosk.metrics()['ventriloquist_restarts_total{part="display"}'] >= 1, 20, "the window to be reopened")
+        subprocess.run(
+            ["wmctrl", "-c", "Ventriloquist kiosk test"], env={**os.environ, "DISPLAY": xvfb}, check=True, timeout=10
+        )
+        _wait_for(
+            lambda: kiosk.metrics()['ventriloquist_restarts_total{part="display"}'] >= 1,
+            20,
+            "the window to be reopened",
+        )
         assert kiosk.frames_grow()
-        listed = subprocess.run(["wmctrl", "-l"], env={**os.environ, "DISPLAY": xvfb}, capture_output=True, text=True, timeout=10).stdout
+        listed = subprocess.run(
+            ["wmctrl", "-l"], env={**os.environ, "DISPLAY": xvfb}, capture_output=True, text=True, timeout=10
+        ).stdout
         assert "Ventriloquist kiosk test" in listed
     finally:
         kiosk.stop()
 
 
+@pytest.mark.integration
 def test_kiosk_with_a_broken_config_shows_the_error_and_waits_for_a_fix(tmp_path, xvfb, long_voice):
     _need("import")
     port = free_port()
@@ -258,7 +289,9 @@ def test_kiosk_with_a_broken_config_shows_the_error_and_waits_for_a_fix(tmp_path
         while True:
             time.sleep(1)
             assert kiosk.process.poll() is None, "the kiosk exited instead of showing the error"
-            subprocess.run(["import", "-window", "root", str(shot)], env={**os.environ, "DISPLAY": xvfb}, check=True, timeout=20)
+            subprocess.run(
+                ["import", "-window", "root", str(shot)], env={**os.environ, "DISPLAY": xvfb}, check=True, timeout=20
+            )
             image = cv2.imread(str(shot))
             assert image is not None
             background = np.median(image.reshape(-1, 3), axis=0)
@@ -350,12 +383,15 @@ def test_no_face_in_view_shows_the_picture_untouched(tmp_path):
     assert metrics.frames.shown > 50 and not metrics.liveness.face_present
 
 
+@pytest.mark.integration
 def test_speech_into_the_microphone_moves_the_mouth_on_screen_in_time(pulse, xvfb, tmp_path):
     """The full loop: a PulseAudio null sink as the microphone, Xvfb as the screen; bursts of
     speech played into the microphone, the mouth on screen timed against them."""
     config = config_file(tmp_path, free_port(), sources="{audio: 'mic://pulse'}", output="{uri: 'display://0'}")
     env = {**pulse, "DISPLAY": xvfb}
-    result = cli("bench", "latency", "--config", str(config), "--play-sink", "vsink", "--events", "6", env=env, timeout=180)
+    result = cli(
+        "bench", "latency", "--config", str(config), "--play-sink", "vsink", "--events", "6", env=env, timeout=180
+    )
     assert result.returncode == 0, result.stderr
     summary = re.search(r"latency_ms median=(\S+) p95=(\S+) av_offset_ms=(\S+) frame_interval_ms=(\S+)", result.stdout)
     assert summary, result.stdout
@@ -379,6 +415,7 @@ def latency_bound_ms(frame_interval_ms: float) -> float:
     return LATENCY_TARGET_MS + 2 * max(0.0, frame_interval_ms - NOMINAL_INTERVAL_MS)
 
 
+@pytest.mark.integration
 def test_a_stop_that_hangs_in_a_driver_still_ends_within_the_deadline():
     """A thread stuck in a device call cannot hold the service past its 2 s: the process exits
     and logs every thread's stack so the hang can be found."""

@@ -29,7 +29,19 @@ RUNTIME = "firmware_app"
 LAB = ("models", "calibration")
 # firmware_app/*.py: what every stage shares. Anything else belongs in its stage's package
 # (audio, face, web, tools, platform, runners, appliance, sources, sinks, mouth, inference, render).
-TOP_LEVEL_MODULES = {"__init__", "__main__", "cli", "config", "errors", "frames", "shapes", "uri", "assets", "pipeline", "resource"}
+TOP_LEVEL_MODULES = {
+    "__init__",
+    "__main__",
+    "cli",
+    "config",
+    "errors",
+    "frames",
+    "shapes",
+    "uri",
+    "assets",
+    "pipeline",
+    "resource",
+}
 
 
 @dataclass(frozen=True)
@@ -43,7 +55,8 @@ class Import:
     where: str  # "" at module level, else "in a function" or "under TYPE_CHECKING"
 
     def __str__(self) -> str:
-        return f"{self.importer} imports {self.imported} ({self.file}:{self.line}{', ' + self.where if self.where else ''})"
+        where = f", {self.where}" if self.where else ""
+        return f"{self.importer} imports {self.imported} ({self.file}:{self.line}{where})"
 
 
 def modules_under(root: Path, packages: tuple[str, ...]) -> dict[str, Path]:
@@ -76,8 +89,10 @@ class _ImportStatements(ast.NodeVisitor):
 
     def visit_If(self, node: ast.If) -> None:
         test = node.test
-        if not ((isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
-                or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")):
+        if not (
+            (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
+            or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        ):
             self.generic_visit(node)
             return
         self._where.append("under TYPE_CHECKING")
@@ -235,16 +250,20 @@ def _tree(root: Path, files: dict[str, str]) -> None:
 
 
 def test_the_checker_reads_every_kind_of_import_and_finds_the_cycle(tmp_path):
-    _tree(tmp_path, {
-        "app/__init__.py": "",
-        "app/top.py": "import app.stage.deep\n",  # runs app/stage/__init__ too
-        "app/stage/__init__.py": "from app.stage import helper\n",  # the submodule, not the package
-        "app/stage/helper.py": "from . import sibling\nfrom .sibling import thing\n",
-        "app/stage/sibling.py": "from app.stage.leaf import x\n",  # app.stage holds sibling: already running
-        "app/stage/leaf.py": "x = 1\n",
-        "app/stage/deep.py": "def later():\n    from app import top\n",
-        "app/other.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from app.stage import deep\nimport json\n",
-    })
+    _tree(
+        tmp_path,
+        {
+            "app/__init__.py": "",
+            "app/top.py": "import app.stage.deep\n",  # runs app/stage/__init__ too
+            "app/stage/__init__.py": "from app.stage import helper\n",  # the submodule, not the package
+            "app/stage/helper.py": "from . import sibling\nfrom .sibling import thing\n",
+            "app/stage/sibling.py": "from app.stage.leaf import x\n",  # app.stage holds sibling: already running
+            "app/stage/leaf.py": "x = 1\n",
+            "app/stage/deep.py": "def later():\n    from app import top\n",
+            "app/other.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from app.stage import "
+            "deep\nimport json\n",
+        },
+    )
     graph = import_graph(tmp_path, ("app",))
     edges = {module: [edge.imported for edge in imports] for module, imports in graph.items()}
     assert edges == {
@@ -283,16 +302,23 @@ def test_no_import_cycles(graph):
     cycles = describe_cycles(graph)
     assert not cycles, (
         f"{len(cycles)} import cycle(s); function-level and TYPE_CHECKING imports count. Move what both "
-        "sides need into a module below them (or pass it in) rather than hiding the import:\n\n" + "\n\n".join(cycles))
+        "sides need into a module below them (or pass it in) rather than hiding the import:\n\n" + "\n\n".join(cycles)
+    )
 
 
 def test_the_runtime_does_not_import_the_lab(graph):
-    reaching = [str(edge) for module, imports in sorted(graph.items()) if module.split(".")[0] == RUNTIME
-                for edge in imports if edge.imported.split(".")[0] in LAB]
+    reaching = [
+        str(edge)
+        for module, imports in sorted(graph.items())
+        if module.split(".")[0] == RUNTIME
+        for edge in imports
+        if edge.imported.split(".")[0] in LAB
+    ]
     assert not reaching, (
         f"the runtime imports the lab ({', '.join(LAB)}), which is not installed with it (setup.py ships "
         f"{RUNTIME} only). Move what it needs into {RUNTIME}; the lab may import the runtime, not the other way:\n  "
-        + "\n  ".join(reaching))
+        + "\n  ".join(reaching)
+    )
 
 
 def test_the_lab_imports_only_what_the_runtime_has():
@@ -315,9 +341,15 @@ def test_the_lab_imports_only_what_the_runtime_has():
                     continue
                 if source not in modules:
                     stranded.append(f"{place}: {source} does not exist")
-                elif name not in (None, "*") and f"{source}.{name}" not in modules and not hasattr(importlib.import_module(source), name):
+                elif (
+                    name not in (None, "*")
+                    and f"{source}.{name}" not in modules
+                    and not hasattr(importlib.import_module(source), name)
+                ):
                     stranded.append(f"{place}: {source} has no {name}")
-    assert not stranded, "the lab imports what the runtime no longer has (moved? `git grep` its new home):\n  " + "\n  ".join(stranded)
+    assert not stranded, (
+        "the lab imports what the runtime no longer has (moved? `git grep` its new home):\n  " + "\n  ".join(stranded)
+    )
 
 
 def test_firmware_app_top_level_holds_only_the_shared_modules():
@@ -326,7 +358,8 @@ def test_firmware_app_top_level_holds_only_the_shared_modules():
     stages = sorted(path.name for path in runtime.iterdir() if (path / "__init__.py").is_file())
     assert not strays, (
         f"{', '.join(f'{RUNTIME}/{name}.py' for name in strays)}: new modules go into their stage's package "
-        f"({', '.join(stages)}); the top level is for what every stage shares: {', '.join(sorted(TOP_LEVEL_MODULES))}")
+        f"({', '.join(stages)}); the top level is for what every stage shares: {', '.join(sorted(TOP_LEVEL_MODULES))}"
+    )
 
 
 # --- the installed package -----------------------------------------------------------------------
@@ -375,8 +408,13 @@ print(json.dumps({
 def _checkout_files() -> list[str]:
     """The files a clean checkout of the working tree has: tracked or new, never git-ignored
     (a fetched face model or a build folder must not make the wheel look complete)."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=PROJECT,
-                            capture_output=True, text=True, check=True).stdout.split("\0")
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
     return sorted(name for name in listed if name and (PROJECT / name).is_file())
 
 
@@ -385,8 +423,23 @@ def _build_wheel(source: Path, out: Path) -> Path:
     for name in files:
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         (source / name).write_bytes((PROJECT / name).read_bytes())
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                            "-w", str(out), str(source)], capture_output=True, text=True, timeout=300)
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            str(out),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     (wheel,) = out.glob("ventriloquist-*.whl")
     return wheel
@@ -399,18 +452,28 @@ def test_the_wheel_is_the_whole_runtime_and_runs_without_a_checkout(tmp_path):
     in_tree = [name for name in _checkout_files() if name.startswith(f"{RUNTIME}/")]
     runtime_files = [n for n in in_tree if n.endswith(".py") or n.startswith(f"{RUNTIME}/web/console/static/")]
     missing = sorted({*SHIPPED, *runtime_files} - names)
-    assert not missing, f"{wheel.name} lacks (setup.py's packages / package_data do not match them):\n  " + "\n  ".join(missing)
+    assert not missing, f"{wheel.name} lacks (setup.py's packages / package_data do not match them):\n  " + "\n  ".join(
+        missing
+    )
     lab = sorted(n for n in names if n.split("/")[0] in LAB)
     assert not lab, f"{wheel.name} ships the lab, which setup.py keeps out: {', '.join(lab[:10])}"
 
     installed, elsewhere = tmp_path / "installed", tmp_path / "elsewhere"
     zipfile.ZipFile(wheel).extractall(installed)
     elsewhere.mkdir()
-    run = subprocess.run([sys.executable, "-c", WITHOUT_A_CHECKOUT], cwd=elsewhere, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": str(installed)})
+    run = subprocess.run(
+        [sys.executable, "-c", WITHOUT_A_CHECKOUT],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(installed)},
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert Path(result["package"]).resolve().is_relative_to(installed.resolve()), f"imported {result['package']}, not the unpacked wheel"
+    assert Path(result["package"]).resolve().is_relative_to(installed.resolve()), (
+        f"imported {result['package']}, not the unpacked wheel"
+    )
     assert Path(result["model"]).is_relative_to(installed.resolve()) and result["model_exists"], result
     assert result["golden_exists"], "the parity reference does not ship beside the model"
     assert result["lab_importable"] == [], "the lab was reachable, so this run did not prove the runtime needs none"

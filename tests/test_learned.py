@@ -11,23 +11,45 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import PROJECT, SPEECH, cli
-from firmware_app.tools.analyze import analyze_samples, stream_samples
-from firmware_app.errors import ExitCode
 from firmware_app.audio.features import FeatureStream
+from firmware_app.errors import ExitCode
 from firmware_app.frames import AudioBlock
 from firmware_app.mouth.learned import load_learned_model
 from firmware_app.shapes import BLENDSHAPES, VISEMES
 from firmware_app.sources.audio_file import decode_audio
+from firmware_app.tools.analyze import analyze_samples, stream_samples
 from models.lint import lint
+
+from conftest import PROJECT, SPEECH, cli
 
 MODEL = PROJECT / "firmware_app" / "assets" / "models" / "mouth.onnx"
 WEIGHTS = PROJECT / "models" / "mouth.pt"
 # what `<model>.train.json` has held since before TrainConfig: its readers know these keys
 REPORT_KEYS = {
-    "steps", "train_minutes", "parameters", "train_frames", "train_hours", "real_fraction", "check_split", "chosen_step",
-    "seed", "feature_augment", "dropout", "conv_channels", "gru_hidden", "init", "ema", "closure_weight", "window_weight",
-    "lr", "viseme_class_weights", "batch", "crop_frames", "lookahead_frames", "final", "history",
+    "steps",
+    "train_minutes",
+    "parameters",
+    "train_frames",
+    "train_hours",
+    "real_fraction",
+    "check_split",
+    "chosen_step",
+    "seed",
+    "feature_augment",
+    "dropout",
+    "conv_channels",
+    "gru_hidden",
+    "init",
+    "ema",
+    "closure_weight",
+    "window_weight",
+    "lr",
+    "viseme_class_weights",
+    "batch",
+    "crop_frames",
+    "lookahead_frames",
+    "final",
+    "history",
 }
 
 
@@ -58,10 +80,9 @@ def test_streaming_in_any_block_size_equals_one_pass(speech):
 
 def test_export_equals_the_trained_network(speech):
     torch = pytest.importorskip("torch", reason="needs the train extra (PyTorch)")
-    from firmware_app.audio.features import features_of
+    from firmware_app.audio.features import features_of, pad_silence
     from models.export import load_weights
     from models.net import CONTEXT, LOOKAHEAD, shapes_from_logits
-    from firmware_app.audio.features import pad_silence
 
     net = load_weights(WEIGHTS)
     features = features_of(speech[: 16000 * 3])
@@ -143,7 +164,7 @@ def test_aperture_gain_scales_the_opening_and_keeps_jaw_in_range():
 
 def test_folding_the_class_prior_divides_it_out_of_the_posterior():
     torch = pytest.importorskip("torch", reason="needs the train extra (PyTorch)")
-    from models.net import MouthNet, N_FEATURES
+    from models.net import N_FEATURES, MouthNet
 
     torch.manual_seed(0)
     net = MouthNet(torch.zeros(N_FEATURES), torch.ones(N_FEATURES), conv=8, hidden=8).eval()
@@ -203,9 +224,30 @@ def test_the_train_config_is_the_command_line():
 
     flags = {action.dest for action in command_line()._actions} - {"help"}
     assert flags == {field.name for field in fields(TrainConfig)}  # every setting a flag, every flag a setting
-    assert config_from_command_line(["--corpus", "c"]) == TrainConfig(corpus=Path("c"))  # the defaults are the dataclass's
-    config = config_from_command_line(["--corpus", "c", "--steps", "5", "--frames", "120", "--conv", "32", "--hidden", "48",
-                                       "--window-loss", "1", "--real-fraction", "0.7", "--real", "r", "--checkpoints"])
+    assert config_from_command_line(["--corpus", "c"]) == TrainConfig(
+        corpus=Path("c")
+    )  # the defaults are the dataclass's
+    config = config_from_command_line(
+        [
+            "--corpus",
+            "c",
+            "--steps",
+            "5",
+            "--frames",
+            "120",
+            "--conv",
+            "32",
+            "--hidden",
+            "48",
+            "--window-loss",
+            "1",
+            "--real-fraction",
+            "0.7",
+            "--real",
+            "r",
+            "--checkpoints",
+        ]
+    )
     assert (config.max_steps, config.crop_frames, config.conv_channels, config.gru_hidden) == (5, 120, 32, 48)
     assert (config.window_weight, config.real_fraction, config.real, config.checkpoints) == (1.0, 0.7, Path("r"), True)
     with pytest.raises(FrozenInstanceError):
@@ -245,10 +287,13 @@ def test_lips_close_on_bilabials_and_open_on_vowels():
     assert curves.aperture[: int(lead * 100) - 5].max() < 0.1  # rests closed before speech
 
 
+@pytest.mark.integration
 def test_analyze_writes_every_export(tmp_path):
     out, cues_tsv, cues_json = tmp_path / "curves.csv", tmp_path / "cues.tsv", tmp_path / "cues.json"
     arkit, plot = tmp_path / "arkit.csv", tmp_path / "plot.png"
-    result = cli("analyze", str(SPEECH), "--out", str(out), "--cues", str(cues_tsv), "--arkit", str(arkit), "--plot", str(plot))
+    result = cli(
+        "analyze", str(SPEECH), "--out", str(out), "--cues", str(cues_tsv), "--arkit", str(arkit), "--plot", str(plot)
+    )
     assert result.returncode == 0, result.stderr
     assert "x real time" in result.stdout
     with open(out) as handle:
@@ -265,7 +310,9 @@ def test_analyze_writes_every_export(tmp_path):
     assert {shape for _, shape in cues} >= {"A", "X", "D"} and all(s in "ABCDEFGHX" for _, s in cues)
     assert cli("analyze", str(SPEECH), "--out", str(out), "--cues", str(cues_json)).returncode == 0
     document = json.loads(cues_json.read_text())
-    assert document["mouthCues"][0]["start"] == 0.0 and document["metadata"]["duration"] == pytest.approx(duration, abs=0.01)
+    assert document["mouthCues"][0]["start"] == 0.0 and document["metadata"]["duration"] == pytest.approx(
+        duration, abs=0.01
+    )
     with open(arkit) as handle:
         live_link = list(csv.reader(handle))
     assert live_link[0][:2] == ["Timecode", "BlendShapeCount"] and len(live_link[0]) == 63
@@ -275,6 +322,7 @@ def test_analyze_writes_every_export(tmp_path):
     assert image is not None and image.shape[1] == 1600
 
 
+@pytest.mark.integration
 def test_corrupt_mouth_model_is_a_clear_error(tmp_path):
     bad = tmp_path / "mouth.onnx"
     bad.write_bytes(b"\x08\x01garbage" * 50)
@@ -291,11 +339,17 @@ def test_the_window_loss_forgives_a_label_within_the_metrics_tolerance_only():
     from models.train import window_loss
 
     reference = torch.tensor([[0] * 10 + [5] * 10])
-    def switching_at(frame: int, to: int = 5) -> torch.Tensor:  # a confident network that moves from viseme 0 to `to` at `frame`
+
+    def switching_at(
+        frame: int, to: int = 5
+    ) -> torch.Tensor:  # a confident network that moves from viseme 0 to `to` at `frame`
         logits = torch.full((1, 20, len(VISEMES)), -8.0)
         logits[0, :frame, 0], logits[0, frame:, to] = 8.0, 8.0
         return logits
-    early, on_time, late = (window_loss(switching_at(10 + shift), reference) for shift in (-TOLERANCE_FRAMES, 0, TOLERANCE_FRAMES + 2))
+
+    early, on_time, late = (
+        window_loss(switching_at(10 + shift), reference) for shift in (-TOLERANCE_FRAMES, 0, TOLERANCE_FRAMES + 2)
+    )
     assert early < 0.01 and on_time < 0.01  # any label the metric accepts costs nothing
     assert late > 1.0  # two frames past the tolerance: two frames of a wrong, confident answer
     cross_entropy = torch.nn.functional.cross_entropy(switching_at(7).reshape(-1, len(VISEMES)), reference.reshape(-1))
@@ -303,9 +357,12 @@ def test_the_window_loss_forgives_a_label_within_the_metrics_tolerance_only():
     pp = VISEMES.index("PP")
     to_pp = torch.tensor([[0] * 10 + [pp] * 10])
     assert window_loss(switching_at(10, pp), to_pp) < 0.01
-    assert window_loss(switching_at(10 - TOLERANCE_FRAMES, pp), to_pp) > 1.0  # PP, which drives the lip seal, is never forgiven
+    assert (
+        window_loss(switching_at(10 - TOLERANCE_FRAMES, pp), to_pp) > 1.0
+    )  # PP, which drives the lip seal, is never forgiven
 
 
+@pytest.mark.integration
 def test_corpus_builder_and_trainer_smoke(tmp_path):
     """CI's smoke run of the documented full pipeline: a tiny corpus, a few steps, a loadable export."""
     torch = pytest.importorskip("torch", reason="needs the train extra (PyTorch)")
@@ -315,7 +372,13 @@ def test_corpus_builder_and_trainer_smoke(tmp_path):
     import sys
 
     corpus, model = tmp_path / "corpus", tmp_path / "mouth.onnx"
-    build = subprocess.run([sys.executable, "-m", "models.corpus", "--out", str(corpus), "--smoke"], capture_output=True, text=True, cwd=PROJECT, timeout=600)
+    build = subprocess.run(
+        [sys.executable, "-m", "models.corpus", "--out", str(corpus), "--smoke"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        timeout=600,
+    )
     assert build.returncode == 0, build.stderr
     manifest = json.loads((corpus / "manifest.json").read_text())
     assert set(manifest["splits"]) == {"train", "heldout_sentence", "heldout_voice"}
@@ -323,14 +386,41 @@ def test_corpus_builder_and_trainer_smoke(tmp_path):
     assert not train_voices & set(manifest["splits"]["heldout_voice"]["voices"])
     assert "negative" in train_voices
     train = subprocess.run(
-        [sys.executable, "-m", "models.train", "--corpus", str(corpus), "--out", str(model), "--steps", "5", "--conv", "32", "--hidden", "48",
-         "--ema", "0.9", "--closure-weight", "2", "--checkpoints", "--window-loss", "1"],
-        capture_output=True, text=True, cwd=PROJECT, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "models.train",
+            "--corpus",
+            str(corpus),
+            "--out",
+            str(model),
+            "--steps",
+            "5",
+            "--conv",
+            "32",
+            "--hidden",
+            "48",
+            "--ema",
+            "0.9",
+            "--closure-weight",
+            "2",
+            "--checkpoints",
+            "--window-loss",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        timeout=600,
     )
     assert train.returncode == 0, train.stderr
     report = json.loads(model.with_suffix(".train.json").read_text())
     assert set(report) == REPORT_KEYS | {"config"}  # the keys reports have always had, and the whole TrainConfig
-    assert report["config"]["max_steps"] == 5 and report["config"]["corpus"] == str(corpus) and report["config"]["real"] is None
+    assert (
+        report["config"]["max_steps"] == 5
+        and report["config"]["corpus"] == str(corpus)
+        and report["config"]["real"] is None
+    )
     assert report["steps"] == 5 and report["parameters"] <= 1_000_000
     assert (report["conv_channels"], report["gru_hidden"]) == (32, 48)
     assert torch.load(model.with_suffix(".pt"))["sizes"] == {"conv": 32, "hidden": 48}  # the weights state their sizes
@@ -338,17 +428,23 @@ def test_corpus_builder_and_trainer_smoke(tmp_path):
     assert curves.blendshapes.shape == (100, len(BLENDSHAPES))
     assert load_learned_model(model).rest_state.shape[-1] == 48
     from models.export import load_weights  # saved weights bring their own sizes back
+
     assert load_weights(model.with_suffix(".pt")).hidden == 48
     assert (report["ema"], report["closure_weight"], report["window_weight"]) == (0.9, 2.0, 1.0)
     assert "check_viseme_window" in report["history"][-1]
     assert report["viseme_class_weights"]["PP"] > 0
-    assert load_weights(model.parent / "checkpoints" / "step00005.pt").hidden == 48  # the checked state, for models.tune
+    assert (
+        load_weights(model.parent / "checkpoints" / "step00005.pt").hidden == 48
+    )  # the checked state, for models.tune
     assert torch.load(model.parent / "checkpoints" / "step00005.pt")["sizes"] == {"conv": 32, "hidden": 48}
     # the side-by-side evaluation, in one command, on the smoke corpus's held-out splits
     report = tmp_path / "report"
     evaluation = subprocess.run(
         [sys.executable, "-m", "models.eval", "--corpus", str(corpus), "--model", str(MODEL), "--out", str(report)],
-        capture_output=True, text=True, cwd=PROJECT, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        timeout=600,
     )
     assert evaluation.returncode == 0, evaluation.stderr
     results = json.loads((report / "eval.json").read_text())["splits"]
@@ -356,4 +452,7 @@ def test_corpus_builder_and_trainer_smoke(tmp_path):
     for split in results.values():
         assert set(split) == {"learned model", "loudness baseline", "pylipsync"}
         assert all(0 <= m["viseme_accuracy"] <= 1 and m["frames"] > 0 for m in split.values())
-    assert "| learned model |" in (report / "eval.md").read_text() and "| PocketSphinx reference |" in (report / "eval.md").read_text()
+    assert (
+        "| learned model |" in (report / "eval.md").read_text()
+        and "| PocketSphinx reference |" in (report / "eval.md").read_text()
+    )

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from firmware_app.sources.audio_file import AudioFileSource, decode_audio, write_wav
+
 from conftest import PORTRAIT, SPEECH, assert_stopped_cleanly, cli, free_port
-from firmware_app.sources.audio_file import AudioFileSource, decode_audio
-from firmware_app.sources.audio_file import write_wav
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +31,7 @@ def camera_clip(tmp_path_factory) -> Path:
     return clip
 
 
+@pytest.mark.integration
 def test_mirror_mode_runs_live_from_substitutes_and_talks_to_systemd(camera_clip, tmp_path):
     voice = tmp_path / "voice.wav"
     write_wav(voice, decode_audio(SPEECH)[8000 : 8000 + 16000 * 2])
@@ -48,13 +49,15 @@ def test_mirror_mode_runs_live_from_substitutes_and_talks_to_systemd(camera_clip
     run = subprocess.Popen(
         [sys.executable, "-m", "firmware_app", "run", "--config", str(config)],
         env={**os.environ, "NOTIFY_SOCKET": str(notify_path)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     messages = []
     while run.poll() is None and time.monotonic() - started < 60:
         try:
             messages.append(listener.recv(1024).decode())
-        except socket.timeout:
+        except TimeoutError:
             pass
     out, err = run.communicate(timeout=10)
     elapsed = time.monotonic() - started
@@ -67,7 +70,10 @@ def test_mirror_mode_runs_live_from_substitutes_and_talks_to_systemd(camera_clip
     finished = [r for r in records if r["message"].startswith("pipeline finished")]
     assert finished, err
     summary = finished[0]["message"]
-    count = {key: int(summary.split(f" {key}=")[1].split()[0]) for key in ("frames", "repeated", "dropped", "camera_skipped", "captured", "unshown")}
+    count = {
+        key: int(summary.split(f" {key}=")[1].split()[0])
+        for key in ("frames", "repeated", "dropped", "camera_skipped", "captured", "unshown")
+    }
     assert 50 <= count["captured"] <= 62, summary  # 2 s of the clip's 30 fps, paced like a camera
     # each camera frame shown once, or (on a starved machine) counted as dropped by the render
     # loop, skipped by a tracker that fell behind, or left unshown when the voice ended; a frame
@@ -77,16 +83,23 @@ def test_mirror_mode_runs_live_from_substitutes_and_talks_to_systemd(camera_clip
     assert count["frames"] >= 15, summary
 
 
+@pytest.mark.integration
 def test_sigterm_stops_the_live_loop_cleanly(tmp_path):
     config = tmp_path / "config.yaml"
-    config.write_text(f"mode: mirror\nsources:\n  audio: file://{SPEECH}\n  camera: file://{PORTRAIT}\noutput:\n  uri: null://\n"
-                      f"health:\n  port: {free_port()}\n")
+    config.write_text(
+        f"mode: mirror\nsources:\n  audio: file://{SPEECH}\n  camera: file://{PORTRAIT}\noutput:\n  uri: null://\n"
+        f"health:\n  port: {free_port()}\n"
+    )
     notify_path = tmp_path / "notify.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(str(notify_path))
     listener.settimeout(60)  # a loaded machine may take long to start; the stop is what is timed
-    run = subprocess.Popen([sys.executable, "-m", "firmware_app", "run", "--config", str(config)], stderr=subprocess.PIPE, text=True,
-                           env={**os.environ, "NOTIFY_SOCKET": str(notify_path)})
+    run = subprocess.Popen(
+        [sys.executable, "-m", "firmware_app", "run", "--config", str(config)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NOTIFY_SOCKET": str(notify_path)},
+    )
     try:
         assert listener.recv(1024).decode().startswith("READY=1")  # the live loop is running
     finally:
@@ -192,9 +205,9 @@ def test_a_microphone_slow_to_start_is_waited_for_not_reopened_again_and_again()
     import threading
 
     from firmware_app.config import ModelSettings
+    from firmware_app.mouth import create_mouth_model
     from firmware_app.runners.metrics import LiveMetrics
     from firmware_app.runners.threads import FIRST_BLOCK_S, VoiceThread
-    from firmware_app.mouth import create_mouth_model
 
     assert SlowStartingMicrophone.START_S < FIRST_BLOCK_S
     source, stop = SlowStartingMicrophone(), threading.Event()

@@ -8,8 +8,16 @@ import pytest
 from models.metrics import Tally, best_lag_ms, better
 from models.targets import make_targets
 
-PHONEMES = [("sil", 0.0, 0.3), ("b", 0.3, 0.38), ("ɑ", 0.38, 0.6), ("m", 0.6, 0.68), ("ɑ", 0.68, 0.9),
-            ("p", 0.9, 0.98), ("i", 0.98, 1.1), ("sil", 1.1, 1.6)]
+PHONEMES = [
+    ("sil", 0.0, 0.3),
+    ("b", 0.3, 0.38),
+    ("ɑ", 0.38, 0.6),
+    ("m", 0.6, 0.68),
+    ("ɑ", 0.68, 0.9),
+    ("p", 0.9, 0.98),
+    ("i", 0.98, 1.1),
+    ("sil", 1.1, 1.6),
+]
 FRAMES = 160
 
 

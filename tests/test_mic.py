@@ -11,9 +11,11 @@ import time
 import numpy as np
 import pytest
 
+from firmware_app.sources.audio_file import decode_audio, write_wav
+
 from conftest import PORTRAIT, SPEECH, free_port
-from firmware_app.sources.audio_file import decode_audio
-from firmware_app.sources.audio_file import write_wav
+
+pytestmark = pytest.mark.integration  # every test here starts the CLI, a kiosk or a sound/display server
 
 RECORD = """
 import os, sys, time, numpy as np
@@ -48,7 +50,10 @@ def test_microphone_hears_what_the_room_plays(pulse, tmp_path):
     env = {**os.environ, **pulse}
     recorder = subprocess.Popen(
         [sys.executable, "-c", RECORD, "mic://pulse", "9", str(recorded)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert recorder.stdout.readline().strip() == "open", recorder.stderr.read()
     time.sleep(0.5)
@@ -87,16 +92,29 @@ def test_passthrough_plays_the_voice_into_the_room(pulse, tmp_path):
     recorder = subprocess.Popen(
         # until the run has ended (its start-up takes longer on a busy machine), a minute at most
         [sys.executable, "-c", RECORD, "mic://pulse", "120", str(recorded), str(tmp_path / "stop")],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert recorder.stdout.readline().strip() == "open", recorder.stderr.read()
-    run = subprocess.run([sys.executable, "-m", "firmware_app", "run", "--config", str(config)], env=env, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "firmware_app", "run", "--config", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     (tmp_path / "stop").touch()
     assert run.returncode == 0, run.stderr
     assert "voice passthrough to pulse" in run.stderr
     # what the line reports it did: no voice skipped, ever (a late voice is waited for and the
     # delay grows instead; the comparison below checks that the waits did not tear it apart)
-    report = re.search(r"passthrough: (\S+) ms of voice skipped; waited (\S+) ms for late voice \((\d+) times\); the device ran dry (\d+) times", run.stderr)
+    report = re.search(
+        r"passthrough: (\S+) ms of voice skipped; waited (\S+) ms for late voice \((\d+) times\); the device ran "
+        r"dry (\d+) times",
+        run.stderr,
+    )
     assert report, run.stderr[-3000:]
     print(report.group(0))
     assert float(report.group(1)) == 0, run.stderr[-3000:]
@@ -129,9 +147,14 @@ def test_passthrough_plays_the_voice_into_the_room(pulse, tmp_path):
         wanted = speech[start : start + piece]
         if np.sqrt(np.mean(wanted**2)) < 0.01:
             continue  # a pause: nothing to recognise
-        candidates = range(max(0, lag + start - search - early), min(len(captured) - piece, lag + start + search + later))
+        candidates = range(
+            max(0, lag + start - search - early), min(len(captured) - piece, lag + start + search + later)
+        )
         alike = [np.corrcoef(captured[k : k + piece], wanted)[0, 1] for k in candidates]
         found, similarity = candidates[int(np.argmax(alike))], max(alike)
-        assert similarity > 0.9, f"{start / 16000:.2f} s into the voice: heard {similarity:.2f} alike (recorder {heard_by_room})\n{run.stderr[-3000:]}"
+        assert similarity > 0.9, (
+            f"{start / 16000:.2f} s into the voice: heard {similarity:.2f} alike (recorder "
+            f"{heard_by_room})\n{run.stderr[-3000:]}"
+        )
         lag, early, later, checked = found - start, 0, 0, checked + 1
     assert checked >= 20, f"only {checked} pieces of the voice could be checked\n{run.stderr[-3000:]}"

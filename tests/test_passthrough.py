@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pytest
 
+from firmware_app.audio.passthrough import VoicePassthrough, passthrough_delay_s, ring
+from firmware_app.audio.passthrough import line as passthrough_line
 from firmware_app.frames import SAMPLE_RATE, AudioBlock
-from firmware_app.audio.passthrough import VoicePassthrough, line as passthrough_line, passthrough_delay_s, ring
 from firmware_app.runners.avsync import DelayFollower
 
 
@@ -83,7 +83,6 @@ def test_the_floor_covers_the_lateness_seen_after_start_up_and_the_ring_stays_bo
     line = VoicePassthrough("default", delay_s=0.05)
     starve_once(line)
     assert line.floor_s >= 0.12 + 0.01  # the worst lateness and one block (plus a margin)
-    block = np.zeros(160, np.float32)
     ring = line.line.ring.nbytes
     for i in range(21, 2000):  # 20 s of voice with nobody pulling: the newest is kept, memory is not
         line.write(AudioBlock(np.full(160, i, np.float32), i * 0.01))

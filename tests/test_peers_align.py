@@ -134,7 +134,9 @@ def test_pylipsync_vowels_map_to_the_right_visemes(tmp, phonemes, expected):
     assert sum(mean[VISEMES.index(v)] for v in expected) > 0.7, dict(zip(VISEMES, mean.round(2)))
 
 
-@pytest.mark.parametrize("folder, recording, viseme", [("aa", "A_female", "aa"), ("ee", "E_female", "E"), ("oh", "O_female", "oh")])
+@pytest.mark.parametrize(
+    "folder, recording, viseme", [("aa", "A_female", "aa"), ("ee", "E_female", "E"), ("oh", "O_female", "oh")]
+)
 def test_pylipsync_own_template_recordings_keep_their_vowel(folder, recording, viseme):
     """The recordings pylipsync's templates were made from must come back as their own viseme:
     catches a permuted vowel mapping (A→aa, E→E, O→oh)."""
@@ -170,7 +172,9 @@ def _check_contiguous(segments, duration):
 
 def test_arpabet_table_is_complete():
     align = _align()
-    phones = "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z ZH".split()
+    phones = (
+        "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z ZH".split()
+    )
     assert set(phones) <= set(align.ARPABET_TO_IPA)
     assert align.ARPABET_TO_IPA["AA"] == "ɑ" and align.ARPABET_TO_IPA["NG"] == "ŋ" and align.ARPABET_TO_IPA["G"] == "ɡ"
 
@@ -250,6 +254,7 @@ def test_align_file_reads_and_resamples(tmp):
 
 # espeak-ng's own phoneme timing (sample-exact), through libespeak-ng's event API
 
+
 def test_align_boundaries_match_espeak_timing():
     """Phone starts against espeak-ng's own phoneme events: no systematic offset, ~10 ms error."""
     align = _align()
@@ -257,14 +262,19 @@ def test_align_boundaries_match_espeak_timing():
     from models.targets import viseme_of
 
     errors = []
-    for text in ("The quick brown fox jumps over the lazy dog.", "Please call Stella and ask her to bring these things."):
+    for text in (
+        "The quick brown fox jumps over the lazy dog.",
+        "Please call Stella and ask her to bring these things.",
+    ):
         utterance = synth.espeak_utterance(text, "en-us")
         lead = np.zeros(SR // 2, np.float32)  # the aligner wants silence around the speech
         audio = np.concatenate([lead, utterance.audio, lead])
         reference = [(viseme_of(p), start + 0.5) for p, start, _ in utterance.phonemes if p != "sil"]
         ours = [(viseme_of(p), start) for p, start, _ in align.align(audio, text) if p != "sil"]
         matcher = difflib.SequenceMatcher(None, [v for v, _ in reference], [v for v, _ in ours], autojunk=False)
-        pairs = [(reference[b.a + k][1], ours[b.b + k][1]) for b in matcher.get_matching_blocks() for k in range(b.size)]
+        pairs = [
+            (reference[b.a + k][1], ours[b.b + k][1]) for b in matcher.get_matching_blocks() for k in range(b.size)
+        ]
         assert len(pairs) >= 0.8 * len(reference)
         errors += [o - r for r, o in pairs]
     errors = np.array(errors)

@@ -10,15 +10,16 @@ import numpy as np
 import pytest
 
 from calibration.fidelity import Measurer, eye_opening, lip_gap
-from calibration.performer import BLINK_S, BLINKS_AT, script, write_performer_clip
-from conftest import PORTRAIT, SPEECH, cli
+from calibration.performer import script, write_performer_clip
 from firmware_app.config import DisclosureSettings, RendererSettings, Settings, TrackerSettings
 from firmware_app.face.expression import IdleAnimator
+from firmware_app.face.smoothing import OneEuroFilter
+from firmware_app.face.tracker import FaceTracker
 from firmware_app.frames import MouthShape, VideoFrame
 from firmware_app.render import Renderer
-from firmware_app.face.smoothing import OneEuroFilter
 from firmware_app.sources.base import fit_frame
-from firmware_app.face.tracker import FaceTracker
+
+from conftest import PORTRAIT, SPEECH, cli
 from media import video_frames
 
 FPS = 30.0
@@ -38,9 +39,22 @@ def scripted(n: int, key: str) -> np.ndarray:
     return np.array([script((i / FPS) % 8.0)[key] for i in range(n)])
 
 
+@pytest.mark.integration
 def test_performer_drives_the_puppets_head_and_blinks(performer, tmp_path):
     out = tmp_path / "puppet.mp4"
-    result = cli("render", "--audio", str(SPEECH), "--face", str(PORTRAIT), "--performer", str(performer), "--out", str(out), "--size", "960x540")
+    result = cli(
+        "render",
+        "--audio",
+        str(SPEECH),
+        "--face",
+        str(PORTRAIT),
+        "--performer",
+        str(performer),
+        "--out",
+        str(out),
+        "--size",
+        "960x540",
+    )
     assert result.returncode == 0, result.stderr
     faces = measure_clip(out)
     assert all(f is not None for f in faces)
@@ -52,6 +66,7 @@ def test_performer_drives_the_puppets_head_and_blinks(performer, tmp_path):
     assert eyes[blink > 0.8].mean() < 0.4 * eyes[blink < 0.01].mean()  # and blinks when the performer does
 
 
+@pytest.mark.integration
 def test_with_nobody_there_the_puppet_lives_on_its_own(demo_render):
     faces = measure_clip(demo_render)
     eyes = np.array([eye_opening(f) for f in faces])
@@ -76,6 +91,7 @@ def test_idle_blinks_come_at_natural_intervals():
     ]
 
 
+@pytest.mark.integration
 def test_mirror_mode_replaces_the_visitors_mouth_and_keeps_their_head(performer, tmp_path):
     out = tmp_path / "mirror.mp4"
     config = tmp_path / "mirror.yaml"
@@ -173,7 +189,9 @@ def test_a_face_at_the_edge_of_a_wide_frame_is_found(portrait_face):
 def test_small_and_frame_filling_faces_are_animated(portrait_face, face_share):
     image, face = portrait_face
     scale = face_share * 720 / face.height
-    resized = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    resized = cv2.resize(
+        image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    )
     centre = (face.landmarks[:, :2].mean(axis=0) * scale).astype(int)
     canvas = cv2.copyMakeBorder(resized, 720, 720, 1280, 1280, cv2.BORDER_REPLICATE)
     x0, y0 = centre[0] + 1280 - 640, centre[1] + 720 - 360
@@ -182,7 +200,10 @@ def test_small_and_frame_filling_faces_are_animated(portrait_face, face_share):
     with Measurer() as measurer:
         tracked = measurer.face(frame)
         assert tracked is not None
-        gaps = [lip_gap(measurer.face(renderer.render(VideoFrame(frame, 0, 0), tracked, MouthShape(0, {"jawOpen": a})))) for a in (0.0, 0.5, 1.0)]
+        gaps = [
+            lip_gap(measurer.face(renderer.render(VideoFrame(frame, 0, 0), tracked, MouthShape(0, {"jawOpen": a}))))
+            for a in (0.0, 0.5, 1.0)
+        ]
     assert gaps == sorted(gaps) and gaps[2] - gaps[0] > 0.06, gaps
 
 

@@ -13,12 +13,12 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import PROJECT
 from models import bursts, fotaq, italian
 from models.metrics import Tally, shut_frames
 from models.real_corpus import SOURCE_SPLITS, SPLITS, corrected, judge_alignment
 from models.real_sources import drascula_tables
 from models.targets import SEAL_MARGIN, make_targets
+from tests.conftest import PROJECT
 
 SR = 16_000
 
@@ -67,14 +67,23 @@ def test_fotaq_dialogue_lines_pair_each_voice_file_with_its_words():
     person_at = joe_at + len(joe)
     again_at = person_at + len(person)
     again = bytes([12]) + b"Back again?!" + b"\0" + bytes([4]) + b"Yes."  # each padded to 2 bytes
-    header = struct.pack(">hhhhh", -levels, 3, 7, 3, 1) + b"\0" * 12 + struct.pack(">HHH", person_at, 0, again_at) + b"\0" * 4
+    header = (
+        struct.pack(">hhhhh", -levels, 3, 7, 3, 1)
+        + b"\0" * 12
+        + struct.pack(">HHH", person_at, 0, again_at)
+        + b"\0" * 4
+    )
     script = header + b"\0" * 96 + joe + person + again
     files = ["07SSSSJ1.SB", "070005J1.SB", "070005J2.SB", "070006J1.SB", "070005P1.SB", "07XXXXP1.SB", "07XXXXJ1.SB"]
     lines = fotaq.dialogue_lines(_queen_resource({"CHIEF2.DOG": script}, files))
     assert [(x.voice_file, x.speaker, x.text) for x in lines] == [
-        ("07SSSSJ1.SB", "joe", "Hello there."), ("070005J1.SB", "joe", "Who are you?"), ("070005J2.SB", "joe", "Nice hat."),
+        ("07SSSSJ1.SB", "joe", "Hello there."),
+        ("070005J1.SB", "joe", "Who are you?"),
+        ("070005J2.SB", "joe", "Nice hat."),
         ("070005P1.SB", "chief", "I am the chief"),  # its second segment has no voice file: left out
-        ("07XXXXP1.SB", "chief", "Back again?!"), ("07XXXXJ1.SB", "joe", "Yes.")]  # a noise ("<gulp>") is no words
+        ("07XXXXP1.SB", "chief", "Back again?!"),
+        ("07XXXXJ1.SB", "joe", "Yes."),
+    ]  # a noise ("<gulp>") is no words
     with pytest.raises(ValueError, match="QTBL"):
         fotaq.table_of_contents(b"RIFF" + b"\0" * 40)
 
@@ -132,9 +141,17 @@ def test_a_poor_alignment_is_judged_poor():
     rng = np.random.default_rng(2)
     audio = np.concatenate([_vowel(rng, 0.5), np.zeros(SR // 2, np.float32), _vowel(rng, 0.5)])
     good = [("sil", 0.0, 0.02), ("ɑ", 0.02, 0.5), ("sil", 0.5, 1.0), ("ɑ", 1.0, 1.5)]
-    speech_over_silence = [("sil", 0.0, 0.02), ("ɑ", 0.02, 0.3), ("n", 0.3, 0.55), ("ɑ", 0.55, 1.05), ("sil", 1.05, 1.5)]
+    speech_over_silence = [
+        ("sil", 0.0, 0.02),
+        ("ɑ", 0.02, 0.3),
+        ("n", 0.3, 0.55),
+        ("ɑ", 0.55, 1.05),
+        ("sil", 1.05, 1.5),
+    ]
     assert judge_alignment(audio, good) == ""
-    assert "near silence" in judge_alignment(audio, speech_over_silence) or "phone" in judge_alignment(audio, speech_over_silence)
+    assert "near silence" in judge_alignment(audio, speech_over_silence) or "phone" in judge_alignment(
+        audio, speech_over_silence
+    )
 
 
 def test_false_open_counts_open_frames_where_the_lips_must_be_shut():
@@ -168,6 +185,7 @@ def test_splits_hold_out_whole_speakers():
     assert set(SOURCE_SPLITS.values()) == {"train"} and not {s.split(":")[0] for s in SPLITS} & set(SOURCE_SPLITS)
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_smoke_build_from_the_real_packages(tmp_path):
     """Downloads the Debian packages (~80 MB), aligns a few recordings per speaker, writes the
@@ -177,8 +195,12 @@ def test_smoke_build_from_the_real_packages(tmp_path):
     probe = subprocess.run(["apt-get", "download", "--print-uris", "drascula"], capture_output=True, text=True)
     if probe.returncode != 0 or "drascula" not in probe.stdout:
         pytest.skip(f"Debian's archive is not reachable here (apt-get update first?): {probe.stderr.strip()[-120:]}")
-    result = subprocess.run([sys.executable, "-m", "models.real_corpus", "--out", str(tmp_path), "--smoke"],
-                            capture_output=True, text=True, timeout=1200)
+    result = subprocess.run(
+        [sys.executable, "-m", "models.real_corpus", "--out", str(tmp_path), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     seen: dict[str, str] = {}
@@ -188,23 +210,49 @@ def test_smoke_build_from_the_real_packages(tmp_path):
     assert manifest["splits"]["train"]["utterances"] > 0 and manifest["splits"]["test"]["utterances"] > 0
     assert "allison" in manifest["aligner_bias"] and manifest["by_source"]["drascula"]["kept"] > 0
     assert manifest["by_source"]["fotaq"]["kept"] > 0  # the game's cast: training only
-    assert [s for split, info in manifest["splits"].items() for s in info["speakers"] if s.startswith("fotaq:")] == \
-        [s for s in manifest["splits"]["train"]["speakers"] if s.startswith("fotaq:")]
+    assert [s for split, info in manifest["splits"].items() for s in info["speakers"] if s.startswith("fotaq:")] == [
+        s for s in manifest["splits"]["train"]["speakers"] if s.startswith("fotaq:")
+    ]
     test = np.load(tmp_path / "test.npy", allow_pickle=True)
     assert all(r["phonemes"][-1][2] == pytest.approx(len(r["audio"]) / SR, abs=0.02) for r in test)
     # trained on both corpora (a few steps), chosen on validation, scored per split and speaker
     synthetic = tmp_path / "synthetic"
-    for command in (["models.corpus", "--out", str(synthetic), "--smoke"],
-                    ["models.train", "--corpus", str(synthetic), "--real", str(tmp_path), "--out", str(tmp_path / "m.onnx"),
-                     "--steps", "4", "--check-every", "2"],
-                    ["models.tune", str(tmp_path / "m.pt"), "--real", str(tmp_path), "--out", str(tmp_path / "tune.json")],
-                    ["models.eval", "--real", str(tmp_path), "--no-synthetic", "--model", str(tmp_path / "m.onnx"), "--out", str(tmp_path / "report")]):
+    for command in (
+        ["models.corpus", "--out", str(synthetic), "--smoke"],
+        [
+            "models.train",
+            "--corpus",
+            str(synthetic),
+            "--real",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "m.onnx"),
+            "--steps",
+            "4",
+            "--check-every",
+            "2",
+        ],
+        ["models.tune", str(tmp_path / "m.pt"), "--real", str(tmp_path), "--out", str(tmp_path / "tune.json")],
+        [
+            "models.eval",
+            "--real",
+            str(tmp_path),
+            "--no-synthetic",
+            "--model",
+            str(tmp_path / "m.onnx"),
+            "--out",
+            str(tmp_path / "report"),
+        ],
+    ):
         run = subprocess.run([sys.executable, "-m", *command], capture_output=True, text=True, timeout=1200)
         assert run.returncode == 0, run.stderr[-2000:]
     trained = json.loads((tmp_path / "m.train.json").read_text())
     assert trained["check_split"] == "real validation speakers" and trained["chosen_step"] in (2, 4)
     tuned = json.loads((tmp_path / "tune.json").read_text())
-    assert tuned["chosen"]["weights"] == str(tmp_path / "m.pt") and set(tuned["chosen"]) >= {"validation", "validation_pitch+4st"}
+    assert tuned["chosen"]["weights"] == str(tmp_path / "m.pt") and set(tuned["chosen"]) >= {
+        "validation",
+        "validation_pitch+4st",
+    }
     results = json.loads((tmp_path / "report" / "eval.json").read_text())
     assert {"validation", "validation_pitch+4st", "test", "test_pitch+4st", "test_foreign"} <= set(results["splits"])
     assert set(results["speakers"]["test"]) <= {s for s, split in SPLITS.items() if split == "test"}
@@ -212,6 +260,7 @@ def test_smoke_build_from_the_real_packages(tmp_path):
         assert 0.0 <= metrics["false_open_rate"] <= 1.0 and metrics["bursts"] >= 0
 
 
+@pytest.mark.integration
 def test_eval_command_scores_a_folder_of_recordings(tmp_path):
     """`python -m models.eval DIR` (the lab's command): any folder of audio + transcript, aligned on the fly."""
     pytest.importorskip("pocketsphinx", reason="needs the train extra")
@@ -220,10 +269,14 @@ def test_eval_command_scores_a_folder_of_recordings(tmp_path):
     from models import synth
 
     def lab_eval(*args: str) -> subprocess.CompletedProcess:  # the lab's command, from the checkout
-        return subprocess.run([sys.executable, "-m", "models.eval", *args], capture_output=True, text=True, timeout=600, cwd=PROJECT)
+        return subprocess.run(
+            [sys.executable, "-m", "models.eval", *args], capture_output=True, text=True, timeout=600, cwd=PROJECT
+        )
 
-    sentences = {"anna": ["Bob bought a big blue boat.", "Put the paper back in the box."],
-                 "ben": ["My mother makes apple pie.", "Maybe the baby can play."]}
+    sentences = {
+        "anna": ["Bob bought a big blue boat.", "Put the paper back in the box."],
+        "ben": ["My mother makes apple pie.", "Maybe the baby can play."],
+    }
     for speaker, lines in sentences.items():
         (tmp_path / "voices" / speaker).mkdir(parents=True)
         for i, line in enumerate(lines):
@@ -231,7 +284,9 @@ def test_eval_command_scores_a_folder_of_recordings(tmp_path):
             utterance = synth.espeak_utterance(line, voice)
             write_wav(tmp_path / "voices" / speaker / f"{i}.wav", utterance.audio)
             (tmp_path / "voices" / speaker / f"{i}.txt").write_text(line)
-    (tmp_path / "voices" / "anna" / "untranscribed.wav").write_bytes((tmp_path / "voices" / "anna" / "0.wav").read_bytes())
+    (tmp_path / "voices" / "anna" / "untranscribed.wav").write_bytes(
+        (tmp_path / "voices" / "anna" / "0.wav").read_bytes()
+    )
     result = lab_eval(str(tmp_path / "voices"), "--out", str(tmp_path / "report"))
     assert result.returncode == 0, result.stderr
     assert "4 of 4 recordings aligned" in result.stdout
@@ -251,20 +306,36 @@ def test_eval_command_scores_a_folder_of_recordings(tmp_path):
 def test_weights_and_output_stage_are_chosen_closest_to_every_target_with_the_mouth_shut():
     from models.tune import choose, summary
 
-    base = {"viseme_accuracy": 0.6, "closure_recall": 0.92, "open_vowel_recall": 0.8, "aperture_correlation": 0.7,
-            "burst_error_ms": 12.0, "false_open_rate": 0.03}
+    base = {
+        "viseme_accuracy": 0.6,
+        "closure_recall": 0.92,
+        "open_vowel_recall": 0.8,
+        "aperture_correlation": 0.7,
+        "burst_error_ms": 12.0,
+        "false_open_rate": 0.03,
+    }
 
     def both(**changes):  # the same on validation, changed on it pitched up
         return {"validation": base, "validation_pitch+4st": {**base, **changes}}
 
-    results = {("a.pt", 1.0, (0.1, 0.25), 0.0): both(),
-               ("a.pt", 1.5, (0.1, 0.25), 0.0): both(open_vowel_recall=0.99, false_open_rate=0.09),  # better, but opens on closures
-               ("b.pt", 1.2, (0.1, 0.25), 5.0): both(open_vowel_recall=0.85, closure_recall=0.85),  # 0.05 more open, 0.05 fewer closures
-               ("b.pt", 1.2, (0.05, 0.2), 5.0): both(open_vowel_recall=0.84)}
+    results = {
+        ("a.pt", 1.0, (0.1, 0.25), 0.0): both(),
+        ("a.pt", 1.5, (0.1, 0.25), 0.0): both(
+            open_vowel_recall=0.99, false_open_rate=0.09
+        ),  # better, but opens on closures
+        ("b.pt", 1.2, (0.1, 0.25), 5.0): both(
+            open_vowel_recall=0.85, closure_recall=0.85
+        ),  # 0.05 more open, 0.05 fewer closures
+        ("b.pt", 1.2, (0.05, 0.2), 5.0): both(open_vowel_recall=0.84),
+    }
     assert choose(results) == ("b.pt", 1.2, (0.05, 0.2), 5.0)
-    results[("a.pt", 1.0, (0.03, 0.15), 10.0)] = both(closure_recall=1.0, open_vowel_recall=0.84, aperture_correlation=0.69)
+    results[("a.pt", 1.0, (0.03, 0.15), 10.0)] = both(
+        closure_recall=1.0, open_vowel_recall=0.84, aperture_correlation=0.69
+    )
     assert choose(results) == ("b.pt", 1.2, (0.05, 0.2), 5.0)  # surplus closures do not pay for a weaker correlation
-    results[("a.pt", 1.0, (0.03, 0.15), 10.0)] = both(closure_recall=1.0, open_vowel_recall=0.84, aperture_correlation=0.7)
+    results[("a.pt", 1.0, (0.03, 0.15), 10.0)] = both(
+        closure_recall=1.0, open_vowel_recall=0.84, aperture_correlation=0.7
+    )
     assert choose(results) == ("a.pt", 1.0, (0.03, 0.15), 10.0)  # level on every target: the better mean wins
     best = summary(results, choose(results))["best_per_weights"]  # what models/mouth.tune.json keeps
     assert [(r["weights"], r["seal"]) for r in best] == [("a.pt", (0.03, 0.15)), ("b.pt", (0.05, 0.2))]
@@ -277,12 +348,16 @@ def test_the_aligned_reference_is_scored_against_the_exact_timing(tmp_path):
     from models import synth
     from models.eval import reference_cases, reference_table, synthetic_cases
 
-    lines = {"heldout_sentence": ["Bob bought a big blue boat.", "Put the paper back in the box."],
-             "heldout_voice": ["My mother makes apple pie.", "Maybe the baby can play."]}
+    lines = {
+        "heldout_sentence": ["Bob bought a big blue boat.", "Put the paper back in the box."],
+        "heldout_voice": ["My mother makes apple pie.", "Maybe the baby can play."],
+    }
     for split, texts in lines.items():
         voice = "en-us" if split == "heldout_sentence" else "en-us+m3"
-        records = [{"audio": u.audio, "phonemes": u.phonemes, "voice": u.voice, "text": u.text}
-                   for u in (synth.espeak_utterance(text, voice) for text in texts)]
+        records = [
+            {"audio": u.audio, "phonemes": u.phonemes, "voice": u.voice, "text": u.text}
+            for u in (synth.espeak_utterance(text, voice) for text in texts)
+        ]
         np.save(tmp_path / f"{split}.npy", np.array(records, dtype=object), allow_pickle=True)
     cases, info = reference_cases(synthetic_cases(tmp_path))
     exact, aligned = cases["reference_exact"], cases["reference_aligned"]

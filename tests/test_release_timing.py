@@ -7,16 +7,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import SPEECH
-from firmware_app.tools.analyze import analyze_samples, stream_samples
+from firmware_app.audio.stop_bursts import ReleaseDetector, releases_of
 from firmware_app.config import ModelSettings
 from firmware_app.frames import HOP_S, FeatureFrames, MouthShape
 from firmware_app.mouth import create_mouth_model
 from firmware_app.mouth.base import MouthModel
 from firmware_app.mouth.release_timing import CLOSED, PART_MAX_SPEED, PART_S, ReleaseTiming
-from firmware_app.audio.stop_bursts import ReleaseDetector, releases_of
 from firmware_app.sources.audio_file import decode_audio
+from firmware_app.tools.analyze import analyze_samples, stream_samples
 from models.bursts import PART_APERTURE, parting_time
+
+from conftest import SPEECH
 
 RATE = 16000
 
@@ -42,7 +43,7 @@ def closure_and_burst(rng: np.random.Generator, closure_s: float = 0.07) -> np.n
 
 @pytest.fixture(scope="module")
 def syllables() -> tuple[np.ndarray, list[float]]:
-    """"a-ba-ba-ba": three bursts at known times."""
+    """ "a-ba-ba-ba": three bursts at known times."""
     rng = np.random.default_rng(5)
     parts, bursts, at = [vowel(0.6, rng)], [], 0.6
     for _ in range(3):
@@ -87,7 +88,10 @@ class ScriptedMouth(MouthModel):
 
     def push(self, features: FeatureFrames) -> list[MouthShape]:
         times = features.t + HOP_S * np.arange(len(features.values))
-        return [MouthShape(float(t), {"jawOpen": 0.4, "mouthClose": 0.4 if self.closed_from <= t < self.opens_at else 0.0}) for t in times]
+        return [
+            MouthShape(float(t), {"jawOpen": 0.4, "mouthClose": 0.4 if self.closed_from <= t < self.opens_at else 0.0})
+            for t in times
+        ]
 
 
 def parting_of(model: MouthModel, burst: float) -> float | None:
@@ -113,7 +117,9 @@ def test_an_early_model_does_not_jump_open_on_the_burst_frame():
     shapes = ReleaseTiming(ScriptedMouth(0.15, 0.28)).push(FeatureFrames(np.zeros((60, 41), np.float32), 0.0, (burst,)))
     aperture = {round(s.t, 2): s.get("jawOpen") - s.get("mouthClose") for s in shapes}
     assert aperture[0.29] == pytest.approx(0.0)  # held
-    assert aperture[0.30] <= PART_MAX_SPEED * 0.0001 + 1e-6 and aperture[0.31] == pytest.approx(PART_MAX_SPEED * 0.0101, abs=1e-4)
+    assert aperture[0.30] <= PART_MAX_SPEED * 0.0001 + 1e-6 and aperture[0.31] == pytest.approx(
+        PART_MAX_SPEED * 0.0101, abs=1e-4
+    )
     assert aperture[0.34] == pytest.approx(0.4)  # the model's own opening
 
 

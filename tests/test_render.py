@@ -5,13 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import PORTRAIT, SPEECH, cli
-from firmware_app.config import Settings
 from firmware_app.audio.features import features_of
+from firmware_app.config import Settings
+from firmware_app.face.tracker import FaceTracker
 from firmware_app.frames import Face, VideoFrame
 from firmware_app.sources.audio_file import decode_audio, write_wav
-from firmware_app.face.tracker import FaceTracker
+
+from conftest import PORTRAIT, SPEECH, cli
 from media import audio_samples, stream_durations, video_frames
+
+pytestmark = pytest.mark.wheels  # CI runs these again on the Jetson's pinned versions
 
 FPS = 30.0
 
@@ -36,6 +39,7 @@ def tracked(image: np.ndarray) -> Face:
     return face
 
 
+@pytest.mark.integration
 def test_output_has_video_and_audio_of_the_speech_duration(demo_render):
     speech_seconds = len(decode_audio(SPEECH)) / 16_000
     durations = stream_durations(demo_render)
@@ -44,6 +48,7 @@ def test_output_has_video_and_audio_of_the_speech_duration(demo_render):
     assert abs(durations["audio"] - speech_seconds) <= 0.05
 
 
+@pytest.mark.integration
 def test_output_audio_is_the_input_speech(demo_render):
     original = decode_audio(SPEECH)
     muxed = audio_samples(demo_render)
@@ -56,6 +61,7 @@ def test_output_audio_is_the_input_speech(demo_render):
     assert correlation > 0.95
 
 
+@pytest.mark.integration
 def test_mouth_opens_with_speech_and_rests_in_silence(frames, speech_level_per_frame):
     face = tracked(frames[0])  # the clip starts with half a second of silence
     mouth = face.landmarks[[61, 291, 13, 14, 17], :2]
@@ -72,11 +78,16 @@ def test_mouth_opens_with_speech_and_rests_in_silence(frames, speech_level_per_f
     at_rest = np.array([silent[max(0, i - 9) : i + 3].all() for i in range(n)])
     assert loud.sum() > 100 and at_rest.sum() > 20
     # a face that shows its teeth opens below them, so quiet syllables show teeth and loud ones a cavity
-    assert np.median(dark[loud]) > 2 * dark[0] and np.percentile(dark[loud], 90) > 100, "the mouth does not open with speech"
-    assert dark[at_rest].max() <= dark[0] + 3, f"the mouth is open in silence: {dark[at_rest].max()} dark pixels, {np.median(dark[loud])} in speech"
+    assert np.median(dark[loud]) > 2 * dark[0] and np.percentile(dark[loud], 90) > 100, (
+        "the mouth does not open with speech"
+    )
+    assert dark[at_rest].max() <= dark[0] + 3, (
+        f"the mouth is open in silence: {dark[at_rest].max()} dark pixels, {np.median(dark[loud])} in speech"
+    )
     assert dark[0] < 0.1 * np.percentile(dark[loud], 90), "the portrait's mouth should start closed"
 
 
+@pytest.mark.integration
 def test_rendered_mouth_is_measurably_open_when_loud(frames, speech_level_per_frame):
     """Closed loop: MediaPipe, looking at the rendered frames, sees the lips part during speech."""
 
@@ -92,12 +103,14 @@ def test_rendered_mouth_is_measurably_open_when_loud(frames, speech_level_per_fr
     assert measured_loud > measured_rest + 0.025, (measured_loud, measured_rest)
 
 
+@pytest.mark.integration
 def test_disclosure_mark_is_visible(frames):
     # The portrait is letterboxed: without the mark the bottom-left corner is pure black.
     corner = frames[len(frames) // 2][-80:, :300]
     assert (corner.max(axis=2) > 200).sum() > 300
 
 
+@pytest.mark.integration
 def test_render_is_deterministic(demo_render, tmp_path):
     again = tmp_path / "again.mp4"
     result = cli("render", "--audio", str(SPEECH), "--face", str(PORTRAIT), "--out", str(again))
@@ -107,13 +120,19 @@ def test_render_is_deterministic(demo_render, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(first, second))
 
 
+@pytest.mark.integration
 def test_render_with_a_looping_video_clip_as_face(tmp_path):
     """A clip face is tracked every frame and loops when the speech is longer than the clip."""
     samples = decode_audio(SPEECH)
     short = tmp_path / "short.wav"
     write_wav(short, samples[16000 : 16000 * 3])  # 2 s of speech
     clip = tmp_path / "clip.mp4"
-    assert cli("render", "--audio", str(short), "--face", str(PORTRAIT), "--out", str(clip), "--size", "640x360").returncode == 0
+    assert (
+        cli(
+            "render", "--audio", str(short), "--face", str(PORTRAIT), "--out", str(clip), "--size", "640x360"
+        ).returncode
+        == 0
+    )
     out = tmp_path / "looped.mp4"
     result = cli("render", "--audio", str(SPEECH), "--face", str(clip), "--out", str(out), "--size", "640x360")
     assert result.returncode == 0, result.stderr

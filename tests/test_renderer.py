@@ -6,13 +6,14 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import PORTRAIT
 from firmware_app.config import DisclosureSettings, RendererSettings, Settings
+from firmware_app.face.tracker import FaceTracker
 from firmware_app.frames import MouthShape, VideoFrame
 from firmware_app.render import Renderer
 from firmware_app.render.mouth import measure_mouth, render_mouth
 from firmware_app.sources import open_video_source
-from firmware_app.face.tracker import FaceTracker
+
+from conftest import PORTRAIT
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,11 @@ def test_warp_stays_in_the_lower_face(portrait):
 
 @pytest.mark.parametrize(
     "controls",
-    [{"headYaw": 12.0, "headPitch": 5.0}, {"headRoll": 4.0, "browInnerUp": 0.6}, {"mouthPucker": 0.8, "mouthFunnel": 0.4}],
+    [
+        {"headYaw": 12.0, "headPitch": 5.0},
+        {"headRoll": 4.0, "browInnerUp": 0.6},
+        {"mouthPucker": 0.8, "mouthFunnel": 0.4},
+    ],
     ids=["head turn", "head roll and brows", "lips rounded"],
 )
 def test_the_warp_takes_every_landmark_where_the_rig_sends_it(portrait, controls):
@@ -82,7 +87,11 @@ def test_the_warp_takes_every_landmark_where_the_rig_sends_it(portrait, controls
     mesh = int((~pose.free).sum())  # the pinned landmarks come first, then the halo around the face
     error = np.linalg.norm(came_from - current, axis=1)[:mesh]
     assert (np.linalg.norm(target - current, axis=1)[:mesh] > 0.5).sum() > 20, "the controls should move the face"
-    assert np.median(error) < 0.75 and np.percentile(error, 95) < 3.5, (np.median(error), np.percentile(error, 95), error.max())
+    assert np.median(error) < 0.75 and np.percentile(error, 95) < 3.5, (
+        np.median(error),
+        np.percentile(error, 95),
+        error.max(),
+    )
 
 
 def test_no_face_leaves_the_picture_untouched_but_disclosed(portrait):

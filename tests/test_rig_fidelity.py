@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import pytest
 
-from calibration.fidelity import measure, fidelity_faces
+from calibration.fidelity import fidelity_faces, measure
 from firmware_app.config import Settings
+
+pytestmark = pytest.mark.integration  # its faces include frames of the demo, rendered by the CLI (demo_render)
 
 FLOORS = {  # control prefix → (geometry correlation, lowest gain, highest gain, MediaPipe score correlation)
     "lip aperture": (0.95, 0.55, 1.3, 0.8),

@@ -7,13 +7,14 @@ import logging
 import re
 
 import numpy as np
+import pytest
+
+from firmware_app.platform.logs import RepeatLimiter
+from firmware_app.runners.metrics import LiveMetrics
+from firmware_app.sources.audio_file import AudioFileSource, decode_audio
+from firmware_app.tools.soak import summarise
 
 from conftest import PORTRAIT, SPEECH, cli
-from firmware_app.frames import SAMPLE_RATE
-from firmware_app.runners.metrics import LiveMetrics
-from firmware_app.platform.logs import RepeatLimiter
-from firmware_app.tools.soak import summarise
-from firmware_app.sources.audio_file import AudioFileSource, decode_audio
 
 
 def test_a_looped_speech_file_plays_again_and_again_on_one_clock():
@@ -41,7 +42,15 @@ def test_a_repeated_message_is_logged_once_then_counted():
         for cause in range(5):
             logger.warning("microphone unavailable (%s); retrying in %.1f s", f"cause {cause}", 0.5)
         logger.warning("camera is back")  # a different message is not held back
-        later = logging.LogRecord("test.repeat", logging.WARNING, __file__, 1, "microphone unavailable (%s); retrying in %.1f s", ("cause 9", 5.0), None)
+        later = logging.LogRecord(
+            "test.repeat",
+            logging.WARNING,
+            __file__,
+            1,
+            "microphone unavailable (%s); retrying in %.1f s",
+            ("cause 9", 5.0),
+            None,
+        )
         later.created += 61  # after the window
         handler.handle(later)
         for period in range(1, 4):  # a status line every 10 s is not a flood
@@ -52,7 +61,9 @@ def test_a_repeated_message_is_logged_once_then_counted():
         logger.removeHandler(handler)
     assert records[0] == "microphone unavailable (cause 0); retrying in 0.5 s"
     assert records[1] == "camera is back"
-    assert re.fullmatch(r"microphone unavailable \(cause 9\); retrying in 5\.0 s \[and 4 more like it in the \d+ s before\]", records[2]), records
+    assert re.fullmatch(
+        r"microphone unavailable \(cause 9\); retrying in 5\.0 s \[and 4 more like it in the \d+ s before\]", records[2]
+    ), records
     assert records[3:] == ["soak 10 s", "soak 20 s", "soak 30 s"]
 
 
@@ -82,12 +93,15 @@ def test_the_soak_reports_the_voice_played_and_fails_when_it_is_skipped_or_runs_
     assert "skipped_ms" not in summarise(samples, metrics).text  # no passthrough, nothing to report
 
 
+@pytest.mark.integration
 def test_a_short_soak_on_the_looped_speech_keeps_the_mouth_moving(tmp_path):
     """Mirror mode with the portrait as the camera, the bundled speech looped as the microphone:
     the file plays more than twice; it is never reopened, and the mouth opens in every period."""
     config = tmp_path / "config.yaml"
-    config.write_text(f"sources: {{audio: 'file://{SPEECH}', camera: 'file://{PORTRAIT}'}}\n"
-                      "video: {width: 640, height: 360}\noutput: {uri: 'null://'}\n")
+    config.write_text(
+        f"sources: {{audio: 'file://{SPEECH}', camera: 'file://{PORTRAIT}'}}\n"
+        "video: {width: 640, height: 360}\noutput: {uri: 'null://'}\n"
+    )
     result = cli("bench", "soak", "--minutes", "0.6", "--config", str(config), timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert float(re.search(r"soak minutes=([\d.]+)", result.stdout).group(1)) >= 0.6, result.stdout

@@ -7,10 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from conftest import PORTRAIT, SPEECH
+from firmware_app.audio.features import HOP, N_MELS, FeatureStream, features_of
 from firmware_app.config import LoudnessSettings, Settings
 from firmware_app.errors import ConfigError, DeviceError
-from firmware_app.audio.features import HOP, N_MELS, FeatureStream, features_of
 from firmware_app.frames import HOP_S, SAMPLE_RATE, AudioBlock, FeatureFrames, MouthShape
 from firmware_app.mouth.loudness import LoudnessBaseline
 from firmware_app.mouth.track import MouthTrack
@@ -18,6 +17,8 @@ from firmware_app.sources import open_audio_source, open_video_source
 from firmware_app.sources.audio_file import decode_audio
 from firmware_app.sources.base import fit_frame
 from firmware_app.uri import parse_uri
+
+from conftest import PORTRAIT, SPEECH
 
 
 def test_features_stream_in_any_block_size_matches_one_pass():
@@ -84,7 +85,9 @@ def test_audio_file_source_resamples_and_stamps_contiguous_blocks(tmp_path):
     with av.open(str(stereo), "w") as out:
         stream = out.add_stream("pcm_s16le", rate=44_100, layout="stereo")
         tone = (0.3 * np.sin(2 * np.pi * 300 * np.arange(44_100) / 44_100) * 32767).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(np.stack([tone, tone]).T.reshape(1, -1).copy(), format="s16", layout="stereo")
+        frame = av.AudioFrame.from_ndarray(
+            np.stack([tone, tone]).T.reshape(1, -1).copy(), format="s16", layout="stereo"
+        )
         frame.sample_rate = 44_100
         for packet in stream.encode(frame):
             out.mux(packet)

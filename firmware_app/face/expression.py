@@ -15,10 +15,10 @@ import numpy as np
 
 from firmware_app.config import PuppetSettings
 from firmware_app.errors import DeviceError
+from firmware_app.face.tracker import FaceTracker
 from firmware_app.frames import Face, MouthShape
 from firmware_app.resource import Resource
 from firmware_app.sources import VideoSource
-from firmware_app.face.tracker import FaceTracker
 
 log = logging.getLogger(__name__)
 

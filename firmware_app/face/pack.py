@@ -58,7 +58,9 @@ def descriptor(weights: dict[str, float], gaps: np.ndarray, half_width: float) -
     return np.array([*shapes, *np.asarray(gaps, np.float32), half_width], np.float32)
 
 
-def exemplar_coords(s: np.ndarray, d_top: np.ndarray, d_bot: np.ndarray, upper: np.ndarray, lower: np.ndarray, half_width: float) -> tuple[np.ndarray, np.ndarray]:
+def exemplar_coords(
+    s: np.ndarray, d_top: np.ndarray, d_bot: np.ndarray, upper: np.ndarray, lower: np.ndarray, half_width: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(u, v) in an exemplar (inner edges `upper`/`lower` at `EDGE_S`, `half_width`; face heights)
     of a point `s` half widths across, `d_top` below the upper lip's edge and `d_bot` above the
     lower's. A crown's length below the upper lip is read rigidly from below the exemplar's upper
@@ -70,7 +72,9 @@ def exemplar_coords(s: np.ndarray, d_top: np.ndarray, d_bot: np.ndarray, upper: 
     gap_c = np.maximum(d_top + d_bot, 0.0)
     crown = np.minimum(np.minimum(CROWN, 0.5 * gap_e), 0.5 * gap_c)
     between = np.clip((d_top - crown) / np.maximum(gap_c - 2 * crown, 1e-4), 0.0, 1.0)
-    v = np.where(d_top <= crown, up + d_top, np.where(d_bot <= crown, lo - d_bot, up + crown + between * (gap_e - 2 * crown)))
+    v = np.where(
+        d_top <= crown, up + d_top, np.where(d_bot <= crown, lo - d_bot, up + crown + between * (gap_e - 2 * crown))
+    )
     return (s * half_width).astype(np.float32), v.astype(np.float32)
 
 
@@ -129,7 +133,10 @@ class FacePack:
 def write_face_pack(path: Path, manifest: dict, reference: np.ndarray, bank: Bank) -> dict:
     """Write a `.face` file atomically (a crash never leaves half a pack under its name); returns
     the manifest as stored, this format's version first."""
-    stored = {"format_version": FORMAT_VERSION, **{key: value for key, value in manifest.items() if key != "format_version"}}
+    stored = {
+        "format_version": FORMAT_VERSION,
+        **{key: value for key, value in manifest.items() if key != "format_version"},
+    }
     data = io.BytesIO()
     with zipfile.ZipFile(data, "w", zipfile.ZIP_DEFLATED) as pack:
         pack.writestr(MANIFEST, json.dumps(stored, indent=2))
@@ -142,7 +149,10 @@ def write_face_pack(path: Path, manifest: dict, reference: np.ndarray, bank: Ban
 def load_face_pack(path: Path) -> FacePack:
     """Read a `.face` file; a file that is not one, or of another format version, is refused."""
     if not path.is_file():
-        raise MediaError(f"the face pack {path} does not exist", "build one with `ventriloquist enroll CLIP --out NAME.face --consent \"…\"`")
+        raise MediaError(
+            f"the face pack {path} does not exist",
+            'build one with `ventriloquist enroll CLIP --out NAME.face --consent "…"`',
+        )
     try:
         with zipfile.ZipFile(path) as pack:
             manifest = json.loads(pack.read(MANIFEST))
@@ -154,11 +164,12 @@ def load_face_pack(path: Path) -> FacePack:
         raise MediaError(f"{path} is not a readable face pack (its reference still does not decode)", ENROLL_AGAIN)
     if manifest.get("format_version") != FORMAT_VERSION:
         raise MediaError(
-            f"{path} is a face pack of format {manifest.get('format_version')}; this version reads format {FORMAT_VERSION}",
+            f"{path} is a face pack of format {manifest.get('format_version')}; this version reads format "
+            f"{FORMAT_VERSION}",
             "enroll the clip again with this version's `ventriloquist enroll`",
         )
     if not manifest.get("consent"):
-        raise MediaError(f"{path} records no consent statement", "enroll the clip again with --consent \"…\"")
+        raise MediaError(f"{path} records no consent statement", 'enroll the clip again with --consent "…"')
     return FacePack(path, manifest, reference, bank)
 
 
@@ -167,9 +178,10 @@ def require_disclosure(pack: FacePack, disclosure: DisclosureSettings) -> None:
     if not disclosure.enabled:
         raise ConfigError(
             f"disclosure.enabled is false, but the face pack {pack.path.name} shows a real person (consent: "
-            f"\"{pack.consent}\"); video of a real person's likeness is always marked as synthetic (EU AI Act art. 50), "
+            f'"{pack.consent}"); video of a real person\'s likeness is always marked as synthetic (EU AI Act art. 50), '
             "so the mark cannot be switched off while a face pack is in use",
-            "set disclosure.enabled: true (you may change disclosure.text and disclosure.position), or use a portrait that is not a face pack",
+            "set disclosure.enabled: true (you may change disclosure.text and disclosure.position), or use a "
+            "portrait that is not a face pack",
         )
 
 
@@ -177,7 +189,11 @@ def face_pack_path(uri_text: str) -> Path | None:
     """The face pack a `sources.portrait` or `--face` names (`file://NAME.face`), else None."""
     from firmware_app.uri import parse_uri
 
-    uri = parse_uri(uri_text, ("file",)) if uri_text.startswith(("file://", "bundled://")) or "://" not in uri_text else None
+    uri = (
+        parse_uri(uri_text, ("file",))
+        if uri_text.startswith(("file://", "bundled://")) or "://" not in uri_text
+        else None
+    )
     return uri.path if uri is not None and uri.path.suffix.lower() == SUFFIX else None
 
 
@@ -186,5 +202,13 @@ def open_face_pack(path: Path, disclosure: DisclosureSettings) -> FacePack:
     pack = load_face_pack(path)
     require_disclosure(pack, disclosure)
     m = pack.manifest
-    log.info("face pack %s: %d mouth exemplars from %d frames of %s (enrolled %s); consent: %s", path.name, len(pack.bank.keys), m.get("frames_used", 0), m.get("source_clip", "?"), m.get("date", "?"), pack.consent)
+    log.info(
+        "face pack %s: %d mouth exemplars from %d frames of %s (enrolled %s); consent: %s",
+        path.name,
+        len(pack.bank.keys),
+        m.get("frames_used", 0),
+        m.get("source_clip", "?"),
+        m.get("date", "?"),
+        pack.consent,
+    )
     return pack

@@ -79,7 +79,9 @@ class Scores:
 
         self.psnr.append(float(peak_signal_noise_ratio(real, rendered, data_range=255)))
         grey_real, grey = (cv2.cvtColor(x, cv2.COLOR_BGR2GRAY) for x in (real, rendered))
-        self.ssim.append(float(structural_similarity(grey_real, grey, data_range=255, win_size=min(7, *grey.shape) // 2 * 2 + 1)))
+        self.ssim.append(
+            float(structural_similarity(grey_real, grey, data_range=255, win_size=min(7, *grey.shape) // 2 * 2 + 1))
+        )
         self.lap_rendered.append(float(cv2.Laplacian(grey, cv2.CV_32F).var()))
         self.lap_real.append(float(cv2.Laplacian(grey_real, cv2.CV_32F).var()))
         if previous is not None:
@@ -184,7 +186,9 @@ def table(report: dict) -> str:
             continue
         lines.append(f"  {'':12s}{'bank':>10s}{'single photo':>14s}  bank better")
         for name in MEASURES:
-            lines.append(f"  {name:12s}{part['bank'][name]:>10}{part['single_photo'][name]:>14}  {'yes' if wins[name] else 'NO'}")
+            lines.append(
+                f"  {name:12s}{part['bank'][name]:>10}{part['single_photo'][name]:>14}  {'yes' if wins[name] else 'NO'}"
+            )
     return "\n".join(lines)
 
 

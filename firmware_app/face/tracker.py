@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -18,9 +18,9 @@ import numpy as np
 from firmware_app.assets import resolve_path, verify_model_file
 from firmware_app.config import TrackerSettings
 from firmware_app.errors import ModelError
+from firmware_app.face.smoothing import OneEuroFilter
 from firmware_app.frames import Face, VideoFrame
 from firmware_app.resource import Resource
-from firmware_app.face.smoothing import OneEuroFilter
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,9 @@ class FaceTracker(Resource):
         self._last_timestamp_ms = -1
         self._window_centre: np.ndarray | None = None  # where the last face was: the next look centres there
         self._search_step = 0
-        self._smoother = OneEuroFilter(settings.smoothing_min_cutoff_hz, settings.smoothing_beta) if settings.smoothing else None
+        self._smoother = (
+            OneEuroFilter(settings.smoothing_min_cutoff_hz, settings.smoothing_beta) if settings.smoothing else None
+        )
 
     def open(self) -> None:
         verify_model_file(self.model_path)
@@ -68,7 +70,9 @@ class FaceTracker(Resource):
                 self._landmarker = vision.FaceLandmarker.create_from_options(options)
                 self._warm_up()
         except (RuntimeError, ValueError) as exc:
-            raise ModelError(f"MediaPipe cannot load {self.model_path}: {exc}", "run `ventriloquist models fetch`") from None
+            raise ModelError(
+                f"MediaPipe cannot load {self.model_path}: {exc}", "run `ventriloquist models fetch`"
+            ) from None
 
     def _warm_up(self) -> None:
         """The first inference logs native warnings and is slow: do it now, on a blank frame."""
@@ -106,7 +110,9 @@ class FaceTracker(Resource):
         timestamp_ms = max(round(frame.t * 1000), self._last_timestamp_ms + 1)
         self._last_timestamp_ms = timestamp_ms
         x0, y0, side = self._square_window(frame.image.shape)
-        rgb = cv2.cvtColor(frame.image[y0 : y0 + side, x0 : x0 + side], cv2.COLOR_BGR2RGB)  # 10x faster than [..., ::-1]
+        rgb = cv2.cvtColor(
+            frame.image[y0 : y0 + side, x0 : x0 + side], cv2.COLOR_BGR2RGB
+        )  # 10x faster than [..., ::-1]
         result = self._landmarker.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb), timestamp_ms)
         if not result.face_landmarks:
             self._window_centre = None

@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from firmware_app.errors import ModelError
 from firmware_app.platform.fileutil import write_atomically
@@ -105,7 +106,9 @@ class EngineCache:
         path = self.store(key, data)
         engine = deserialize(data)
         if engine is None:
-            raise ModelError(f"TensorRT built {path} but cannot load it", "check the TensorRT install (ventriloquist doctor)")
+            raise ModelError(
+                f"TensorRT built {path} but cannot load it", "check the TensorRT install (ventriloquist doctor)"
+            )
         return engine
 
     def discard(self, key: EngineKey) -> None:

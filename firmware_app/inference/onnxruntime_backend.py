@@ -9,7 +9,10 @@ import numpy as np
 from firmware_app.errors import MissingFileError, ModelError
 from firmware_app.inference.base import Backend
 
-MODEL_FIX = "restore the shipped model (git checkout firmware_app/assets/models/mouth.onnx) or retrain it (see models/README.md)"
+MODEL_FIX = (
+    "restore the shipped model (git checkout firmware_app/assets/models/mouth.onnx) or retrain it "
+    "(see models/README.md)"
+)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -29,7 +32,9 @@ class OnnxRuntimeBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises private exception types for unreadable files
-            raise ModelError(f"the mouth model {onnx_path} cannot be loaded: {str(exc).splitlines()[0]}", MODEL_FIX) from None
+            raise ModelError(
+                f"the mouth model {onnx_path} cannot be loaded: {str(exc).splitlines()[0]}", MODEL_FIX
+            ) from None
         self.input_shapes = {i.name: tuple(i.shape) for i in self.session.get_inputs()}
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)

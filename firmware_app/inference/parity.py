@@ -33,8 +33,10 @@ class ParityResult:
 
     def line(self) -> str:
         verdict = "OK" if self.ok else "FAIL"
-        return (f"{verdict}: {self.backend} vs recorded ONNX Runtime outputs over {self.steps} steps: "
-                f"max error {self.max_error:.2e}, mean {self.mean_error:.2e}, tolerance {self.tolerance:.0e}")
+        return (
+            f"{verdict}: {self.backend} vs recorded ONNX Runtime outputs over {self.steps} steps: "
+            f"max error {self.max_error:.2e}, mean {self.mean_error:.2e}, tolerance {self.tolerance:.0e}"
+        )
 
 
 def golden_path(model_path: Path) -> Path:
@@ -43,10 +45,14 @@ def golden_path(model_path: Path) -> Path:
 
 def check_parity(backend: Backend, golden: Path, tolerance: float) -> ParityResult:
     if not golden.is_file():
-        raise MissingFileError(f"the golden parity file {golden} is missing", "restore it from the repository (models/)")
+        raise MissingFileError(
+            f"the golden parity file {golden} is missing", "restore it from the repository (models/)"
+        )
     data = np.load(golden)
     errors = []
-    for features, state, visemes, blendshapes in zip(data["features"], data["state"], data["visemes"], data["blendshapes"]):
+    for features, state, visemes, blendshapes in zip(
+        data["features"], data["state"], data["visemes"], data["blendshapes"]
+    ):
         v, b, _ = backend.run({"features": features[None].astype(np.float32), "state": state[None].astype(np.float32)})
         errors.append(np.concatenate([np.abs(v[0] - visemes), np.abs(b[0] - blendshapes)]))
     stacked = np.array(errors)

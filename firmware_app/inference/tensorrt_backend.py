@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from firmware_app.errors import ModelError
-from firmware_app.platform.fileutil import write_atomically
 from firmware_app.inference.base import Backend
 from firmware_app.inference.engine_cache import EngineCache, EngineKey
+from firmware_app.platform.fileutil import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,11 @@ def build_engine(onnx_path: Path, fp16: bool, timing_cache: Path, workspace_mb: 
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
         half = request_fp16(trt, builder, config)
         used_saved = attach_timing_cache(config, timing_cache, use_saved)
-        log.info("building TensorRT engine for %s (%s); this takes a minute on first boot", onnx_path.name, "fp16" if half else "model precision")
+        log.info(
+            "building TensorRT engine for %s (%s); this takes a minute on first boot",
+            onnx_path.name,
+            "fp16" if half else "model precision",
+        )
         started = time.monotonic()
         serialized = builder.build_serialized_network(network, config)
         if serialized is not None:
@@ -145,7 +149,9 @@ def build_engine(onnx_path: Path, fp16: bool, timing_cache: Path, workspace_mb: 
 class TensorRTBackend(Backend):
     name = "tensorrt"
 
-    def __init__(self, onnx_path: Path, engine_dir: Path, fp16: bool = True, rebuild_failed_parity: bool = False) -> None:
+    def __init__(
+        self, onnx_path: Path, engine_dir: Path, fp16: bool = True, rebuild_failed_parity: bool = False
+    ) -> None:
         """An engine whose recorded parity check failed is refused (`auto` then runs ONNX Runtime),
         or, for `engine build`, deleted and built again."""
         import pycuda.driver as cuda
@@ -170,7 +176,10 @@ class TensorRTBackend(Backend):
                 log.warning("the cached engine failed its parity check (%s): building it again", failure)
                 self.cache.discard(self.key)
             elif failure:
-                raise ModelError(f"the TensorRT engine {self.cache.engine_path(self.key)} failed its parity check ({failure})", REBUILD_FIX)
+                raise ModelError(
+                    f"the TensorRT engine {self.cache.engine_path(self.key)} failed its parity check ({failure})",
+                    REBUILD_FIX,
+                )
             self._load(onnx_path, engine_dir, fp16)
         except BaseException:
             self._release()  # still pushed: the context is current for every free
@@ -190,7 +199,9 @@ class TensorRTBackend(Backend):
         )
         self.execution = self.engine.create_execution_context()
         if self.execution is None:
-            raise ModelError("TensorRT could not create an execution context for the engine (out of GPU memory?)", REBUILD_FIX)
+            raise ModelError(
+                "TensorRT could not create an execution context for the engine (out of GPU memory?)", REBUILD_FIX
+            )
         self.stream = cuda.Stream()
         for i in range(self.engine.num_io_tensors):
             name = self.engine.get_tensor_name(i)

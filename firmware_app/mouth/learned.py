@@ -15,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware_app.errors import ModelError
 from firmware_app.audio.features import N_MELS, SILENT_FRAME, pad_silence
+from firmware_app.errors import ModelError
 from firmware_app.frames import HOP_S, FeatureFrames, MouthShape
 from firmware_app.inference import Backend, open_backend
 from firmware_app.inference.onnxruntime_backend import OnnxRuntimeBackend
 from firmware_app.mouth.base import MouthModel
 from firmware_app.shapes import BLENDSHAPES, VISEMES
+
 
 class LearnedMouthModel(MouthModel):
     def __init__(self, backend: Backend, path: Path) -> None:
@@ -36,12 +37,19 @@ class LearnedMouthModel(MouthModel):
             visemes = json.loads(meta["ventriloquist.visemes"])
             blendshapes = json.loads(meta["ventriloquist.blendshapes"])
         except (KeyError, ValueError):
-            raise ModelError(f"{path} is not a Ventriloquist mouth model (metadata missing)", "use the shipped model (model.path: bundled://models/mouth.onnx)") from None
+            raise ModelError(
+                f"{path} is not a Ventriloquist mouth model (metadata missing)",
+                "use the shipped model (model.path: bundled://models/mouth.onnx)",
+            ) from None
         if tuple(visemes) != VISEMES or tuple(blendshapes) != BLENDSHAPES:
-            raise ModelError(f"{path} predicts other visemes or blendshapes than this version expects", "retrain or update")
+            raise ModelError(
+                f"{path} predicts other visemes or blendshapes than this version expects", "retrain or update"
+            )
         _, self.window, features = backend.input_shapes["features"]
         if features != 1 + N_MELS:
-            raise ModelError(f"{path} expects {features} features per frame, this runtime makes {1 + N_MELS}", "retrain")
+            raise ModelError(
+                f"{path} expects {features} features per frame, this runtime makes {1 + N_MELS}", "retrain"
+            )
         self.state_size = backend.input_shapes["state"][1]
         # a shape for frame t needs the audio of frame t + lookahead, which ends one hop later
         self.lookahead_s = (self.lookahead + 1) * HOP_S
@@ -116,7 +124,9 @@ class LearnedMouthModel(MouthModel):
         return shape
 
 
-def load_learned_model(path: Path, backend: str = "onnxruntime", engine_dir: Path | None = None, fp16: bool = True) -> LearnedMouthModel:
+def load_learned_model(
+    path: Path, backend: str = "onnxruntime", engine_dir: Path | None = None, fp16: bool = True
+) -> LearnedMouthModel:
     """The learned model on the requested backend (`auto`, `tensorrt` or `onnxruntime`)."""
     return LearnedMouthModel(open_backend(backend, path, engine_dir or default_engine_dir(), fp16), path)
 

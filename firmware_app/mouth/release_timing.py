@@ -23,9 +23,9 @@ import bisect
 
 import numpy as np
 
+from firmware_app.audio.stop_bursts import CONFIRM_S
 from firmware_app.frames import HOP_S, FeatureFrames, MouthShape
 from firmware_app.mouth.base import MouthModel
-from firmware_app.audio.stop_bursts import CONFIRM_S
 from firmware_app.shapes import BLENDSHAPES, JAW_OPEN, MOUTH_CLOSE
 
 CLOSED = 0.1  # an aperture below this is a closed mouth (models.metrics.CLOSED)
@@ -88,7 +88,10 @@ class ReleaseTiming(MouthModel):
 
     def __init__(self, model: MouthModel) -> None:
         if HOLD_S + CONFIRM_S > model.lookahead_s + 1e-9:
-            raise ValueError(f"{model.name} looks {model.lookahead_s * 1000:.0f} ms ahead; release timing needs {(HOLD_S + CONFIRM_S) * 1000:.0f} ms")
+            raise ValueError(
+                f"{model.name} looks {model.lookahead_s * 1000:.0f} ms ahead; "
+                f"release timing needs {(HOLD_S + CONFIRM_S) * 1000:.0f} ms"
+            )
         self.model = model
         self.name = model.name
         self.lookahead_s = model.lookahead_s

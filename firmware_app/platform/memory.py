@@ -35,5 +35,6 @@ def check_memory(limit_mb: int, resident: float, last_activity_at: float) -> Non
     if resident > HARD_FACTOR * limit_mb or quiet_for >= QUIET_S:
         raise MemoryLimitReached(
             f"resident memory {resident:.0f} MB is above health.restart_above_mb ({limit_mb} MB); restarting",
-            "systemd restarts the kiosk (Restart=on-failure); if this repeats often, report it with the /metrics history",
+            "systemd restarts the kiosk (Restart=on-failure); if this repeats often, report it with the /metrics "
+            "history",
         )

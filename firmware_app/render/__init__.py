@@ -58,7 +58,9 @@ class Renderer:
         self._still = False
         self.source: MouthSource = PhotoMouth()
 
-    def render(self, frame: VideoFrame, face: Face | None, shape: MouthShape, controls: dict[str, float] | None = None) -> np.ndarray:
+    def render(
+        self, frame: VideoFrame, face: Face | None, shape: MouthShape, controls: dict[str, float] | None = None
+    ) -> np.ndarray:
         controls = {**shape.weights, **(controls or {})}
         opening = shape.aperture * self.settings.mouth_gain * self.settings.max_open
         # a repeated still may show its own upper teeth; moving video (a camera) never shows its

@@ -20,7 +20,15 @@ import cv2
 import numpy as np
 
 from firmware_app.config import DisclosureSettings, RendererSettings
-from firmware_app.face.pack import GAP_S, MOUTH_BLENDSHAPES, FacePack, descriptor, exemplar_coords, patch_pixels, require_disclosure
+from firmware_app.face.pack import (
+    GAP_S,
+    MOUTH_BLENDSHAPES,
+    FacePack,
+    descriptor,
+    exemplar_coords,
+    patch_pixels,
+    require_disclosure,
+)
 from firmware_app.frames import Face, MouthShape, VideoFrame
 from firmware_app.render import Renderer
 from firmware_app.render.interior import Articulation, FaceLight, Opening
@@ -74,9 +82,13 @@ class BankMouth:
         d_bot = np.maximum(o.bottom - o.v, 0.0) / fh
         out = np.zeros((*o.u.shape, 3), np.float32)
         for k, w in zip(chosen, share):
-            u, v = exemplar_coords(s, d_top, d_bot, self._bank.upper[k], self._bank.lower[k], float(self._bank.half_width[k]))
+            u, v = exemplar_coords(
+                s, d_top, d_bot, self._bank.upper[k], self._bank.lower[k], float(self._bank.half_width[k])
+            )
             px, py = patch_pixels(u, v, self._bank.resolution)
-            out += w * cv2.remap(self._bank.textures[k], px, py, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+            out += w * cv2.remap(
+                self._bank.textures[k], px, py, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+            ).astype(np.float32)
         gain = np.clip(light.lips / np.maximum(self._bank.lips, 1.0), *COLOUR_GAIN).astype(np.float32)
         return out * gain
 
@@ -132,6 +144,8 @@ class BankRenderer(Renderer):
         self.bank = BankMouth(pack)
         self.source = self.bank
 
-    def render(self, frame: VideoFrame, face: Face | None, shape: MouthShape, controls: dict[str, float] | None = None) -> np.ndarray:
+    def render(
+        self, frame: VideoFrame, face: Face | None, shape: MouthShape, controls: dict[str, float] | None = None
+    ) -> np.ndarray:
         self.bank.command(face if face is not None else self._last_face, {**shape.weights, **(controls or {})})
         return super().render(frame, face, shape, controls)

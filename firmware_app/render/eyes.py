@@ -36,7 +36,9 @@ def blink(image: np.ndarray, face: Face, controls: dict[str, float]) -> np.ndarr
     return image
 
 
-def _close_lid(image: np.ndarray, p: np.ndarray, corner_a: int, corner_b: int, upper: list[int], lower: list[int], amount: float) -> None:
+def _close_lid(
+    image: np.ndarray, p: np.ndarray, corner_a: int, corner_b: int, upper: list[int], lower: list[int], amount: float
+) -> None:
     origin = (p[corner_a] + p[corner_b]) / 2
     ex = p[corner_b] - p[corner_a]
     half_width = np.linalg.norm(ex) / 2
@@ -55,7 +57,11 @@ def _close_lid(image: np.ndarray, p: np.ndarray, corner_a: int, corner_b: int, u
     if opening < 0.5:
         return
     reach = LID_SKIN * opening
-    corners = [origin + su * half_width * 1.1 * ex + sv * ey for su in (-1, 1) for sv in (upper_v.min() - reach, lower_v.max() + OVERSHOOT * opening + 2)]
+    corners = [
+        origin + su * half_width * 1.1 * ex + sv * ey
+        for su in (-1, 1)
+        for sv in (upper_v.min() - reach, lower_v.max() + OVERSHOOT * opening + 2)
+    ]
     x0, y0 = np.maximum(np.floor(np.min(corners, axis=0)), 0).astype(int)
     x1, y1 = np.minimum(np.ceil(np.max(corners, axis=0)), [image.shape[1], image.shape[0]]).astype(int)
     if x1 - x0 < 2 or y1 - y0 < 2:

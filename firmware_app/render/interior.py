@@ -32,7 +32,9 @@ LOWER_ARCH = 0.5
 WIDE_OPEN = (0.045, 0.10)  # opening (face heights) over which the lower teeth come into view
 GRAIN_TILE = 128
 TONGUE = np.array([0.62, 0.64, 0.78], np.float32)  # × the lips' B G R: a little redder and darker
-TONGUE_DEPTH = 0.65  # the tongue's body lies back in the mouth, out of the lips' light: drawn this much darker (not its tip between the teeth)
+# the tongue's body lies back in the mouth, out of the lips' light: drawn this much darker (not its
+# tip between the teeth)
+TONGUE_DEPTH = 0.65
 
 
 @dataclass(frozen=True)
@@ -44,13 +46,17 @@ class Articulation:
     tongue_low: float = 0.0  # lying low in the mouth (aa)
 
     @classmethod
-    def of(cls, weights: dict[str, float]) -> "Articulation":
+    def of(cls, weights: dict[str, float]) -> Articulation:
         """From the mouth model's viseme probabilities (`viseme_TH`, …); none given: a neutral tongue."""
 
         def v(name: str) -> float:
             return float(weights.get(f"viseme_{name}", 0.0))
 
-        return cls(float(np.clip(v("TH") + v("DD") + v("nn"), 0, 1)), float(np.clip(v("TH"), 0, 1)), float(np.clip(v("aa") + 0.5 * v("oh"), 0, 1)))
+        return cls(
+            float(np.clip(v("TH") + v("DD") + v("nn"), 0, 1)),
+            float(np.clip(v("TH"), 0, 1)),
+            float(np.clip(v("aa") + 0.5 * v("oh"), 0, 1)),
+        )
 
 
 @dataclass(frozen=True)
@@ -112,14 +118,22 @@ class PhotoMouth:
         out = _over(out, tongue, tongue_alpha)
         teeth = light.teeth
         if wide > 0:
-            alpha, shade = _teeth(o.u, o.bottom - o.v, o.half_width, LOWER_TOOTH_EDGES, LOWER_ARCH, LOWER_TEETH_LENGTH * wide, gap, 0.1)
+            alpha, shade = _teeth(
+                o.u, o.bottom - o.v, o.half_width, LOWER_TOOTH_EDGES, LOWER_ARCH, LOWER_TEETH_LENGTH * wide, gap, 0.1
+            )
             out = _over(out, teeth * 0.86 * shade[..., None], alpha)
-        alpha, shade = _teeth(o.u, o.v - o.lip_top, o.half_width, UPPER_TOOTH_EDGES, UPPER_ARCH, UPPER_TEETH_LENGTH, o.bottom - o.lip_top)
+        alpha, shade = _teeth(
+            o.u, o.v - o.lip_top, o.half_width, UPPER_TOOTH_EDGES, UPPER_ARCH, UPPER_TEETH_LENGTH, o.bottom - o.lip_top
+        )
         alpha = alpha * (o.top <= o.lip_top + 0.5)  # the photo's own upper teeth are showing instead
         out = _over(out, teeth * shade[..., None], alpha)
         if articulation.tongue_out > 0:  # the tip shows between the teeth, in front of the upper ones
             out = _over(out, light.lips * TONGUE * 1.1, _tongue_tip(o, articulation.tongue_out))
-        grain = np.resize(self._grain, out.shape[:2]) if out.shape[0] > GRAIN_TILE or out.shape[1] > GRAIN_TILE else self._grain[: out.shape[0], : out.shape[1]]
+        grain = (
+            np.resize(self._grain, out.shape[:2])
+            if out.shape[0] > GRAIN_TILE or out.shape[1] > GRAIN_TILE
+            else self._grain[: out.shape[0], : out.shape[1]]
+        )
         return out + (light.grain * grain)[..., None]
 
 
@@ -131,7 +145,9 @@ def _cavity(o: Opening, gap: np.ndarray, across: np.ndarray, light: FaceLight) -
     return shadow + (back - shadow) * depth[..., None]
 
 
-def _tongue(o: Opening, gap: np.ndarray, across: np.ndarray, a: Articulation, wide: float) -> tuple[np.ndarray, np.ndarray]:
+def _tongue(
+    o: Opening, gap: np.ndarray, across: np.ndarray, a: Articulation, wide: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(alpha, shade): a dome rising from behind the lower teeth (its top rounder and flatter than
     the lower lip's curve), lower on aa, its tip lifted to the upper teeth on TH/DD/nn; lit from
     the front with a wet highlight along its top, darker toward the back and the sides."""
@@ -158,7 +174,14 @@ def _tongue_tip(o: Opening, out: float) -> np.ndarray:
 
 
 def _teeth(
-    u: np.ndarray, depth: np.ndarray, half_width: float, edges: tuple[float, ...], arch: float, length: float, room: np.ndarray, gaps: float = 0.18
+    u: np.ndarray,
+    depth: np.ndarray,
+    half_width: float,
+    edges: tuple[float, ...],
+    arch: float,
+    length: float,
+    room: np.ndarray,
+    gaps: float = 0.18,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(alpha, shade) of a row of teeth growing `depth` pixels from the lip that holds them.
 
@@ -176,11 +199,14 @@ def _teeth(
     tip = crown * (1.0 - 0.12 * (1.0 - np.clip(nearest / (0.5 * width), 0.0, 1.0)) ** 2)  # rounded corners
     alpha = np.clip(tip - depth + 0.5, 0.0, 1.0) * (depth > -0.5) * (across < arch)
     seam = 1.0 - gaps * np.clip(1.0 - nearest / 0.9, 0.0, 1.0) * smoothstep(0.0, 0.5 * np.maximum(crown, 1.0), depth)
-    shade = seam * (0.66 + 0.34 * smoothstep(0.0, 0.45 * np.maximum(crown, 1.0), depth)) * (1.0 - 0.4 * (across / arch) ** 2)
+    shade = (
+        seam
+        * (0.66 + 0.34 * smoothstep(0.0, 0.45 * np.maximum(crown, 1.0), depth))
+        * (1.0 - 0.4 * (across / arch) ** 2)
+    )
     return alpha, shade
 
 
 def _over(under: np.ndarray, colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     a = alpha[..., None]
     return under * (1.0 - a) + colour * a
-

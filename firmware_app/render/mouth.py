@@ -40,7 +40,10 @@ JAW_LEFT, JAW_RIGHT = 172, 397
 
 UPPER_SHARE = 0.12  # the upper lip lifts this share of a change in opening; the jaw does the rest
 SEAL = 0.008  # face heights of a photo's open lip edge skipped when lips move, so no dark line is left
-SEAL_MOVING = (0.2, 0.014)  # moving video skips this share of its own gap more (tracking lags fast lips), up to face heights
+SEAL_MOVING = (
+    0.2,
+    0.014,
+)  # moving video skips this share of its own gap more (tracking lags fast lips), up to face heights
 LIP_RIGID = 0.8  # share of the lower lip's thickness that moves rigidly with its inner edge
 JAW_SWING = 0.15  # the chin moves this much further than the lower lip (the jaw is hinged at the ear)
 JAW_REACH = (0.25, 1.2)  # × the jaw's half width: the jaw's motion fades out across the cheeks
@@ -172,9 +175,19 @@ def plan_lips(g: MouthGeometry, u: np.ndarray, opening: float, own_teeth: np.nda
     # a camera's jaw follows the command wholly (its own chin would talk along otherwise); a
     # still's wide-open mouth closes partly by the lips, so its neck is not stretched as far
     jaw = lower_shift[centre] * (1.0 if lower_shift[centre] >= 0 or moving else CLOSE_BY_JAW)
-    lateral = 1.0 - smoothstep(JAW_REACH[0] * g.jaw_half_width, JAW_REACH[1] * g.jaw_half_width, np.abs(g.symmetric(u, g.jaw_sides)))
+    lateral = 1.0 - smoothstep(
+        JAW_REACH[0] * g.jaw_half_width, JAW_REACH[1] * g.jaw_half_width, np.abs(g.symmetric(u, g.jaw_sides))
+    )
     return LipLines(
-        int(u[0]), upper, lower, new_upper, new_lower, np.minimum(own_teeth, target), upper_shift, lower_shift, jaw * lateral
+        int(u[0]),
+        upper,
+        lower,
+        new_upper,
+        new_lower,
+        np.minimum(own_teeth, target),
+        upper_shift,
+        lower_shift,
+        jaw * lateral,
     )
 
 
@@ -187,7 +200,9 @@ def planned_gap(image: np.ndarray, face: Face, opening: float, own_teeth: bool =
     return float(lines.new_lower[1] - lines.new_upper[1]) / g.face_height
 
 
-def render_mouth(image: np.ndarray, face: Face, opening: float, interior_color: tuple[int, int, int] = (24, 22, 52), **kwargs) -> np.ndarray:
+def render_mouth(
+    image: np.ndarray, face: Face, opening: float, interior_color: tuple[int, int, int] = (24, 22, 52), **kwargs
+) -> np.ndarray:
     """Return a copy of `image` whose lips part by `opening` × face height at the centre (0 closes them)."""
     return draw_mouth(image.copy(), face, opening, interior_color, **kwargs)
 
@@ -291,7 +306,9 @@ _facts_cache: OrderedDict[tuple, PhotoFacts] = OrderedDict()  # the latest few p
 FACTS_KEPT = 8
 
 
-def photo_facts(image: np.ndarray, face: Face, interior_color: tuple[int, int, int], own_teeth: bool = True) -> PhotoFacts:
+def photo_facts(
+    image: np.ndarray, face: Face, interior_color: tuple[int, int, int], own_teeth: bool = True
+) -> PhotoFacts:
     """`face_light` and `photo_teeth` of the tracked face, read once per picture: a still is the
     same face every frame, and the rig's warp (head motion, lip rounding) moves its pixels with
     its landmarks, so they are read on the tracked face before any warp. Keyed on the landmarks
@@ -355,7 +372,15 @@ def _opening_box(g: MouthGeometry, lines: LipLines, x0: int, y0: int, x1: int, y
     return slice(r0, r1), slice(c0, c1)
 
 
-def _jaw_shift(g: MouthGeometry, u: np.ndarray, v: np.ndarray, new_lower: np.ndarray, lip: np.ndarray, jaw: np.ndarray, jaw_centre: float) -> np.ndarray:
+def _jaw_shift(
+    g: MouthGeometry,
+    u: np.ndarray,
+    v: np.ndarray,
+    new_lower: np.ndarray,
+    lip: np.ndarray,
+    jaw: np.ndarray,
+    jaw_centre: float,
+) -> np.ndarray:
     """Below the lip line: the lower lip moves rigidly with its edge, the skin below it goes over to
     the jaw's motion (a little more toward the chin), all fading out down the neck."""
     thickness = np.float32(g.lower_lip_thickness)
@@ -363,7 +388,11 @@ def _jaw_shift(g: MouthGeometry, u: np.ndarray, v: np.ndarray, new_lower: np.nda
     # under the lips' middle the skin goes over to the jaw within a lip's thickness; toward the
     # corners (which stay) it stretches over the whole way down to the chin, so the cheek's
     # texture is drawn out gently instead of in a crease
-    span = 1.5 * thickness + np.float32(0.05 * g.face_height) + np.float32(0.8 * g.chin_v) * smoothstep(0.2 * g.half_width, 1.2 * g.half_width, np.abs(g.symmetric(u)))
+    span = (
+        1.5 * thickness
+        + np.float32(0.05 * g.face_height)
+        + np.float32(0.8 * g.chin_v) * smoothstep(0.2 * g.half_width, 1.2 * g.half_width, np.abs(g.symmetric(u)))
+    )
     to_jaw = smoothstep(LIP_RIGID * thickness, LIP_RIGID * thickness + span, depth)
     swing = 1.0 + JAW_SWING * np.clip(depth / np.float32(max(g.chin_v, 1.0)), 0.0, 1.0)
     chin_now = np.float32(g.chin_v + jaw_centre * (1 + JAW_SWING))
@@ -411,13 +440,16 @@ def photo_teeth(image: np.ndarray, face: Face, light: FaceLight, samples: int = 
     # one row of teeth (`teeth_along`), not a ragged run per column: as long as the middle shows them
     return min(float(np.median(run[middle] * shown[middle])), TEETH_MAX * 2 * g.half_width) / g.face_height
 
+
 def face_light(image: np.ndarray, face: Face, interior_color: tuple[int, int, int]) -> FaceLight:
     """This face's lip and skin colours and fine texture, sampled from the picture."""
     p = face.landmarks[:, :2]
     lips = _median_colour(image, p[OUTER_LOWER] * 0.5 + p[INNER_LOWER] * 0.5, np.array([90, 90, 150], np.float32))
     skin = _median_colour(image, p[CHEEKS], lips * 1.3)
     height = float(np.linalg.norm(p[CHIN] - p[FOREHEAD]))
-    return FaceLight(lips, skin, np.asarray(interior_color, np.float32), _grain(image, p[CHEEKS], max(int(0.03 * height), 3)))
+    return FaceLight(
+        lips, skin, np.asarray(interior_color, np.float32), _grain(image, p[CHEEKS], max(int(0.03 * height), 3))
+    )
 
 
 def _median_colour(image: np.ndarray, points: np.ndarray, fallback: np.ndarray) -> np.ndarray:

@@ -81,7 +81,7 @@ class FaceFrame:
     scale: float
 
     @classmethod
-    def of(cls, face: Face) -> "FaceFrame":
+    def of(cls, face: Face) -> FaceFrame:
         p = face.landmarks[:, :2].astype(np.float64)
         ex = p[EYE_OUTER_LEFT] - p[EYE_OUTER_RIGHT]
         ex /= np.linalg.norm(ex) + 1e-9
@@ -197,7 +197,9 @@ def _turn_head(face: Face, moved: np.ndarray, yaw: float, pitch: float, roll: fl
     depth = face.landmarks[:, 2:3].astype(np.float64)
     mesh = np.concatenate([moved, depth], axis=1)
     centre = mesh.mean(axis=0)
-    centre[2] += 0.35 * float(np.linalg.norm(face.landmarks[CHIN, :2] - face.landmarks[FOREHEAD, :2]))  # pivot behind the face
+    centre[2] += 0.35 * float(
+        np.linalg.norm(face.landmarks[CHIN, :2] - face.landmarks[FOREHEAD, :2])
+    )  # pivot behind the face
     a, b, g = np.radians([yaw, pitch, roll])
     turn = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
     tilt = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])

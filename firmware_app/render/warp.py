@@ -13,7 +13,9 @@ import numpy as np
 
 MIN_GRID = 3  # field resolution: one sample per `grid` pixels, at least this many
 CELLS_PER_SIGMA = 1.5  # ... and this many samples across the narrow kernel: a face twice as big costs the same
-SIGMA = 0.04  # spread of one landmark's motion, in face heights (narrower leaves ripples between the lips and fixed cheek points)
+# spread of one landmark's motion, in face heights (narrower leaves ripples between the lips and
+# fixed cheek points)
+SIGMA = 0.04
 RING_POINTS = 48
 REFINE_ROUNDS = 2
 OVERRELAX = 1.7  # each round corrects 1.7x the remaining error: 2 rounds land as close as 4 plain ones
@@ -131,7 +133,9 @@ def _ring(points: np.ndarray, face_height: float) -> np.ndarray:
     return np.concatenate([centre + _CIRCLE * span, centre + _CIRCLE * (span + 0.05 * face_height)])
 
 
-def _box(current: np.ndarray, target: np.ndarray, shape: tuple[int, ...], face_height: float) -> tuple[int, int, int, int] | None:
+def _box(
+    current: np.ndarray, target: np.ndarray, shape: tuple[int, ...], face_height: float
+) -> tuple[int, int, int, int] | None:
     both = np.concatenate([current, target])
     margin = 0.12 * face_height  # the fixed ring sits 0.05-0.1 beyond the points
     height, width = shape[:2]

@@ -25,8 +25,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from firmware_app.frames import AudioBlock, MouthShape
 from firmware_app.platform.memory import check_memory, resident_mb
@@ -67,7 +68,16 @@ def run_live(pipeline: Pipeline, stop: threading.Event, reload: threading.Event,
         pipeline.voice_source.open()
         stack.callback(pipeline.voice_source.close)
         progress = threading.Event()  # new mouth shapes or a newly tracked frame: the render loop looks
-        voice = VoiceThread(pipeline.voice_source, pipeline.model, pipeline.fallback, outputs, metrics, halt, opened=True, progress=progress)
+        voice = VoiceThread(
+            pipeline.voice_source,
+            pipeline.model,
+            pipeline.fallback,
+            outputs,
+            metrics,
+            halt,
+            opened=True,
+            progress=progress,
+        )
         stack.enter_context(pipeline.tracker)
         if pipeline.puppeteer is not None:
             if pipeline.puppeteer.camera is not None:
@@ -114,8 +124,9 @@ class RenderLoop:
     REPEAT_AFTER_FRAMES frame periods (a stalled camera) the last one is shown again with the
     newest mouth shape, so the mouth keeps moving and the watchdog keeps being fed."""
 
-    def __init__(self, pipeline: Pipeline, frames: FrameStep, tracking: TrackerThread, voice: VoiceThread,
-                 metrics: LiveMetrics) -> None:
+    def __init__(
+        self, pipeline: Pipeline, frames: FrameStep, tracking: TrackerThread, voice: VoiceThread, metrics: LiveMetrics
+    ) -> None:
         self.pipeline, self.frames, self.tracking, self.voice, self.metrics = pipeline, frames, tracking, voice, metrics
         self.sync = AVSync(pipeline.passthrough, pipeline.fps, metrics.sync)
         self.notifier = Notifier()
@@ -154,14 +165,22 @@ class RenderLoop:
         if time.monotonic() - self._memory_checked_at > MEMORY_CHECK_S:
             self._memory_checked_at = time.monotonic()
             self.metrics.resident_mb = resident_mb()
-            check_memory(self.pipeline.restart_above_mb, self.metrics.resident_mb, self.metrics.liveness.last_activity_at)
+            check_memory(
+                self.pipeline.restart_above_mb, self.metrics.resident_mb, self.metrics.liveness.last_activity_at
+            )
 
     def _reopen_window(self, stop: threading.Event) -> None:
         log.warning("the display window was closed; reopening it")
         sink = self.frames.sink
         sink.close()
         self.metrics.restarts.add("display")
-        reopen_forever("display", _SinkOpener(sink, self.pipeline.size, self.pipeline.fps), stop, self.metrics.restarts, first=False)
+        reopen_forever(
+            "display",
+            _SinkOpener(sink, self.pipeline.size, self.pipeline.fps),
+            stop,
+            self.metrics.restarts,
+            first=False,
+        )
 
     def _show(self, item: Tracked) -> None:
         idle, metrics, liveness = self.pipeline.idle, self.metrics, self.metrics.liveness
@@ -185,5 +204,7 @@ class RenderLoop:
         metrics.frames.shown += 1
         liveness.face_present = item.face is not None
         liveness.last_frame_at = shown
-        metrics.frame_log.append(ShownFrame(shown, t_audio if t_audio is not None else float("nan"), shape.aperture, item.captured))
+        metrics.frame_log.append(
+            ShownFrame(shown, t_audio if t_audio is not None else float("nan"), shape.aperture, item.captured)
+        )
         self.sync.frame_shown(chosen_at, shown, metrics.latency.recent())

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from prometheus_client import Histogram
@@ -110,8 +111,12 @@ class StageTimes:
 
     def __init__(self) -> None:
         self._average_ms: dict[str, float] = {}
-        self.histogram = _histogram("ventriloquist_stage_duration_milliseconds", "time of each stage, per frame or audio block",
-                                    STAGE_BUCKETS_MS, ("stage",))
+        self.histogram = _histogram(
+            "ventriloquist_stage_duration_milliseconds",
+            "time of each stage, per frame or audio block",
+            STAGE_BUCKETS_MS,
+            ("stage",),
+        )
 
     def add(self, stage: str, ms: float) -> None:
         previous = self._average_ms.get(stage)
@@ -127,8 +132,9 @@ class Latencies:
 
     def __init__(self) -> None:
         self._recent: deque[float] = deque(maxlen=RECENT_LATENCIES)
-        self.histogram = _histogram("ventriloquist_frame_latency_milliseconds", "capture to display of each frame shown",
-                                    LATENCY_BUCKETS_MS)
+        self.histogram = _histogram(
+            "ventriloquist_frame_latency_milliseconds", "capture to display of each frame shown", LATENCY_BUCKETS_MS
+        )
 
     def add(self, ms: float) -> None:
         self._recent.append(ms)

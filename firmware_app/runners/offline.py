@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
-from typing import Callable
 
 from firmware_app.config import Settings, with_changes
 from firmware_app.frames import AudioBlock
@@ -26,7 +26,9 @@ class OfflineVoice:
     """Reads the voice source into a `VoiceStep` as far as each frame needs; every block also goes
     to the audio outputs (the sink's audio track, a passthrough speaker)."""
 
-    def __init__(self, source: AudioSource, step: VoiceStep, outputs: list[Callable[[AudioBlock], None]], stats: StageStats) -> None:
+    def __init__(
+        self, source: AudioSource, step: VoiceStep, outputs: list[Callable[[AudioBlock], None]], stats: StageStats
+    ) -> None:
         self.source, self.step, self.outputs, self.stats = source, step, outputs, stats
 
     def advance_to(self, t: float) -> None:

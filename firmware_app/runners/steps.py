@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from typing import TYPE_CHECKING, Callable, ContextManager, Protocol
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -32,11 +34,11 @@ log = logging.getLogger(__name__)
 
 
 class StageClock(Protocol):
-    def timed(self, stage: str) -> ContextManager[None]: ...
+    def timed(self, stage: str) -> AbstractContextManager[None]: ...
 
 
 class _Untimed:
-    def timed(self, stage: str) -> ContextManager[None]:
+    def timed(self, stage: str) -> AbstractContextManager[None]:
         return contextlib.nullcontext()
 
 
@@ -113,14 +115,18 @@ class FrameStep:
     """Draws one frame: its face tracked, the puppet's head, blinks and brows (puppet mode), the
     face rendered with the mouth shape of the instant it shows, and the image shown."""
 
-    def __init__(self, tracker: FaceTracker, renderer: Renderer, sink: Sink, puppeteer: Puppeteer | None = None) -> None:
+    def __init__(
+        self, tracker: FaceTracker, renderer: Renderer, sink: Sink, puppeteer: Puppeteer | None = None
+    ) -> None:
         self.tracker, self.renderer, self.sink, self.puppeteer = tracker, renderer, sink, puppeteer
 
     def track(self, frame: VideoFrame, clock: StageClock = UNTIMED) -> Face | None:
         with clock.timed("tracker"):
             return self.tracker.track(frame)
 
-    def render(self, frame: VideoFrame, face: Face | None, shape: MouthShape, clock: StageClock = UNTIMED) -> np.ndarray:
+    def render(
+        self, frame: VideoFrame, face: Face | None, shape: MouthShape, clock: StageClock = UNTIMED
+    ) -> np.ndarray:
         controls = None
         if self.puppeteer is not None:
             with clock.timed("performer"):

@@ -21,8 +21,9 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 from firmware_app.errors import VentriloquistError
 from firmware_app.frames import HOP_S, AudioBlock, Face, MouthShape, VideoFrame
@@ -40,11 +41,16 @@ MAX_BEHIND = 2  # frames due but not shown before the loop skips ahead to the ne
 STALL_S = 1.5  # no camera frame or microphone block for this long: the device is treated as gone
 FIRST_BLOCK_S = 5.0  # a (re)opened microphone's first block may take this long: a busy machine starts it slowly
 VOICE_NICE = -5  # relative to the process: the voice thread where real-time is not allowed
-KEPT_FRAMES = 16  # frames the camera and the tracker keep: room for the picture to wait for a late voice (avsync.MAX_HOLD_S)
+# frames the camera and the tracker keep: room for the picture to wait for a late voice (avsync.MAX_HOLD_S)
+KEPT_FRAMES = 16
 
 
 class Openable(Protocol):
     def open(self) -> None: ...
+
+
+class Device(Openable, Protocol):
+    def close(self) -> None: ...
 
 
 def reopen_forever(name: str, resource: Openable, stop: threading.Event, restarts: Restarts, first: bool) -> bool:
@@ -65,12 +71,41 @@ def reopen_forever(name: str, resource: Openable, stop: threading.Event, restart
     return False
 
 
+def use_until_stopped(
+    name: str,
+    device: Device,
+    use: Callable[[], None],
+    stop: threading.Event,
+    restarts: Restarts,
+    opened: bool,
+    ended: threading.Event | None = None,
+) -> None:
+    """`use` the device until it fails or stalls (`use` returns), close it, reopen it with backoff
+    (`reopen_forever`) and use it again, until `stop` (or `ended`) is set. `opened`: it is open
+    already, the first time round."""
+    first = True
+    while not stop.is_set() and not (ended is not None and ended.is_set()):
+        if not opened and not reopen_forever(name, device, stop, restarts, first):
+            return
+        first = opened = False
+        use()
+        device.close()
+
+
 class VoiceThread(threading.Thread):
     """Microphone → mouth shapes (`VoiceStep`), on the audio's own clock mapped to the wall clock."""
 
-    def __init__(self, source: AudioSource, model: MouthModel, fallback: Callable[[], MouthModel] | None,
-                 outputs: list[Callable[[AudioBlock], None]], metrics: LiveMetrics, stop: threading.Event,
-                 opened: bool = False, progress: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        source: AudioSource,
+        model: MouthModel,
+        fallback: Callable[[], MouthModel] | None,
+        outputs: list[Callable[[AudioBlock], None]],
+        metrics: LiveMetrics,
+        stop: threading.Event,
+        opened: bool = False,
+        progress: threading.Event | None = None,
+    ) -> None:
         super().__init__(name="voice", daemon=True)
         self.progress = progress or threading.Event()  # set whenever new mouth shapes exist
         self._already_open = opened
@@ -89,16 +124,17 @@ class VoiceThread(threading.Thread):
     def run(self) -> None:
         got = make_this_thread_realtime(VOICE_NICE, VOICE_RT_PRIORITY)  # the voice comes first when the cores are busy
         log.debug("voice thread: %s", got)
-        first = True
-        while not self.stop.is_set() and not self.ended.is_set():
-            if not self._already_open and not reopen_forever("microphone", self.source, self.stop, self.metrics.restarts, first):
-                return
-            first, self._already_open = False, False
-            self._listen()
-            self.source.close()
-            self.alive = False
+        use_until_stopped(
+            "microphone", self.source, self._listen, self.stop, self.metrics.restarts, self._already_open, self.ended
+        )
 
     def _listen(self) -> None:
+        try:
+            self._hear_stream()
+        finally:
+            self.alive = False  # until a reopened stream delivers: the mouth rests meanwhile
+
+    def _hear_stream(self) -> None:
         self.step.restart()
         self.source.skip_backlog()
         offset = None  # audio t of this stream's start on the voice's continuous clock
@@ -176,13 +212,7 @@ class CameraThread(threading.Thread):
         self.arrived = threading.Event()  # set whenever a new frame is kept
 
     def run(self) -> None:
-        first = True
-        while not self.stop.is_set():
-            if not self._already_open and not reopen_forever("camera", self.source, self.stop, self.metrics.restarts, first):
-                return
-            first, self._already_open = False, False
-            self._capture()
-            self.source.close()
+        use_until_stopped("camera", self.source, self._capture, self.stop, self.metrics.restarts, self._already_open)
 
     def _capture(self) -> None:
         while not self.stop.is_set():
@@ -257,8 +287,14 @@ class TrackerThread(threading.Thread):
     exist before the model has heard LOOK-AHEAD more audio, so tracking runs during that wait
     instead of after it and adds nothing to the latency."""
 
-    def __init__(self, camera: CameraThread, frames: FrameStep, metrics: LiveMetrics, stop: threading.Event,
-                 progress: threading.Event) -> None:
+    def __init__(
+        self,
+        camera: CameraThread,
+        frames: FrameStep,
+        metrics: LiveMetrics,
+        stop: threading.Event,
+        progress: threading.Event,
+    ) -> None:
         super().__init__(name="tracker", daemon=True)
         self.camera, self.frames, self.metrics, self.stop = camera, frames, metrics, stop
         self.progress = progress  # set whenever a newly tracked frame is ready
@@ -309,7 +345,9 @@ class TrackerThread(threading.Thread):
         model has covered (any, while no voice arrives), or the newest such one when more than
         MAX_BEHIND are due; the ones jumped over count as dropped."""
         with self._lock:
-            due = [t for t in self._ready if t.frame.index > after and (known_until is None or t.captured <= known_until)]
+            due = [
+                t for t in self._ready if t.frame.index > after and (known_until is None or t.captured <= known_until)
+            ]
             chosen = due[-1] if len(due) > MAX_BEHIND else due[0] if due else None
             if chosen is not None:  # shown next; what it jumps over is counted as dropped here
                 self._shown_up_to = max(self._shown_up_to, chosen.frame.index)

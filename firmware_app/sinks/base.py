@@ -8,7 +8,7 @@ from firmware_app.frames import AudioBlock, VideoFrame
 
 
 class Sink(ABC):
-    def __enter__(self) -> "Sink":
+    def __enter__(self) -> Sink:
         return self
 
     def __exit__(self, exc_type: object, *rest: object) -> None:

@@ -26,7 +26,16 @@ def card_image(message: str, size: tuple[int, int] = SIZE) -> np.ndarray:
     lines += ["", "Fix the config, then: systemctl reload ventriloquist"]
     for i, line in enumerate(lines[:22]):
         scale, weight = (1.1, 2) if i == 0 else (0.7, 1)
-        cv2.putText(image, line, (40, 70 + 30 * i + (10 if i else 0)), cv2.FONT_HERSHEY_DUPLEX, scale, (235, 235, 235), weight, cv2.LINE_AA)
+        cv2.putText(
+            image,
+            line,
+            (40, 70 + 30 * i + (10 if i else 0)),
+            cv2.FONT_HERSHEY_DUPLEX,
+            scale,
+            (235, 235, 235),
+            weight,
+            cv2.LINE_AA,
+        )
     return image
 
 
@@ -37,7 +46,7 @@ class ErrorCard:
         self.message = message
         self._sink: DisplaySink | None = None
 
-    def __enter__(self) -> "ErrorCard":
+    def __enter__(self) -> ErrorCard:
         if display_available():
             sink = DisplaySink("0", "Ventriloquist")
             try:

@@ -30,7 +30,9 @@ def decode_audio(path: Path) -> np.ndarray:
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().mean(axis=0))
     except av.FFmpegError as exc:
-        raise MediaError(f"cannot decode {path}: {exc.strerror or exc}", "check that the file is a complete audio file") from None
+        raise MediaError(
+            f"cannot decode {path}: {exc.strerror or exc}", "check that the file is a complete audio file"
+        ) from None
     if not chunks:
         raise MediaError(f"{path} contains no audio samples", "give a file with sound in it")
     return np.concatenate(chunks).astype(np.float32)

@@ -32,7 +32,10 @@ from firmware_app.uri import Uri
 
 NVARGUS_SOURCE = SourcesSettings.model_fields["csi_source"].default  # the Jetson's CSI camera
 # the newest frame wins: a slow reader gets dropped frames, never a growing delay
-SINK = "videoconvert ! video/x-raw, format=BGR, width={width}, height={height} ! queue leaky=downstream max-size-buffers=1 ! fdsink fd={fd} sync=false"
+SINK = (
+    "videoconvert ! video/x-raw, format=BGR, width={width}, height={height} ! queue leaky=downstream "
+    "max-size-buffers=1 ! fdsink fd={fd} sync=false"
+)
 FIRST_FRAME_S = 10.0  # libargus takes a few seconds to start a sensor
 STALL_S = 5.0  # no bytes for this long: the camera is reported lost (the camera thread reopens it)
 STOP_S = 3.0  # after SIGINT (EOS), how long gst-launch gets to stop the sensor cleanly
@@ -50,7 +53,13 @@ def csi_pipeline(source: str, sensor: int, size: tuple[int, int], fps: float, fd
     """The whole gst-launch description: the configured source part, then conversion to BGR."""
     width, height = size
     rate = Fraction(fps).limit_denominator(1001)
-    fields = {"sensor": sensor, "width": width, "height": height, "fps": f"{rate.numerator}/{rate.denominator}", "fd": fd}
+    fields = {
+        "sensor": sensor,
+        "width": width,
+        "height": height,
+        "fps": f"{rate.numerator}/{rate.denominator}",
+        "fd": fd,
+    }
     try:
         return f"{source.format(**fields)} ! {SINK.format(**fields)}"
     except (KeyError, IndexError, ValueError) as exc:
@@ -78,7 +87,10 @@ class GStreamerPipe:
         self._closing = False
         self.process = subprocess.Popen(
             ["gst-launch-1.0", "-q", "-e", *shlex.split(description)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log, pass_fds=(write_fd,),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+            pass_fds=(write_fd,),
         )
         os.close(write_fd)  # only the child writes: its exit is our end of file
 
@@ -156,7 +168,9 @@ class CameraSource(VideoSource):
         except ValueError:
             raise ConfigError(f"{self.uri.text}: the CSI sensor must be a number", "use csi://0, csi://1, …") from None
         read_fd, write_fd = os.pipe()
-        self._pipe = GStreamerPipe(csi_pipeline(self.csi_source, sensor, self.size, self.fps, write_fd), read_fd, write_fd)
+        self._pipe = GStreamerPipe(
+            csi_pipeline(self.csi_source, sensor, self.size, self.fps, write_fd), read_fd, write_fd
+        )
         self._pending = self._read_csi(FIRST_FRAME_S)
         if self._pending is None:
             try:  # a pipeline that would not start has exited (or is about to) and said why
@@ -174,13 +188,17 @@ class CameraSource(VideoSource):
     def _open_v4l2(self) -> None:
         device = Path(self.uri.location or "/dev/video0")
         if not device.exists():
-            raise CameraMissingError(f"no camera at {device}", "plug in the camera, or set sources.camera to another device")
+            raise CameraMissingError(
+                f"no camera at {device}", "plug in the camera, or set sources.camera to another device"
+            )
         capture = cv2.VideoCapture(str(device), cv2.CAP_V4L2)
         capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
         capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
         capture.set(cv2.CAP_PROP_FPS, self.fps)
         if not capture.isOpened():
-            raise CameraMissingError(f"cannot open camera {self.uri.text}", "check the cable and that no other program uses it")
+            raise CameraMissingError(
+                f"cannot open camera {self.uri.text}", "check the cable and that no other program uses it"
+            )
         self._capture = capture
 
     def _read_csi(self, timeout: float) -> np.ndarray | None:

@@ -25,7 +25,9 @@ class ImageSource(VideoSource):
         require_file(self.path, "image")
         image = cv2.imread(str(self.path), cv2.IMREAD_COLOR)
         if image is None:
-            raise MediaError(f"cannot read the image {self.path}", "give a JPEG or PNG file that opens in an image viewer")
+            raise MediaError(
+                f"cannot read the image {self.path}", "give a JPEG or PNG file that opens in an image viewer"
+            )
         self._image = fit_frame(image, self.size)
         self._image.flags.writeable = False  # shared by every frame: stages must copy before drawing
 

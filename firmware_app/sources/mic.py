@@ -115,7 +115,10 @@ class MicSource(AudioSource):
         closer.start()
         closer.join(CLOSE_TIMEOUT_S)
         if closer.is_alive():
-            log.warning("the microphone's driver did not close within %.0f s (its sound server is gone?); left behind", CLOSE_TIMEOUT_S)
+            log.warning(
+                "the microphone's driver did not close within %.0f s (its sound server is gone?); left behind",
+                CLOSE_TIMEOUT_S,
+            )
 
 
 def _close_stream(stream) -> None:

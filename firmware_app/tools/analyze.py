@@ -26,8 +26,21 @@ from firmware_app.sources.audio_file import decode_audio
 # Rhubarb's mouth shapes: A closed (M B P), B clenched teeth (most consonants, EE), C open (EH AE),
 # D wide open (AA), E rounded (AO ER), F puckered (UW OW W), G teeth on lip (F V), H tongue (L), X idle.
 VISEME_TO_RHUBARB = {
-    "sil": "X", "PP": "A", "FF": "G", "TH": "B", "DD": "B", "kk": "B", "CH": "B", "SS": "B",
-    "nn": "H", "RR": "E", "aa": "D", "E": "C", "ih": "B", "oh": "E", "ou": "F",
+    "sil": "X",
+    "PP": "A",
+    "FF": "G",
+    "TH": "B",
+    "DD": "B",
+    "kk": "B",
+    "CH": "B",
+    "SS": "B",
+    "nn": "H",
+    "RR": "E",
+    "aa": "D",
+    "E": "C",
+    "ih": "B",
+    "oh": "E",
+    "ou": "F",
 }
 
 LIVE_LINK_BLENDSHAPES = (
@@ -172,14 +185,26 @@ def write_plot(curves: Curves, out: Path, width: int = 1600) -> None:
     # viseme strip
     top = 10 + rows["wave"] + 10
     best = curves.visemes.argmax(axis=1)
-    palette = [tuple(int(c) for c in cv2.applyColorMap(np.uint8([[i * 17]]), cv2.COLORMAP_TURBO)[0, 0]) for i in range(len(VISEMES))]
+    palette = [
+        tuple(int(c) for c in cv2.applyColorMap(np.uint8([[i * 17]]), cv2.COLORMAP_TURBO)[0, 0])
+        for i in range(len(VISEMES))
+    ]
     start = 0
     for i in range(1, len(best) + 1):
         if i == len(best) or best[i] != best[start]:
             x0, x1 = x_of(curves.times[start]), x_of(curves.times[i - 1] + HOP_S)
             cv2.rectangle(image, (x0, top), (x1, top + rows["visemes"]), palette[best[start]], -1)
             if x1 - x0 > 18:
-                cv2.putText(image, VISEMES[best[start]], (x0 + 2, top + 35), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+                cv2.putText(
+                    image,
+                    VISEMES[best[start]],
+                    (x0 + 2, top + 35),
+                    cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4,
+                    (0, 0, 0),
+                    1,
+                    cv2.LINE_AA,
+                )
             start = i
     # curves
     top = 10 + rows["wave"] + 10 + rows["visemes"] + 10

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware_app.config import Settings, with_changes
 from firmware_app.audio.features import FeatureStream, frames_of
+from firmware_app.config import Settings, with_changes
 from firmware_app.frames import SAMPLE_RATE, AudioBlock, FeatureFrames
 from firmware_app.mouth import create_mouth_model
 from firmware_app.runners.offline import render_offline
@@ -32,7 +32,12 @@ def run_bench(settings: Settings, sizes: list[tuple[int, int]]) -> str:
             runs = (  # label, face, performer, out
                 ("portrait → MP4 (the demo render; a still is tracked once, idle life)", demo.face, None, clip),
                 ("mirror: clip → null:// (tracked every frame, as a camera would be)", clip, None, "null://"),
-                ("puppet: portrait driven by a performer clip → null:// (the performer is tracked)", demo.face, clip, "null://"),
+                (
+                    "puppet: portrait driven by a performer clip → null:// (the performer is tracked)",
+                    demo.face,
+                    clip,
+                    "null://",
+                ),
             )
             for label, face, performer, out in runs:
                 stats = render_offline(sized, demo.audio, face, out, performer)
@@ -42,7 +47,12 @@ def run_bench(settings: Settings, sizes: list[tuple[int, int]]) -> str:
     from firmware_app.face.pack import face_pack_path
 
     pack = face_pack_path(settings.sources.portrait)
-    lines.append(bank_line(settings, pack) if pack else "face pack: none in sources.portrait (bench --config with sources.portrait: file://NAME.face times its bank)")
+    lines.append(
+        bank_line(settings, pack)
+        if pack
+        else "face pack: none in sources.portrait (bench --config with sources.portrait: file://NAME.face times "
+        "its bank)"
+    )
     return "\n".join(lines)
 
 
@@ -67,7 +77,9 @@ def _renderer_line(settings: Settings, size: tuple[int, int] = (1280, 720)) -> s
     still, moving = [], []
     for _ in range(RENDERER_PASSES):
         still.append(_time_renderer(Renderer(sized.renderer, sized.disclosure), frame, face, shapes))
-        moving.append(_time_renderer(Renderer(sized.renderer, sized.disclosure), frame, face, shapes, IdleAnimator(sized.puppet)))
+        moving.append(
+            _time_renderer(Renderer(sized.renderer, sized.disclosure), frame, face, shapes, IdleAnimator(sized.puppet))
+        )
     return (
         f"renderer alone at {size[0]}x{size[1]} on one core, best of {RENDERER_PASSES} passes: "
         f"{_passes(still)} with the head still, {_passes(moving)} with the puppet's head moving, "
@@ -109,8 +121,10 @@ def bank_line(settings: Settings, pack_path: Path, size: tuple[int, int] = (1280
     renderer.bank.paint = timed_paint  # type: ignore[method-assign]
     cpu_ms, wall_ms, n = _time_renderer(renderer, frame, *_speaking(sized, frame))
     return (
-        f"face pack {pack_path.name} at {size[0]}x{size[1]} on one core: bank lookup + painting {spent[0] * 1000 / n:.2f} ms/frame CPU "
-        f"(budget {BANK_BUDGET_MS:.0f} ms), whole renderer {cpu_ms:.2f} ms/frame CPU ({wall_ms:.2f} ms wall), {n} frames of the demo speech"
+        f"face pack {pack_path.name} at {size[0]}x{size[1]} on one core: "
+        f"bank lookup + painting {spent[0] * 1000 / n:.2f} ms/frame CPU "
+        f"(budget {BANK_BUDGET_MS:.0f} ms), whole renderer {cpu_ms:.2f} ms/frame CPU ({wall_ms:.2f} ms wall), {n} "
+        f"frames of the demo speech"
     )
 
 
@@ -155,7 +169,10 @@ def _stage_lines(label: str, stats) -> list[str]:
         ms = stats.ms_per_frame(stage)
         lines.append(f"  {stage:<9} {ms:7.2f} ms/frame  {100 * ms / max(total, 1e-9):5.1f}%")
     face_work = sum(stats.ms_per_frame(s) for s in ("tracker", "performer", "renderer"))
-    lines.append(f"  tracking + rendering {face_work:.2f} ms = {100 * face_work / FRAME_BUDGET_MS:.0f}% of the 30 fps frame budget")
+    lines.append(
+        f"  tracking + rendering {face_work:.2f} ms = {100 * face_work / FRAME_BUDGET_MS:.0f}% of the 30 fps "
+        f"frame budget"
+    )
     return lines
 
 
@@ -175,4 +192,6 @@ def _mouth_step_line(settings: Settings, audio: str) -> str:
         feature_s += middle - start
         model_s += end - middle
     per_step = np.array([feature_s, model_s]) * 1000 / max(steps, 1)
-    return f"mouth step (10 ms of audio, {steps} steps): features {per_step[0]:.3f} ms, {model.name} {per_step[1]:.3f} ms"
+    return (
+        f"mouth step (10 ms of audio, {steps} steps): features {per_step[0]:.3f} ms, {model.name} {per_step[1]:.3f} ms"
+    )

@@ -7,9 +7,9 @@ import importlib.util
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from firmware_app.assets import FACE_LANDMARKER, PACKAGE_DIR, resolve_path, sha256_of
 from firmware_app.config import Settings
@@ -61,7 +61,12 @@ def print_report(checks: list[Check]) -> None:
 def _python_packages(_: Settings) -> Check:
     needed = ["numpy", "cv2", "av", "yaml", "pydantic", "mediapipe", "sounddevice"]
     missing = [m for m in needed if importlib.util.find_spec(m) is None]
-    return Check("python packages", not missing, "all present" if not missing else "missing: " + ", ".join(missing), "pip install -e .")
+    return Check(
+        "python packages",
+        not missing,
+        "all present" if not missing else "missing: " + ", ".join(missing),
+        "pip install -e .",
+    )
 
 
 def _face_model(settings: Settings) -> Check:
@@ -76,7 +81,9 @@ def _face_model(settings: Settings) -> Check:
 def _mouth_model(settings: Settings) -> Check:
     path = resolve_path(settings.model.path)
     if not path.is_file():
-        return Check("mouth model", False, f"{path} not found", "git checkout models/ (the model ships in the repository)")
+        return Check(
+            "mouth model", False, f"{path} not found", "git checkout models/ (the model ships in the repository)"
+        )
     return Check("mouth model", True, f"{path} sha256 {sha256_of(path)[:16]}…")
 
 
@@ -98,7 +105,13 @@ def _microphones(_: Settings) -> Check:
 
 def _cameras(_: Settings) -> Check:
     devices = sorted(glob.glob("/dev/video*"))
-    return Check("cameras", bool(devices), ", ".join(devices) or "no /dev/video*", "plug in a camera (or use file:// as the camera)", required=False)
+    return Check(
+        "cameras",
+        bool(devices),
+        ", ".join(devices) or "no /dev/video*",
+        "plug in a camera (or use file:// as the camera)",
+        required=False,
+    )
 
 
 def _display(_: Settings) -> Check:
@@ -106,31 +119,51 @@ def _display(_: Settings) -> Check:
     sockets = glob.glob("/tmp/.X11-unix/X*")
     ok = bool(display) or bool(sockets)
     detail = f"DISPLAY={display}" if display else (", ".join(sockets) or "no X server")
-    return Check("display", ok, detail, "start the kiosk display session (systemd/) or use output file://", required=False)
+    return Check(
+        "display", ok, detail, "start the kiosk display session (systemd/) or use output file://", required=False
+    )
 
 
 def _onnxruntime(_: Settings) -> Check:
     try:
         import onnxruntime
 
-        return Check("ONNX Runtime", True, f"{onnxruntime.__version__} providers: {', '.join(onnxruntime.get_available_providers())}")
+        return Check(
+            "ONNX Runtime",
+            True,
+            f"{onnxruntime.__version__} providers: {', '.join(onnxruntime.get_available_providers())}",
+        )
     except ImportError:
         return Check("ONNX Runtime", False, "not installed", "pip install onnxruntime")
 
 
 def _gpu(_: Settings) -> Check:
     if shutil.which("nvidia-smi"):
-        result = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
+        result = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
+        )
         if result.returncode == 0 and result.stdout.strip():
             return Check("CUDA GPU", True, result.stdout.strip().replace("\n", ", "))
     if os.path.exists("/dev/nvhost-gpu") or os.path.exists("/etc/nv_tegra_release"):
         return Check("CUDA GPU", True, "Jetson integrated GPU")
-    return Check("CUDA GPU", False, "none found", "only on a Jetson or a machine with an NVIDIA GPU; ONNX Runtime runs on the CPU meanwhile", required=False)
+    return Check(
+        "CUDA GPU",
+        False,
+        "none found",
+        "only on a Jetson or a machine with an NVIDIA GPU; ONNX Runtime runs on the CPU meanwhile",
+        required=False,
+    )
 
 
 def _tensorrt(_: Settings) -> Check:
     if importlib.util.find_spec("tensorrt") is None:
-        return Check("TensorRT", False, "not importable", "on a Jetson: JetPack 6 + a venv with --system-site-packages", required=False)
+        return Check(
+            "TensorRT",
+            False,
+            "not importable",
+            "on a Jetson: JetPack 6 + a venv with --system-site-packages",
+            required=False,
+        )
     import tensorrt
 
     return Check("TensorRT", True, tensorrt.__version__)
@@ -138,18 +171,30 @@ def _tensorrt(_: Settings) -> Check:
 
 def _pycuda(_: Settings) -> Check:
     ok = importlib.util.find_spec("pycuda") is not None
-    return Check("pycuda", ok, "importable" if ok else "not installed", "pip install -e '.[jetson]' (needs CUDA)", required=False)
+    return Check(
+        "pycuda", ok, "importable" if ok else "not installed", "pip install -e '.[jetson]' (needs CUDA)", required=False
+    )
 
 
 def _gstreamer(_: Settings) -> Check:
     from firmware_app.sources.camera import gstreamer_has
 
     if shutil.which("gst-launch-1.0") is None:
-        return Check("GStreamer", False, "gst-launch-1.0 not installed (csi:// cameras unavailable)",
-                     "sudo apt-get install gstreamer1.0-tools gstreamer1.0-plugins-base", required=False)
+        return Check(
+            "GStreamer",
+            False,
+            "gst-launch-1.0 not installed (csi:// cameras unavailable)",
+            "sudo apt-get install gstreamer1.0-tools gstreamer1.0-plugins-base",
+            required=False,
+        )
     ok = gstreamer_has("nvarguscamerasrc")
-    return Check("GStreamer", ok, "nvarguscamerasrc available" if ok else "no nvarguscamerasrc (csi:// needs a Jetson)",
-                 "on a Jetson: sudo apt-get install nvidia-l4t-gstreamer", required=False)
+    return Check(
+        "GStreamer",
+        ok,
+        "nvarguscamerasrc available" if ok else "no nvarguscamerasrc (csi:// needs a Jetson)",
+        "on a Jetson: sudo apt-get install nvidia-l4t-gstreamer",
+        required=False,
+    )
 
 
 def selftest(settings: Settings) -> Check:
@@ -165,7 +210,9 @@ def selftest(settings: Settings) -> Check:
         result = check_parity(backend, golden_path(model.path), tolerance)
     finally:
         backend.close()
-    return Check(f"selftest ({backend.name})", result.ok, result.line(), "rebuild the engine: ventriloquist engine build")
+    return Check(
+        f"selftest ({backend.name})", result.ok, result.line(), "rebuild the engine: ventriloquist engine build"
+    )
 
 
 def engine_dir_for(settings: Settings) -> Path:
@@ -190,7 +237,12 @@ def build_and_check_engine(settings: Settings, engine_dir: Path | None = None) -
         backend.record_parity(result.ok, result.line())
     finally:
         backend.close()
-    return Check("engine (tensorrt)", result.ok, result.line(), "rebuild after a JetPack or model update: ventriloquist engine build")
+    return Check(
+        "engine (tensorrt)",
+        result.ok,
+        result.line(),
+        "rebuild after a JetPack or model update: ventriloquist engine build",
+    )
 
 
 # --- `doctor --device`: the Jetson's own parts --------------------------------------------------------
@@ -198,13 +250,37 @@ def build_and_check_engine(settings: Settings, engine_dir: Path | None = None) -
 # Orin's GPU, memory and sync nodes under JetPack 6 (after OE4T meta-tegra tegra-configs/devices.csv);
 # the kiosk unit must allow each one that exists, or CUDA is denied and the kiosk runs on the CPU.
 JETSON_DEVICE_NODES = (
-    "/dev/nvgpu/igpu0/as", "/dev/nvgpu/igpu0/channel", "/dev/nvgpu/igpu0/ctrl", "/dev/nvgpu/igpu0/ctxsw",
-    "/dev/nvgpu/igpu0/dbg", "/dev/nvgpu/igpu0/nvsched", "/dev/nvgpu/igpu0/power", "/dev/nvgpu/igpu0/prof",
-    "/dev/nvgpu/igpu0/prof-ctx", "/dev/nvgpu/igpu0/prof-dev", "/dev/nvgpu/igpu0/sched", "/dev/nvgpu/igpu0/tsg",
-    "/dev/nvhost-as-gpu", "/dev/nvhost-ctrl-gpu", "/dev/nvhost-ctxsw-gpu", "/dev/nvhost-dbg-gpu", "/dev/nvhost-gpu",
-    "/dev/nvhost-nvsched-gpu", "/dev/nvhost-power-gpu", "/dev/nvhost-prof-ctx-gpu", "/dev/nvhost-prof-dev-gpu",
-    "/dev/nvhost-prof-gpu", "/dev/nvhost-sched-gpu", "/dev/nvhost-tsg-gpu",
-    "/dev/nvmap", "/dev/host1x-fence", "/dev/nvsciipc", "/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-modeset",
+    "/dev/nvgpu/igpu0/as",
+    "/dev/nvgpu/igpu0/channel",
+    "/dev/nvgpu/igpu0/ctrl",
+    "/dev/nvgpu/igpu0/ctxsw",
+    "/dev/nvgpu/igpu0/dbg",
+    "/dev/nvgpu/igpu0/nvsched",
+    "/dev/nvgpu/igpu0/power",
+    "/dev/nvgpu/igpu0/prof",
+    "/dev/nvgpu/igpu0/prof-ctx",
+    "/dev/nvgpu/igpu0/prof-dev",
+    "/dev/nvgpu/igpu0/sched",
+    "/dev/nvgpu/igpu0/tsg",
+    "/dev/nvhost-as-gpu",
+    "/dev/nvhost-ctrl-gpu",
+    "/dev/nvhost-ctxsw-gpu",
+    "/dev/nvhost-dbg-gpu",
+    "/dev/nvhost-gpu",
+    "/dev/nvhost-nvsched-gpu",
+    "/dev/nvhost-power-gpu",
+    "/dev/nvhost-prof-ctx-gpu",
+    "/dev/nvhost-prof-dev-gpu",
+    "/dev/nvhost-prof-gpu",
+    "/dev/nvhost-sched-gpu",
+    "/dev/nvhost-tsg-gpu",
+    "/dev/nvmap",
+    "/dev/host1x-fence",
+    "/dev/nvsciipc",
+    "/dev/nvidia0",
+    "/dev/nvidia1",
+    "/dev/nvidiactl",
+    "/dev/nvidia-modeset",
     "/dev/nvidia-uvm",
 )
 DEVICE_CLASSES = {"char-drm": "/dev/dri/", "char-video4linux": "/dev/video"}  # allowed by class, not path
@@ -225,7 +301,9 @@ def blocked_nodes(unit_text: str, present: list[str]) -> list[str]:
 
 def present_jetson_nodes(dev: Path = Path("/dev")) -> list[str]:
     patterns = ("nvgpu/igpu0/*", "nvhost-*", "nvmap", "host1x-fence", "nvsciipc", "nvidia*", "dri/*")
-    found = sorted({str(Path("/dev") / p.relative_to(dev)) for pattern in patterns for p in dev.glob(pattern) if not p.is_dir()})
+    found = sorted(
+        {str(Path("/dev") / p.relative_to(dev)) for pattern in patterns for p in dev.glob(pattern) if not p.is_dir()}
+    )
     # DLA, PVA, the video codecs and the UVM profiler are not used by the kiosk: not allowing them is intended
     return [n for n in found if not any(skip in n for skip in ("nvdla", "pva", "nvdec", "nvenc", "uvm-tools"))]
 
@@ -235,17 +313,38 @@ def device_checks(settings: Settings, dev: Path = Path("/dev"), unit: Path | Non
     from firmware_app.inference.tensorrt_backend import l4t_release
 
     release = l4t_release()
-    checks = [Check("L4T release", release != "none", release if release != "none" else "no /etc/nv_tegra_release (not a Jetson)",
-                    "run this on the Jetson (JetPack 6)")]
+    checks = [
+        Check(
+            "L4T release",
+            release != "none",
+            release if release != "none" else "no /etc/nv_tegra_release (not a Jetson)",
+            "run this on the Jetson (JetPack 6)",
+        )
+    ]
     nodes = present_jetson_nodes(dev)
     gpu = [n for n in nodes if "gpu" in n]
     checks.append(Check("GPU nodes", bool(gpu), ", ".join(nodes) or "none", "install JetPack 6 (nvgpu driver)"))
-    unit = unit or (INSTALLED_UNIT if INSTALLED_UNIT.is_file() else PACKAGE_DIR.parent / "systemd" / "ventriloquist.service")
+    unit = unit or (
+        INSTALLED_UNIT if INSTALLED_UNIT.is_file() else PACKAGE_DIR.parent / "systemd" / "ventriloquist.service"
+    )
     blocked = blocked_nodes(unit.read_text(), nodes)
-    checks.append(Check("sandbox devices", not blocked, f"{unit}: " + (f"blocks {', '.join(blocked)}" if blocked else "allows every node present"),
-                        "add DeviceAllow=<node> rw to the unit (systemd/ventriloquist.service), then install.sh again"))
-    checks.append(Check("argus socket", ARGUS_SOCKET.exists(), str(ARGUS_SOCKET) if ARGUS_SOCKET.exists() else "absent (nvargus-daemon not running)",
-                        "sudo systemctl enable --now nvargus-daemon (csi:// cameras only)", required=False))
+    checks.append(
+        Check(
+            "sandbox devices",
+            not blocked,
+            f"{unit}: " + (f"blocks {', '.join(blocked)}" if blocked else "allows every node present"),
+            "add DeviceAllow=<node> rw to the unit (systemd/ventriloquist.service), then install.sh again",
+        )
+    )
+    checks.append(
+        Check(
+            "argus socket",
+            ARGUS_SOCKET.exists(),
+            str(ARGUS_SOCKET) if ARGUS_SOCKET.exists() else "absent (nvargus-daemon not running)",
+            "sudo systemctl enable --now nvargus-daemon (csi:// cameras only)",
+            required=False,
+        )
+    )
     return checks
 
 
@@ -261,5 +360,9 @@ def capture_check(settings: Settings, frames: int) -> Check:
         got = [f for f in (source.read() for _ in range(frames)) if f is not None]
         seconds = time.monotonic() - started
     shape = "x".join(map(str, got[-1].image.shape[1::-1])) if got else "-"
-    return Check(f"capture {settings.sources.camera}", len(got) == frames,
-                 f"{len(got)}/{frames} frames of {shape} in {seconds:.1f} s", "see the camera fix above; check the cable")
+    return Check(
+        f"capture {settings.sources.camera}",
+        len(got) == frames,
+        f"{len(got)}/{frames} frames of {shape} in {seconds:.1f} s",
+        "see the camera fix above; check the cable",
+    )

@@ -53,8 +53,12 @@ SETTLE_S = 4.0  # aperture that counts as the mouth reacting
 
 def run_latency_bench(settings: Settings, play_sink: str | None, events: int = EVENTS) -> str:
     if not settings.sources.audio.startswith("mic://"):
-        raise DeviceError("bench latency needs a microphone source", "set sources.audio to mic://default (or mic://pulse)")
-    settings = with_changes(settings, {"mode": "puppet", "puppet.performer": False, "puppet.idle": False, "health.enabled": False})
+        raise DeviceError(
+            "bench latency needs a microphone source", "set sources.audio to mic://default (or mic://pulse)"
+        )
+    settings = with_changes(
+        settings, {"mode": "puppet", "puppet.performer": False, "puppet.idle": False, "health.enabled": False}
+    )
     from firmware_app.pipeline import build_pipeline
 
     pipeline = build_pipeline(settings, realtime=True)
@@ -86,7 +90,9 @@ def run_latency_bench(settings: Settings, play_sink: str | None, events: int = E
     return report(_measure(captured, metrics.frame_log, pipeline), _frame_interval_ms(metrics.frame_log))
 
 
-def _measure(captured: list[tuple[float, np.ndarray]], shown: FrameLog, pipeline: Pipeline) -> list[tuple[float, float | None]]:
+def _measure(
+    captured: list[tuple[float, np.ndarray]], shown: FrameLog, pipeline: Pipeline
+) -> list[tuple[float, float | None]]:
     """(latency ms, A/V offset ms or None) per detected event."""
     if not captured or not len(shown):
         return []
@@ -95,7 +101,9 @@ def _measure(captured: list[tuple[float, np.ndarray]], shown: FrameLog, pipeline
     hop = SAMPLE_RATE // 100
     frames = len(audio) // hop
     level = 20 * np.log10(np.sqrt(np.mean(audio[: frames * hop].reshape(frames, hop) ** 2, axis=1)) + 1e-9)
-    log = np.array(shown.frames(), dtype=float)  # columns: the fields of ShownFrame (shown at, audio t, aperture, captured at)
+    log = np.array(
+        shown.frames(), dtype=float
+    )  # columns: the fields of ShownFrame (shown at, audio t, aperture, captured at)
     results = []
     quiet_needed = 30
     for i in range(quiet_needed + 1, frames):
@@ -131,12 +139,22 @@ def _frame_interval_ms(shown: FrameLog) -> float:
 def report(results: list[tuple[float, float | None]], frame_interval_ms: float = float("nan")) -> str:
     interval = f" frame_interval_ms={frame_interval_ms:.0f}"
     if not results:
-        return "latency: no sound reached the microphone (check the sink/microphone pairing)\nlatency_ms median=nan p95=nan av_offset_ms=nan" + interval
-    lines = [f"event {i + 1}: mic → mouth on screen {lat:.0f} ms" + (f", A/V offset {off:+.0f} ms" if off is not None else "") for i, (lat, off) in enumerate(results)]
+        return (
+            "latency: no sound reached the microphone (check the sink/microphone pairing)\nlatency_ms median=nan "
+            "p95=nan av_offset_ms=nan" + interval
+        )
+    lines = [
+        f"event {i + 1}: mic → mouth on screen {lat:.0f} ms"
+        + (f", A/V offset {off:+.0f} ms" if off is not None else "")
+        for i, (lat, off) in enumerate(results)
+    ]
     latencies = np.array([lat for lat, _ in results])
     offsets = np.array([off for _, off in results if off is not None])
     offset_text = f"{np.median(offsets):.0f}" if len(offsets) else "n/a"
-    lines.append(f"latency_ms median={np.median(latencies):.0f} p95={np.percentile(latencies, 95):.0f} av_offset_ms={offset_text}" + interval)
+    lines.append(
+        f"latency_ms median={np.median(latencies):.0f} p95={np.percentile(latencies, 95):.0f} "
+        f"av_offset_ms={offset_text}" + interval
+    )
     return "\n".join(lines)
 
 
@@ -167,4 +185,3 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise DeviceError(f"timed out waiting for {what}", "check the microphone and `ventriloquist doctor`")
         time.sleep(0.05)
-

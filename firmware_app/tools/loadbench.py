@@ -68,23 +68,35 @@ class LoadResult:
 
     def line(self) -> str:
         verdict = "; ".join(self.missed()) or "ok"
-        return (f"load busy={self.busy} seconds={self.seconds:.0f} skipped_ms={self.skipped_ms:.0f} underruns={self.underruns} "
-                f"(waits={self.waits} device={self.underflows}) underruns_per_min={self.underruns_per_min:.2f} fps={self.fps:.1f} "
-                f"av_offset_ms={self.av_offset_ms:+.0f} av_offset_p95_ms={self.av_offset_p95_ms:.0f} verdict={verdict}")
+        return (
+            f"load busy={self.busy} seconds={self.seconds:.0f} skipped_ms={self.skipped_ms:.0f} "
+            f"underruns={self.underruns} "
+            f"(waits={self.waits} device={self.underflows}) underruns_per_min={self.underruns_per_min:.2f} "
+            f"fps={self.fps:.1f} "
+            f"av_offset_ms={self.av_offset_ms:+.0f} av_offset_p95_ms={self.av_offset_p95_ms:.0f} verdict={verdict}"
+        )
 
 
 def run_load_bench(settings: Settings, busy: int | None, seconds: float) -> LoadResult:
     from firmware_app.pipeline import build_pipeline
 
     busy = (os.cpu_count() or 1) if busy is None else busy
-    changes = {"audio.passthrough": True, "audio.passthrough_delay": "auto", "health.enabled": False, "health.restart_above_mb": 0}
+    changes = {
+        "audio.passthrough": True,
+        "audio.passthrough_delay": "auto",
+        "health.enabled": False,
+        "health.restart_above_mb": 0,
+    }
     if not settings.sources.audio.startswith(("file://", "bundled://")):
         changes["sources.audio"] = "bundled://speech.wav"
     if settings.mode == "mirror" and not settings.sources.camera.startswith(("file://", "bundled://")):
         changes["sources.camera"] = "bundled://portrait.jpg"
     settings = with_changes(settings, changes)
     if seconds <= WARM_UP_S + 2 * SAMPLE_S:
-        raise ConfigError(f"bench load --seconds {seconds:g} is too short", f"give more than {WARM_UP_S + 2 * SAMPLE_S:g} s (the first {WARM_UP_S:g} s are warm-up)")
+        raise ConfigError(
+            f"bench load --seconds {seconds:g} is too short",
+            f"give more than {WARM_UP_S + 2 * SAMPLE_S:g} s (the first {WARM_UP_S:g} s are warm-up)",
+        )
     pipeline = build_pipeline(settings, realtime=True)
     pipeline.loop_audio = True  # the speech plays on for as long as the bench runs
     metrics, stop = LiveMetrics(), threading.Event()

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from firmware_app.config import Settings, with_changes
+from firmware_app.platform.memory import resident_mb
 from firmware_app.runners.live import run_live
 from firmware_app.runners.metrics import LiveMetrics
 from firmware_app.tools.loadbench import TARGETS
-from firmware_app.platform.memory import resident_mb
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,15 @@ class SoakResult:
 def run_soak(settings: Settings, minutes: float) -> SoakResult:
     from firmware_app.pipeline import build_pipeline
 
-    settings = with_changes(settings, {"health.enabled": False, "health.restart_above_mb": 0})  # measure growth, never mask it
+    settings = with_changes(
+        settings, {"health.enabled": False, "health.restart_above_mb": 0}
+    )  # measure growth, never mask it
     pipeline = build_pipeline(settings, realtime=True)
     pipeline.loop_audio = True
     metrics, stop, reload = LiveMetrics(), threading.Event(), threading.Event()
-    samples: list[tuple[float, int, int, float, float, float]] = []  # (elapsed s, frames, dropped, rss MB, sync ms, widest mouth)
+    samples: list[
+        tuple[float, int, int, float, float, float]
+    ] = []  # (elapsed s, frames, dropped, rss MB, sync ms, widest mouth)
 
     def sample() -> None:  # the pipeline keeps the main thread (the display wants it)
         started = time.monotonic()
@@ -64,7 +68,9 @@ def run_soak(settings: Settings, minutes: float) -> SoakResult:
             sync = metrics.sync.av_offset_ms if pipeline.passthrough is not None else metrics.latency.median_ms()
             since = time.monotonic() - SAMPLE_S
             widest = max((frame.aperture for frame in metrics.frame_log.since(since)), default=0.0)
-            samples.append((time.monotonic() - started, metrics.frames.shown, metrics.frames.dropped, resident_mb(), sync, widest))
+            samples.append(
+                (time.monotonic() - started, metrics.frames.shown, metrics.frames.dropped, resident_mb(), sync, widest)
+            )
             log.info("soak %.0f s: frames=%d dropped=%d rss=%.1f MB sync=%.1f ms widest mouth=%.2f", *samples[-1])
             if samples[-1][0] >= minutes * 60:
                 stop.set()
@@ -77,8 +83,12 @@ def run_soak(settings: Settings, minutes: float) -> SoakResult:
     return summarise(samples, metrics, speech_file, voice)
 
 
-def summarise(samples: list[tuple[float, int, int, float, float, float]], metrics: LiveMetrics, speech_file: bool = True,
-              voice: dict[str, float] | None = None) -> SoakResult:
+def summarise(
+    samples: list[tuple[float, int, int, float, float, float]],
+    metrics: LiveMetrics,
+    speech_file: bool = True,
+    voice: dict[str, float] | None = None,
+) -> SoakResult:
     """`voice` is the passthrough's report (`VoicePassthrough.report`), None without one."""
     if len(samples) < 2:
         return SoakResult("soak: too short to measure (run at least two sample periods)", ["too short to measure"])
@@ -92,7 +102,8 @@ def summarise(samples: list[tuple[float, int, int, float, float, float]], metric
     fps = frames[-1] / elapsed[-1]
     lines = [
         f"soak: {elapsed[-1] / 60:.1f} min, {int(frames[-1])} frames, restarts {metrics.restarts.as_dict()}",
-        f"  memory {rss[steady][0]:.1f} → {rss[-1]:.1f} MB; latency now {metrics.latency.median_ms():.0f} ms; A/V offset now {metrics.sync.av_offset_ms:.0f} ms",
+        f"  memory {rss[steady][0]:.1f} → {rss[-1]:.1f} MB; latency now {metrics.latency.median_ms():.0f} ms; A/V "
+        f"offset now {metrics.sync.av_offset_ms:.0f} ms",
         f"soak minutes={elapsed[-1] / 60:.1f} fps={fps:.2f} dropped={int(dropped[-1])} "
         f"rss_slope_mb_per_h={slope_per_s * 3600:.2f} av_drift_ms={drift:.1f} restarts={metrics.restarts.total}",
     ]
@@ -102,22 +113,31 @@ def summarise(samples: list[tuple[float, int, int, float, float, float]], metric
         lines[-1] += heard
     still = [t for t, w in zip(elapsed[steady], widest[steady]) if w < REACTS]
     if speech_file and still:
-        failures.append(f"the voice stopped producing mouth shapes: the mouth never opened in {len(still)} of "
-                        f"{int(steady.sum())} periods of {SAMPLE_S:.0f} s (first ending at {still[0]:.0f} s)")
+        failures.append(
+            f"the voice stopped producing mouth shapes: the mouth never opened in {len(still)} of "
+            f"{int(steady.sum())} periods of {SAMPLE_S:.0f} s (first ending at {still[0]:.0f} s)"
+        )
     rise = rss[-1] - rss[steady][0]
     if slope_per_s * 3600 > RSS_SLOPE_LIMIT_MB_PER_H and rise > RSS_RISE_LIMIT_MB:
-        failures.append(f"memory keeps rising: {slope_per_s * 3600:.1f} MB/h, {rise:.1f} MB since the warm-up "
-                        f"(limit {RSS_SLOPE_LIMIT_MB_PER_H:.0f} MB/h)")
+        failures.append(
+            f"memory keeps rising: {slope_per_s * 3600:.1f} MB/h, {rise:.1f} MB since the warm-up "
+            f"(limit {RSS_SLOPE_LIMIT_MB_PER_H:.0f} MB/h)"
+        )
     return SoakResult("\n".join(lines), failures)
 
 
 def _judge_voice(voice: dict[str, float], minutes: float) -> tuple[str, list[str]]:
     """The soak line's voice figures, and the load bench's targets the voice missed."""
     underruns = int(voice["stalls"] + voice["underflows"])
-    heard = f" skipped_ms={voice['skipped_ms']:.0f} underruns={underruns} (waits={int(voice['stalls'])} device={int(voice['underflows'])})"
+    heard = (
+        f" skipped_ms={voice['skipped_ms']:.0f} underruns={underruns} (waits={int(voice['stalls'])} "
+        f"device={int(voice['underflows'])})"
+    )
     failures = []
     if voice["skipped_ms"] > TARGETS["skipped_ms"]:
         failures.append(f"{voice['skipped_ms']:.0f} ms of the voice was skipped (target 0)")
     if underruns / minutes > TARGETS["underruns_per_min"]:
-        failures.append(f"the voice ran dry {underruns / minutes:.1f} times a minute (target ≤ {TARGETS['underruns_per_min']:.0f})")
+        failures.append(
+            f"the voice ran dry {underruns / minutes:.1f} times a minute (target ≤ {TARGETS['underruns_per_min']:.0f})"
+        )
     return heard, failures

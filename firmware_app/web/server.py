@@ -13,7 +13,8 @@ import logging
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -72,26 +73,46 @@ class LiveCollector(Collector):
         yield gauge("fps", "frames shown per second since start", m.fps)
         yield counter("frames", "frames shown", m.frames.shown)
         yield counter("dropped_frames", "output frames skipped because the loop was behind", m.frames.dropped)
-        yield counter("camera_frames_skipped", "camera frames replaced by a newer one before rendering", m.frames.camera_skipped)
-        yield counter("frames_repeated", "the last frame shown again (with a new mouth) because no new one was due", m.frames.repeated)
+        yield counter(
+            "camera_frames_skipped", "camera frames replaced by a newer one before rendering", m.frames.camera_skipped
+        )
+        yield counter(
+            "frames_repeated",
+            "the last frame shown again (with a new mouth) because no new one was due",
+            m.frames.repeated,
+        )
         yield gauge("resident_memory_megabytes", "resident memory of the kiosk process (MiB)", m.resident_mb)
-        stages = GaugeMetricFamily("ventriloquist_stage_milliseconds", "per-frame time of each stage (moving average)", labels=["stage"])
+        stages = GaugeMetricFamily(
+            "ventriloquist_stage_milliseconds", "per-frame time of each stage (moving average)", labels=["stage"]
+        )
         for stage, ms in m.stages.averages().items():
             stages.add_metric([stage], ms)
         yield stages
         yield gauge("latency_milliseconds", "capture to display, median of recent frames", m.latency.median_ms())
         yield gauge("av_offset_milliseconds", "passthrough sound minus picture (+ = sound late)", m.sync.av_offset_ms)
-        yield gauge("passthrough_delay_milliseconds", "capture of a voice sample to its sound leaving the speaker", m.sync.passthrough_delay_ms)
+        yield gauge(
+            "passthrough_delay_milliseconds",
+            "capture of a voice sample to its sound leaving the speaker",
+            m.sync.passthrough_delay_ms,
+        )
         yield gauge("face_present", "1 when a face is being animated", float(m.liveness.face_present))
-        backend = GaugeMetricFamily("ventriloquist_backend_info", "the mouth model and its inference backend", labels=["backend"])
+        backend = GaugeMetricFamily(
+            "ventriloquist_backend_info", "the mouth model and its inference backend", labels=["backend"]
+        )
         backend.add_metric([m.backend], 1.0)
         yield backend
-        restarts = CounterMetricFamily("ventriloquist_restarts", "devices reopened and models replaced after a fault", labels=["part"])
+        restarts = CounterMetricFamily(
+            "ventriloquist_restarts", "devices reopened and models replaced after a fault", labels=["part"]
+        )
         for part, count in m.restarts.as_dict().items():
             restarts.add_metric([part], count)
         yield restarts
         yield gauge("uptime_seconds", "time since this pipeline started", time.monotonic() - m.started_at)
-        yield gauge("pipeline_generation", "pipelines started by this process (a config reload starts a new one)", self.state.generation)
+        yield gauge(
+            "pipeline_generation",
+            "pipelines started by this process (a config reload starts a new one)",
+            self.state.generation,
+        )
         yield from m.latency.histogram.collect()
         yield from m.stages.histogram.collect()
 
@@ -142,7 +163,10 @@ class HealthServer:
             sock.bind((self.bind, self.port))
         except OSError as exc:
             sock.close()
-            raise DeviceError(f"cannot serve health on {self.bind}:{self.port}: {exc}", "set health.port to a free port, or health.enabled: false") from None
+            raise DeviceError(
+                f"cannot serve health on {self.bind}:{self.port}: {exc}",
+                "set health.port to a free port, or health.enabled: false",
+            ) from None
         config = uvicorn.Config(
             build_app(self.settings, self.state), http="h11", ws="none", lifespan="off",
             log_config=None, log_level="warning", access_log=False, timeout_graceful_shutdown=STOP_WITHIN_S,

@@ -19,9 +19,27 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware_app.audio.passthrough.ring import (ANCHORED, DELAY, JUMP_FROM, JUMP_TO, JUMPING, MOVED_AT, NEXT, OVERRUN,
-                                                 RECEIVED, RING_SAMPLES, STALL_LOG, STALLS, TIMED, TIMINGS, UNDERFLOWS,
-                                                 WAITED, WANTED, SharedLine, play)
+from firmware_app.audio.passthrough.ring import (
+    ANCHORED,
+    DELAY,
+    JUMP_FROM,
+    JUMP_TO,
+    JUMPING,
+    MOVED_AT,
+    NEXT,
+    OVERRUN,
+    RECEIVED,
+    RING_SAMPLES,
+    STALL_LOG,
+    STALLS,
+    TIMED,
+    TIMINGS,
+    UNDERFLOWS,
+    WAITED,
+    WANTED,
+    SharedLine,
+    play,
+)
 from firmware_app.errors import DeviceError
 from firmware_app.frames import SAMPLE_RATE, AudioBlock
 from firmware_app.resource import Resource
@@ -39,7 +57,9 @@ def passthrough_delay_s(lookahead_s: float, fps: float, trim_ms: float) -> float
 DEVICE_BUFFER_S = 0.1  # asked of PortAudio: a callback may come this late before the device runs dry
 SAFETY_S = 0.03  # voice kept in hand beyond the latest one seen late: the floor's margin
 FLOOR_WINDOW_S = 30.0  # how long a stall keeps the floor raised
-FLOOR_MOST_S = 0.3  # above this the picture (held at most 300 ms, see runners/avsync.py) could not follow: sound and picture would part
+# above this the picture (held at most 300 ms, see runners/avsync.py) could not follow: sound and
+# picture would part
+FLOOR_MOST_S = 0.3
 SETTLE_S = 5.0  # lateness in the first seconds of a voice is start-up work (model warm-up), not a stall
 MEASURED = 64  # the latest callbacks (since the last move) whose delay's median is the measured delay
 SETTLED_CALLBACKS = 8  # callbacks after a move before the delay is judged again
@@ -82,17 +102,35 @@ class VoicePassthrough(Resource):
             before, self.line = self.line, SharedLine(self._memory)
             self.line.ctl[:] = before.ctl
             self._player = subprocess.Popen(
-                [sys.executable, "-m", "firmware_app.audio.passthrough.player",
-                 str(fd), self.device, str(DEVICE_BUFFER_S)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, pass_fds=(fd,),
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[3]), os.environ.get("PYTHONPATH")]))},
+                [
+                    sys.executable,
+                    "-m",
+                    "firmware_app.audio.passthrough.player",
+                    str(fd),
+                    self.device,
+                    str(DEVICE_BUFFER_S),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                pass_fds=(fd,),
+                env={
+                    **os.environ,
+                    "PYTHONPATH": os.pathsep.join(
+                        filter(None, [str(Path(__file__).resolve().parents[3]), os.environ.get("PYTHONPATH")])
+                    ),
+                },
             )
         finally:
             os.close(fd)
         reply = _reply(self._player, PLAYER_START_S)
         if not reply.startswith("ok "):
             self._stop_player()
-            detail = json.loads(reply[6:]) if reply.startswith("error ") else {"error": reply or "the player process did not start", "outputs": []}
+            detail = (
+                json.loads(reply[6:])
+                if reply.startswith("error ")
+                else {"error": reply or "the player process did not start", "outputs": []}
+            )
             raise DeviceError(
                 f"cannot open audio output {self.device or 'default'!r} for passthrough: {detail['error']}",
                 "set audio.passthrough_device to one of: "
@@ -100,7 +138,12 @@ class VoicePassthrough(Resource):
                 + ", or audio.passthrough: false",
             )
         self._device_latency = float(reply.split()[1])
-        log.info("voice passthrough to %s, delayed %.0f ms (+ %.0f ms in the device)", self.device or "default", self.delay_s * 1000, self._device_latency * 1000)
+        log.info(
+            "voice passthrough to %s, delayed %.0f ms (+ %.0f ms in the device)",
+            self.device or "default",
+            self.delay_s * 1000,
+            self._device_latency * 1000,
+        )
 
     def _stop_player(self) -> None:
         player, self._player = self._player, None
@@ -196,8 +239,12 @@ class VoicePassthrough(Resource):
         stalls = int(self.line.ctl[STALLS])
         for n in range(max(self._stalls_logged, stalls - STALL_LOG), stalls):
             resumed_at, waited = self.line.stall_log[n % STALL_LOG]
-            log.warning("passthrough: waited %.0f ms for late voice at %.2f s of the voice (the voice thread was starved); it plays that much later",
-                        1000 * waited / SAMPLE_RATE, resumed_at / SAMPLE_RATE)
+            log.warning(
+                "passthrough: waited %.0f ms for late voice at %.2f s of the voice (the voice thread was "
+                "starved); it plays that much later",
+                1000 * waited / SAMPLE_RATE,
+                resumed_at / SAMPLE_RATE,
+            )
         self._stalls_logged = stalls
 
     def recent_waits(self) -> str:
@@ -209,7 +256,10 @@ class VoicePassthrough(Resource):
     def recent_underflows(self) -> str:
         """Where on the voice's clock the device last ran dry, oldest first."""
         count = int(self.line.ctl[UNDERFLOWS])
-        return ", ".join(f"{self.line.underflow_log[n % STALL_LOG] / SAMPLE_RATE:.2f} s" for n in range(max(0, count - STALL_LOG), count))
+        return ", ".join(
+            f"{self.line.underflow_log[n % STALL_LOG] / SAMPLE_RATE:.2f} s"
+            for n in range(max(0, count - STALL_LOG), count)
+        )
 
     def set_trim(self, trim_s: float) -> None:
         """The operator's trim, changed live (the console's slider): the delay moves by the
@@ -256,10 +306,19 @@ class VoicePassthrough(Resource):
         self._stop_player()
         self._log_stalls()
         done = self.report()
-        log.log(logging.WARNING if done["skipped_ms"] or done["stalls"] or done["underflows"] else logging.INFO,
-                "passthrough: %.0f ms of voice skipped; waited %.0f ms for late voice (%d times); the device ran dry %d times; "
-                "its callback ran %s; the last waits: %s; ran dry at: %s", done["skipped_ms"], done["waited_ms"], done["stalls"],
-                done["underflows"], self.callback_priority, self.recent_waits() or "none", self.recent_underflows() or "never")
+        log.log(
+            logging.WARNING if done["skipped_ms"] or done["stalls"] or done["underflows"] else logging.INFO,
+            "passthrough: %.0f ms of voice skipped; waited %.0f ms for late voice (%d times); the device ran dry "
+            "%d times; "
+            "its callback ran %s; the last waits: %s; ran dry at: %s",
+            done["skipped_ms"],
+            done["waited_ms"],
+            done["stalls"],
+            done["underflows"],
+            self.callback_priority,
+            self.recent_waits() or "none",
+            self.recent_underflows() or "never",
+        )
         # the shared memory is not closed here: the voice thread may still be writing into it (it
         # stops after the line); it is freed with the last reference
 

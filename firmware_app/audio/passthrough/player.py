@@ -36,7 +36,9 @@ def player_main() -> None:
     try:
         sd = require_sounddevice()
         with realtime_threads_spawned():
-            stream = sd.OutputStream(samplerate=SAMPLE_RATE, channels=1, dtype="float32", device=device, callback=callback, latency=buffer_s)
+            stream = sd.OutputStream(
+                samplerate=SAMPLE_RATE, channels=1, dtype="float32", device=device, callback=callback, latency=buffer_s
+            )
             stream.start()
     except DeviceError as exc:
         print("error " + json.dumps({"error": exc.cause, "outputs": []}), flush=True)

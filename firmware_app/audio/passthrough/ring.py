@@ -22,8 +22,24 @@ TIMINGS = 256  # the last callbacks, (wall time, first sample, samples in hand, 
 STALL_LOG = 32  # the last stalls, (input sample where the voice resumed, samples waited), for the log
 
 # Slots of the shared control block, each written by one side only (noted), so no lock is needed.
-(ANCHORED, NEXT, RECEIVED, WANTED, JUMP_FROM, JUMP_TO, JUMPING, UNDERFLOWS, WAITING, STALLS,
- WAITED, QUIET_RUN, DELAY, TIMED, OVERRUN, MOVED_AT) = range(16)
+(
+    ANCHORED,
+    NEXT,
+    RECEIVED,
+    WANTED,
+    JUMP_FROM,
+    JUMP_TO,
+    JUMPING,
+    UNDERFLOWS,
+    WAITING,
+    STALLS,
+    WAITED,
+    QUIET_RUN,
+    DELAY,
+    TIMED,
+    OVERRUN,
+    MOVED_AT,
+) = range(16)
 # writers: voice thread: ANCHORED, RECEIVED, WANTED (the player clears it), JUMP_*, JUMPING (the
 # player clears it), NEXT (only before ANCHORED); the player: everything else.
 CTL_SLOTS = 16

@@ -65,7 +65,9 @@ class ConfigFolder:
         """Write `name` (a bare file name) into the config folder, keeping the old one as NAME.bak."""
         folder = self._require_path().parent
         if Path(name).name != name or name.startswith(".") or name in ("", "..") or name.endswith(".bak"):
-            raise ConfigError(f"refusing to write {name!r}", "the console writes plain file names inside the config folder only")
+            raise ConfigError(
+                f"refusing to write {name!r}", "the console writes plain file names inside the config folder only"
+            )
         target = folder / name
         if target.exists():
             write_atomically(folder / f"{name}.bak", target.read_bytes())

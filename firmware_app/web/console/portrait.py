@@ -34,7 +34,9 @@ MAX_PACK_UNPACKED = 512 * 2**20  # bytes: a pack enrolled from a 720p clip unpac
 STILLS = {b"\xff\xd8\xff": "jpg", b"\x89PNG\r\n\x1a\n": "png"}
 PACK = SUFFIX.lstrip(".")  # "face"
 ZIP = b"PK\x03\x04"  # a face pack is a zip archive (manifest.json, reference.png, bank.npz)
-REENROLL = "enroll the clip again with `ventriloquist enroll CLIP --out NAME.face --consent \"…\"` and upload the new pack"
+REENROLL = (
+    'enroll the clip again with `ventriloquist enroll CLIP --out NAME.face --consent "…"` and upload the new pack'
+)
 FIX = ("upload a JPEG, PNG or WebP photo, or an MP4/MOV/WebM clip, of one face filling about a third of the picture, "
        "or a face pack (NAME.face) made by `ventriloquist enroll`")  # fmt: skip
 
@@ -50,7 +52,10 @@ class Portrait:
 
     def describe(self) -> str:
         if self.extension == PACK:
-            return f"face pack {self.width}x{self.height}, one face, {self.exemplars} mouth exemplars; consent: \u201c{self.consent}\u201d"
+            return (
+                f"face pack {self.width}x{self.height}, one face, {self.exemplars} mouth exemplars; consent: "
+                f"\u201c{self.consent}\u201d"
+            )
         return f"{'clip' if self.clip else 'still'} {self.width}x{self.height}, one face"
 
 
@@ -83,7 +88,9 @@ def check_portrait(data: bytes, model_path: str, disclosure: DisclosureSettings)
             f"{MAX_PIXELS // 1_000_000} MP", "scale it (1280x720 is plenty) and upload it again",
         )  # fmt: skip
     if clip and duration > MAX_CLIP_S:
-        raise MediaError(f"the clip is {duration:.0f} s long; the portrait loops a clip of at most {MAX_CLIP_S:.0f} s", "trim it")
+        raise MediaError(
+            f"the clip is {duration:.0f} s long; the portrait loops a clip of at most {MAX_CLIP_S:.0f} s", "trim it"
+        )
     faces = count_faces(_first_frame(data), model_path)
     if faces != 1:
         found = "no face" if faces == 0 else f"{faces} faces"
@@ -122,7 +129,11 @@ def _refuse_if_it_unpacks_too_large(data: bytes) -> None:
     except (zipfile.BadZipFile, zlib.error, OSError, ValueError):
         return  # not readable as a zip: the pack's reader names the problem
     if declared > MAX_PACK_UNPACKED:
-        raise MediaError(f"the uploaded face pack unpacks to {declared / 2**20:.0f} MiB; a face pack holds at most {MAX_PACK_UNPACKED / 2**20:.0f} MiB", REENROLL)
+        raise MediaError(
+            f"the uploaded face pack unpacks to {declared / 2**20:.0f} MiB; a face pack holds at most "
+            f"{MAX_PACK_UNPACKED / 2**20:.0f} MiB",
+            REENROLL,
+        )
 
 
 @contextmanager
@@ -171,7 +182,9 @@ def count_faces(rgb: np.ndarray, model_path: str) -> int:
     if scale < 1:
         rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     path = verify_model_file(resolve_path(model_path))
-    options = vision.FaceLandmarkerOptions(base_options=BaseOptions(model_asset_path=str(path)), running_mode=vision.RunningMode.IMAGE, num_faces=3)
+    options = vision.FaceLandmarkerOptions(
+        base_options=BaseOptions(model_asset_path=str(path)), running_mode=vision.RunningMode.IMAGE, num_faces=3
+    )
     with vision.FaceLandmarker.create_from_options(options) as landmarker:
         result = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)))
     return len(result.face_landmarks)

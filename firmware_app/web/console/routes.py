@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import cv2
 from starlette.concurrency import run_in_threadpool
@@ -17,11 +18,11 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from firmware_app.config import Settings
+from firmware_app.errors import VentriloquistError
 from firmware_app.web.console.configfile import ConfigFolder
 from firmware_app.web.console.portrait import check_portrait
 from firmware_app.web.console.security import Policy
 from firmware_app.web.console.status import History, RecentErrors, snapshot
-from firmware_app.errors import VentriloquistError
 
 if TYPE_CHECKING:
     from firmware_app.web.state import LiveState
@@ -65,7 +66,10 @@ def console_routes(settings: Settings, state: LiveState, policy: Policy) -> list
         return Response(jpeg.tobytes(), media_type="image/jpeg", headers={"cache-control": "no-store"})
 
     def config(request: Request) -> JSONResponse:
-        return JSONResponse({"path": str(folder.path) if folder.path else None, "text": folder.read()}, headers={"cache-control": "no-store"})
+        return JSONResponse(
+            {"path": str(folder.path) if folder.path else None, "text": folder.read()},
+            headers={"cache-control": "no-store"},
+        )
 
     async def check(request: Request) -> JSONResponse:
         text = str((await _json(request)).get("text", ""))
@@ -73,7 +77,12 @@ def console_routes(settings: Settings, state: LiveState, policy: Policy) -> list
             parsed = folder.check(text)
         except VentriloquistError as exc:
             return refused(exc)
-        return JSONResponse({"ok": True, "summary": f"OK (mode {parsed.mode}, audio {parsed.sources.audio}, output {parsed.output.uri})"})
+        return JSONResponse(
+            {
+                "ok": True,
+                "summary": f"OK (mode {parsed.mode}, audio {parsed.sources.audio}, output {parsed.output.uri})",
+            }
+        )
 
     async def apply(request: Request) -> JSONResponse:
         text = str((await _json(request)).get("text", ""))
@@ -102,7 +111,9 @@ def console_routes(settings: Settings, state: LiveState, policy: Policy) -> list
             return refused(exc)
         passthrough = state.pipeline.passthrough if state.pipeline is not None else None
         if passthrough is None:
-            return JSONResponse({"ok": False, "error": "audio.passthrough is off: there is no delay to trim"}, status_code=409)
+            return JSONResponse(
+                {"ok": False, "error": "audio.passthrough is off: there is no delay to trim"}, status_code=409
+            )
         passthrough.set_trim(ms / 1000)
         if body.get("save"):
             log.info("console: passthrough trim %.0f ms, saved to %s", ms, folder.path)
@@ -111,9 +122,18 @@ def console_routes(settings: Settings, state: LiveState, policy: Policy) -> list
     async def portrait(request: Request) -> JSONResponse:
         data = await _read_limited(request, upload_limit)
         if data is None:
-            return JSONResponse({"ok": False, "error": f"the upload is larger than console.upload_max_mb ({settings.console.upload_max_mb:g} MiB)"}, status_code=413)
+            return JSONResponse(
+                {
+                    "ok": False,
+                    "error": f"the upload is larger than console.upload_max_mb "
+                    f"({settings.console.upload_max_mb:g} MiB)",
+                },
+                status_code=413,
+            )
         try:
-            checked = await run_in_threadpool(check_portrait, data, state.settings.tracker.model_path, state.settings.disclosure)
+            checked = await run_in_threadpool(
+                check_portrait, data, state.settings.tracker.model_path, state.settings.disclosure
+            )
             stored = folder.store(f"portrait.{checked.extension}", data)
             folder.apply(folder.with_keys({"sources.portrait": f"file://{stored}"}))
         except VentriloquistError as exc:

@@ -115,7 +115,9 @@ class Guard:
         if not policy.host_allowed(headers.get("host", "")):
             return JSONResponse({"error": "this console answers only to 127.0.0.1 or localhost"}, status_code=403)
         if method not in SAFE_METHODS and not policy.same_origin(headers):
-            return JSONResponse({"error": "refused: the request did not come from this console's page"}, status_code=403)
+            return JSONResponse(
+                {"error": "refused: the request did not come from this console's page"}, status_code=403
+            )
         if scope["path"] == LOGIN_PATH and method == "POST":
             return None
         if scope["path"].startswith("/static/") and method in SAFE_METHODS:
@@ -130,7 +132,11 @@ class Guard:
         challenge = {"www-authenticate": 'Bearer realm="ventriloquist"'}
         if "text/html" in headers.get("accept", ""):
             return HTMLResponse(LOGIN_PAGE.format(message=message), status_code=401, headers=challenge)
-        return JSONResponse({"error": "a token is required (console.token): Authorization: Bearer TOKEN"}, status_code=401, headers=challenge)
+        return JSONResponse(
+            {"error": "a token is required (console.token): Authorization: Bearer TOKEN"},
+            status_code=401,
+            headers=challenge,
+        )
 
     async def _login(self, receive: Receive) -> Response:
         from urllib.parse import parse_qs

@@ -28,7 +28,7 @@ class RecentErrors(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append({"time": record.created, "level": record.levelname.lower(), "message": record.getMessage()})
 
-    def attach(self) -> "RecentErrors":
+    def attach(self) -> RecentErrors:
         logging.getLogger().addHandler(self)
         return self
 
@@ -39,7 +39,9 @@ class History(threading.Thread):
     def __init__(self, state: LiveState) -> None:
         super().__init__(name="console-history", daemon=True)
         self.state = state
-        self.samples: deque[tuple[float, float, float, float]] = deque(maxlen=HISTORY_S)  # (unix time, fps, latency, A/V)
+        self.samples: deque[tuple[float, float, float, float]] = deque(
+            maxlen=HISTORY_S
+        )  # (unix time, fps, latency, A/V)
         self._last: tuple[float, int, int] | None = None  # (monotonic, frames, generation)
 
     def run(self) -> None:
@@ -55,7 +57,9 @@ class History(threading.Thread):
         elif m.frames.shown:
             fps = m.fps
         self._last = (now, m.frames.shown, self.state.generation)
-        self.samples.append((time.time(), round(fps, 2), round(m.latency.median_ms(), 1), round(m.sync.av_offset_ms, 1)))
+        self.samples.append(
+            (time.time(), round(fps, 2), round(m.latency.median_ms(), 1), round(m.sync.av_offset_ms, 1))
+        )
 
     @property
     def recent_fps(self) -> float:
@@ -99,7 +103,9 @@ def snapshot(state: LiveState, history: History, errors: RecentErrors, started_a
         "passthrough": {
             "on": passthrough is not None,
             "delay_ms": round(m.sync.passthrough_delay_ms, 1),
-            "trim_ms": round(passthrough.trim_s * 1000, 1) if passthrough is not None else settings.audio.passthrough_trim_ms,
+            "trim_ms": round(passthrough.trim_s * 1000, 1)
+            if passthrough is not None
+            else settings.audio.passthrough_trim_ms,
         },
         "preview": settings.console.preview,
         "face_pack": likeness(state),

@@ -18,7 +18,6 @@ import os
 
 import numpy as np
 import onnxruntime as ort
-
 import pycuda.driver as _cuda
 
 PREFIX = b"FAKE-ENGINE|"
@@ -164,7 +163,7 @@ class Runtime(_Tracked):
         version = _version().encode()
         if not data.startswith(PREFIX + version + b"|"):
             return None
-        return Engine(data[len(PREFIX) + len(version) + 1:])
+        return Engine(data[len(PREFIX) + len(version) + 1 :])
 
 
 class Engine(_Tracked):
@@ -207,7 +206,9 @@ class ExecutionContext(_Tracked):
         if os.environ.get("FAKE_TRT_EXECUTE_FAILS"):
             return False
         inputs = {
-            i.name: np.frombuffer(bytes(_cuda.device_memory(self.addresses[i.name])), np.float32).reshape(self.shapes[i.name])
+            i.name: np.frombuffer(bytes(_cuda.device_memory(self.addresses[i.name])), np.float32).reshape(
+                self.shapes[i.name]
+            )
             for i in self.session.get_inputs()
         }
         offset = np.float32(os.environ.get("FAKE_TRT_OFFSET", "0"))
