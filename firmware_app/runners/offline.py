@@ -58,29 +58,28 @@ class OfflineVoice:
 
 def run_offline(pipeline: Pipeline, stop: threading.Event | None = None) -> StageStats:
     """Until the sources end or `stop` is set."""
-    p = pipeline
     stats = StageStats()
     stop = stop or threading.Event()
     notifier = Notifier()
     started = time.perf_counter()
     # The camera opens first: without one, `run` shows the demo instead of failing on the microphone.
-    with p.video_source, p.voice_source, p.tracker, p.sink, ExitStack() as extras:
-        p.sink.open(*p.size, p.fps)
-        outputs = [p.sink.write_audio]
-        if p.passthrough is not None:
-            extras.enter_context(p.passthrough)
-            outputs.append(p.passthrough.write)
-        if p.puppeteer is not None:
-            extras.enter_context(p.puppeteer)
-        voice = OfflineVoice(p.voice_source, VoiceStep(p.model), outputs, stats)
-        frames = FrameStep(p.tracker, p.renderer, p.sink, p.puppeteer)
-        while not stop.is_set() and not p.sink.closed_by_user:
+    with pipeline.video_source, pipeline.voice_source, pipeline.tracker, pipeline.sink, ExitStack() as extras:
+        pipeline.sink.open(*pipeline.size, pipeline.fps)
+        outputs = [pipeline.sink.write_audio]
+        if pipeline.passthrough is not None:
+            extras.enter_context(pipeline.passthrough)
+            outputs.append(pipeline.passthrough.write)
+        if pipeline.puppeteer is not None:
+            extras.enter_context(pipeline.puppeteer)
+        voice = OfflineVoice(pipeline.voice_source, VoiceStep(pipeline.model), outputs, stats)
+        frames = FrameStep(pipeline.tracker, pipeline.renderer, pipeline.sink, pipeline.puppeteer)
+        while not stop.is_set() and not pipeline.sink.closed_by_user:
             with stats.timed("video"):
-                frame = p.video_source.read()
+                frame = pipeline.video_source.read()
             if frame is None:
                 break
             voice.advance_to(frame.t)
-            if _audio_over(p.voice_source, frame.t):
+            if _audio_over(pipeline.voice_source, frame.t):
                 break
             shape = voice.step.shape_at(frame.t)
             face = frames.track(frame, stats)
@@ -89,7 +88,7 @@ def run_offline(pipeline: Pipeline, stop: threading.Event | None = None) -> Stag
             notifier.frame_shown()
         voice.drain()
     stats.wall_seconds = time.perf_counter() - started
-    stats.media_seconds = stats.frames / p.fps
+    stats.media_seconds = stats.frames / pipeline.fps
     log.info("pipeline finished: %s", stats.summary())
     return stats
 
