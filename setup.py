@@ -45,7 +45,14 @@ setup(
         "scikit-image>=0.22",
     ],
     extras_require={
-        "dev": ["pytest>=7", "scikit-image>=0.22", "onnxconverter-common>=1.14", "selenium>=4.20", "ruff==0.17.6"],
+        "dev": [
+            "pytest>=7",
+            "scikit-image>=0.22",
+            "scikit-learn>=1.3",
+            "onnxconverter-common>=1.14",
+            "selenium>=4.20",
+            "ruff==0.17.6",
+        ],
         # training and evaluation only; the runtime never imports these. piper-tts (GPL-3) is a
         # data tool that speaks the training sentences, it is not shipped in the appliance.
         "train": [
