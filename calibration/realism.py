@@ -52,10 +52,22 @@ RendererFor = Callable[[str], Renderer]  # the renderer under test for scoring o
 
 def photo_renderer(identity: str) -> Renderer:
     """Today's single-photo renderer (`PhotoMouth`)."""
-    return Renderer(RendererSettings(), DisclosureSettings(enabled=False))
+    return Renderer(RendererSettings(donors=False), DisclosureSettings(enabled=False))
 
 
-RENDERERS: dict[str, RendererFor] = {"photo": photo_renderer}
+def donor_renderer(identity: str) -> Renderer:
+    """The renderer with the donor library, the scored clip's own person left out of the donors."""
+    from firmware_app.render.donors import library_mouth
+
+    renderer = Renderer(RendererSettings(donors=False), DisclosureSettings(enabled=False))
+    source = library_mouth(exclude=(identity,))
+    if source is None:
+        raise SystemExit("the donor library is missing: build it with `python -m calibration.donors`")
+    renderer.source = source
+    return renderer
+
+
+RENDERERS: dict[str, RendererFor] = {"photo": photo_renderer, "donors": donor_renderer}
 
 
 def features(crop: np.ndarray) -> np.ndarray:

@@ -133,6 +133,11 @@ class RendererSettings(Section):
     interior_color: tuple[int, int, int] = Field(
         (24, 22, 52), description="mouth cavity colour, B G R (0-255), blended with the lips' own colour"
     )
+    donors: bool = Field(
+        True,
+        description="paint the inside of a mouth with no footage of its own from the shipped library of real "
+        "mouths (false: the drawn interior)",
+    )
     fade_frames: int = Field(
         12,
         ge=0,

@@ -248,8 +248,15 @@ def reject_unusable(frames: list[TrackedFrame], result: Enrollment) -> None:
             result.kept.append(f)
 
 
-def build_bank(frames: list[TrackedFrame], resolution: float, seed: int = 1) -> Bank:
-    """Cluster the kept frames by mouth shape and pre-merge each cluster into one exemplar."""
+def build_bank(
+    frames: list[TrackedFrame],
+    resolution: float,
+    seed: int = 1,
+    per_exemplar: int = FRAMES_PER_EXEMPLAR,
+    merged: int = MERGED,
+) -> Bank:
+    """Cluster the kept frames by mouth shape (one exemplar per `per_exemplar` frames) and
+    pre-merge each cluster's `merged` frames nearest its centre into one exemplar."""
     if len(frames) < 8:
         raise MediaError(
             f"only {len(frames)} usable frames",
@@ -258,7 +265,7 @@ def build_bank(frames: list[TrackedFrame], resolution: float, seed: int = 1) -> 
     keys = np.array([f.key for f in frames], np.float32)
     scale = np.maximum(keys.std(axis=0), 1e-3).astype(np.float32)
     scale[len(MOUTH_BLENDSHAPES) :] /= GEOMETRY_WEIGHT
-    k = int(np.clip(len(frames) // FRAMES_PER_EXEMPLAR, 4, MAX_EXEMPLARS))
+    k = int(np.clip(len(frames) // per_exemplar, 4, MAX_EXEMPLARS))
     cv2.setRNGSeed(seed)
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 50, 1e-3)
     _, labels, centres = cv2.kmeans(keys / scale, k, None, criteria, 3, cv2.KMEANS_PP_CENTERS)
@@ -269,8 +276,8 @@ def build_bank(frames: list[TrackedFrame], resolution: float, seed: int = 1) -> 
         if len(idx) == 0:
             continue
         d = np.linalg.norm(keys[idx] / scale - centres[c], axis=1)
-        nearest = idx[np.argsort(d)][:MERGED]
-        exemplars.append(_merge([frames[i] for i in nearest], np.sort(d)[:MERGED], resolution, proxy))
+        nearest = idx[np.argsort(d)][:merged]
+        exemplars.append(_merge([frames[i] for i in nearest], np.sort(d)[:merged], resolution, proxy))
         members.append([frames[i].index for i in nearest])
     by_index = {f.index: f for f in frames}
     medoids = [by_index[m[0]] for m in members]

@@ -14,7 +14,8 @@ margin) of each render is compared with the real frame:
 - flicker: mean |Δrendered − Δreal| between consecutive frames, 0-255: change the real video does
   not have (lower is better).
 
-`DIR/report.json` holds `{"bank": {...}, "single_photo": {...}, "frames": N, ...}`; `DIR/sheet.png`
+`DIR/report.json` holds `{"bank": {...}, "single_photo": {...}, "donors": {...}, "frames": N, ...}`
+(single photo: the drawn interior; donors: a single photo with the donor library, `render.donors`); `DIR/sheet.png`
 is a contact sheet of held-out frames, real | bank | single photo. The clip's frames are only
 ever written to DIR (the test clip's licence forbids committing them).
 
@@ -116,7 +117,12 @@ def score_holdout(clip: Path, pack_path: Path, held: list[HeldFrame], out_dir: P
         raise ValueError("no held-out frame was kept")
     pack = load_face_pack(pack_path)
     renderer, disclosure = RendererSettings(), DisclosureSettings()
-    renderers = {"bank": BankRenderer(renderer, disclosure, pack), "single_photo": Renderer(renderer, disclosure)}
+    drawn = renderer.model_copy(update={"donors": False})
+    renderers = {
+        "bank": BankRenderer(renderer, disclosure, pack),
+        "single_photo": Renderer(drawn, disclosure),  # the drawn interior
+        "donors": Renderer(renderer, disclosure),  # a single photo with the donor library's real mouths
+    }
     scores = {name: Scores() for name in renderers}
     open_scores = {name: Scores() for name in renderers}  # frames whose mouth is open: what a source paints
     by_index = {f.index: f for f in held}
@@ -134,9 +140,8 @@ def score_holdout(clip: Path, pack_path: Path, held: list[HeldFrame], out_dir: P
             box = mouth_box(f.face, image.shape)
             real, is_open = image[box], f.gap >= OPEN
             renders = {}
-            shape, settings = command(f, t, renderer)
             for name, r in renderers.items():
-                r.settings = settings
+                shape, r.settings = command(f, t, renderer if name != "single_photo" else drawn)
                 renders[name] = r.render(VideoFrame(image, t, index), f.face, shape)
                 crop = renders[name][box]
                 before = (previous[name][0][box], previous[name][1][box]) if name in previous else None

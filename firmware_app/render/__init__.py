@@ -4,9 +4,11 @@ audience sees.
 Order matters: lids slide first (on the tracked eyes), then one landmark warp applies the rig
 (brows, lip rounding and spreading, head pose), then the jaw opens or closes on the moved lips
 and a `MouthSource` fills the opening (`render.interior`; the mouth model's visemes reach it as
-`viseme_*` weights of the mouth shape). A still picture keeps its own upper teeth; moving video
-(a camera) never shows its own mouth. When the face is lost the last face keeps being used while
-the effect fades out, so the picture returns to the untouched frame instead of snapping.
+`viseme_*` weights of the mouth shape): real mouths from the donor library (`render.donors`) or a
+face pack (`render.bank`), the drawn interior where neither is there. A still picture keeps its
+own upper teeth; moving video (a camera) never shows its own mouth. When the face is lost the last
+face keeps being used while the effect fades out, so the picture returns to the untouched frame
+instead of snapping.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 from firmware_app.config import DisclosureSettings, RendererSettings
 from firmware_app.frames import Face, MouthShape, VideoFrame
 from firmware_app.render.disclosure import draw_disclosure
+from firmware_app.render.donors import library_mouth
 from firmware_app.render.eyes import blink
 from firmware_app.render.interior import Articulation, MouthSource, PhotoMouth
 from firmware_app.render.mouth import draw_mouth, photo_facts
@@ -56,12 +59,16 @@ class Renderer:
         self._last_size: tuple[int, ...] = ()
         self._frames_lost = 0
         self._still = False
-        self.source: MouthSource = PhotoMouth()
+        # real mouths from the donor library where it is there; the drawn interior otherwise
+        self.source: MouthSource = (library_mouth() if settings.donors else None) or PhotoMouth()
 
     def render(
         self, frame: VideoFrame, face: Face | None, shape: MouthShape, controls: dict[str, float] | None = None
     ) -> np.ndarray:
         controls = {**shape.weights, **(controls or {})}
+        command = getattr(self.source, "command", None)  # a bank's lookup wants the shape and the face
+        if command is not None:
+            command(face if face is not None else self._last_face, controls)
         opening = shape.aperture * self.settings.mouth_gain * self.settings.max_open
         # a repeated still may show its own upper teeth; moving video (a camera) never shows its
         # own mouth, which moves with someone else's speech (a still's first frame counts as

@@ -105,7 +105,7 @@ class PhotoMouth:
     """The single-photo mouth: shaded cavity, teeth and tongue drawn to fit the opening."""
 
     def __init__(self, seed: int = 7) -> None:
-        self._grain = np.random.default_rng(seed).standard_normal((GRAIN_TILE, GRAIN_TILE)).astype(np.float32)
+        self._grain = grain_tile(seed)
 
     def paint(self, opening: Opening, light: FaceLight, articulation: Articulation) -> np.ndarray:
         o = opening
@@ -129,12 +129,19 @@ class PhotoMouth:
         out = _over(out, teeth * shade[..., None], alpha)
         if articulation.tongue_out > 0:  # the tip shows between the teeth, in front of the upper ones
             out = _over(out, light.lips * TONGUE * 1.1, _tongue_tip(o, articulation.tongue_out))
-        grain = (
-            np.resize(self._grain, out.shape[:2])
-            if out.shape[0] > GRAIN_TILE or out.shape[1] > GRAIN_TILE
-            else self._grain[: out.shape[0], : out.shape[1]]
-        )
-        return out + (light.grain * grain)[..., None]
+        return with_grain(out, self._grain, light.grain)
+
+
+def grain_tile(seed: int = 7) -> np.ndarray:
+    """A fixed tile of unit noise: painted pixels get the picture's grain, the same every frame (no flicker)."""
+    return np.random.default_rng(seed).standard_normal((GRAIN_TILE, GRAIN_TILE)).astype(np.float32)
+
+
+def with_grain(out: np.ndarray, tile: np.ndarray, amount: float) -> np.ndarray:
+    """`out` with `amount` (0-255 std) of the tile's noise, as the picture's own fine texture."""
+    h, w = out.shape[:2]
+    grain = np.resize(tile, (h, w)) if h > tile.shape[0] or w > tile.shape[1] else tile[:h, :w]
+    return out + (amount * grain)[..., None]
 
 
 def _cavity(o: Opening, gap: np.ndarray, across: np.ndarray, light: FaceLight) -> np.ndarray:
