@@ -27,3 +27,13 @@ def test_fitted_donor_is_never_brighter_than_the_face_and_grey_on_a_grey_face() 
     lab = to_lab(fitted.astype(np.float32))
     assert lab[..., 0].max() <= to_lab(grey_skin)[0] + 1.0
     assert np.abs(lab[..., 1:]).max() < 4.0  # no colour on a grey photo
+
+
+def test_a_single_photo_gets_the_donors_by_default_and_the_drawn_interior_when_asked() -> None:
+    from firmware_app.config import DisclosureSettings, RendererSettings
+    from firmware_app.render import Renderer
+    from firmware_app.render.donors import DonorMouth
+    from firmware_app.render.interior import PhotoMouth
+
+    assert isinstance(Renderer(RendererSettings(), DisclosureSettings()).source, DonorMouth)
+    assert isinstance(Renderer(RendererSettings(donors=False), DisclosureSettings()).source, PhotoMouth)
