@@ -20,11 +20,16 @@ class Notifier:
 
     def frame_shown(self) -> None:
         """Called per displayed frame: READY once, then watchdog pings at most once a second."""
+        self.alive("showing frames")
+
+    def alive(self, status: str) -> None:
+        """The process is doing its work (frames, or the demo's render and its wait for a camera):
+        READY once with `status`, then watchdog pings at most once a second."""
         if not self.enabled:
             return
         if not self.ready_sent:
             notify(Notification.READY)
-            notify(Notification.STATUS, "showing frames")
+            notify(Notification.STATUS, status)
             self.ready_sent = True
         now = time.monotonic()
         if now - self._last_watchdog >= WATCHDOG_EVERY_S:
