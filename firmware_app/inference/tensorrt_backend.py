@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -31,14 +32,22 @@ from firmware_app.platform.fileutil import write_atomically
 log = logging.getLogger(__name__)
 
 WORKSPACE_MB = 256
-L4T_RELEASE = Path("/etc/nv_tegra_release")
+L4T_RELEASE = "etc/nv_tegra_release"
+
+
+def tegra_root() -> Path:
+    """Where the Jetson's /etc, /dev and /sys are read from: `/`, or a fixture tree of them in
+    $TEGRA_ROOT (a dry run of `doctor --device` and scripts/jetson-smoke.sh off the device)."""
+    return Path(os.environ.get("TEGRA_ROOT") or "/")
+
+
 REBUILD_FIX = "run `ventriloquist engine build` (or set inference.backend: onnxruntime)"
 
 
 def l4t_release(path: Path | None = None) -> str:
     """The L4T line (e.g. `# R36 (release), REVISION: 4.0, …`), or "none" off a Jetson."""
     try:
-        return (path or L4T_RELEASE).read_text(errors="replace").splitlines()[0].strip() or "none"
+        return (path or tegra_root() / L4T_RELEASE).read_text(errors="replace").splitlines()[0].strip() or "none"
     except (OSError, IndexError):
         return "none"
 
@@ -50,12 +59,12 @@ def trt_logger():
     """TensorRT's messages through Python's logging (the journal under systemd), each prefixed as
     TensorRT's own logger prints it (`[TRT] [E] …`), so the log and the smoke script see them.
     TensorRT's stock trt.Logger writes to stdout, past logging."""
-    global _trt_logger
-    if _trt_logger is None:
-        import tensorrt as trt
+    import tensorrt as trt
 
-        _trt_logger = _make_forwarder(trt)
-    return _trt_logger
+    global _trt_logger
+    if _trt_logger is None or _trt_logger[0] is not trt:  # (a test's fresh fake module gets its own)
+        _trt_logger = (trt, _make_forwarder(trt))
+    return _trt_logger[1]
 
 
 def _make_forwarder(trt):

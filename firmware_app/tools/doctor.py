@@ -311,18 +311,22 @@ def _nodes(dev: Path, patterns: tuple[str, ...]) -> set[str]:
     return {str(Path("/dev") / p.relative_to(dev)) for pattern in patterns for p in dev.glob(pattern) if not p.is_dir()}
 
 
-def present_jetson_nodes(dev: Path = Path("/dev")) -> tuple[list[str], list[str]]:
+def present_jetson_nodes(dev: Path) -> tuple[list[str], list[str]]:
     """(the CUDA nodes present, the other Tegra nodes present)."""
     cuda = _nodes(dev, CUDA_NODE_PATTERNS + ("nvidia[0-9]", "nvidiactl", "nvidia-modeset", "nvidia-uvm"))
     return sorted(cuda), sorted(_nodes(dev, ("nvhost-*",)) - cuda)
 
 
 def device_checks(
-    settings: Settings, dev: Path = Path("/dev"), unit: Path | None = None, sys: Path = Path("/sys")
+    settings: Settings, dev: Path | None = None, unit: Path | None = None, sys: Path | None = None
 ) -> list[Check]:
-    """The L4T release, the GPU nodes, whether the kiosk's sandbox lets CUDA reach them, the camera
-    (a CSI sensor's VI node read as v4l2://), the camera daemon, the microphones."""
-    from firmware_app.inference.tensorrt_backend import l4t_release
+    """The L4T release, the GPU nodes, whether the kiosk's sandbox lets CUDA reach them, TensorRT's
+    version, the camera (a CSI sensor's VI node read as v4l2://), the camera daemon, the microphones.
+    /dev and /sys are the machine's, or those of the fixture tree in $TEGRA_ROOT."""
+    from firmware_app.inference.tensorrt_backend import l4t_release, tegra_root
+
+    dev = dev or tegra_root() / "dev"
+    sys = sys or tegra_root() / "sys"
 
     release = l4t_release()
     checks = [
