@@ -73,7 +73,7 @@ clean_exit() {  # clean_exit NAME [EXPECTED]: exit 0 and nothing in NOISE on std
   # both streams: TensorRT's own logger prints to stdout (the app forwards it into logging, on stderr)
   noise="$(cat "$work/$name.out" "$work/$name.err" | grep -E -v "$expected" | grep -E -m1 "$NOISE")"
   if [ "$rc" -ne 0 ]; then detail="exit status $rc: $(grep -v '^\s*$' "$work/$name.err" | tail -2 | tr '\n' ' ')"; return 1; fi
-  if [ -n "$noise" ]; then detail="stderr has: $noise"; return 1; fi
+  if [ -n "$noise" ]; then detail="the output has: $noise"; return 1; fi
   return 0
 }
 

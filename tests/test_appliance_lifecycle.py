@@ -484,3 +484,44 @@ def test_a_kiosk_whose_microphone_fails_at_start_stays_up_with_the_mouth_at_rest
     assert log.has("the face shows with its mouth at rest") and log.has("stopped cleanly")
     with pytest.raises(Exception, match="no such microphone"):  # outside the kiosk it is an error at once
         Appliance(config).start()
+
+
+def test_a_reload_closes_the_running_tensorrt_backend_before_the_next_one_is_built(
+    tmp_path, long_voice, log, monkeypatch
+):
+    """Every console save is a reload: the old pipeline's engine, buffers and context retain must be
+    gone before the next pipeline builds its own (on a Jetson, GPU memory is the system's)."""
+    fakes = Path(__file__).parent / "fakes"
+    monkeypatch.syspath_prepend(str(fakes))
+    for name in ("tensorrt", "pycuda", "pycuda.driver"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    import pycuda.driver as cuda
+
+    port = free_port()
+    config = tmp_path / "config.yaml"
+    config.write_text(config_text(long_voice, port, inference=f"{{backend: tensorrt, engine_dir: '{tmp_path}'}}"))
+    appliance = Appliance(config)
+    retained: list[int] = []
+
+    def script() -> None:
+        wait_until(appliance, lambda: health_status(port) == 200, "frames on the screen")
+        assert "tensorrt" in backend(port)
+        retained.append(cuda.retained_contexts())
+        os.kill(os.getpid(), signal.SIGHUP)
+        wait_until(
+            appliance,
+            lambda: metrics(port)["ventriloquist_pipeline_generation"] == 2 and health_status(port) == 200,
+            "the next pipeline",
+        )
+        retained.append(cuda.retained_contexts())
+
+    try:
+        assert run_driven(appliance, script) == ExitCode.OK
+        events = list(cuda.EVENTS)
+        assert retained == [1, 1], "the reload doubled the backend"
+        second = [i for i, e in enumerate(events) if e == "retain primary context"][1]
+        assert any(e.startswith("detach on") for e in events[:second]), "the old context outlived the new build"
+        assert cuda.retained_contexts() == 0, "the stop left a backend open"
+    finally:
+        for name in ("tensorrt", "pycuda", "pycuda.driver"):
+            sys.modules.pop(name, None)

@@ -482,6 +482,18 @@ def test_the_kiosk_unit_waits_for_the_argus_socket_before_its_namespace_binds_it
         server.close()
 
 
+def smoke(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """scripts/jetson-smoke.sh ARGS run from the checkout, as the README says."""
+    return subprocess.run(
+        ["bash", str(PROJECT / "scripts" / "jetson-smoke.sh"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=PROJECT,
+    )
+
+
 @pytest.mark.integration
 def test_smoke_script_walks_every_step_on_an_orin_fixture_tree(tmp_path):
     """The whole of scripts/jetson-smoke.sh as a first boot runs it, after setup and install.sh, on a
@@ -516,14 +528,7 @@ def test_smoke_script_walks_every_step_on_an_orin_fixture_tree(tmp_path):
         "SMOKE_MIN_FPS": "12",
     }
     try:
-        result = subprocess.run(
-            ["bash", str(PROJECT / "scripts" / "jetson-smoke.sh"), "--keep-going"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-            cwd=PROJECT,
-        )
+        result = smoke("--keep-going", env=env, timeout=900)
     finally:
         subprocess.run([str(FAKES / "bin" / "systemctl"), "stop", "ventriloquist.service"], env=env, timeout=30)
     out = result.stdout
@@ -539,14 +544,7 @@ def test_smoke_script_walks_every_step_on_an_orin_fixture_tree(tmp_path):
     # without the reboot the README asks for, gdm still owns the screen: the service step says so first
     (state / "active-gdm").touch()
     (state / "calls").unlink()
-    gdm = subprocess.run(
-        ["bash", str(PROJECT / "scripts" / "jetson-smoke.sh"), "--only", "service"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=PROJECT,
-    )
+    gdm = smoke("--only", "service", env=env)
     assert gdm.returncode == 1 and "[FAIL] service: gdm is running and owns the screen: reboot" in gdm.stdout
     assert not (state / "calls").exists(), "units were restarted with gdm on the screen"
 
@@ -574,13 +572,18 @@ def test_setup_ends_by_importing_every_runtime_module_from_the_venv(tmp_path):
 
 @pytest.mark.integration
 def test_setup_installs_the_python_asked_for_or_says_why_not(tmp_path):
-    """PYTHON=3.10 (JetPack 6's): used when present, else installed with uv; where uv's download
-    cannot be reached (this machine reaches only package registries) setup exits 69 and says why."""
-    if shutil.which("python3.10"):
-        pytest.skip("this machine has Python 3.10: setup uses it without uv")
+    """PYTHON=3.10 (JetPack 6's): used from PATH or pyenv when there, else installed with uv; where
+    uv's download cannot be reached (a machine that reaches only package registries) setup exits 69
+    and says why. Here with neither on PATH nor in pyenv, so uv is tried."""
     result = subprocess.run(
         ["bash", str(PROJECT / "scripts" / "setup.sh")],
-        env={**os.environ, "PYTHON": "3.10", "VENV": str(tmp_path / "venv")},
+        env={
+            **os.environ,
+            "PYTHON": "3.10",
+            "VENV": str(tmp_path / "venv"),
+            "PYENV_ROOT": str(tmp_path / "no-pyenv"),
+            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        },
         capture_output=True,
         text=True,
         timeout=600,
@@ -593,3 +596,17 @@ def test_setup_installs_the_python_asked_for_or_says_why_not(tmp_path):
     assert result.returncode == 69, result.stderr
     assert "Python 3.10 is not installed and uv could not install it" in result.stderr
     assert not (tmp_path / "venv").exists()
+
+
+@pytest.mark.integration
+def test_smoke_script_fails_a_build_whose_tensorrt_logged_an_error(tmp_path):
+    """TensorRT's messages reach the log through the forwarding ILogger, so the engine step's grep
+    (over stdout and stderr) sees an `[TRT] [E]` that a clean-looking exit 0 would hide."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(FAKES), str(PROJECT)]),
+        "FAKE_TRT_BUILD_LOG": "Error Code 4: internal error, tactic failed",
+    }
+    result = smoke("--only", "engine", env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "[FAIL] engine: the output has:" in result.stdout and "[TRT] [E] Error Code 4" in result.stdout
