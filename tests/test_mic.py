@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from firmware_app.frames import SAMPLE_RATE
 from firmware_app.sources.audio_file import decode_audio, write_wav
 
 from conftest import PORTRAIT, SPEECH, free_port
@@ -251,3 +252,13 @@ def test_doctor_device_lists_the_alsa_capture_devices_as_mic_uris(tmp_path):
     )
     line = next(line for line in result.stdout.splitlines() if line.startswith("capture devices"))
     assert "mic://usbmic" in line and "name the USB microphone" in line, result.stdout
+
+
+@pytest.mark.parametrize("rate", [44100, 48000])
+def test_a_resampled_capture_gives_a_whole_block_per_device_block(rate):
+    """The resampler's filter delay must not make every 10 ms block wait for the next capture."""
+    from firmware_app.audio.resample import StreamResampler
+
+    resampler = StreamResampler(rate, SAMPLE_RATE)
+    captured = np.random.default_rng(0).standard_normal(rate // 100).astype(np.float32)
+    assert [len(resampler.push(captured)) for _ in range(5)] == [SAMPLE_RATE // 100] * 5
