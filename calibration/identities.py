@@ -244,10 +244,15 @@ class MirrorResult:
 
 
 def measure_mirror(
-    clip: Path, track: MouthTrack, seconds: float | None = None, on_frame: Callable | None = None
+    clip: Path,
+    track: MouthTrack,
+    seconds: float | None = None,
+    on_frame: Callable | None = None,
+    scaled: bool = True,
 ) -> MirrorResult:
     """The clip as the camera, the track as the voice, rendered frame by frame as mirror mode does.
-    `on_frame(index, camera image, rendered image, face)` sees every frame (for a sheet)."""
+    `on_frame(index, camera image, rendered image, face)` sees every frame (for a sheet);
+    `scaled`: the tracker lent to the renderer for its per-face opening scale, as the frame step does."""
     from firmware_app.render import Renderer
 
     settings = Settings()
@@ -257,6 +262,7 @@ def measure_mirror(
     duration = seconds or track.covered_until
     commanded, measured, real = [], [], []
     with FaceTracker(settings.tracker) as tracker, Measurer() as measurer:
+        renderer.measure = tracker.measure if scaled else None
         for i in range(int(duration * fps)):
             t = i / fps
             frame = VideoFrame(fit_frame(frames[i % len(frames)], SIZE), t, i)

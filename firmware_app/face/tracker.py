@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -50,6 +51,8 @@ class FaceTracker(Resource):
         self._last_timestamp_ms = -1
         self._window_centre: np.ndarray | None = None  # where the last face was: the next look centres there
         self._search_step = 0
+        # the renderer's opening probe (`measure`) may run on the render thread while this one tracks
+        self._lock = threading.RLock()
         self._smoother = (
             OneEuroFilter(settings.smoothing_min_cutoff_hz, settings.smoothing_beta) if settings.smoothing else None
         )
@@ -103,7 +106,20 @@ class FaceTracker(Resource):
             return self._last_face
         return None
 
+    def measure(self, image: np.ndarray) -> Face | None:
+        """The face in `image` (a render of the frame just tracked), leaving the tracking as it was."""
+        with self._lock:
+            window, step = self._window_centre, self._search_step
+            try:
+                return self._detect(VideoFrame(image, 0.0, 0))
+            finally:
+                self._window_centre, self._search_step = window, step
+
     def _detect(self, frame: VideoFrame) -> Face | None:
+        with self._lock:
+            return self._detect_locked(frame)
+
+    def _detect_locked(self, frame: VideoFrame) -> Face | None:
         import mediapipe as mp
 
         # VIDEO mode needs strictly increasing timestamps, also across a looping clip.

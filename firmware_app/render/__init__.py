@@ -22,6 +22,7 @@ from firmware_app.render.donors import library_mouth
 from firmware_app.render.eyes import blink
 from firmware_app.render.interior import Articulation, MouthSource, PhotoMouth
 from firmware_app.render.mouth import draw_mouth, photo_facts
+from firmware_app.render.opening import PROBE, Measure, probe_scale, same_face
 from firmware_app.render.rig import CONTROLS, FaceFrame, rig_targets
 from firmware_app.render.warp import warp_landmarks
 
@@ -61,6 +62,12 @@ class Renderer:
         self._still = False
         # real mouths from the donor library where it is there; the drawn interior otherwise
         self.source: MouthSource = (library_mouth() if settings.donors else None) or PhotoMouth()
+        # with a measurer (the tracker's, lent by the frame step) each face's opening is scaled so
+        # that it reads as far open as commanded (`render.opening`); a face pack opens as its person did
+        self.measure: Measure | None = None
+        self.opening_scale = 1.0
+        self._probed: Face | None = None
+        self._probed_still = False
 
     def render(
         self, frame: VideoFrame, face: Face | None, shape: MouthShape, controls: dict[str, float] | None = None
@@ -74,6 +81,12 @@ class Renderer:
         # own mouth, which moves with someone else's speech (a still's first frame counts as
         # moving: the two differ only when a mouth open in the photo is commanded open)
         self._still = frame.still
+        if face is not None and self.measure is not None and self._new_face(frame, face):
+            self._probed, self._probed_still = face, frame.still
+            controls = {"jawOpen": PROBE / self.settings.max_open}
+            drawn = animate_face(frame.image, face, controls, PROBE, (0, 0, 0), frame.still)
+            self.opening_scale = probe_scale(drawn, self.measure)
+        opening *= self.opening_scale
         if face is not None:
             self._last_face, self._last_size, self._frames_lost = face, frame.image.shape, 0
             out = self._animate(frame.image, face, controls, opening)
@@ -82,6 +95,13 @@ class Renderer:
         if self.disclosure.enabled:
             draw_disclosure(out, self.disclosure)
         return out
+
+    def _new_face(self, frame: VideoFrame, face: Face) -> bool:
+        """A face just acquired, a picture that became still (its own upper teeth may show: the
+        opening reads wider) or a still whose picture changed: its opening is probed again."""
+        if self._last_face is None or frame.still != self._probed_still:
+            return True
+        return frame.still and not same_face(self._probed, face)
 
     def _fade_out(self, frame: VideoFrame, controls: dict[str, float], opening: float) -> np.ndarray:
         """Nobody in view: keep animating the last face, fading to the untouched picture."""

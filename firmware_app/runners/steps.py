@@ -119,6 +119,8 @@ class FrameStep:
         self, tracker: FaceTracker, renderer: Renderer, sink: Sink, puppeteer: Puppeteer | None = None
     ) -> None:
         self.tracker, self.renderer, self.sink, self.puppeteer = tracker, renderer, sink, puppeteer
+        if not getattr(renderer, "bank", None):  # a face pack opens as its person did; others are probed
+            renderer.measure = tracker.measure
 
     def track(self, frame: VideoFrame, clock: StageClock = UNTIMED) -> Face | None:
         with clock.timed("tracker"):
