@@ -138,6 +138,11 @@ class RendererSettings(Section):
         description="paint the inside of a mouth with no footage of its own from the shipped library of real "
         "mouths (false: the drawn interior)",
     )
+    live_bank: bool = Field(
+        True,
+        description="bank a camera visitor's own open mouth in memory (never on disk) and paint their mouth "
+        "with it as it covers the shapes",
+    )
     fade_frames: int = Field(
         12,
         ge=0,

@@ -34,6 +34,10 @@ def test_a_single_photo_gets_the_donors_by_default_and_the_drawn_interior_when_a
     from firmware_app.render import Renderer
     from firmware_app.render.donors import DonorMouth
     from firmware_app.render.interior import PhotoMouth
+    from firmware_app.render.live_bank import LiveBank
 
-    assert isinstance(Renderer(RendererSettings(), DisclosureSettings()).source, DonorMouth)
-    assert isinstance(Renderer(RendererSettings(donors=False), DisclosureSettings()).source, PhotoMouth)
+    source = Renderer(RendererSettings(), DisclosureSettings()).source
+    assert isinstance(source, LiveBank) and isinstance(source.fallback, DonorMouth)  # a camera's visitor banked first
+    assert isinstance(Renderer(RendererSettings(live_bank=False), DisclosureSettings()).source, DonorMouth)
+    drawn = RendererSettings(donors=False, live_bank=False)
+    assert isinstance(Renderer(drawn, DisclosureSettings()).source, PhotoMouth)

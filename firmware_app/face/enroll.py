@@ -38,10 +38,7 @@ from firmware_app.face.pack import (
     EDGE_S,
     GAP_S,
     MOUTH_BLENDSHAPES,
-    PATCH_U,
-    PATCH_V,
     Bank,
-    descriptor,
     exemplar_coords,
     patch_pixels,
     write_face_pack,
@@ -49,7 +46,8 @@ from firmware_app.face.pack import (
 from firmware_app.face.reenact import score_holdout, table
 from firmware_app.face.tracker import FaceTracker
 from firmware_app.frames import Face, VideoFrame
-from firmware_app.render.mouth import INNER_LOWER, OUTER_LOWER, face_light, measure_mouth
+from firmware_app.render.exemplars import describe, mouth_grid, normalise_mouth, teeth_share
+from firmware_app.render.mouth import INNER_LOWER, OUTER_LOWER, face_light
 
 log = logging.getLogger(__name__)
 
@@ -116,64 +114,6 @@ class Enrollment:
     def summary(self) -> str:
         why = ", ".join(f"{n} {reason}" for reason, n in self.rejected.items() if n)
         return f"kept {len(self.kept)} of {self.frames} frames" + (f" (rejected: {why})" if why else "")
-
-
-def mouth_grid(resolution: float) -> tuple[np.ndarray, np.ndarray]:
-    """(u, v) in face heights of every pixel of a stored patch (pixel i stands at coordinate i)."""
-    width = int(round(2 * PATCH_U * resolution))
-    height = int(round((PATCH_V[1] - PATCH_V[0]) * resolution))
-    u = np.arange(width, dtype=np.float32) / resolution - PATCH_U
-    v = np.arange(height, dtype=np.float32) / resolution + PATCH_V[0]
-    return np.meshgrid(u, v)
-
-
-def normalise_mouth(
-    image: np.ndarray, face: Face, resolution: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """(patch, upper, lower, half width): the mouth region resampled in its own frame (rotation and
-    scale taken out), its inner lip edges at `EDGE_S` and inner half width, in face heights."""
-    g = measure_mouth(face)
-    fh = g.face_height
-    u, v = mouth_grid(resolution)
-    xy = g.centre + (u[..., None] * g.ex + v[..., None] * g.ey) * fh
-    patch = cv2.remap(
-        image,
-        xy[..., 0].astype(np.float32),
-        xy[..., 1].astype(np.float32),
-        cv2.INTER_CUBIC,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
-    across = EDGE_S * g.half_width
-    upper = np.interp(across, g.upper_u, g.upper_v) / fh
-    lower = np.maximum(np.interp(across, g.lower_u, g.lower_v) / fh, upper)
-    return patch, upper.astype(np.float32), lower.astype(np.float32), g.half_width / fh
-
-
-def describe(face: Face, upper: np.ndarray, lower: np.ndarray, half_width: float) -> np.ndarray:
-    gaps = np.interp(np.array(GAP_S), EDGE_S, lower - upper)
-    return descriptor(face.blendshapes, gaps, half_width)
-
-
-def teeth_share(
-    patch: np.ndarray, upper: np.ndarray, lower: np.ndarray, half_width: float, resolution: float, lips: np.ndarray
-) -> float:
-    """Share of the opening's middle whose pixels look like teeth: brighter than the lips and
-    much less red than them (teeth are off-white or yellowish; tongue and cavity are red or dark)."""
-    u, v = mouth_grid(resolution)
-    s = u / half_width
-    inside = (
-        (np.abs(s) < 0.6)
-        & (v > np.interp(s, EDGE_S, upper) + 0.5 / resolution)
-        & (v < np.interp(s, EDGE_S, lower) - 0.5 / resolution)
-    )
-    if inside.sum() < 4:
-        return 0.0
-    colour = patch[inside].astype(np.float32)
-    brightness = colour.mean(axis=1)
-    warmth = (colour[:, 2] - colour[:, 0]) / np.maximum(brightness, 1.0)
-    lip_brightness = float(lips.mean())
-    lip_warmth = float(lips[2] - lips[0]) / max(lip_brightness, 1.0)
-    return float(((brightness > 1.1 * lip_brightness) & (warmth < 0.75 * lip_warmth)).mean())
 
 
 def track_clip(clip: Path, model_path: str, stop: int | None = None, progress: bool = True) -> Enrollment:

@@ -21,6 +21,7 @@ from firmware_app.render.disclosure import draw_disclosure
 from firmware_app.render.donors import library_mouth
 from firmware_app.render.eyes import blink
 from firmware_app.render.interior import Articulation, MouthSource, PhotoMouth
+from firmware_app.render.live_bank import LiveBank
 from firmware_app.render.mouth import draw_mouth, photo_facts
 from firmware_app.render.opening import PROBE, Measure, probe_scale, same_face
 from firmware_app.render.rig import CONTROLS, FaceFrame, rig_targets
@@ -62,6 +63,8 @@ class Renderer:
         self._still = False
         # real mouths from the donor library where it is there; the drawn interior otherwise
         self.source: MouthSource = (library_mouth() if settings.donors else None) or PhotoMouth()
+        if settings.live_bank:  # a camera's visitor is banked and painted with their own mouth
+            self.source = LiveBank(self.source)
         # with a measurer (the tracker's, lent by the frame step) each face's opening is scaled so
         # that it reads as far open as commanded (`render.opening`); a face pack opens as its person did
         self.measure: Measure | None = None
@@ -73,6 +76,9 @@ class Renderer:
         self, frame: VideoFrame, face: Face | None, shape: MouthShape, controls: dict[str, float] | None = None
     ) -> np.ndarray:
         controls = {**shape.weights, **(controls or {})}
+        observe = getattr(self.source, "observe", None)  # the live bank takes the visitor's own mouth
+        if observe is not None:
+            observe(frame, face)
         command = getattr(self.source, "command", None)  # a bank's lookup wants the shape and the face
         if command is not None:
             command(face if face is not None else self._last_face, controls)

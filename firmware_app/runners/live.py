@@ -223,6 +223,7 @@ class RenderLoop:
         metrics.stages.add("display", (time.perf_counter() - rendered) * 1000)
         metrics.latency.add((shown - item.captured) * 1000)
         metrics.screen.image = image
+        metrics.own_mouth.read(self.frames.renderer.source)
         metrics.frames.shown += 1
         liveness.face_present = item.face is not None
         liveness.last_frame_at = shown

@@ -188,6 +188,22 @@ class FrameLog:
 
 
 @dataclass
+class OwnMouth:
+    """Mirror mode's live bank of the visitor's own mouth (`render.live_bank`), memory only."""
+
+    exemplars: int = 0  # the visitor's own exemplars banked
+    bytes: int = 0  # their textures' size
+    painted: int = 0  # openings painted since start …
+    painted_own: int = 0  # … of them from the visitor's own exemplars
+
+    def read(self, source: object) -> None:
+        """The live bank's numbers, where `source` is one (else all stay 0)."""
+        for name, attribute in (("exemplars", "own_exemplars"), ("bytes", "own_bytes"), ("painted", "painted")):
+            setattr(self, name, int(getattr(source, attribute, 0)))
+        self.painted_own = int(getattr(source, "painted_own", 0))
+
+
+@dataclass
 class Screen:
     """The frame on the screen now (memory only: the console's preview)."""
 
@@ -206,6 +222,7 @@ class LiveMetrics:
     liveness: Liveness = field(default_factory=Liveness)
     frame_log: FrameLog = field(default_factory=FrameLog)
     screen: Screen = field(default_factory=Screen)
+    own_mouth: OwnMouth = field(default_factory=OwnMouth)
     backend: str = ""  # the mouth model in use and its inference backend
     resident_mb: float = 0.0  # read every few seconds by the render loop
     started_at: float = field(default_factory=time.monotonic)

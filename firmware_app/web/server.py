@@ -96,6 +96,12 @@ class LiveCollector(Collector):
             m.sync.passthrough_delay_ms,
         )
         yield gauge("face_present", "1 when a face is being animated", float(m.liveness.face_present))
+        yield gauge(
+            "own_exemplars", "the visitor's own mouth exemplars banked in memory (mirror mode)", m.own_mouth.exemplars
+        )
+        yield gauge("own_bank_bytes", "memory held by the visitor's own mouth exemplars", m.own_mouth.bytes)
+        yield counter("mouth_painted", "openings painted", m.own_mouth.painted)
+        yield counter("mouth_painted_own", "openings painted from the visitor's own exemplars", m.own_mouth.painted_own)
         backend = GaugeMetricFamily(
             "ventriloquist_backend_info", "the mouth model and its inference backend", labels=["backend"]
         )

@@ -93,6 +93,7 @@ def snapshot(state: LiveState, history: History, errors: RecentErrors, started_a
         "latency_ms": round(m.latency.median_ms(), 1),
         "av_offset_ms": round(m.sync.av_offset_ms, 1),
         "face_present": m.liveness.face_present,
+        "own_exemplars": m.own_mouth.exemplars,  # the visitor's own mouth exemplars in use (mirror mode)
         "backend": m.backend,
         "restarts": m.restarts.as_dict(),
         "memory_mb": round(m.resident_mb, 1),
