@@ -152,6 +152,7 @@ def test_bench_prints_per_stage_timings_and_realtime_factor():
     renderer = next(line for line in out.splitlines() if line.startswith("renderer alone"))
     timings = re.findall(r"([\d.]+) ms/frame CPU \(median ([\d.]+),", renderer)
     assert len(timings) == 2 and all(float(best) <= float(median) for best, median in timings), renderer
+    assert re.search(r"renderer on a camera visitor .* donor library [\d.]+ ms/frame CPU .* with the live bank", out)
 
 
 @pytest.mark.integration

@@ -87,3 +87,14 @@ def test_metrics_show_the_visitors_own_exemplars(portrait):
     assert "ventriloquist_mouth_painted_own_total" in text
     assert state.metrics.own_mouth.bytes == bank.own_bytes > 0
     assert snapshot(state, History(state), RecentErrors(), 0.0)["own_exemplars"] == 1  # the console's status
+
+
+def test_the_bench_times_the_renderer_with_the_live_bank():
+    import re
+
+    from firmware_app.config import Settings
+    from firmware_app.tools.bench import live_bank_line
+
+    line = live_bank_line(Settings())
+    found = re.search(r"donor library ([\d.]+) ms/frame CPU .* live bank ([\d.]+) ms/frame CPU .*; (\d+) own", line)
+    assert found and int(found[3]) > 0, line  # the visitor (the demo portrait talking) was banked

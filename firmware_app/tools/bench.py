@@ -44,6 +44,7 @@ def run_bench(settings: Settings, sizes: list[tuple[int, int]]) -> str:
                 lines += _stage_lines(label, stats)
     lines.append(_mouth_step_line(settings, settings.demo.audio))
     lines.append(_renderer_line(settings))
+    lines.append(live_bank_line(settings))
     from firmware_app.face.pack import face_pack_path
 
     pack = face_pack_path(settings.sources.portrait)
@@ -85,6 +86,60 @@ def _renderer_line(settings: Settings, size: tuple[int, int] = (1280, 720)) -> s
         f"{_passes(still)} with the head still, {_passes(moving)} with the puppet's head moving, "
         f"{still[0][2]} frames of the demo speech (budget {RENDERER_BUDGET_MS:.0f} ms)"
     )
+
+
+LIVE_FRAMES = 150  # 5 s of a camera visitor at 30 fps
+
+
+def live_bank_line(settings: Settings, size: tuple[int, int] = (1280, 720)) -> str:
+    """The renderer on a moving camera face (mirror mode), on one core: the donor library alone,
+    and with the live bank of the visitor's own mouth (`render.live_bank`) banking and painting.
+    The visitor is the demo portrait speaking the demo speech (rendered and tracked untimed first,
+    so the camera's own mouth opens and closes), the voice the same speech."""
+    from firmware_app.face.tracker import FaceTracker
+    from firmware_app.frames import VideoFrame
+    from firmware_app.render import Renderer
+    from firmware_app.sources import open_video_source
+
+    sized = with_changes(settings, {"video.width": size[0], "video.height": size[1]})
+    with open_video_source(sized.demo.face, sized, realtime=False) as source:
+        frame = source.read()
+    face, shapes = _speaking(sized, frame)
+    shapes = shapes[:LIVE_FRAMES]
+    quiet = sized.disclosure.model_copy(update={"enabled": False})
+    talker = Renderer(sized.renderer.model_copy(update={"live_bank": False}), quiet)
+    camera = [VideoFrame(talker.render(frame, face, shape), i / 30, i) for i, shape in enumerate(shapes)]
+    with FaceTracker(sized.tracker) as tracker:
+        faces = [tracker.track(f) for f in camera]
+    results = {}
+    for live in (False, True):
+        renderer = Renderer(sized.renderer.model_copy(update={"live_bank": live}), sized.disclosure)
+        results[live] = (_time_frames(renderer, camera, faces, shapes), renderer.source)
+    bank = results[True][1]
+    share = 100 * bank.painted_own / max(bank.painted, 1)
+    return (
+        f"renderer on a camera visitor at {size[0]}x{size[1]} on one core, {len(shapes)} frames: "
+        f"donor library {results[False][0][0]:.2f} ms/frame CPU ({results[False][0][1]:.2f} wall), with the live "
+        f"bank {results[True][0][0]:.2f} ms/frame CPU ({results[True][0][1]:.2f} wall; {bank.own_exemplars} own "
+        f"exemplars, {bank.own_bytes / 1000:.0f} kB, {share:.0f} % of openings painted with them) "
+        f"(budget {RENDERER_BUDGET_MS:.0f} ms)"
+    )
+
+
+def _time_frames(renderer, frames, faces, shapes) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(CPU ms, wall ms per frame) of `renderer` on one core over moving frames, their faces and shapes."""
+    import cv2
+
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        cpu, wall = time.process_time(), time.perf_counter()
+        for frame, face, shape in zip(frames, faces, shapes):
+            renderer.render(frame, face, shape)
+        n = max(len(frames), 1)
+        return (time.process_time() - cpu) * 1000 / n, (time.perf_counter() - wall) * 1000 / n
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def _passes(timings: list[tuple[float, float, int]]) -> str:
