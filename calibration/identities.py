@@ -328,12 +328,14 @@ SHEET_TILE = 256
 STRIP_TIMES = tuple(np.round(np.arange(0.6, 3.0, 0.2), 2))  # the first words of the first sentence
 
 
-def contact_sheet(image: np.ndarray, face: Face, track: MouthTrack, render: Render = render_pose) -> np.ndarray:
+def contact_sheet(
+    image: np.ndarray, face: Face, track: MouthTrack, render: Render = render_pose, poses: tuple[str, ...] = POSES
+) -> np.ndarray:
     """Row 1: the photo as it is, then rest and the visemes. Row 2: a strip of the spoken sentence."""
     frame = FaceFrame.of(face)
     centre = face.landmarks[:, :2].mean(axis=0) + frame.ey * 0.1 * frame.scale
     half = int(frame.scale * 0.62)
-    poses = [("photo", image)] + [(pose, render(image, face, viseme_pose(pose))) for pose in POSES]
+    poses = [("photo", image)] + [(pose, render(image, face, viseme_pose(pose))) for pose in poses]
     strip = [(f"{t:.1f} s", render(image, face, track.at(float(t)).weights)) for t in STRIP_TIMES[: len(poses)]]
     rows = [np.hstack([_tile(out, centre, half, label) for label, out in row]) for row in (poses, strip)]
     return np.vstack(rows)
