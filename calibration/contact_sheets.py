@@ -18,11 +18,10 @@ import cv2
 import numpy as np
 
 from calibration.fidelity import Measurer
-from calibration.identities import PROJECT, SHARED_FACES, SIZE, Render, contact_sheet, load_identities, speech_track
+from calibration.identities import PROJECT, Render, chosen_identities, contact_sheet, identity_arguments, speech_track
 from firmware_app.config import Settings
 from firmware_app.frames import MouthShape, VideoFrame
 from firmware_app.render import Renderer
-from firmware_app.sources.base import fit_frame
 
 POSES = ("rest", "aa", "oh", "E", "PP", "FF", "TH")  # E: the "ee" viseme
 HELD = 4  # frames each pose is held before it is taken (the mouth source's lookup settles)
@@ -68,20 +67,11 @@ def write_sheets(images: dict[str, np.ndarray], out: Path) -> list[Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("/tmp/ventriloquist-sheets"), help="outside the repository")
-    parser.add_argument("--faces", type=Path, default=SHARED_FACES, help="the shared faces folder (SOURCES.md)")
-    parser.add_argument("--only", help="comma-separated identities (default: all found)")
-    parser.add_argument("--face", type=Path, action="append", default=[], help="another photo (repeatable)")
+    identity_arguments(parser)
     args = parser.parse_args()
     if args.out.resolve().is_relative_to(PROJECT.resolve()):
         parser.error(f"--out {args.out} is inside the repository: give a folder outside it, e.g. /tmp/sheets")
-    images = load_identities(args.faces)
-    if args.only:
-        images = {name: images[name] for name in args.only.split(",") if name in images}
-    for path in args.face:
-        image = cv2.imread(str(path))
-        if image is None:
-            parser.error(f"cannot read the photo {path}: give a JPEG or PNG file")
-        images[path.stem] = fit_frame(image, SIZE)
+    images = chosen_identities(parser, args)
     write_sheets(images, args.out)
 
 

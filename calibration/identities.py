@@ -92,6 +92,26 @@ def load_identities(faces_dir: Path = SHARED_FACES) -> dict[str, np.ndarray]:
     return images
 
 
+def identity_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--faces`, `--only`, `--face`: which identities a measuring command runs on (`chosen_identities`)."""
+    parser.add_argument("--faces", type=Path, default=SHARED_FACES, help="the shared faces folder (SOURCES.md)")
+    parser.add_argument("--only", help="comma-separated identities (default: all found)")
+    parser.add_argument("--face", type=Path, action="append", default=[], help="another photo (repeatable)")
+
+
+def chosen_identities(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """The identities `identity_arguments` asked for, each at the pipeline's frame size."""
+    images = load_identities(args.faces)
+    if args.only:
+        images = {name: images[name] for name in args.only.split(",") if name in images}
+    for path in args.face:
+        image = cv2.imread(str(path))
+        if image is None:
+            parser.error(f"cannot read the photo {path}: give a JPEG or PNG file")
+        images[path.stem] = fit_frame(image, SIZE)
+    return images
+
+
 Render = Callable[[np.ndarray, Face, dict[str, float]], np.ndarray]
 
 

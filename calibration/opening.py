@@ -13,18 +13,15 @@ speech as the voice (`identities.measure_mirror`). Nothing is written.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-import cv2
 import numpy as np
 
 from calibration.fidelity import Measurer, lip_gap
-from calibration.identities import MIRROR_CLIP, SHARED_FACES, load_identities, measure_mirror, speech_track
+from calibration.identities import MIRROR_CLIP, chosen_identities, identity_arguments, measure_mirror, speech_track
 from firmware_app.config import Settings
 from firmware_app.frames import Face, VideoFrame
 from firmware_app.mouth.track import MouthTrack
 from firmware_app.render import Renderer
-from firmware_app.sources.base import fit_frame
 
 TOP_SHARE = 5.0  # percent: the most open frames of speech
 GAP_TARGET = 0.07  # their inner-lip gap, face heights, at least (real talkers: 0.07–0.115)
@@ -57,21 +54,12 @@ def speech_gaps(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--faces", type=Path, default=SHARED_FACES, help="the shared faces folder (SOURCES.md)")
-    parser.add_argument("--only", help="comma-separated identities (default: all found)")
-    parser.add_argument("--face", type=Path, action="append", default=[], help="another photo (repeatable)")
+    identity_arguments(parser)
     parser.add_argument("--no-mirror", action="store_true")
     parser.add_argument("--step", type=int, default=2, help="re-measure every N-th frame")
     parser.add_argument("--no-scale", action="store_true", help="without the per-face opening scale (before)")
     args = parser.parse_args()
-    images = load_identities(args.faces)
-    if args.only:
-        images = {name: images[name] for name in args.only.split(",") if name in images}
-    for path in args.face:
-        image = cv2.imread(str(path))
-        if image is None:
-            parser.error(f"cannot read the photo {path}: give a JPEG or PNG file")
-        images[path.stem] = fit_frame(image, (1280, 720))
+    images = chosen_identities(parser, args)
     track = speech_track()
     print(f"| identity | most open {TOP_SHARE:g} % gap (≥ {GAP_TARGET}) | frames measured |\n|---|---|---|", flush=True)
     for name, image in images.items():
