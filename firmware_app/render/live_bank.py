@@ -112,6 +112,7 @@ class LiveBank:
 
     def observe(self, frame: VideoFrame, face: Face | None) -> None:
         """A camera frame and its tracked face: forget a visitor gone or replaced, bank an open mouth."""
+        self._last_seen = min(self._last_seen, frame.t)  # a clip that loops starts its clock again
         if face is None:
             if frame.t - self._last_seen > LOST_S and self.own:
                 log.info("the visitor has gone: their %d mouth exemplars are forgotten", len(self.own))
