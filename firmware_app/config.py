@@ -166,6 +166,11 @@ class PuppetSettings(Section):
 class OutputSettings(Section):
     uri: str = Field("display://0", description="where frames go: display://0 (fullscreen), file://out.mp4, null://")
     window_title: str = Field("Ventriloquist", description="window title for display outputs")
+    recordings_dir: str = Field(
+        "recordings",
+        description="a file:// output set from the console must be inside this folder (relative: beside the config "
+        "file), so the console never writes anywhere else",
+    )
 
 
 class DisclosureSettings(Section):
@@ -365,7 +370,9 @@ def read_yaml(text: str, source: str) -> Any:
         )
     try:
         _refuse_aliases_and_depth(text, source)
-        return YAML(typ="rt").load(text)
+        reader = YAML(typ="rt")
+        reader.preserve_quotes = True  # the console writes the tree back as the operator wrote it
+        return reader.load(text)
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -4,6 +4,8 @@ the running passthrough takes live (and which is also saved to the config file).
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,7 +19,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from firmware_app.config import Settings
+from firmware_app.config import MAX_CONFIG_BYTES, Settings
 from firmware_app.errors import VentriloquistError
 from firmware_app.web.console.configfile import ConfigFolder
 from firmware_app.web.console.portrait import check_portrait
@@ -32,6 +34,9 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 PREVIEW_WIDTH = 640  # px: enough to see the screen, cheap to encode a few times a second
 DRAIN_FACTOR = 4  # a refused upload up to this many times the limit is read to its end, so its refusal arrives
+JSON_LIMIT = MAX_CONFIG_BYTES * 2 + 4096  # the largest config, every character escaped, and the JSON around it
+CHECK_WITHIN_S = 30.0  # a Check or Apply that takes longer is answered (nothing changed) while it finishes
+REDACTED = "<console.token: unchanged>"  # stands for the token in the text the page sees
 
 
 def refused(exc: VentriloquistError, status: int = 422) -> JSONResponse:
@@ -66,54 +71,90 @@ def console_routes(settings: Settings, state: LiveState, policy: Policy) -> list
         return Response(jpeg.tobytes(), media_type="image/jpeg", headers={"cache-control": "no-store"})
 
     def config(request: Request) -> JSONResponse:
+        """The file as it is, its console.token replaced by REDACTED (the token is never sent)."""
+        text = folder.read()
+        if policy.token:
+            text = text.replace(policy.token, REDACTED)
         return JSONResponse(
-            {"path": str(folder.path) if folder.path else None, "text": folder.read()},
-            headers={"cache-control": "no-store"},
+            {"path": str(folder.path) if folder.path else None, "text": text}, headers={"cache-control": "no-store"}
         )
 
-    async def check(request: Request) -> JSONResponse:
-        text = str((await _json(request)).get("text", ""))
+    async def edited_text(request: Request) -> str | JSONResponse:
+        """The editor's text from a JSON body (bounded), the token put back where it was redacted."""
+        body = await _json(request)
+        if isinstance(body, JSONResponse):
+            return body
+        text = str(body.get("text", ""))
+        return text.replace(REDACTED, policy.token) if policy.token else text
+
+    async def proved(text: str) -> tuple[Settings, list[str]] | JSONResponse:
+        """`folder.prove` on a worker thread, within CHECK_WITHIN_S: the event loop (and /healthz)
+        never waits on a config's files."""
         try:
-            parsed = folder.check(text)
+            return await asyncio.wait_for(run_in_threadpool(folder.prove, text), CHECK_WITHIN_S)
+        except TimeoutError:
+            return JSONResponse(
+                {"ok": False, "error": f"the check took longer than {CHECK_WITHIN_S:.0f} s; nothing was changed"},
+                status_code=503,
+            )
         except VentriloquistError as exc:
             return refused(exc)
-        return JSONResponse(
-            {
-                "ok": True,
-                "summary": f"OK (mode {parsed.mode}, audio {parsed.sources.audio}, output {parsed.output.uri})",
-            }
-        )
+
+    async def check(request: Request) -> JSONResponse:
+        text = await edited_text(request)
+        if isinstance(text, JSONResponse):
+            return text
+        result = await proved(text)
+        if isinstance(result, JSONResponse):
+            return result
+        parsed, warnings = result
+        summary = f"OK (mode {parsed.mode}, audio {parsed.sources.audio}, output {parsed.output.uri})"
+        return JSONResponse({"ok": True, "summary": summary + "".join(f"; {w}" for w in warnings)})
 
     async def apply(request: Request) -> JSONResponse:
-        text = str((await _json(request)).get("text", ""))
+        text = await edited_text(request)
+        if isinstance(text, JSONResponse):
+            return text
+        result = await proved(text)
+        if isinstance(result, JSONResponse):
+            log.warning("console: config not applied, the running one stays: %s", result.body.decode())
+            return result
         try:
-            folder.apply(text)
+            folder.store(folder.path.name, text.encode())
         except VentriloquistError as exc:
-            log.warning("console: config not applied, the running one stays: %s", exc.cause)
             return refused(exc)
         log.info("console: config written to %s (previous kept as %s.bak); reloading", folder.path, folder.path.name)
         state.reload()
-        return JSONResponse({"ok": True, "generation": state.generation, "backup": f"{folder.path}.bak"})
+        return JSONResponse(
+            {
+                "ok": True,
+                "generation": state.generation,
+                "backup": f"{folder.path}.bak",
+                "note": next_start_note(state.settings, result[0]),
+            }
+        )
 
     async def trim(request: Request) -> JSONResponse:
         """Live while the slider moves; `save` (when it is let go) also writes it to the config."""
         body = await _json(request)
+        if isinstance(body, JSONResponse):
+            return body
         try:
             ms = float(body.get("ms"))
         except (TypeError, ValueError):
             return JSONResponse({"ok": False, "error": "ms must be a number"}, status_code=422)
+        passthrough = state.pipeline.passthrough if state.pipeline is not None else None
+        if passthrough is None:  # answered before anything is written
+            return JSONResponse(
+                {"ok": False, "error": "audio.passthrough is off: there is no delay to trim"}, status_code=409
+            )
         try:
             text = folder.with_keys({"audio.passthrough_trim_ms": ms})
             folder.check(text)  # out of range is the config's own error, with its limits
             if body.get("save"):
-                folder.apply(text)
+                folder.save(text)  # no new .bak: that stays the file before the last Apply
         except VentriloquistError as exc:
             return refused(exc)
-        passthrough = state.pipeline.passthrough if state.pipeline is not None else None
-        if passthrough is None:
-            return JSONResponse(
-                {"ok": False, "error": "audio.passthrough is off: there is no delay to trim"}, status_code=409
-            )
         passthrough.set_trim(ms / 1000)
         if body.get("save"):
             log.info("console: passthrough trim %.0f ms, saved to %s", ms, folder.path)
@@ -122,20 +163,13 @@ def console_routes(settings: Settings, state: LiveState, policy: Policy) -> list
     async def portrait(request: Request) -> JSONResponse:
         data = await _read_limited(request, upload_limit)
         if data is None:
-            return JSONResponse(
-                {
-                    "ok": False,
-                    "error": f"the upload is larger than console.upload_max_mb "
-                    f"({settings.console.upload_max_mb:g} MiB)",
-                },
-                status_code=413,
-            )
+            limit_mb = settings.console.upload_max_mb
+            return too_large(f"the upload is larger than console.upload_max_mb ({limit_mb:g} MiB)")
         try:
             checked = await run_in_threadpool(
                 check_portrait, data, state.settings.tracker.model_path, state.settings.disclosure
             )
-            stored = folder.store(f"portrait.{checked.extension}", data)
-            folder.apply(folder.with_keys({"sources.portrait": f"file://{stored}"}))
+            stored, _ = await run_in_threadpool(folder.replace_portrait, f"portrait.{checked.extension}", data)
         except VentriloquistError as exc:
             log.warning("console: upload refused, the portrait stays: %s", exc.cause)
             return refused(exc)
@@ -160,9 +194,28 @@ def console_routes(settings: Settings, state: LiveState, policy: Policy) -> list
     ]
 
 
-async def _json(request: Request) -> dict:
+def too_large(reason: str) -> JSONResponse:
+    return JSONResponse({"ok": False, "error": reason}, status_code=413)
+
+
+def next_start_note(running: Settings, applied: Settings) -> str:
+    """What an Apply cannot change at once: the server's own sections are read at start-up."""
+    changed = [name for name in ("health", "console") if getattr(running, name) != getattr(applied, name)]
+    if not changed:
+        return ""
+    return f"{' and '.join(f'{name}.*' for name in changed)} take effect at the next start (systemctl restart)"
+
+
+async def _json(request: Request) -> dict | JSONResponse:
+    """A JSON object body of at most JSON_LIMIT bytes; a longer one is 413, one too deeply nested
+    to parse 400, anything else that is not an object an empty one."""
+    data = await _read_limited(request, JSON_LIMIT)
+    if data is None:
+        return too_large(f"the request is larger than {JSON_LIMIT // 1024} KiB")
     try:
-        body = await request.json()
+        body = json.loads(data) if data else {}
+    except RecursionError:
+        return JSONResponse({"ok": False, "error": "the request's JSON is nested too deeply"}, status_code=400)
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}

@@ -128,7 +128,8 @@ $("config-check").addEventListener("click", async () => {
 
 $("config-apply").addEventListener("click", async () => {
   const { ok, reply } = await post("/api/config/apply", { text: $("config-text").value });
-  show($("config-result"), ok, ok ? `Applied; the kiosk is reloading (previous file kept as ${reply.backup}).` : reply.error);
+  const note = ok && reply.note ? ` ${reply.note}.` : "";
+  show($("config-result"), ok, ok ? `Applied; the kiosk is reloading (previous file kept as ${reply.backup}).${note}` : reply.error);
   if (ok) loadedText = $("config-text").value;
 });
 
@@ -171,3 +172,8 @@ $("portrait-upload").addEventListener("click", async () => {
 
 loadConfig();
 poll();
+
+$("sign-out").addEventListener("click", async () => {
+  await fetch("/logout", { method: "POST", headers: { "X-CSRF-Token": csrf }, credentials: "same-origin" });
+  window.location.reload();
+});
