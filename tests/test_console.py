@@ -550,7 +550,10 @@ def test_the_console_writes_plain_names_inside_the_config_folder_only(tmp_path):
     folder = tmp_path / "etc"
     folder.mkdir()
     config = folder / "config.yaml"
-    config.write_text("# mine\nvideo: {width: 640, height: 360}  # small\n")
+    # a file stands in for the camera: Apply proves the config, and this machine has none
+    config.write_text(
+        f"# mine\nvideo: {{width: 640, height: 360}}  # small\nsources: {{camera: 'file://{PORTRAIT}'}}\n"
+    )
     files = ConfigFolder(config)
     for name in ("../escape.jpg", "/etc/passwd", "sub/portrait.jpg", ".hidden", "config.yaml.bak", ".."):
         with pytest.raises(ConfigError):

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 PREVIEW_WIDTH = 640  # px: enough to see the screen, cheap to encode a few times a second
 DRAIN_FACTOR = 4  # a refused upload up to this many times the limit is read to its end, so its refusal arrives
+DRAINED_AT_LEAST = 64 << 20  # bytes: a small limit's refusal still arrives for a body this long
 JSON_LIMIT = MAX_CONFIG_BYTES * 2 + 4096  # the largest config, every character escaped, and the JSON around it
 CHECK_WITHIN_S = 30.0  # a Check or Apply that takes longer is answered (nothing changed) while it finishes
 REDACTED = "<console.token: unchanged>"  # stands for the token in the text the page sees
@@ -228,13 +229,14 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
     limit: answering while the client is still sending makes the server close a socket with unread
     data, which resets the connection, and the browser then shows "connection reset" instead of the
     refusal's reason."""
+    drained = max(DRAIN_FACTOR * limit, DRAINED_AT_LEAST)
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > DRAIN_FACTOR * limit:
+    if declared is not None and declared.isdigit() and int(declared) > drained:
         return None
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > DRAIN_FACTOR * limit:
+        if size > drained:
             return None
         if size > limit:
             chunks.clear()
