@@ -199,7 +199,11 @@ def test_a_kiosk_without_a_camera_never_exits_on_its_own(tmp_path, log, monkeypa
     monkeypatch.setenv("CACHE_DIRECTORY", str(tmp_path))
     port = free_port()
     config = tmp_path / "config.yaml"
-    config.write_text(f"health: {{port: {port}, restart_above_mb: 0}}\nsources: {{camera: 'v4l2:///dev/video63'}}\n")
+    # with demo.when_no_camera the kiosk loops the demo instead (test_appliance_lifecycle covers that)
+    config.write_text(
+        f"health: {{port: {port}, restart_above_mb: 0}}\nsources: {{camera: 'v4l2:///dev/video63'}}\n"
+        "demo: {when_no_camera: false}\n"
+    )
     appliance = Appliance(config, kiosk=True)
 
     def script() -> None:
