@@ -23,10 +23,12 @@ from test_appliance_lifecycle import (  # noqa: F401 - fixtures
     run_driven,
     wait_until,
 )
+from test_face_pack import _bank, _reference
 
 from firmware_app.appliance.kiosk import Appliance
 from firmware_app.config import settings_from_text
 from firmware_app.errors import ConfigError, ExitCode, MediaError
+from firmware_app.face.pack import write_face_pack
 from firmware_app.sources.image import read_image
 from firmware_app.web.console.security import PROCESS_CSRF, Policy
 
@@ -124,6 +126,8 @@ def test_every_bad_input_is_refused_and_the_kiosk_keeps_running(tmp_path, long_v
     config.write_text(good)
     appliance = Appliance(config)
     answers: dict[str, tuple[int, str]] = {}
+    pack = tmp_path / "synthetic.face"
+    write_face_pack(pack, {"source_clip": "none.mp4", "frames_used": 24, "consent": "no person"}, _reference(), _bank())
 
     def apply(name: str, text: str) -> None:
         answers[name] = post(port, "/api/config/apply", json.dumps({"text": text}).encode())
@@ -137,6 +141,10 @@ def test_every_bad_input_is_refused_and_the_kiosk_keeps_running(tmp_path, long_v
         apply("no camera", ran.replace(f"camera: 'file://{PORTRAIT}'", "camera: 'v4l2:///dev/video63'"))
         apply("output outside", ran.replace("null://", f"file://{tmp_path}/out.mp4"))
         apply("duplicate keys", ran + "mode: mirror\nmode: puppet\n")
+        with_pack = ran.replace(
+            f"camera: 'file://{PORTRAIT}'", f"camera: 'file://{PORTRAIT}', portrait: 'file://{pack}'"
+        )
+        apply("face pack unmarked", with_pack + "disclosure: {enabled: false}\n")
         answers["alias bomb"] = post(port, "/api/config/check", json.dumps({"text": ALIAS_BOMB}).encode())
         answers["30 MiB body"] = post(port, "/api/config/check", b'{"text": "' + b"x" * (30 << 20) + b'"}')
         answers["deep JSON"] = post(port, "/api/config/check", b"[" * 100_000 + b"]" * 100_000)
@@ -155,6 +163,7 @@ def test_every_bad_input_is_refused_and_the_kiosk_keeps_running(tmp_path, long_v
         "no camera": 422,
         "output outside": 422,
         "duplicate keys": 422,
+        "face pack unmarked": 422,
         "alias bomb": 422,
         "30 MiB body": 413,
         "deep JSON": 400,
@@ -165,6 +174,7 @@ def test_every_bad_input_is_refused_and_the_kiosk_keeps_running(tmp_path, long_v
         "bad Host": 400,
     }, answers
     assert "nonexistent.wav" in answers["missing file"][1] and "video63" in answers["no camera"][1]
+    assert "disclosure" in answers["face pack unmarked"][1]
     assert "recordings" in answers["output outside"][1] and "20000x20000" in answers["upload 20000x20000"][1]
     assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "config.yaml.bak"]
     assert not (tmp_path / "out.mp4").exists()
@@ -212,3 +222,32 @@ def test_a_kiosk_without_a_camera_never_exits_on_its_own(tmp_path, log, monkeypa
 
     assert run_driven(appliance, script) != ExitCode.OK
     assert log.has("refusing to start") and log.has("video63")
+
+
+def test_an_applied_config_that_proves_but_cannot_start_is_rolled_back(tmp_path, long_voice, log, monkeypatch):  # noqa: F811
+    """Nothing bypassed: a screen that is not there (`display://63`, no X server) is a config the
+    proof passes (it never takes the screen from the running kiosk) and whose pipeline fails
+    before its first frame. Applied from the console, it is rolled back and frames go on."""
+    monkeypatch.delenv("DISPLAY", raising=False)
+    assert not os.path.exists("/tmp/.X11-unix/X63")
+    port = free_port()
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    config = folder / "config.yaml"
+    good = config_text(long_voice, port)
+    config.write_text(good)
+    appliance = Appliance(config, kiosk=True)
+    bad = good.replace("null://", "display://63")
+    answers: list[tuple[int, str]] = []
+
+    def script() -> None:
+        wait_until(appliance, lambda: health_status(port) == 200, "frames on the screen")
+        answers.append(post(port, "/api/config/apply", json.dumps({"text": bad}).encode()))
+        wait_until(appliance, lambda: log.has("running the previous one again"), "the rollback", timeout=60)
+        wait_until(appliance, lambda: health_status(port) == 200, "frames again")
+        frames_grow(appliance, port)
+
+    assert run_driven(appliance, script) == ExitCode.OK
+    assert answers[0][0] == 200, answers  # it proved
+    assert log.has("no X display :63")
+    assert config.read_text() == good and (folder / "config.yaml.rejected").read_text() == bad
