@@ -351,7 +351,12 @@ def test_a_portrait_is_checked_before_it_replaces_the_current_one(browser, kiosk
     for _ in range(5):
         status, body = kiosk.request("/api/portrait", b"\xff\xd8\xff" + bytes(3 * 1024 * 1024), {"X-CSRF-Token": csrf})
         assert status == 413 and "upload_max_mb" in body
-    assert sorted(p.name for p in kiosk.folder.iterdir()) == ["config.yaml", "config.yaml.bak", "portrait.jpg"]
+    assert sorted(p.name for p in kiosk.folder.iterdir()) == [
+        ".history",
+        "config.yaml",
+        "config.yaml.bak",
+        "portrait.jpg",
+    ]
 
 
 CONSENT = "NASA's public-domain astronaut portrait, enrolled only to test the console"

@@ -176,7 +176,7 @@ def test_every_bad_input_is_refused_and_the_kiosk_keeps_running(tmp_path, long_v
     assert "nonexistent.wav" in answers["missing file"][1] and "video63" in answers["no camera"][1]
     assert "disclosure" in answers["face pack unmarked"][1]
     assert "recordings" in answers["output outside"][1] and "20000x20000" in answers["upload 20000x20000"][1]
-    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "config.yaml.bak"]
+    assert sorted(p.name for p in folder.iterdir()) == [".history", "config.yaml", "config.yaml.bak"]
     assert not (tmp_path / "out.mp4").exists()
 
 

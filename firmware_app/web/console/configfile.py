@@ -1,12 +1,14 @@
 """The console's only way to write: into the folder of the running config file, atomically, the
-previous version kept beside it as `NAME.bak`. Nothing is written before it has been proved
-exactly as `ventriloquist config check` and SIGHUP prove it (`pipeline.prove_pipeline`): the
-schema, then every file the config names read with the kiosk's own readers. File outputs stay
-inside `output.recordings_dir`."""
+previous version kept beside it as `NAME.bak` and the last 10 applied ones in `.history/`.
+Nothing is written before it has been proved exactly as `ventriloquist config check` and SIGHUP
+prove it (`pipeline.prove_pipeline`): the schema, then every file the config names read with the
+kiosk's own readers. File outputs stay inside `output.recordings_dir`."""
 
 from __future__ import annotations
 
 import io
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +20,51 @@ from firmware_app.errors import ConfigError
 from firmware_app.platform.fileutil import write_atomically
 
 STAGED = ".staged-"  # an upload waiting for its proof; never a name the console stores under
+HISTORY = ".history"  # beside the config: the last KEPT_HISTORY applied files
+KEPT_HISTORY = 10
+HISTORY_ID = re.compile(r"\d{8}T\d{12}Z")  # an entry's name: when it was applied, UTC to the microsecond
+
+
+class ConfigHistory:
+    """The last KEPT_HISTORY applied config files, each kept whole in `.history/` beside the config
+    under the time it was applied; an entry is restored through the same proof as an Apply."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder / HISTORY
+
+    def record(self, data: bytes) -> str:
+        self.folder.mkdir(mode=0o700, exist_ok=True)
+        entry = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        write_atomically(self.folder / f"{entry}.yaml", data)
+        for old in self._files()[KEPT_HISTORY:]:
+            old.unlink(missing_ok=True)
+        return entry
+
+    def entries(self) -> list[dict]:
+        """Newest first: its id, when it was applied (ISO, UTC) and its size."""
+        return [
+            {"id": path.stem, "applied": datetime.strptime(path.stem, "%Y%m%dT%H%M%S%fZ").isoformat() + "Z",
+             "bytes": path.stat().st_size}
+            for path in self._files()
+        ]  # fmt: skip
+
+    def read(self, entry: str) -> str:
+        path = self.folder / f"{entry}.yaml"
+        if not HISTORY_ID.fullmatch(entry) or not path.is_file():
+            raise ConfigError(f"no applied config {entry!r} in the history", "pick one of the history's entries")
+        return path.read_text(encoding="utf-8", errors="replace")
+
+    def _files(self) -> list[Path]:
+        if not self.folder.is_dir():
+            return []
+        return sorted((p for p in self.folder.glob("*.yaml") if HISTORY_ID.fullmatch(p.stem)), reverse=True)
 
 
 class ConfigFolder:
     def __init__(self, config_path: Path | None) -> None:
         self.path = config_path.resolve() if config_path is not None else None
         self.folder = self.path.parent if self.path is not None else None
+        self.history = ConfigHistory(self.folder) if self.folder is not None else None
 
     def read(self) -> str:
         if self.path is None:
@@ -89,9 +130,14 @@ class ConfigFolder:
                 f"refusing to write {name!r}", "the console writes plain file names inside the config folder only"
             )
         target = folder / name
+        applied = backup and target == self.path  # an applied config goes into the history too
         if backup and target.exists():
+            if applied and not self.history.entries():  # the file before the first Apply can be restored too
+                self.history.record(target.read_bytes())
             write_atomically(folder / f"{name}.bak", target.read_bytes())
         write_atomically(target, data)
+        if applied:
+            self.history.record(data)
         return target
 
     def replace_portrait(self, name: str, data: bytes) -> tuple[Path, Settings]:
@@ -111,6 +157,24 @@ class ConfigFolder:
         finally:
             staged.unlink(missing_ok=True)
         return target, settings
+
+    def applied(self, entry: str) -> str:
+        """An earlier applied file, from the history."""
+        self._require_path()
+        return self.history.read(entry)
+
+    def diff(self, text: str, secret: str = "", redacted: str = "") -> str:
+        """The change from the config file to `text` as a unified diff (`secret` shown as `redacted`)."""
+        import difflib
+
+        old = self.read()
+        if secret:
+            old, text = old.replace(secret, redacted), text.replace(secret, redacted)
+        name = self.path.name if self.path else "config.yaml"
+        lines = difflib.unified_diff(
+            old.splitlines(keepends=True), text.splitlines(keepends=True), f"{name} (running)", f"{name} (new)"
+        )
+        return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
     def _confine_outputs(self, settings: Settings) -> None:
         from firmware_app.uri import parse_uri
