@@ -121,7 +121,7 @@ def prove_pipeline(settings: Settings, camera_required: bool = True) -> list[str
     only for `config check`, `camera_required=False`: `run` would show the demo)."""
     from firmware_app.assets import resolve_path, verify_model_file
     from firmware_app.config import InferenceSettings
-    from firmware_app.face.pack import face_pack_path, open_face_pack
+    from firmware_app.face.pack import face_pack_path, load_face_pack, require_disclosure
     from firmware_app.uri import parse_uri
 
     warnings: list[str] = []
@@ -134,8 +134,8 @@ def prove_pipeline(settings: Settings, camera_required: bool = True) -> list[str
         source.open()
         source.close()
     pack = face_pack_path(settings.sources.portrait) if settings.sources.portrait else None
-    if pack is not None:
-        open_face_pack(pack, settings.disclosure)
+    if pack is not None:  # read and held to its disclosure rule as the kiosk will, but not logged as in use
+        require_disclosure(load_face_pack(pack), settings.disclosure)
     videos = [settings.sources.camera] if not puppet or settings.puppet.performer else []
     if puppet and pack is None:
         videos.append(settings.sources.portrait)

@@ -499,7 +499,7 @@ def test_writes_from_anywhere_but_the_page_are_refused(browser, kiosk):
     page(browser, kiosk)
     csrf = browser.find_element("css selector", 'meta[name="csrf-token"]').get_attribute("content")
     before = kiosk.config.read_text()
-    body = json.dumps({"text": "mode: puppet\n"}).encode()
+    body = json.dumps({"text": before + "# sent from elsewhere\n"}).encode()  # a text that proves
     json_type = {"Content-Type": "application/json"}
     assert kiosk.request("/api/config/apply", body, json_type)[0] == 403  # no CSRF token
     assert kiosk.request("/api/config/apply", body, {**json_type, "X-CSRF-Token": "guess"})[0] == 403

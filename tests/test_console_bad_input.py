@@ -11,6 +11,7 @@ import struct
 import urllib.error
 import urllib.request
 import zlib
+from pathlib import Path
 
 import cv2
 import pytest
@@ -117,13 +118,18 @@ def test_sessions_are_random_expiring_revocable_and_sign_in_is_throttled(monkeyp
     assert policy.throttled_for("10.0.0.9") > 0 and policy.throttled_for("10.0.0.8") == 0
 
 
-def test_every_bad_input_is_refused_and_the_kiosk_keeps_running(tmp_path, long_voice, log):  # noqa: F811
+def config_folder(tmp_path: Path, voice: Path) -> tuple[int, Path, Path, str]:
+    """A port, the config folder (as /etc/ventriloquist), its config file and the text written in it."""
     port = free_port()
     folder = tmp_path / "etc"
     folder.mkdir()
     config = folder / "config.yaml"
-    good = config_text(long_voice, port)
-    config.write_text(good)
+    config.write_text(config_text(voice, port))
+    return port, folder, config, config.read_text()
+
+
+def test_every_bad_input_is_refused_and_the_kiosk_keeps_running(tmp_path, long_voice, log):  # noqa: F811
+    port, folder, config, good = config_folder(tmp_path, long_voice)
     appliance = Appliance(config)
     answers: dict[str, tuple[int, str]] = {}
     pack = tmp_path / "synthetic.face"
@@ -230,12 +236,7 @@ def test_an_applied_config_that_proves_but_cannot_start_is_rolled_back(tmp_path,
     before its first frame. Applied from the console, it is rolled back and frames go on."""
     monkeypatch.delenv("DISPLAY", raising=False)
     assert not os.path.exists("/tmp/.X11-unix/X63")
-    port = free_port()
-    folder = tmp_path / "etc"
-    folder.mkdir()
-    config = folder / "config.yaml"
-    good = config_text(long_voice, port)
-    config.write_text(good)
+    port, folder, config, good = config_folder(tmp_path, long_voice)
     appliance = Appliance(config, kiosk=True)
     bad = good.replace("null://", "display://63")
     answers: list[tuple[int, str]] = []
