@@ -298,7 +298,8 @@ def test_a_good_config_is_applied_through_the_reload_and_metrics_show_it(browser
 @pytest.mark.integration
 def test_the_operators_tools_on_the_page(browser, kiosk):
     """Build and host health shown; the diff before Apply; a history entry's diff and its restore;
-    check, then restart; the log view; the snapshot; and the page fits a 420 px wide screen."""
+    check, then restart; the log view; the snapshot; the page fits a 420 px wide screen; and a
+    kiosk that stops answering shows no stale numbers."""
     from selenium.webdriver.support.ui import Select
 
     from firmware_app.platform.host import build_info
@@ -346,6 +347,13 @@ def test_the_operators_tools_on_the_page(browser, kiosk):
         assert browser.execute_script("return document.documentElement.scrollWidth <= innerWidth")
     finally:
         browser.set_window_size(1400, 1100)
+    wait(browser, lambda: number_in(browser, "fps") > 0, "live fps")
+    browser.set_network_conditions(offline=True, latency=0, download_throughput=-1, upload_throughput=-1)
+    try:  # a kiosk that stops answering: its last numbers are not shown as if they were live
+        wait(browser, lambda: text_of(browser, "state") == "no connection", "the page to see it down", 10)
+        assert text_of(browser, "fps") == "–" and text_of(browser, "latency") == "–"
+    finally:
+        browser.delete_network_conditions()
     kiosk.wait_healthy()
 
 
