@@ -307,7 +307,7 @@ def test_the_operators_tools_on_the_page(browser, kiosk):
     previous = kiosk.config.read_text()
     page(browser, kiosk)
     wait(browser, lambda: text_of(browser, "build").startswith(build_info()["version"]), "the build")
-    assert text_of(browser, "host-disk").endswith(" GiB") and text_of(browser, "host-memory").endswith(" MiB")
+    assert text_of(browser, "host-disk").endswith(" GiB") and text_of(browser, "host-memory").endswith(" GiB")
     set_editor(browser, previous + "# changed from the console\n")
     wait(browser, lambda: "+# changed from the console" in text_of(browser, "config-diff"), "the diff before Apply")
     generation = kiosk.metrics()["ventriloquist_pipeline_generation"]

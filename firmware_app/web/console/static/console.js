@@ -86,7 +86,7 @@ function render(s) {
   $("host-load").textContent = `${host.load_1m.toFixed(2)} / ${host.cpus}`;
   $("host-temperature").textContent = host.temperature_c === null ? "not reported" : `${host.temperature_c.toFixed(0)} °C`;
   $("host-disk").textContent = `${(host.disk_free_mb / 1024).toFixed(1)} GiB`;
-  $("host-memory").textContent = `${host.memory_available_mb} MiB`;
+  $("host-memory").textContent = `${(host.memory_available_mb / 1024).toFixed(1)} GiB`;
   $("snapshot").hidden = !s.preview;
   const h = s.history;
   charts.latency.setData([h.t, h.latency_ms]);
