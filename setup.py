@@ -38,6 +38,7 @@ setup(
         "uvicorn>=0.30",
         "prometheus-client>=0.20",
         "ruamel.yaml>=0.18",  # the console's trim slider edits the config keeping its comments
+        "Pillow>=10",  # stills: their declared size read from the header before anything is decoded
         # systemd's notify protocol through libsystemd's own sd_notify; 2.x has no aarch64 wheels, 1.5.4 has cp310
         "cysystemd>=1.5.4",
         # `enroll`: its progress bar, and SSIM/PSNR for its held-out report

@@ -233,7 +233,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    """The proof a SIGHUP and the console's Apply make (`prove_pipeline`), a missing camera a warning."""
+    from firmware_app.pipeline import prove_pipeline
+
     settings = load_settings(args.file)
+    for warning in prove_pipeline(settings, camera_required=False):
+        print(f"{args.file}: warning: {warning}")
     print(f"{args.file}: OK (mode {settings.mode}, audio {settings.sources.audio}, output {settings.output.uri})")
     return ExitCode.OK
 

@@ -12,8 +12,14 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from ruamel.yaml import YAML, YAMLError
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent
 
 from firmware_app.errors import ConfigError, MissingFileError
+
+MAX_CONFIG_BYTES = 256 * 1024  # a full commented default is 9 KiB
+MAX_DEPTH = 16  # sections nest three deep
 
 
 class Section(BaseModel):
@@ -170,6 +176,11 @@ class PuppetSettings(Section):
 class OutputSettings(Section):
     uri: str = Field("display://0", description="where frames go: display://0 (fullscreen), file://out.mp4, null://")
     window_title: str = Field("Ventriloquist", description="window title for display outputs")
+    recordings_dir: str = Field(
+        "recordings",
+        description="a file:// output set from the console must be inside this folder (relative: beside the config "
+        "file), so the console never writes anywhere else",
+    )
 
 
 class DisclosureSettings(Section):
@@ -306,13 +317,19 @@ def load_settings(path: str | Path | None) -> Settings:
                 f"config file {path} does not exist",
                 "check the path, or write a fresh one with `ventriloquist config default > config.yaml`",
             )
+        if path.stat().st_size > MAX_CONFIG_BYTES:  # refused before it is read into memory
+            raise ConfigError(
+                f"{path} is {path.stat().st_size / 1024:.0f} KiB; a config file is at most "
+                f"{MAX_CONFIG_BYTES // 1024} KiB",
+                _fix_hint(source),
+            )
         return settings_from_text(path.read_text(encoding="utf-8", errors="replace"), source)
     return _validate(data, source, lines)
 
 
 def settings_from_text(text: str, source: str) -> Settings:
     """Validate config text as if read from `source` (errors name that file, its keys and lines)."""
-    data, lines = _parse_yaml(text, source)
+    data, lines = parse_yaml(text, source)
     return _validate(data, source, lines)
 
 
@@ -335,11 +352,38 @@ def _fix_hint(source: str) -> str:
     return f"edit {source}; `ventriloquist config default` lists every key with its meaning"
 
 
-def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[tuple, int]]:
+def parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[tuple, int]]:
+    """Config text as plain data and each key's line, or the ConfigError naming the problem."""
+    tree = read_yaml(text, source)
+    if tree is None:
+        return {}, {}
+    if not isinstance(tree, dict):
+        raise ConfigError(
+            f"{source}: the top level must be a mapping of keys (mode:, sources:, ...), not {type(tree).__name__}",
+            _fix_hint(source),
+        )
+    lines: dict[tuple, int] = {}
+    _collect_lines(tree, (), lines)
+    return _plain(tree), lines
+
+
+def read_yaml(text: str, source: str) -> Any:
+    """Config text as ruamel's round-trip tree (comments, order and line numbers kept), read the one
+    way every reader of the file reads it (`config check`, SIGHUP, the console): at most
+    `MAX_CONFIG_BYTES`, no anchors or aliases (a few hundred bytes of nested aliases expand to
+    gigabytes), nested at most `MAX_DEPTH` deep, duplicate keys refused."""
+    size = len(text.encode("utf-8", errors="replace"))
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{source} is {size / 1024:.0f} KiB; a config file is at most {MAX_CONFIG_BYTES // 1024} KiB",
+            _fix_hint(source),
+        )
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+        _refuse_aliases_and_depth(text, source)
+        reader = YAML(typ="rt")
+        reader.preserve_quotes = True  # the console writes the tree back as the operator wrote it
+        return reader.load(text)
+    except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
@@ -347,28 +391,53 @@ def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[tuple, int
         if context and context_mark:
             problem += f"; {context} that starts at line {context_mark.line + 1}"
         raise ConfigError(f"{source}{where}: not valid YAML ({problem})", _fix_hint(source)) from None
-    if data is None:
-        return {}, {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{source}: the top level must be a mapping of keys (mode:, sources:, ...), not {type(data).__name__}",
-            _fix_hint(source),
-        )
-    lines: dict[tuple, int] = {}
-    _collect_lines(node, (), lines)
-    return data, lines
 
 
-def _collect_lines(node: yaml.Node, path: tuple, out: dict[tuple, int]) -> None:
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key_path = path + (key_node.value,)
-            out[key_path] = key_node.start_mark.line + 1
-            _collect_lines(value_node, key_path, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            out[path + (i,)] = item.start_mark.line + 1
+def _refuse_aliases_and_depth(text: str, source: str) -> None:
+    """One pass over the parser's events, before anything is built from them."""
+    depth = 0
+    for event in YAML(typ="rt").parse(text):
+        line = event.start_mark.line + 1 if event.start_mark is not None else 0
+        if isinstance(event, AliasEvent) or getattr(event, "anchor", None):
+            raise ConfigError(
+                f"{source} line {line}: YAML anchors and aliases (&name, *name) are not accepted in a config file",
+                "write each value out in full",
+            )
+        if isinstance(event, CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ConfigError(
+                    f"{source} line {line}: nested more than {MAX_DEPTH} deep; a config is a few levels of sections",
+                    _fix_hint(source),
+                )
+        elif isinstance(event, CollectionEndEvent):
+            depth -= 1
+
+
+def _collect_lines(node: Any, path: tuple, out: dict[tuple, int]) -> None:
+    """Each key's and item's line (1-based) from the round-trip tree; aliases are refused before,
+    so this walk is as long as the text."""
+    if isinstance(node, CommentedMap):
+        for key, value in node.items():
+            key_path = path + (key,)
+            out[key_path] = node.lc.key(key)[0] + 1
+            _collect_lines(value, key_path, out)
+    elif isinstance(node, CommentedSeq):
+        for i, item in enumerate(node):
+            out[path + (i,)] = node.lc.item(i)[0] + 1
             _collect_lines(item, path + (i,), out)
+
+
+def _plain(node: Any) -> Any:
+    """The round-trip tree as plain dicts, lists, str, int, float and bool (what pydantic sees)."""
+    if isinstance(node, dict):
+        return {_plain(key): _plain(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_plain(item) for item in node]
+    for kind in (bool, int, float, str):  # bool first: it is an int
+        if isinstance(node, kind):
+            return kind(node)
+    return node
 
 
 def _set_dotted(data: dict[str, Any], keys: list[str], value: Any) -> None:

@@ -15,9 +15,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from firmware_app.audio.passthrough import VoicePassthrough, passthrough_delay_s
 from firmware_app.config import IdleSettings, Settings
+from firmware_app.errors import CameraMissingError
 from firmware_app.face.expression import Puppeteer
 from firmware_app.face.tracker import FaceTracker
 from firmware_app.frames import AudioBlock
@@ -107,3 +109,59 @@ def _face(settings: Settings, portrait: str, realtime: bool, puppet: bool) -> tu
         else None
     )
     return source, BankRenderer(settings.renderer, settings.disclosure, pack)
+
+
+def prove_pipeline(settings: Settings, camera_required: bool = True) -> list[str]:
+    """Build what `build_pipeline` would from `settings`, without taking a device or the screen
+    from the running kiosk: every file the config names is read with the reader the kiosk uses
+    (the speech file decoded, a still or clip opened and its first frame read, a face pack loaded
+    under its disclosure rule, the model files checked), and a camera must exist. The first problem
+    raises its `VentriloquistError`; what only may go wrong is returned as warnings. Apply, SIGHUP
+    and `config check` prove a config this way before it is kept (a missing camera is a warning
+    only for `config check`, `camera_required=False`: `run` would show the demo)."""
+    from firmware_app.assets import resolve_path, verify_model_file
+    from firmware_app.config import InferenceSettings
+    from firmware_app.face.pack import face_pack_path, load_face_pack, require_disclosure
+    from firmware_app.uri import parse_uri
+
+    warnings: list[str] = []
+    puppet = settings.mode == "puppet"
+    if settings.model.kind == "learned":  # its file read as the kiosk's CPU fallback reads it
+        create_mouth_model(settings.model, InferenceSettings(backend="onnxruntime"))
+    verify_model_file(resolve_path(settings.tracker.model_path))
+    if parse_uri(settings.sources.audio, ("mic", "file")).scheme == "file":
+        source = open_audio_source(settings.sources.audio, settings, realtime=False)
+        source.open()
+        source.close()
+    pack = face_pack_path(settings.sources.portrait) if settings.sources.portrait else None
+    if pack is not None:  # read and held to its disclosure rule as the kiosk will, but not logged as in use
+        require_disclosure(load_face_pack(pack), settings.disclosure)
+    videos = [settings.sources.camera] if not puppet or settings.puppet.performer else []
+    if puppet and pack is None:
+        videos.append(settings.sources.portrait)
+    for text in videos:
+        uri = parse_uri(text, ("v4l2", "csi", "file"))
+        if uri.scheme == "v4l2":
+            device = Path(uri.location or "/dev/video0")
+            if not device.exists():
+                if camera_required or puppet:
+                    raise CameraMissingError(
+                        f"no camera at {device} ({'sources.camera' if text == settings.sources.camera else text})",
+                        "plug in the camera, or set sources.camera to another device or a file://clip.mp4",
+                    )
+                warnings.append(f"no camera at {device} now: `run` would show the demo (demo.when_no_camera)")
+        elif uri.scheme == "file":
+            _read_first_frame(open_video_source(text, settings, realtime=False), text)
+    open_sink(settings.output.uri, settings.output.window_title)  # the scheme and its path, nothing opened
+    return warnings
+
+
+def _read_first_frame(source: VideoSource, text: str) -> None:
+    from firmware_app.errors import MediaError
+
+    source.open()
+    try:
+        if source.read() is None:
+            raise MediaError(f"{text} has no picture in it", "give a still or a clip that plays in a video player")
+    finally:
+        source.close()

@@ -185,7 +185,7 @@ def test_reload_takes_a_valid_file_and_refuses_an_invalid_one(tmp_path, log):
     appliance = Appliance(config)
     appliance.reload()
     assert appliance.state.reload.is_set()
-    assert appliance.state.pending_settings.take().model.kind == "loudness"
+    assert appliance.state.pending_settings.take().settings.model.kind == "loudness"
 
     appliance.state.reload.clear()
     config.write_text(BROKEN)

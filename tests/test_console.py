@@ -296,6 +296,68 @@ def test_a_good_config_is_applied_through_the_reload_and_metrics_show_it(browser
 
 
 @pytest.mark.integration
+def test_the_operators_tools_on_the_page(browser, kiosk):
+    """Build and host health shown; the diff before Apply; a history entry's diff and its restore;
+    check, then restart; the log view; the snapshot; the page fits a 420 px wide screen; and a
+    kiosk that stops answering shows no stale numbers."""
+    from selenium.webdriver.support.ui import Select
+
+    from firmware_app.platform.host import build_info
+
+    previous = kiosk.config.read_text()
+    page(browser, kiosk)
+    wait(browser, lambda: text_of(browser, "build").startswith(build_info()["version"]), "the build")
+    assert text_of(browser, "host-disk").endswith(" GiB") and text_of(browser, "host-memory").endswith(" GiB")
+    set_editor(browser, previous + "# changed from the console\n")
+    wait(browser, lambda: "+# changed from the console" in text_of(browser, "config-diff"), "the diff before Apply")
+    generation = kiosk.metrics()["ventriloquist_pipeline_generation"]
+
+    def reloads(reached: float) -> None:
+        _wait_for(lambda: kiosk.metrics()["ventriloquist_pipeline_generation"] >= reached, WAIT_S, "the reload")
+
+    browser.find_element("id", "config-apply").click()
+    wait(browser, lambda: text_of(browser, "config-result").startswith("Applied"), "the apply")
+    reloads(generation + 1)
+    history = Select(browser.find_element("id", "history"))
+    wait(browser, lambda: len(history.options) >= 3, "the history")  # the placeholder, the new file, the one before
+    history.select_by_index(2)
+    wait(browser, lambda: "-# changed from the console" in text_of(browser, "config-diff"), "the entry's diff")
+    browser.find_element("id", "history-restore").click()
+    wait(browser, lambda: kiosk.config.read_text() == previous, "the restore")
+    reloads(generation + 2)
+    browser.find_element("id", "restart").click()
+    wait(browser, lambda: "proved; restarting" in text_of(browser, "restart-result"), "check, then restart")
+    reloads(generation + 3)
+    wait(browser, lambda: "restarting the pipeline" in text_of(browser, "log-lines"), "the log view", 10)
+    assert "config written to" in text_of(browser, "log-lines")
+    kiosk.wait_healthy()  # the restarted pipeline's first frame: the snapshot shows it
+    assert browser.find_element("id", "snapshot").is_displayed()
+    fetched = browser.execute_async_script(
+        "const done = arguments[0]; fetch('/api/snapshot.jpg').then((r) => done([r.status,"
+        " r.headers.get('content-type'), r.headers.get('content-disposition')]));"
+    )
+    assert fetched[:2] == [200, "image/jpeg"] and fetched[2].startswith("attachment")
+    browser.set_window_size(420, 1100)
+    try:
+        wide = (
+            "return [...document.querySelectorAll('body *')]"
+            ".filter((e) => e.getBoundingClientRect().right > innerWidth).map((e) => e.tagName + '.' + e.className)"
+        )
+        wait(browser, lambda: not browser.execute_script(wide), "every tile inside 420 px", 10)
+        assert browser.execute_script("return document.documentElement.scrollWidth <= innerWidth")
+    finally:
+        browser.set_window_size(1400, 1100)
+    wait(browser, lambda: number_in(browser, "fps") > 0, "live fps")
+    browser.set_network_conditions(offline=True, latency=0, download_throughput=-1, upload_throughput=-1)
+    try:  # a kiosk that stops answering: its last numbers are not shown as if they were live
+        wait(browser, lambda: text_of(browser, "state") == "no connection", "the page to see it down", 10)
+        assert text_of(browser, "fps") == "–" and text_of(browser, "latency") == "–"
+    finally:
+        browser.delete_network_conditions()
+    kiosk.wait_healthy()
+
+
+@pytest.mark.integration
 def test_the_trim_slider_moves_the_passthrough_delay_live(browser, kiosk):
     """The trim is how much later than the picture the voice plays: the A/V offset the kiosk
     measures moves by it, the passthrough's own delay with it, and nothing is reloaded."""
@@ -351,7 +413,12 @@ def test_a_portrait_is_checked_before_it_replaces_the_current_one(browser, kiosk
     for _ in range(5):
         status, body = kiosk.request("/api/portrait", b"\xff\xd8\xff" + bytes(3 * 1024 * 1024), {"X-CSRF-Token": csrf})
         assert status == 413 and "upload_max_mb" in body
-    assert sorted(p.name for p in kiosk.folder.iterdir()) == ["config.yaml", "config.yaml.bak", "portrait.jpg"]
+    assert sorted(p.name for p in kiosk.folder.iterdir()) == [
+        ".history",
+        "config.yaml",
+        "config.yaml.bak",
+        "portrait.jpg",
+    ]
 
 
 CONSENT = "NASA's public-domain astronaut portrait, enrolled only to test the console"
@@ -440,7 +507,7 @@ def test_writes_from_anywhere_but_the_page_are_refused(browser, kiosk):
     page(browser, kiosk)
     csrf = browser.find_element("css selector", 'meta[name="csrf-token"]').get_attribute("content")
     before = kiosk.config.read_text()
-    body = json.dumps({"text": "mode: puppet\n"}).encode()
+    body = json.dumps({"text": before + "# sent from elsewhere\n"}).encode()  # a text that proves
     json_type = {"Content-Type": "application/json"}
     assert kiosk.request("/api/config/apply", body, json_type)[0] == 403  # no CSRF token
     assert kiosk.request("/api/config/apply", body, {**json_type, "X-CSRF-Token": "guess"})[0] == 403
@@ -550,7 +617,10 @@ def test_the_console_writes_plain_names_inside_the_config_folder_only(tmp_path):
     folder = tmp_path / "etc"
     folder.mkdir()
     config = folder / "config.yaml"
-    config.write_text("# mine\nvideo: {width: 640, height: 360}  # small\n")
+    # a file stands in for the camera: Apply proves the config, and this machine has none
+    config.write_text(
+        f"# mine\nvideo: {{width: 640, height: 360}}  # small\nsources: {{camera: 'file://{PORTRAIT}'}}\n"
+    )
     files = ConfigFolder(config)
     for name in ("../escape.jpg", "/etc/passwd", "sub/portrait.jpg", ".hidden", "config.yaml.bak", ".."):
         with pytest.raises(ConfigError):

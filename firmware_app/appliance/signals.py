@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
 
 from firmware_app.errors import ExitCode, VentriloquistError
 
@@ -51,13 +51,20 @@ class Latest(Generic[T]):
             return None
 
 
+class Proved(NamedTuple):
+    """A config that passed `prove_pipeline`, and its file's text (what a rollback writes back)."""
+
+    settings: Settings
+    text: str
+
+
 @dataclass
 class SignalState:
     """What the signals asked of the kiosk, written by the handlers and read by its loop."""
 
     stop: threading.Event = field(default_factory=threading.Event)  # set once, by the first stop asked
     reload: threading.Event = field(default_factory=threading.Event)  # a new config, or a new error for the card
-    pending_settings: Latest[Settings] = field(default_factory=Latest)  # the valid config a SIGHUP read
+    pending_settings: Latest[Proved] = field(default_factory=Latest)  # the proved config a SIGHUP read
     refusal: Latest[VentriloquistError] = field(default_factory=Latest)  # why a SIGHUP's config was refused
     stop_asked_at: float | None = None  # time.monotonic(): what the 2 s promise is measured from
     awaiting_fix: bool = False  # a broken config is on the error card: a refusal is news for it
@@ -72,7 +79,8 @@ def handle_signals(stop: Callable[[], bool], reload: Callable[[], None]) -> None
             exit_if_still_running_after(STOP_DEADLINE_S)
 
     def on_hangup(signum: int, frame: FrameType | None) -> None:
-        reload()
+        # off the main thread: the reload proves the new config (reads its files) while frames go on
+        threading.Thread(target=reload, name="reload", daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)

@@ -31,6 +31,7 @@ import numpy as np
 from firmware_app.config import DisclosureSettings
 from firmware_app.errors import ConfigError, MediaError
 from firmware_app.platform.fileutil import write_atomically
+from firmware_app.sources.image import read_image
 
 log = logging.getLogger(__name__)
 
@@ -156,12 +157,14 @@ def load_face_pack(path: Path) -> FacePack:
     try:
         with zipfile.ZipFile(path) as pack:
             manifest = json.loads(pack.read(MANIFEST))
-            reference = cv2.imdecode(np.frombuffer(pack.read(REFERENCE), np.uint8), cv2.IMREAD_COLOR)
+            reference_png = pack.read(REFERENCE)
             bank = Bank.from_npz(pack.read(BANK))
     except (zipfile.BadZipFile, zlib.error, KeyError, ValueError, OSError) as exc:  # zlib: a damaged member
         raise MediaError(f"{path} is not a readable face pack ({exc})", ENROLL_AGAIN) from None
-    if reference is None:
-        raise MediaError(f"{path} is not a readable face pack (its reference still does not decode)", ENROLL_AGAIN)
+    try:  # the kiosk's one reader of stills: a damaged or oversized reference is refused undecoded
+        reference = read_image(reference_png, f"{path}'s reference still")
+    except MediaError as exc:
+        raise MediaError(f"{path} is not a readable face pack ({exc.cause})", ENROLL_AGAIN) from None
     if manifest.get("format_version") != FORMAT_VERSION:
         raise MediaError(
             f"{path} is a face pack of format {manifest.get('format_version')}; this version reads format "

@@ -7,7 +7,8 @@ text before its arguments are filled in), so "microphone unavailable (%s); retry
 counts as one message whatever the cause and wait. A message is logged when it has not been seen
 for QUIET_S (so a status line every 10 s always shows); within a flood it is held back and
 counted, and the count is logged with the next occurrence at most WINDOW_S after the last one
-logged (or after the flood ends).
+logged (or after the flood ends). Audit lines (`extra={AUDIT: True}`: the console's writes) are
+never folded: each is one change someone made.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 import threading
 
 QUIET_S = 5.0
+AUDIT = "audit"  # a record with this attribute set is never folded into a count
 WINDOW_S = 60.0
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -46,6 +48,8 @@ class RepeatLimiter(logging.Filter):
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, AUDIT, False):
+            return True  # an audit line (`extra={AUDIT: True}`): each one is a change someone made
         key = (record.name, record.levelno, str(record.msg))
         now = record.created
         with self._lock:

@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from firmware_app.errors import DeviceError
+from firmware_app.platform.host import build_info
 from firmware_app.runners.metrics import LiveMetrics
 from firmware_app.web.state import LiveState
 
@@ -107,6 +108,14 @@ class LiveCollector(Collector):
         )
         backend.add_metric([m.backend], 1.0)
         yield backend
+        build = build_info()
+        info = GaugeMetricFamily(
+            "ventriloquist_build_info",
+            "the version running (and its git commit, when known)",
+            labels=["version", "commit"],
+        )
+        info.add_metric([build["version"], build["commit"]], 1.0)
+        yield info
         restarts = CounterMetricFamily(
             "ventriloquist_restarts", "devices reopened and models replaced after a fault", labels=["part"]
         )

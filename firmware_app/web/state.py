@@ -11,8 +11,6 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
 from firmware_app.runners.metrics import LiveMetrics
 
 if TYPE_CHECKING:
@@ -32,7 +30,7 @@ class LiveState:
         self.pipeline: Pipeline | None = None
         self.generation = 0  # pipelines started: a reload shows as a new one
 
-    def started(self, settings: Settings, pipeline: Pipeline, metrics: LiveMetrics) -> None:
+    def started(self, settings: Settings, pipeline: Pipeline | None, metrics: LiveMetrics) -> None:
         self.settings, self.pipeline, self.metrics = settings, pipeline, metrics
         self.generation += 1
 
@@ -44,10 +42,10 @@ def rescue_settings(path: Path | None) -> Settings:
     """While the config file is broken (`run --kiosk` waits for a fix, the console serves its
     editor): the file's health and console sections when those alone are valid, so the console
     is where the operator expects it; else the defaults (127.0.0.1:8095)."""
-    from firmware_app.config import Settings
+    from firmware_app.config import Settings, parse_yaml
 
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8", errors="replace")) if path is not None else {}
+        raw = parse_yaml(path.read_text(encoding="utf-8", errors="replace"), str(path))[0] if path is not None else {}
         return Settings.model_validate({key: value for key, value in raw.items() if key in ("health", "console")})
     except Exception:  # noqa: BLE001 - anything wrong in those two sections: the safe defaults
         return Settings()

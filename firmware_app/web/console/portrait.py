@@ -25,10 +25,10 @@ from firmware_app.assets import resolve_path, verify_model_file
 from firmware_app.config import DisclosureSettings
 from firmware_app.errors import MediaError
 from firmware_app.face.pack import BANK, SUFFIX, load_face_pack, require_disclosure
+from firmware_app.sources.image import MAX_PIXELS, image_size, read_image
 
 MIN_SIDE = 128  # px: smaller faces are below MediaPipe's detector
 MAX_SIDE = 8192
-MAX_PIXELS = 40_000_000  # a 40 MP still; larger ones are refused before decoding
 MAX_CLIP_S = 600.0
 MAX_PACK_UNPACKED = 512 * 2**20  # bytes: a pack enrolled from a 720p clip unpacks to under 5 MiB
 STILLS = {b"\xff\xd8\xff": "jpg", b"\x89PNG\r\n\x1a\n": "png"}
@@ -81,7 +81,11 @@ def check_portrait(data: bytes, model_path: str, disclosure: DisclosureSettings)
     extension, clip = kind_of(data)
     if extension == PACK:
         return check_face_pack(data, model_path, disclosure)
-    width, height, duration = _probe(data)
+    if clip:
+        width, height, duration = _probe(data)
+    else:
+        _, width, height = image_size(data, "the upload")
+        duration = 0.0
     if min(width, height) < MIN_SIDE or max(width, height) > MAX_SIDE or width * height > MAX_PIXELS:
         raise MediaError(
             f"the picture is {width}x{height}; a portrait must be {MIN_SIDE} to {MAX_SIDE} px a side and at most "
@@ -91,7 +95,8 @@ def check_portrait(data: bytes, model_path: str, disclosure: DisclosureSettings)
         raise MediaError(
             f"the clip is {duration:.0f} s long; the portrait loops a clip of at most {MAX_CLIP_S:.0f} s", "trim it"
         )
-    faces = count_faces(_first_frame(data), model_path)
+    first = _decode_clip(data) if clip else cv2.cvtColor(read_image(data, "the upload"), cv2.COLOR_BGR2RGB)
+    faces = count_faces(first, model_path)
     if faces != 1:
         found = "no face" if faces == 0 else f"{faces} faces"
         raise MediaError(f"{found} found in the {'clip' if clip else 'picture'}; a portrait shows exactly one", FIX)
@@ -162,14 +167,20 @@ def _probe(data: bytes) -> tuple[int, int, float]:
         raise MediaError(f"the upload does not open as an image or a clip ({exc})", FIX) from None
 
 
-def _first_frame(data: bytes) -> np.ndarray:
+def _decode_clip(data: bytes) -> np.ndarray:
+    """A clip decoded to its end with the kiosk's decoder (PyAV), so a frame that fails there fails
+    here first; its first frame (RGB)."""
+    first = None
     try:
         with av.open(io.BytesIO(data)) as container:
             for frame in container.decode(video=0):
-                return frame.to_ndarray(format="rgb24")
+                if first is None:
+                    first = frame.to_ndarray(format="rgb24")
     except av.FFmpegError as exc:
         raise MediaError(f"the upload is damaged ({exc})", FIX) from None
-    raise MediaError("the upload has no picture in it", FIX)
+    if first is None:
+        raise MediaError("the upload has no picture in it", FIX)
+    return first
 
 
 def count_faces(rgb: np.ndarray, model_path: str) -> int:

@@ -1,6 +1,6 @@
 """What the console's status panel shows: the live numbers now, a few minutes of their history
-(sampled once a second, so the fps is the recent rate rather than the average since start), and
-the last warnings and errors from the log."""
+(sampled once a second, so the fps is the recent rate rather than the average since start), the
+last warnings and errors from the log, the build and the host's health; and the log view's lines."""
 
 from __future__ import annotations
 
@@ -10,25 +10,48 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
+from firmware_app.platform.host import build_info, host_health
+from firmware_app.platform.logs import RepeatLimiter
+
 if TYPE_CHECKING:
     from firmware_app.web.state import LiveState
 
 HISTORY_S = 300  # the charts show the last five minutes
 SAMPLE_EVERY_S = 1.0
 KEPT_ERRORS = 20
+KEPT_LINES = 500  # the log view
 
 
-class RecentErrors(logging.Handler):
-    """Keeps the last warnings and errors logged anywhere in the process."""
+class RecentLog(logging.Handler):
+    """The last KEPT_LINES lines logged anywhere in the process at info and above, floods folded
+    as the journal folds them, `secret` (the console's token) never among them: the log view. The
+    last KEPT_ERRORS warnings and errors are kept apart for the status panel."""
 
-    def __init__(self) -> None:
-        super().__init__(level=logging.WARNING)
+    def __init__(self, secret: str = "", redacted: str = "") -> None:
+        super().__init__(level=logging.INFO)
+        self.lines: deque[dict] = deque(maxlen=KEPT_LINES)
         self.records: deque[dict] = deque(maxlen=KEPT_ERRORS)
+        self.secret, self.redacted = secret, redacted
+        self.addFilter(RepeatLimiter())
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.records.append({"time": record.created, "level": record.levelname.lower(), "message": record.getMessage()})
+        message = record.getMessage()
+        if self.secret:
+            message = message.replace(self.secret, self.redacted)
+        line = {"time": record.created, "level": record.levelname.lower(), "logger": record.name, "message": message}
+        self.lines.append(line)
+        if record.levelno >= logging.WARNING:
+            self.records.append({key: line[key] for key in ("time", "level", "message")})
 
-    def attach(self) -> RecentErrors:
+    def text(self) -> str:
+        """The kept lines as the journal's text format would show them (times in UTC)."""
+        return "".join(
+            f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(line['time']))} {line['level'].upper()} "
+            f"{line['logger']}: {line['message']}\n"
+            for line in list(self.lines)
+        )
+
+    def attach(self) -> RecentLog:
         logging.getLogger().addHandler(self)
         return self
 
@@ -82,7 +105,7 @@ def likeness(state: LiveState) -> dict | None:
     return {"name": pack.path.name, "consent": pack.consent, "enrolled": str(pack.manifest.get("date", ""))}
 
 
-def snapshot(state: LiveState, history: History, errors: RecentErrors, started_at: float) -> dict:
+def snapshot(state: LiveState, history: History, errors: RecentLog, started_at: float) -> dict:
     """The status panel's JSON."""
     m, settings = state.metrics, state.settings
     passthrough = state.pipeline.passthrough if state.pipeline is not None else None
@@ -111,6 +134,8 @@ def snapshot(state: LiveState, history: History, errors: RecentErrors, started_a
         "preview": settings.console.preview,
         "face_pack": likeness(state),
         "config_path": str(state.config_path) if state.config_path else None,
+        "build": build_info(),
+        "host": host_health(state.config_path.parent if state.config_path else None),
         "errors": list(errors.records)[::-1],
         "history": history.series(),
     }

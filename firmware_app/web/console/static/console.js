@@ -35,6 +35,12 @@ function chart(id, label, colour) {
 }
 
 const charts = { latency: chart("chart-latency", "latency", "#f5a524"), fps: chart("chart-fps", "fps", "#4cc38a") };
+// uPlot draws at a fixed width: follow the card's when the window (a phone turned, a narrow screen) changes
+window.addEventListener("resize", () => {
+  for (const [name, plot] of Object.entries(charts)) {
+    plot.setSize({ width: $(`chart-${name}`).clientWidth || 320, height: 120 });
+  }
+});
 
 function duration(seconds) {
   const h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = seconds % 60;
@@ -75,20 +81,33 @@ function render(s) {
     item.textContent = `${new Date(e.time * 1000).toLocaleTimeString()} ${e.level}: ${e.message}`;
     return item;
   }));
+  const b = s.build, host = s.host;
+  $("build").textContent = b.commit ? `${b.version} (${b.commit})` : b.version;
+  $("host-load").textContent = `${host.load_1m.toFixed(2)} / ${host.cpus}`;
+  $("host-temperature").textContent = host.temperature_c === null ? "not reported" : `${host.temperature_c.toFixed(0)} °C`;
+  $("host-disk").textContent = `${(host.disk_free_mb / 1024).toFixed(1)} GiB`;
+  $("host-memory").textContent = `${(host.memory_available_mb / 1024).toFixed(1)} GiB`;
+  $("snapshot").hidden = !s.preview;
   const h = s.history;
   charts.latency.setData([h.t, h.latency_ms]);
   charts.fps.setData([h.t, h.fps]);
   setPreview(s.preview);
 }
 
+// A kiosk that does not answer shows no numbers rather than its last ones.
+function down(why) {
+  $("state").textContent = why;
+  $("state").className = "pill bad";
+  for (const id of ["fps", "latency", "av-offset", "face", "memory"]) $(id).textContent = "–";
+}
+
 async function poll() {
   try {
     const response = await fetch("/api/status", { credentials: "same-origin" });
     if (response.ok) render(await response.json());
-    else $("state").textContent = `HTTP ${response.status}`;
+    else down(`HTTP ${response.status}`);
   } catch (e) {
-    $("state").textContent = "no connection";
-    $("state").className = "pill bad";
+    down("no connection");
   }
   setTimeout(poll, 1000);
 }
@@ -126,13 +145,87 @@ $("config-check").addEventListener("click", async () => {
   show($("config-result"), ok, ok ? reply.summary : reply.error);
 });
 
+function applied(ok, reply, restored) {
+  const note = ok && reply.note ? ` ${reply.note}.` : "";
+  show($("config-result"), ok, ok ? `Applied; the kiosk is reloading (previous file kept as ${reply.backup}).${note}` : reply.error);
+  if (!ok) return;
+  if (restored) loadConfig(); else loadedText = $("config-text").value;
+  showDiff("");
+  loadHistory();
+}
+
 $("config-apply").addEventListener("click", async () => {
   const { ok, reply } = await post("/api/config/apply", { text: $("config-text").value });
-  show($("config-result"), ok, ok ? `Applied; the kiosk is reloading (previous file kept as ${reply.backup}).` : reply.error);
-  if (ok) loadedText = $("config-text").value;
+  applied(ok, reply, false);
 });
 
 $("config-revert").addEventListener("click", loadConfig);
+
+// --- what Apply would change, and the files applied before ------------------------------
+
+function showDiff(diff) {
+  $("config-diff").hidden = !diff;
+  $("config-diff").textContent = diff;
+}
+
+let diffing = null;
+$("config-text").addEventListener("input", () => {
+  clearTimeout(diffing);
+  diffing = setTimeout(async () => {
+    const { ok, reply } = await post("/api/config/diff", { text: $("config-text").value });
+    if (ok) showDiff(reply.diff);
+  }, 300);
+});
+
+async function loadHistory() {
+  const response = await fetch("/api/config/history", { credentials: "same-origin" });
+  if (!response.ok) return;
+  const { entries } = await response.json();
+  const options = entries.map((e) => {
+    const option = document.createElement("option");
+    option.value = e.id;
+    option.textContent = `applied ${new Date(e.applied).toLocaleString()}`;
+    return option;
+  });
+  const first = document.createElement("option");
+  first.value = "";
+  first.textContent = entries.length ? "history (last 10 applied)" : "history: nothing applied yet";
+  $("history").replaceChildren(first, ...options);
+}
+
+$("history").addEventListener("change", async () => {
+  if (!$("history").value) { showDiff(""); return; }
+  const response = await fetch(`/api/config/history/${$("history").value}`, { credentials: "same-origin" });
+  const reply = await response.json();
+  showDiff(response.ok ? reply.diff || "(the same as the running file)" : reply.error);
+});
+
+$("history-restore").addEventListener("click", async () => {
+  if (!$("history").value) { show($("config-result"), false, "Choose a file from the history first."); return; }
+  const { ok, reply } = await post("/api/config/restore", { id: $("history").value });
+  applied(ok, reply, true);
+});
+
+// --- the appliance: check then restart, the log -----------------------------------------
+
+$("restart").addEventListener("click", async () => {
+  show($("restart-result"), true, "Checking the config file…");
+  const { ok, reply } = await post("/api/restart", {});
+  show($("restart-result"), ok, ok ? `The config file ${reply.summary}` : `Not restarted: ${reply.error}`);
+});
+
+async function pollLog() {
+  try {
+    const response = await fetch("/api/log", { credentials: "same-origin" });
+    if (response.ok) {
+      const { lines } = await response.json();
+      const view = $("log-lines"), atEnd = view.scrollTop + view.clientHeight >= view.scrollHeight - 4;
+      view.textContent = lines.map((l) => `${new Date(l.time * 1000).toLocaleTimeString()} ${l.level} ${l.logger}: ${l.message}`).join("\n");
+      if (atEnd) view.scrollTop = view.scrollHeight;
+    }
+  } catch (e) { /* the status pill says the kiosk is down */ }
+  setTimeout(pollLog, 3000);
+}
 
 // --- A/V trim --------------------------------------------------------------------------
 
@@ -170,4 +263,11 @@ $("portrait-upload").addEventListener("click", async () => {
 });
 
 loadConfig();
+loadHistory();
 poll();
+pollLog();
+
+$("sign-out").addEventListener("click", async () => {
+  await fetch("/logout", { method: "POST", headers: { "X-CSRF-Token": csrf }, credentials: "same-origin" });
+  window.location.reload();
+});
