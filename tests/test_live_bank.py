@@ -72,7 +72,7 @@ def test_metrics_show_the_visitors_own_exemplars(portrait):
     from prometheus_client import generate_latest
 
     from firmware_app.config import Settings
-    from firmware_app.web.console.status import History, RecentErrors, snapshot
+    from firmware_app.web.console.status import History, RecentLog, snapshot
     from firmware_app.web.server import metrics_registry
     from firmware_app.web.state import LiveState
 
@@ -86,7 +86,7 @@ def test_metrics_show_the_visitors_own_exemplars(portrait):
     assert "ventriloquist_own_exemplars 1.0" in text and "ventriloquist_own_bank_bytes" in text
     assert "ventriloquist_mouth_painted_own_total" in text
     assert state.metrics.own_mouth.bytes == bank.own_bytes > 0
-    assert snapshot(state, History(state), RecentErrors(), 0.0)["own_exemplars"] == 1  # the console's status
+    assert snapshot(state, History(state), RecentLog(), 0.0)["own_exemplars"] == 1  # the console's status
 
 
 def test_the_bench_times_the_renderer_with_the_live_bank():
