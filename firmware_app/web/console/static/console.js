@@ -59,7 +59,7 @@ function render(s) {
   $("fps").textContent = s.fps.toFixed(1);
   $("latency").textContent = `${s.latency_ms.toFixed(0)} ms`;
   $("av-offset").textContent = s.passthrough.on ? `${s.av_offset_ms.toFixed(0)} ms` : "off";
-  $("face").textContent = (s.face_present ? "in view" : "none") + (s.own_exemplars ? ` (own mouth: ${s.own_exemplars} exemplars)` : "");
+  $("face").textContent = (s.face_present ? "in view" : "none") + (s.own_exemplars ? ` (own mouth: ${s.own_exemplars} exemplar${s.own_exemplars === 1 ? "" : "s"})` : "");
   $("memory").textContent = `${s.memory_mb.toFixed(0)} MiB`;
   $("restarts").textContent = Object.entries(s.restarts).map(([part, n]) => `${part} ${n}`).join("\n");
   $("passthrough-delay").textContent = s.passthrough.on ? `${s.passthrough.delay_ms.toFixed(0)} ms` : "off (audio.passthrough: false)";
