@@ -3,6 +3,9 @@ sync that steers it (`runners.avsync`)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -210,3 +213,41 @@ def test_the_player_starts_with_a_small_device_buffer_and_resizes_it_only_in_sil
         assert shared.ctl[ring.BUFFER_WHY] == buffer_module.RAN_DRY
     finally:
         player.close()
+
+
+@pytest.mark.integration
+def test_the_player_is_this_version_even_started_beside_another_checkout(pulse, monkeypatch, tmp_path):
+    """`python -m` imports from its working directory first: run from another checkout (an older
+    ring with fewer control slots), the player laid the callbacks' wall times over the device's
+    latency slot and `bench load` read an A/V offset of +4674301462715084 ms."""
+    for key, value in pulse.items():
+        monkeypatch.setenv(key, value)
+    decoy = tmp_path / "firmware_app" / "audio" / "passthrough"
+    decoy.mkdir(parents=True)
+    for package in (decoy, decoy.parent, decoy.parent.parent):
+        (package / "__init__.py").write_text("")
+    imported = tmp_path / "decoy-imported"
+    (decoy / "player.py").write_text(f"open({str(imported)!r}, 'w').close()\nprint('ok 0.015', flush=True)\n")
+    monkeypatch.chdir(tmp_path)
+    line = VoicePassthrough("pulse", delay_s=0.05)
+    with line:
+        assert 0 < line.device_latency_s <= 0.030
+    assert not imported.exists()
+
+
+@pytest.mark.integration
+def test_a_player_of_another_layout_refuses_instead_of_misreading_the_line():
+    """The shared block's size is the layout's fingerprint: a mismatch is a clear error, not garbage."""
+    fd = os.memfd_create("other-layout", 0)
+    os.ftruncate(fd, ring.SharedLine.NBYTES - 24)  # three control slots fewer
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "firmware_app.audio.passthrough.player", str(fd), "", "0.015"],
+            pass_fds=(fd,),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(fd)
+    assert result.stdout.startswith("error ") and "another version" in result.stdout, result.stdout + result.stderr

@@ -67,6 +67,7 @@ SETTLE_S = 5.0  # lateness in the first seconds of a voice is start-up work (mod
 MEASURED = 64  # the latest callbacks (since the last move) whose delay's median is the measured delay
 SETTLED_CALLBACKS = 8  # callbacks after a move before the delay is judged again
 PLAYER_START_S = 30.0  # the player process's start (imports, device open) on a busy machine
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])  # where this firmware_app is imported from
 
 
 class VoicePassthrough(Resource):
@@ -122,11 +123,13 @@ class VoicePassthrough(Resource):
                 stdout=subprocess.PIPE,
                 text=True,
                 pass_fds=(fd,),
+                # `python -m` puts its working directory first on the path: started from another
+                # checkout it would import that one's player, whose other layout of the shared block
+                # read the callbacks' times as the device's latency (an A/V offset of ~10^15 ms)
+                cwd=_PACKAGE_ROOT,
                 env={
                     **os.environ,
-                    "PYTHONPATH": os.pathsep.join(
-                        filter(None, [str(Path(__file__).resolve().parents[3]), os.environ.get("PYTHONPATH")])
-                    ),
+                    "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")])),
                 },
             )
         finally:

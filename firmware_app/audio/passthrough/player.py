@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import mmap
+import os
 import select
 import sys
 import threading
@@ -99,6 +100,10 @@ def player_main() -> None:
     from firmware_app.sources.mic import require_sounddevice
 
     fd, device, start_s = int(sys.argv[1]), sys.argv[2] or None, float(sys.argv[3])
+    if os.fstat(fd).st_size != SharedLine.NBYTES:  # another version's layout: every slot would be misread
+        error = f"the player process ({__file__}) is another version than the appliance that started it"
+        print("error " + json.dumps({"error": error, "outputs": []}), flush=True)
+        return
     line = SharedLine(mmap.mmap(fd, SharedLine.NBYTES))
     try:
         sd = require_sounddevice()
