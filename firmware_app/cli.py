@@ -154,6 +154,12 @@ def _parser() -> argparse.ArgumentParser:
         help="latency: play the test sound with `paplay --device=SINK` (a PulseAudio rig) instead of the speaker",
     )
     bench.add_argument("--events", type=int, default=8, help="latency: how many sounds to time")
+    bench.add_argument(
+        "--passthrough",
+        choices=["config", "on", "off", "both"],
+        default="config",
+        help="latency: with the voice played through the appliance, without (heard directly in the room), or both",
+    )
     bench.add_argument("--minutes", type=float, default=30.0, help="soak: how long to run")
     bench.add_argument("--busy", type=int, help="load: busy processes competing for the cores (default: one per core)")
     bench.add_argument("--seconds", type=float, default=60.0, help="load: how long to run")
@@ -303,9 +309,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     settings = load_settings(_config_path(args.config))
     if args.what == "latency":
-        from firmware_app.tools.latency import run_latency_bench
+        from firmware_app.tools.latency import run_latency_benches
 
-        print(run_latency_bench(settings, args.play_sink, args.events))
+        print(run_latency_benches(settings, args.play_sink, args.events, args.passthrough))
     elif args.what == "soak":
         from firmware_app.tools.soak import run_soak
 

@@ -57,10 +57,30 @@ class SourcesSettings(Section):
     )
 
 
+CAMERA_FPS = 30.0
+PUPPET_FPS = 60.0  # what displays run at where their refresh is not known otherwise
+
+
 class VideoSettings(Section):
     width: int = Field(1280, ge=64, le=7680, description="frame width the pipeline works at, pixels")
     height: int = Field(720, ge=64, le=4320, description="frame height the pipeline works at, pixels")
-    fps: float = Field(30.0, gt=0, le=120, description="output frame rate for still images and cameras")
+    fps: float | None = Field(
+        None,
+        gt=0,
+        le=120,
+        description="frames/s; null: cameras 30 (mirror mode shows their rate), a still portrait in puppet mode 60 "
+        "(its mouth waits at most 17 ms for a frame, not 33)",
+    )
+
+    @property
+    def camera_fps(self) -> float:
+        """What cameras (and a still standing in for one) are asked for."""
+        return self.fps or CAMERA_FPS
+
+    @property
+    def puppet_fps(self) -> float:
+        """A still portrait in puppet mode needs no camera frame: it renders at the display's rate."""
+        return self.fps or PUPPET_FPS
 
 
 class AudioSettings(Section):

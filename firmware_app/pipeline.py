@@ -64,9 +64,10 @@ def build_pipeline(settings: Settings, realtime: bool) -> Pipeline:
             open_video_source(settings.sources.camera, settings, realtime) if settings.puppet.performer else None
         )
         puppeteer = Puppeteer(settings.puppet, performer, FaceTracker(settings.tracker) if performer else None)
+    fps = settings.video.puppet_fps if puppet else settings.video.camera_fps
     passthrough = None
     if settings.audio.passthrough and realtime:  # an offline render has no audience to play to
-        delay = passthrough_delay_s(model.lookahead_s, settings.video.fps, settings.audio.passthrough_trim_ms)
+        delay = passthrough_delay_s(model.lookahead_s, fps, settings.audio.passthrough_trim_ms)
         passthrough = VoicePassthrough(
             settings.audio.passthrough_device,
             delay,
@@ -76,7 +77,7 @@ def build_pipeline(settings: Settings, realtime: bool) -> Pipeline:
     video_source, renderer = _face(settings, settings.sources.portrait, realtime, puppet)
     return Pipeline(
         voice_source=open_audio_source(settings.sources.audio, settings, realtime),
-        video_source=video_source or open_video_source(face_uri, settings, realtime),
+        video_source=video_source or open_video_source(face_uri, settings, realtime, fps if puppet else None),
         model=model,
         tracker=FaceTracker(settings.tracker),
         renderer=renderer,
@@ -104,7 +105,7 @@ def _face(settings: Settings, portrait: str, realtime: bool, puppet: bool) -> tu
 
     pack = open_face_pack(path, settings.disclosure)
     source = (
-        FacePackSource(pack, (settings.video.width, settings.video.height), settings.video.fps, realtime)
+        FacePackSource(pack, (settings.video.width, settings.video.height), settings.video.puppet_fps, realtime)
         if puppet
         else None
     )

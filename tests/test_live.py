@@ -223,3 +223,34 @@ def test_a_microphone_slow_to_start_is_waited_for_not_reopened_again_and_again()
     finally:
         stop.set()
         voice.join(5)
+
+
+def test_a_still_puppet_renders_at_the_displays_rate_and_a_camera_at_its_own():
+    from firmware_app.config import Settings
+
+    assert Settings().video.puppet_fps == 60 and Settings().video.camera_fps == 30
+    chosen = Settings.model_validate({"video": {"fps": 50}}).video
+    assert chosen.puppet_fps == chosen.camera_fps == 50  # what the config says, everywhere
+
+
+@pytest.mark.integration
+def test_the_puppet_shows_about_60_frames_a_second_each_with_the_newest_mouth(tmp_path):
+    """Puppet mode with a still portrait needs no camera frame: a live run into a file has ~60
+    frames for every second of voice (a 30 fps one could have at most 30), frame count, not timing."""
+    import cv2
+
+    voice, out = tmp_path / "voice.wav", tmp_path / "puppet.mp4"
+    seconds = 4.0
+    write_wav(voice, decode_audio(SPEECH)[8000 : 8000 + round(16000 * seconds)])
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"mode: puppet\nsources: {{audio: 'file://{voice}', portrait: 'file://{PORTRAIT}'}}\n"
+        f"video: {{width: 640, height: 360}}\noutput: {{uri: 'file://{out}'}}\nhealth: {{enabled: false}}\n"
+    )
+    result = cli("run", "--config", str(config), timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    clip = cv2.VideoCapture(str(out))
+    rate, frames = clip.get(cv2.CAP_PROP_FPS), clip.get(cv2.CAP_PROP_FRAME_COUNT)
+    clip.release()
+    assert rate == 60, rate
+    assert frames / seconds > 40, (frames, result.stderr[-2000:])  # start-up and a busy CI machine drop some

@@ -21,17 +21,19 @@ def open_audio_source(text: str, settings: Settings, realtime: bool) -> AudioSou
     return AudioFileSource(uri.path, settings.audio.block_ms, realtime)
 
 
-def open_video_source(text: str, settings: Settings, realtime: bool) -> VideoSource:
+def open_video_source(text: str, settings: Settings, realtime: bool, still_fps: float | None = None) -> VideoSource:
+    """`still_fps`: the rate a still image plays at (puppet mode's portrait: `video.puppet_fps`),
+    else the camera's rate it stands in for."""
     uri = parse_uri(text, VIDEO_SCHEMES)
     size = (settings.video.width, settings.video.height)
     if uri.scheme in ("v4l2", "csi"):
         from firmware_app.sources.camera import CameraSource
 
-        return CameraSource(uri, size, settings.video.fps, settings.sources.csi_source)
+        return CameraSource(uri, size, settings.video.camera_fps, settings.sources.csi_source)
     if uri.is_image:
         from firmware_app.sources.image import ImageSource
 
-        return ImageSource(uri.path, size, settings.video.fps, realtime)
+        return ImageSource(uri.path, size, still_fps or settings.video.camera_fps, realtime)
     from firmware_app.sources.video_file import VideoFileSource
 
     return VideoFileSource(uri.path, size, realtime, settings.sources.loop_video)

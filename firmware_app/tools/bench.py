@@ -161,7 +161,7 @@ def bank_line(settings: Settings, pack_path: Path, size: tuple[int, int] = (1280
 
     sized = with_changes(settings, {"video.width": size[0], "video.height": size[1]})
     pack = open_face_pack(pack_path, sized.disclosure)
-    with FacePackSource(pack, size, sized.video.fps, realtime=False) as source:
+    with FacePackSource(pack, size, sized.video.camera_fps, realtime=False) as source:
         frame = source.read()
     renderer = BankRenderer(sized.renderer, sized.disclosure, pack)
     paint, spent = renderer.bank.paint, [0.0]

@@ -51,6 +51,19 @@ REACTS = 0.15
 SETTLE_S = 4.0  # aperture that counts as the mouth reacting
 
 
+def run_latency_benches(
+    settings: Settings, play_sink: str | None, events: int = EVENTS, passthrough: str = "config"
+) -> str:
+    """`passthrough`: on, off, both (one run each, in that order) or as the config says."""
+    runs = {"config": [None], "on": [True], "off": [False], "both": [True, False]}[passthrough]
+    return "\n".join(
+        run_latency_bench(
+            settings if on is None else with_changes(settings, {"audio.passthrough": on}), play_sink, events
+        )
+        for on in runs
+    )
+
+
 def run_latency_bench(settings: Settings, play_sink: str | None, events: int = EVENTS) -> str:
     if not settings.sources.audio.startswith("mic://"):
         raise DeviceError(
@@ -87,7 +100,41 @@ def run_latency_bench(settings: Settings, play_sink: str | None, events: int = E
     run_live(pipeline, stop, reload, metrics)
     if failure:
         raise failure[0]
-    return report(_measure(captured, metrics.frame_log, pipeline), _frame_interval_ms(metrics.frame_log))
+    results = _measure(captured, metrics.frame_log, pipeline)
+    interval = _frame_interval_ms(metrics.frame_log)
+    on = "on" if pipeline.passthrough is not None else "off"
+    return report(results, interval, on) + "\n" + budget(settings, pipeline, metrics, results, interval, on)
+
+
+def budget(
+    settings: Settings,
+    pipeline: Pipeline,
+    metrics: LiveMetrics,
+    results: list[tuple[float, float | None]],
+    frame_interval_ms: float,
+    passthrough: str,
+) -> str:
+    """Where the median latency goes, part by part, as measured in this run: the model's look-ahead
+    and one audio block (fixed by the model and config), the features and model per block, half a
+    frame interval waiting for the next frame (on average), render and show per frame; `rest` is
+    what these do not explain: thread hand-offs and, with the passthrough, the picture's wait for a
+    voice that plays later than the picture would show (its device buffer, a starved voice thread).
+    The device's buffer is printed beside, not added: the voice's delay follows the picture's
+    latency, so it costs the picture only where it raises the voice's floor above that."""
+    stages = metrics.stages.averages()
+    parts = {
+        "lookahead": pipeline.model.lookahead_s * 1000,
+        "block": float(settings.audio.block_ms),
+        "model": stages.get("voice", 0.0),
+        "frame_wait": frame_interval_ms / 2,
+        "render": stages.get("renderer", 0.0),
+        "show": stages.get("display", 0.0),
+    }
+    measured = float(np.median([latency for latency, _ in results])) if results else float("nan")
+    parts["rest"] = measured - sum(parts.values())
+    if pipeline.passthrough is not None:
+        parts["device"] = pipeline.passthrough.device_latency_s * 1000
+    return f"budget_ms passthrough={passthrough} " + " ".join(f"{name}={ms:.1f}" for name, ms in parts.items())
 
 
 def _measure(
@@ -136,8 +183,10 @@ def _frame_interval_ms(shown: FrameLog) -> float:
     return float(np.median(np.diff(shown_at)) * 1000) if len(shown_at) > 2 else float("nan")
 
 
-def report(results: list[tuple[float, float | None]], frame_interval_ms: float = float("nan")) -> str:
-    interval = f" frame_interval_ms={frame_interval_ms:.0f}"
+def report(
+    results: list[tuple[float, float | None]], frame_interval_ms: float = float("nan"), passthrough: str = "on"
+) -> str:
+    interval = f" frame_interval_ms={frame_interval_ms:.0f} passthrough={passthrough}"
     if not results:
         return (
             "latency: no sound reached the microphone (check the sink/microphone pairing)\nlatency_ms median=nan "

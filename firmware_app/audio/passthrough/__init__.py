@@ -10,8 +10,10 @@ The voice must never glitch when the CPU is busy, so the line is built to bend, 
   priority where the system allows, and does nothing but copy from a ring;
 - the ring (`ring.py`) is one block of shared memory (memfd: never on a disk) that the voice thread writes and
   the player reads, lock-free: every slot has one writer;
-- the device buffer is larger than PortAudio's "low" default (DEVICE_BUFFER_S) and the latency
-  the device reports is part of the measured delay;
+- the device buffer is as small as this machine holds now (`buffer.py`): it starts near 15 ms,
+  doubles when the device runs dry or its callbacks come late, halves again after quiet minutes,
+  changes only in silence and says so in the log; the latency the device reports is part of the
+  measured delay;
 - when the voice has not arrived by its play-out time (the voice thread was starved), the line
   waits for it instead of skipping it: the voice plays later and nothing is lost. The delay line
   says so (`play_delay_s` is measured against the wall clock), it keeps a floor that covers the

@@ -19,8 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from firmware_app.audio.passthrough.buffer import QUIET, REASONS, START_S
 from firmware_app.audio.passthrough.ring import (
     ANCHORED,
+    BUFFER_CHANGES,
+    BUFFER_US,
+    BUFFER_WHY,
     DELAY,
     JUMP_FROM,
     JUMP_TO,
@@ -54,8 +58,7 @@ def passthrough_delay_s(lookahead_s: float, fps: float, trim_ms: float) -> float
     return max(0.0, lookahead_s + 1.0 / fps + trim_ms / 1000.0)
 
 
-DEVICE_BUFFER_S = 0.1  # asked of PortAudio: a callback may come this late before the device runs dry
-SAFETY_S = 0.03  # voice kept in hand beyond the latest one seen late: the floor's margin
+SAFETY_S = 0.01  # voice kept in hand beyond the latest one seen late: the floor's margin
 FLOOR_WINDOW_S = 30.0  # how long a stall keeps the floor raised
 # above this the picture (held at most 300 ms, see runners/avsync.py) could not follow: sound and
 # picture would part
@@ -64,6 +67,7 @@ SETTLE_S = 5.0  # lateness in the first seconds of a voice is start-up work (mod
 MEASURED = 64  # the latest callbacks (since the last move) whose delay's median is the measured delay
 SETTLED_CALLBACKS = 8  # callbacks after a move before the delay is judged again
 PLAYER_START_S = 30.0  # the player process's start (imports, device open) on a busy machine
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])  # where this firmware_app is imported from
 
 
 class VoicePassthrough(Resource):
@@ -80,13 +84,18 @@ class VoicePassthrough(Resource):
         self.floor_s = 0.0  # see _update_floor
         self.callback_priority = "never"
         self._stalls_logged = 0
-        self._device_latency = 0.0
+        self._buffer_changes_logged = 0
         self._origin: float | None = None  # wall time of input sample 0 (earliest arrival seen)
         self._settled_at = 0.0
         self._needed: deque[tuple[float, float]] = deque()  # (wall time, play delay that callback needed)
         self._timed_read = 0
         self._memory: mmap.mmap | None = None
         self._player: subprocess.Popen | None = None
+
+    @property
+    def device_latency_s(self) -> float:
+        """What the sound device holds now, as it reports it (the player resizes it: `buffer.py`)."""
+        return float(self.line.ctl[BUFFER_US]) / 1e6
 
     @property
     def delay_s(self) -> float:
@@ -108,17 +117,19 @@ class VoicePassthrough(Resource):
                     "firmware_app.audio.passthrough.player",
                     str(fd),
                     self.device,
-                    str(DEVICE_BUFFER_S),
+                    str(START_S),
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
                 pass_fds=(fd,),
+                # `python -m` puts its working directory first on the path: started from another
+                # checkout it would import that one's player, whose other layout of the shared block
+                # read the callbacks' times as the device's latency (an A/V offset of ~10^15 ms)
+                cwd=_PACKAGE_ROOT,
                 env={
                     **os.environ,
-                    "PYTHONPATH": os.pathsep.join(
-                        filter(None, [str(Path(__file__).resolve().parents[3]), os.environ.get("PYTHONPATH")])
-                    ),
+                    "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")])),
                 },
             )
         finally:
@@ -137,12 +148,11 @@ class VoicePassthrough(Resource):
                 + (", ".join(repr(n) for n in detail["outputs"]) or "none found")
                 + ", or audio.passthrough: false",
             )
-        self._device_latency = float(reply.split()[1])
         log.info(
             "voice passthrough to %s, delayed %.0f ms (+ %.0f ms in the device)",
             self.device or "default",
             self.delay_s * 1000,
-            self._device_latency * 1000,
+            self.device_latency_s * 1000,
         )
 
     def _stop_player(self) -> None:
@@ -206,7 +216,7 @@ class VoicePassthrough(Resource):
             for wall, _start, received, frames in rows:
                 if wall >= self._settled_at:
                     late = wall - (self._origin + received / SAMPLE_RATE)
-                    self._needed.append((wall, self._device_latency + frames / SAMPLE_RATE + late))
+                    self._needed.append((wall, self.device_latency_s + frames / SAMPLE_RATE + late))
         now = time.monotonic()
         while self._needed and self._needed[0][0] < now - FLOOR_WINDOW_S:
             self._needed.popleft()
@@ -222,6 +232,7 @@ class VoicePassthrough(Resource):
         """Bring the measurements up to date: log the stalls since the last look and recompute the
         floor (`avsync` calls this before it asks the delay to move)."""
         self._log_stalls()
+        self._log_buffer_changes()
         self._update_floor()
 
     @property
@@ -246,6 +257,19 @@ class VoicePassthrough(Resource):
                 resumed_at / SAMPLE_RATE,
             )
         self._stalls_logged = stalls
+
+    def _log_buffer_changes(self) -> None:
+        """The player resized the device's buffer (in silence): say to what and why."""
+        changes = int(self.line.ctl[BUFFER_CHANGES])
+        if changes != self._buffer_changes_logged:
+            self._buffer_changes_logged = changes
+            why = int(self.line.ctl[BUFFER_WHY])
+            log.log(
+                logging.INFO if why == QUIET else logging.WARNING,
+                "passthrough: the sound device's buffer is now %.0f ms (%s)",
+                self.device_latency_s * 1000,
+                REASONS.get(why, "?"),
+            )
 
     def recent_waits(self) -> str:
         """The last STALL_LOG waits as 'T s N ms' (T on the voice's clock), oldest first."""
@@ -274,10 +298,10 @@ class VoicePassthrough(Resource):
         (so a stall or a device that ran dry shows here), else the nominal line + device latency."""
         count = int(min(self.line.ctl[TIMED] - self.line.ctl[MOVED_AT], MEASURED))
         if self._origin is None or count <= 0:
-            return self.delay_s + self._device_latency
+            return self.delay_s + self.device_latency_s
         latest = (int(self.line.ctl[TIMED]) - 1 - np.arange(count)) % TIMINGS
         wall, sample = self.line.timing[latest, 0], self.line.timing[latest, 1]
-        return float(np.median(wall + self._device_latency - (self._origin + sample / SAMPLE_RATE)))
+        return float(np.median(wall + self.device_latency_s - (self._origin + sample / SAMPLE_RATE)))
 
     def report(self) -> dict[str, float]:
         """What the line did: voice skipped and waited for (ms), stalls, device underflows."""
@@ -302,7 +326,7 @@ class VoicePassthrough(Resource):
         deadline = time.monotonic() + timeout_s - 0.5  # the player's own stop is left its half second
         while self._pending() and self._player.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(max(0.0, min(self._device_latency + 0.05, deadline - time.monotonic())))
+        time.sleep(max(0.0, min(self.device_latency_s + 0.05, deadline - time.monotonic())))
         self._stop_player()
         self._log_stalls()
         done = self.report()
@@ -310,7 +334,7 @@ class VoicePassthrough(Resource):
             logging.WARNING if done["skipped_ms"] or done["stalls"] or done["underflows"] else logging.INFO,
             "passthrough: %.0f ms of voice skipped; waited %.0f ms for late voice (%d times); the device ran dry "
             "%d times; "
-            "its callback ran %s; the last waits: %s; ran dry at: %s",
+            "its callback ran %s; the last waits: %s; ran dry at: %s; its buffer ended at %.0f ms after %d changes",
             done["skipped_ms"],
             done["waited_ms"],
             done["stalls"],
@@ -318,6 +342,8 @@ class VoicePassthrough(Resource):
             self.callback_priority,
             self.recent_waits() or "none",
             self.recent_underflows() or "never",
+            self.device_latency_s * 1000,
+            int(self.line.ctl[BUFFER_CHANGES]),
         )
         # the shared memory is not closed here: the voice thread may still be writing into it (it
         # stops after the line); it is freed with the last reference

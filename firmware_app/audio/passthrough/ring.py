@@ -39,10 +39,14 @@ STALL_LOG = 32  # the last stalls, (input sample where the voice resumed, sample
     TIMED,
     OVERRUN,
     MOVED_AT,
-) = range(16)
+    BUFFER_US,
+    BUFFER_CHANGES,
+    BUFFER_WHY,
+) = range(19)
 # writers: voice thread: ANCHORED, RECEIVED, WANTED (the player clears it), JUMP_*, JUMPING (the
-# player clears it), NEXT (only before ANCHORED); the player: everything else.
-CTL_SLOTS = 16
+# player clears it), NEXT (only before ANCHORED); the player: everything else, BUFFER_* too (the
+# latency its device reports, in µs; how often it changed; why it last did: `buffer.REASONS`).
+CTL_SLOTS = 19
 
 
 class SharedLine:
@@ -114,6 +118,13 @@ def play(line: SharedLine, out: np.ndarray, underflow: bool) -> None:
     _move_if_unheard(line)
 
 
+def quiet_for(line: SharedLine, device_samples: int) -> bool:
+    """All the device still holds is silence, and the voice before it was silent too: the stream
+    can be closed and reopened here (a few ms with nothing played) without anyone hearing it. The
+    voice still to come waits in the ring and plays whole, that much later (measured)."""
+    return int(line.ctl[QUIET_RUN]) >= device_samples + QUIET_MARGIN
+
+
 def _move_if_unheard(line: SharedLine) -> None:
     """Moving the delay repeats (step > 0) the samples just played or skips (step < 0) the next
     ones: only where all of that, and a margin, is silence. One quiet device buffer is not
@@ -136,13 +147,15 @@ def _move_if_unheard(line: SharedLine) -> None:
 
 def _silence_ahead(line: SharedLine, most: int) -> int:
     """How many of the next samples (up to `most`) can be skipped with QUIET_MARGIN of silence
-    after them, in whole windows."""
+    after them: in whole windows, or all of a step shorter than one (the follower's few-ms steps:
+    rounded down to windows they never happened, and a delay that rose never came back down)."""
     c = line.ctl
-    held = min(most + QUIET_MARGIN, int(c[RECEIVED] - c[NEXT])) // WINDOW * WINDOW
-    if held < QUIET_MARGIN + WINDOW:
+    held = min(most + QUIET_MARGIN, int(c[RECEIVED] - c[NEXT]))
+    if held < min(most, WINDOW) + QUIET_MARGIN:
         return 0
-    ahead = np.empty(held, np.float32)
-    line.take(ahead, int(c[NEXT]))
+    ahead = np.zeros(-(-held // WINDOW) * WINDOW, np.float32)  # the last window padded with silence
+    line.take(ahead[:held], int(c[NEXT]))
     loud = np.sqrt(np.mean(ahead.reshape(-1, WINDOW) ** 2, axis=1)) >= QUIET_RMS
-    quiet = (int(np.argmax(loud)) if loud.any() else len(loud)) * WINDOW
-    return max(0, min(most, quiet - QUIET_MARGIN)) // WINDOW * WINDOW
+    quiet = min(held, (int(np.argmax(loud)) if loud.any() else len(loud)) * WINDOW)
+    skip = max(0, min(most, quiet - QUIET_MARGIN))
+    return skip if most < WINDOW else skip // WINDOW * WINDOW
