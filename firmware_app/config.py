@@ -168,6 +168,10 @@ class DisclosureSettings(Section):
     position: Literal["top-left", "top-right", "bottom-left", "bottom-right"] = Field(
         "bottom-left", description="corner of the mark"
     )
+    watermark: bool = Field(
+        True, description="add the invisible pixel watermark (appliance id + synthetic) to every rendered frame"
+    )
+    appliance_id: str = Field("", description="the id the watermark carries (as 3 hex digits); empty: the host name")
 
 
 class PrivacySettings(Section):

@@ -21,6 +21,7 @@ from firmware_app.render.interior import Articulation, MouthSource, PhotoMouth
 from firmware_app.render.mouth import draw_mouth, photo_facts
 from firmware_app.render.rig import CONTROLS, FaceFrame, rig_targets
 from firmware_app.render.warp import warp_landmarks
+from firmware_app.render.watermark import Watermarker, appliance_id
 
 
 def animate_face(
@@ -52,6 +53,7 @@ class Renderer:
     def __init__(self, settings: RendererSettings, disclosure: DisclosureSettings) -> None:
         self.settings = settings
         self.disclosure = disclosure
+        self._watermark = Watermarker(appliance_id(disclosure.appliance_id)) if disclosure.watermark else None
         self._last_face: Face | None = None
         self._last_size: tuple[int, ...] = ()
         self._frames_lost = 0
@@ -74,6 +76,8 @@ class Renderer:
             out = self._fade_out(frame, controls, opening)
         if self.disclosure.enabled:
             draw_disclosure(out, self.disclosure)
+        if self._watermark is not None:
+            self._watermark.apply(out)  # last, so files and the live output both carry it
         return out
 
     def _fade_out(self, frame: VideoFrame, controls: dict[str, float], opening: float) -> np.ndarray:
