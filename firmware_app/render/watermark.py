@@ -1,8 +1,8 @@
 """The invisible "synthetic" mark in the pixels: a keyed spread-spectrum pattern added to luma.
 
 Why our own scheme: `invisible-watermark` (dwtDct) and `blind-watermark` transform the whole
-frame per call (tens of ms at 1280x720), far over the 2 ms a live frame can spare. This one
-precomputes the frame's pattern once per size and adds it with two saturating cv2 ops.
+frame per call (not measured here), while a live frame can spare 2 ms. This one precomputes
+the frame's pattern once per size and adds it with two saturating cv2 ops.
 
 Scheme: a `PERIOD`-pixel square tile of low-frequency pseudo-random +-1 cells (`CELL` px), keyed
 by `KEY`, is tiled over the frame at `AMPLITUDE` grey levels (PSNR about 42 dB). The tile is the
