@@ -38,8 +38,8 @@ setup(
         "uvicorn>=0.30",
         "prometheus-client>=0.20",
         "ruamel.yaml>=0.18",  # the console's trim slider edits the config keeping its comments
-        # systemd's notify protocol through libsystemd's own sd_notify (wheels for x86_64 and aarch64)
-        "cysystemd>=2.0",
+        # systemd's notify protocol through libsystemd's own sd_notify; 2.x has no aarch64 wheels, 1.5.4 has cp310
+        "cysystemd>=1.5.4",
         # `enroll`: its progress bar, and SSIM/PSNR for its held-out report
         "tqdm>=4.66",
         "scikit-image>=0.22",

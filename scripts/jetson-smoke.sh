@@ -12,17 +12,22 @@
 #                 thread, closes; exit 0 and no [TRT] [E] / PyCUDA warning / traceback / crash
 #   reload        the same again: the engine now comes from the cache, no rebuild
 #   timing-cache  the timing cache deliberately corrupted, the engine deleted: the build survives
-#   service       restarts the engine and kiosk units; /metrics must report the TensorRT backend
-#                 from inside the hardened unit
+#   service       gdm must not own the screen; restarts the engine and kiosk units with csi://0 as the
+#                 camera (a drop-in under /run, removed afterwards); from inside the hardened unit
+#                 /metrics must report the TensorRT backend, then after 30 s fps > 25 and no camera
+#                 restart; prints fps and the stage times
 #   csi           30 frames from csi://0 through the GStreamer pipe
 #   tests         the hardware-marked tests
 #   bench         per-stage timings on the TensorRT engine
 # Each step prints PASS, FAIL or MISSING (a part this machine lacks) and why. Exit status: 0 all
 # passed, 1 a step failed, 2 a part is missing. Environment: VENV (default .venv), SMOKE_CSI_SOURCE
 # (a sources.csi_source to use instead of nvarguscamerasrc, e.g. videotestsrc for a dry run),
-# VENTRILOQUIST_TOKEN (the console token, if one is set, for /metrics).
+# VENTRILOQUIST_TOKEN (the console token, if one is set, for /metrics), SMOKE_METRICS_URL (default
+# http://127.0.0.1:8095/metrics), SMOKE_SERVICE_S (30) and SMOKE_MIN_FPS (25) for the service step,
+# TEGRA_ROOT (default /: where /etc, /dev, /sys and /run are; a fixture tree for a dry run).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+tegra="${TEGRA_ROOT:-}"
 
 ALL_STEPS=(device engine reload timing-cache service csi tests bench)
 keep_going=0
@@ -63,11 +68,12 @@ run_logged() {
   rc=$?
 }
 
-clean_exit() {  # clean_exit NAME [EXPECTED]: exit 0 and nothing in NOISE on stderr but lines matching EXPECTED
+clean_exit() {  # clean_exit NAME [EXPECTED]: exit 0 and nothing in NOISE on stdout or stderr but lines matching EXPECTED
   local name="$1" expected="${2:-^$}" noise
-  noise="$(grep -E -v "$expected" "$work/$name.err" | grep -E -m1 "$NOISE")"
+  # both streams: TensorRT's own logger prints to stdout (the app forwards it into logging, on stderr)
+  noise="$(cat "$work/$name.out" "$work/$name.err" | grep -E -v "$expected" | grep -E -m1 "$NOISE")"
   if [ "$rc" -ne 0 ]; then detail="exit status $rc: $(grep -v '^\s*$' "$work/$name.err" | tail -2 | tr '\n' ' ')"; return 1; fi
-  if [ -n "$noise" ]; then detail="stderr has: $noise"; return 1; fi
+  if [ -n "$noise" ]; then detail="the output has: $noise"; return 1; fi
   return 0
 }
 
@@ -80,12 +86,14 @@ need_tensorrt() {
 }
 
 step_device() {
-  app doctor --device >"$work/device.out" 2>"$work/device.err"
+  local config=()  # the installed config: its camera and microphone are what the kiosk will open
+  [ -f "$tegra/etc/ventriloquist/config.yaml" ] && config=(--config "$tegra/etc/ventriloquist/config.yaml")
+  app doctor --device "${config[@]}" >"$work/device.out" 2>"$work/device.err"
   rc=$?
-  grep -E "^(L4T release|GPU nodes|sandbox devices|argus socket|GStreamer) " "$work/device.out" | sed 's/^/          /'
-  if [ ! -f /etc/nv_tegra_release ]; then detail="no /etc/nv_tegra_release: not a Jetson"; return 2; fi
+  grep -E -A1 "^(L4T release|GPU nodes|sandbox devices|other Tegra nodes|TensorRT version|camera|argus socket|capture devices|GStreamer) " "$work/device.out" | grep -v '^--' | sed 's/^/          /'
+  if [ ! -f "$tegra/etc/nv_tegra_release" ]; then detail="no /etc/nv_tegra_release: not a Jetson"; return 2; fi
   if [ "$rc" -ne 0 ]; then detail="doctor --device reports a missing part (above)"; return 1; fi
-  detail="$(head -1 /etc/nv_tegra_release)"
+  detail="$(head -1 "$tegra/etc/nv_tegra_release")"
 }
 
 step_engine() {
@@ -125,25 +133,75 @@ step_timing_cache() {
   detail="rebuilt with an empty timing cache; $(engine_line timing)"
 }
 
+metric() {  # metric NAME [LABEL]: its value in $work/metrics.txt
+  grep -E "^$1(\{[^}]*${2:-}[^}]*\})? " "$work/metrics.txt" | head -1 | awk '{print $NF}'
+}
+
+read_metrics() {
+  local auth=()
+  [ -n "${VENTRILOQUIST_TOKEN:-}" ] && auth=(-H "Authorization: Bearer $VENTRILOQUIST_TOKEN")
+  curl -fsS "${auth[@]}" "${SMOKE_METRICS_URL:-http://127.0.0.1:8095/metrics}" >"$work/metrics.txt" 2>/dev/null
+}
+
+restore_service() {  # the installed config again, as before the step
+  rm -rf "$dropin_dir" "$tegra/run/ventriloquist-smoke"
+  systemctl daemon-reload && systemctl restart ventriloquist.service
+}
+
 step_service() {
-  if ! command -v systemctl >/dev/null || [ ! -f /etc/systemd/system/ventriloquist.service ]; then
+  if ! command -v systemctl >/dev/null || [ ! -f "$tegra/etc/systemd/system/ventriloquist.service" ]; then
     detail="the kiosk is not installed as a service here (sudo bash systemd/install.sh)"; return 2
   fi
   [ "$(id -u)" -eq 0 ] || { detail="needs root to restart the units (sudo)"; return 2; }
   need_tensorrt || return 2
-  systemctl restart ventriloquist-engine.service ventriloquist.service || { detail="systemctl restart failed"; return 1; }
-  local metrics="" auth=() deadline=$((SECONDS + 180))
-  [ -n "${VENTRILOQUIST_TOKEN:-}" ] && auth=(-H "Authorization: Bearer $VENTRILOQUIST_TOKEN")
-  while [ $SECONDS -lt $deadline ]; do
-    metrics="$(curl -fsS "${auth[@]}" http://127.0.0.1:8095/metrics 2>/dev/null | grep -m1 '^ventriloquist_backend_info')"
-    [ -n "$metrics" ] && break
-    sleep 2
-  done
-  if [[ "$metrics" != *tensorrt* ]]; then
-    detail="metrics say '${metrics:-nothing}'; $(journalctl -u ventriloquist -n 200 --no-pager 2>/dev/null | grep -m1 'inference backend' | sed 's/.*inference backend/inference backend/')"
+  # the desktop would hold :0 and vt1 and the kiosk display could never start
+  if systemctl is-active -q gdm 2>/dev/null; then
+    detail="gdm is running and owns the screen: reboot (install.sh masked it), or run 'sudo bash systemd/install.sh --start' over SSH"
     return 1
   fi
-  detail="$metrics"
+  # csi://0 inside the hardened unit: the installed config with that camera, through a drop-in under /run
+  local smoke_dir="$tegra/run/ventriloquist-smoke" config="$tegra/etc/ventriloquist/config.yaml"
+  dropin_dir="$tegra/run/systemd/system/ventriloquist.service.d"
+  mkdir -p "$smoke_dir" "$dropin_dir"
+  CSI="${SMOKE_CSI_SOURCE:-}" "$py" - "$config" "$smoke_dir/config.yaml" <<'PY' || { detail="cannot read $config"; return 1; }
+import os, sys, yaml
+data = yaml.safe_load(open(sys.argv[1])) or {}
+sources = data.setdefault("sources", {})
+sources["camera"] = "csi://0"
+if os.environ["CSI"]:
+    sources["csi_source"] = os.environ["CSI"]
+yaml.safe_dump(data, open(sys.argv[2], "w"))
+PY
+  chmod 0755 "$smoke_dir" && chmod 0644 "$smoke_dir/config.yaml"
+  printf '[Service]\nExecStart=\nExecStart=%s run --kiosk --config %s\n' \
+    "/opt/ventriloquist/.venv/bin/ventriloquist" "/run/ventriloquist-smoke/config.yaml" >"$dropin_dir/smoke.conf"
+  trap 'restore_service >/dev/null 2>&1; rm -rf "$work"' EXIT
+  systemctl daemon-reload
+  systemctl restart ventriloquist-engine.service ventriloquist.service || { detail="systemctl restart failed"; return 1; }
+  local backend="" deadline=$((SECONDS + 180))
+  while [ $SECONDS -lt $deadline ]; do
+    read_metrics && backend="$(grep -m1 '^ventriloquist_backend_info' "$work/metrics.txt")"
+    [ -n "$backend" ] && break
+    sleep 2
+  done
+  if [[ "$backend" != *tensorrt* ]]; then
+    detail="metrics say '${backend:-nothing}'; $(journalctl -u ventriloquist -n 200 --no-pager 2>/dev/null | grep -m1 'inference backend' | sed 's/.*inference backend/inference backend/')"
+    return 1
+  fi
+  sleep "${SMOKE_SERVICE_S:-30}"
+  read_metrics || { detail="/metrics stopped answering (the kiosk restarted?)"; return 1; }
+  local fps camera_restarts
+  fps="$(metric ventriloquist_fps)"
+  camera_restarts="$(metric ventriloquist_restarts_total 'part="camera"')"
+  grep -E '^ventriloquist_stage_milliseconds' "$work/metrics.txt" | sed -E 's/^ventriloquist_stage_milliseconds\{stage="([^"]+)"\} /\1 ms /; s/^/          /'
+  echo "          fps ${fps:-none}, camera restarts ${camera_restarts%.*} after ${SMOKE_SERVICE_S:-30} s with csi://0"
+  if ! awk -v f="${fps:-0}" -v m="${SMOKE_MIN_FPS:-25}" 'BEGIN { exit !(f > m) }'; then
+    detail="fps ${fps:-none} is not above ${SMOKE_MIN_FPS:-25} with csi://0 inside the unit"; return 1
+  fi
+  if [ "${camera_restarts%.*}" != "0" ] && [ -n "$camera_restarts" ]; then
+    detail="the camera was reopened $camera_restarts times in ${SMOKE_SERVICE_S:-30} s"; return 1
+  fi
+  detail="$backend; fps $fps > ${SMOKE_MIN_FPS:-25}, no camera restart, csi://0 inside the hardened unit"
 }
 
 step_csi() {

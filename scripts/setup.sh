@@ -10,7 +10,12 @@
 #                                  wheel versions (constraints/jetson.txt), pytest + onnx for
 #                                  scripts/jetson-smoke.sh
 # VENV=dir (default .venv) and CONSTRAINTS=file (pip -c) pick another virtualenv and versions; CI
-# uses them to run the tests a second time against constraints/jetson.txt.
+# uses them to run the tests a second time against constraints/jetson.txt. PYTHON= picks the
+# interpreter: a command (python3.10), or a version (3.10) that is looked for (on PATH, then among
+# pyenv's builds) and, when absent, installed with uv (`uv python install`, which downloads a python-build-standalone build; it
+# exits 69 when that cannot be had, as on a machine that reaches only package registries).
+# EXTRAS="[dev]" overrides the extras the mode installs. In a root-owned folder (/opt/ventriloquist)
+# run it with sudo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,6 +62,27 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 python="${PYTHON:-python3}"
+if [[ "$python" =~ ^[0-9]+\.[0-9]+$ ]]; then  # a version: that Python, installed with uv if need be
+  version="$python"
+  python=""
+  # on PATH, or a pyenv-built one (pyenv's shim exists even where that version is not selected)
+  for candidate in "python$version" "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$version".*/bin/"python$version"; do
+    if "$candidate" -c "import sys, venv; assert sys.version.startswith('$version.')" >/dev/null 2>&1; then
+      python="$(command -v "$candidate")"
+      break
+    fi
+  done
+  if [ -z "$python" ]; then
+    uv_venv="build/uv"
+    [ -x "$uv_venv/bin/uv" ] || { python3 -m venv "$uv_venv" && "$uv_venv/bin/python" -m pip install -q uv; }
+    echo "setup: installing Python $version with uv"
+    if ! "$uv_venv/bin/uv" python install "$version" >"$uv_venv/install.log" 2>&1; then
+      echo "setup: Python $version is not installed and uv could not install it: $(grep -m1 -E 'cause|error' "$uv_venv/install.log")" >&2
+      exit 69  # EX_UNAVAILABLE: CI tells this apart from a failing test run
+    fi
+    python="$("$uv_venv/bin/uv" python find "$version")"
+  fi
+fi
 venv_flags=()
 if [ "$jetson" = 1 ]; then
   venv_flags=(--system-site-packages)  # JetPack's tensorrt is installed for the system Python only
@@ -77,6 +103,7 @@ pip_constraints=()
 extras=""
 [ "$dev" = 1 ] && extras="[dev,train]"
 [ "$jetson" = 1 ] && extras="[jetson,device-tests]"
+extras="${EXTRAS:-$extras}"  # CI's Jetson pass: [dev] alone (a Jetson never trains; no PyTorch for its Python)
 "$venv/bin/python" -m pip install -q "${pip_constraints[@]}" -e ".${extras}"
 # mediapipe brings opencv-contrib-python; a stray opencv-python would shadow its cv2.
 if "$venv/bin/python" -m pip show -q opencv-python >/dev/null 2>&1; then
@@ -84,7 +111,18 @@ if "$venv/bin/python" -m pip show -q opencv-python >/dev/null 2>&1; then
   "$venv/bin/python" -m pip install -q "${pip_constraints[@]}" --force-reinstall --no-deps opencv-contrib-python
 fi
 "$venv/bin/ventriloquist" models fetch
-if [ "$jetson" = 1 ] && ! "$venv/bin/python" -c "import tensorrt, pycuda.driver" 2>/dev/null; then
-  echo "setup: warning: TensorRT or pycuda does not import; the mouth model will run on ONNX Runtime (see: $venv/bin/ventriloquist doctor)" >&2
+# the venv must be whole: pip's own check, and every runtime module imported from it (with
+# --system-site-packages JetPack's numpy-1 builds could shadow the venv's)
+"$venv/bin/python" -m pip check
+modules=(numpy cv2 mediapipe av onnxruntime sounddevice yaml pydantic cysystemd)
+if [ "$jetson" = 1 ]; then
+  "$venv/bin/python" scripts/check_imports.py "${modules[@]}" tensorrt pycuda.driver --system tensorrt
+  # JetPack 6.0 ships TensorRT 8.6, whose networks from this code are implicit-batch: refused by the parser
+  "$venv/bin/python" -c "
+import sys, tensorrt
+major = int(tensorrt.__version__.split('.')[0])
+sys.exit(0 if major >= 10 else f'setup: TensorRT {tensorrt.__version__} is older than 10 (JetPack 6.0); upgrade to JetPack 6.1+: sudo apt-get install nvidia-jetpack')"
+else
+  "$venv/bin/python" scripts/check_imports.py "${modules[@]}"
 fi
 echo "setup: done. Run: $venv/bin/ventriloquist run"

@@ -391,3 +391,137 @@ def test_without_a_camera_the_bundled_demo_is_rendered_instead(tmp_path, short_v
     assert log.has("rendering the bundled demo instead (demo.when_no_camera)")
     assert f"demo written to {out}" in printed and "no display found" in printed
     assert out.stat().st_size > 10_000
+
+
+# --- the kiosk on a Jetson's first boot (issue 38) ------------------------------------------------
+
+
+class NotifySocket:
+    """systemd's notify socket, as the service manager binds it: every datagram the kiosk sends."""
+
+    def __init__(self, path: Path) -> None:
+        import socket
+
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.messages: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except OSError:
+                continue
+
+    def count(self, text: str) -> int:
+        return sum(text in message for message in list(self.messages))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+def test_a_kiosk_without_a_camera_loops_the_demo_feeding_the_watchdog_until_a_camera_comes(
+    tmp_path, short_voice, log, monkeypatch
+):
+    """A CSI board configured as v4l2:// (or no camera at all): the kiosk unit must neither exit
+    (systemd restarts it, or leaves it dead) nor starve WatchdogSec; once the config names a camera
+    that opens, the live face shows."""
+    monkeypatch.delenv("DISPLAY", raising=False)  # the no-screen wait: the same loop, no window
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr("firmware_app.appliance.demo.NO_DISPLAY_WAIT_S", 0.5)
+    notify = NotifySocket(tmp_path / "notify")
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    port = free_port()
+    config = tmp_path / "config.yaml"
+    demo = f"demo: {{audio: 'file://{short_voice}', output: '{tmp_path / 'demo.mp4'}'}}\n"
+    missing = config_text(short_voice, port, model="{kind: loudness}").replace(
+        f"camera: 'file://{PORTRAIT}'", "camera: 'v4l2:///dev/video63'"
+    )
+    config.write_text(missing + demo)
+    appliance = Appliance(config, kiosk=True)
+
+    def script() -> None:
+        wait_until(appliance, lambda: log.has("looking for the camera") or log.count("demo") > 1, "the demo")
+        pings = notify.count("WATCHDOG=1")
+        wait_until(appliance, lambda: notify.count("WATCHDOG=1") >= pings + 3, "watchdog pings", timeout=30)
+        assert not appliance.state.stop.is_set(), "the kiosk must not exit without a camera"
+        config.write_text(config_text(short_voice, port, model="{kind: loudness}") + demo)  # the camera is here
+        os.kill(os.getpid(), signal.SIGHUP)
+        wait_until(appliance, lambda: health_status(port) == 200, "the live face")
+
+    try:
+        assert run_driven(appliance, script) == ExitCode.OK
+    finally:
+        notify.close()
+    assert log.has("rendering the bundled demo instead") and notify.count("READY=1") >= 1
+    assert log.has("stopped cleanly")
+
+
+def test_a_kiosk_whose_microphone_fails_at_start_stays_up_with_the_mouth_at_rest(tmp_path, log):
+    """No sound server and a microphone that cannot be opened: the face shows (mouth at rest) and
+    the voice thread keeps trying, instead of the kiosk exiting into its start limit."""
+    port = free_port()
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        config_text(tmp_path / "unused.wav", port, model="{kind: loudness}").replace(
+            f"audio: 'file://{tmp_path / 'unused.wav'}'", "audio: 'mic://no such microphone'"
+        )
+    )
+    appliance = Appliance(config, kiosk=True)
+
+    def script() -> None:
+        wait_until(appliance, lambda: health_status(port) == 200, "frames on the screen")
+        wait_until(appliance, lambda: log.count("microphone unavailable") >= 2, "the reopen loop", timeout=30)
+        frames_grow(appliance, port)
+
+    assert run_driven(appliance, script) == ExitCode.OK
+    assert log.has("the face shows with its mouth at rest") and log.has("stopped cleanly")
+    with pytest.raises(Exception, match="no such microphone"):  # outside the kiosk it is an error at once
+        Appliance(config).start()
+
+
+def test_a_reload_closes_the_running_tensorrt_backend_before_the_next_one_is_built(
+    tmp_path, long_voice, log, monkeypatch
+):
+    """Every console save is a reload: the old pipeline's engine, buffers and context retain must be
+    gone before the next pipeline builds its own (on a Jetson, GPU memory is the system's)."""
+    fakes = Path(__file__).parent / "fakes"
+    monkeypatch.syspath_prepend(str(fakes))
+    for name in ("tensorrt", "pycuda", "pycuda.driver"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    import pycuda.driver as cuda
+
+    port = free_port()
+    config = tmp_path / "config.yaml"
+    config.write_text(config_text(long_voice, port, inference=f"{{backend: tensorrt, engine_dir: '{tmp_path}'}}"))
+    appliance = Appliance(config)
+    retained: list[int] = []
+
+    def script() -> None:
+        wait_until(appliance, lambda: health_status(port) == 200, "frames on the screen")
+        assert "tensorrt" in backend(port)
+        retained.append(cuda.retained_contexts())
+        os.kill(os.getpid(), signal.SIGHUP)
+        wait_until(
+            appliance,
+            lambda: metrics(port)["ventriloquist_pipeline_generation"] == 2 and health_status(port) == 200,
+            "the next pipeline",
+        )
+        retained.append(cuda.retained_contexts())
+
+    try:
+        assert run_driven(appliance, script) == ExitCode.OK
+        events = list(cuda.EVENTS)
+        assert retained == [1, 1], "the reload doubled the backend"
+        second = [i for i, e in enumerate(events) if e == "retain primary context"][1]
+        assert any(e.startswith("detach on") for e in events[:second]), "the old context outlived the new build"
+        assert cuda.retained_contexts() == 0, "the stop left a backend open"
+    finally:
+        for name in ("tensorrt", "pycuda", "pycuda.driver"):
+            sys.modules.pop(name, None)

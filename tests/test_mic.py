@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from firmware_app.frames import SAMPLE_RATE
 from firmware_app.sources.audio_file import decode_audio, write_wav
 
 from conftest import PORTRAIT, SPEECH, free_port
@@ -158,3 +159,106 @@ def test_passthrough_plays_the_voice_into_the_room(pulse, tmp_path):
         )
         lag, early, later, checked = found - start, 0, 0, checked + 1
     assert checked >= 20, f"only {checked} pieces of the voice could be checked\n{run.stderr[-3000:]}"
+
+
+# --- ALSA alone, as on a kiosk with no sound server (issue 38) ---------------------------------------
+
+ALSA_MIC = """
+pcm.usbmic {{
+  type file
+  slave.pcm "null"
+  file "/dev/null"
+  infile "{infile}"
+  format "raw"
+}}
+"""
+ALSA_RECORD = """
+import sys, time, numpy as np
+from firmware_app.sources.mic import MicSource
+source = MicSource(sys.argv[1], 10)
+for attempt in range(100):  # the reopen loop's part: keep trying until the device exists
+    try:
+        source.open()
+        break
+    except Exception as exc:
+        print("refused:", exc.cause, flush=True)
+        time.sleep(0.2)
+print("rate", source.rate, flush=True)
+blocks = [b for b in (source.read(wait=True) for _ in range(100)) if b is not None]
+source.close()
+assert {len(b.samples) for b in blocks} == {160}, {len(b.samples) for b in blocks}
+assert all(abs(b.t - a.t_end) < 1e-9 for a, b in zip(blocks, blocks[1:])), "time stamps are not contiguous"
+np.save(sys.argv[2], np.concatenate([b.samples for b in blocks]))
+"""
+
+
+def alsa_home(tmp_path, rate: int = 44100) -> tuple[dict[str, str], str]:
+    """A HOME whose ~/.asoundrc is the whole sound system: `usbmic`, an ALSA device (no PulseAudio)
+    whose capture is a 1 kHz tone recorded at the device's own rate (float32 raw, what PortAudio's
+    float32 stream reads through ALSA's file plugin)."""
+    infile = tmp_path / "tone.raw"
+    t = np.arange(rate * 5) / rate
+    (0.5 * np.sin(2 * np.pi * 1000 * t)).astype("<f4").tofile(infile)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULSE")}
+    return {**env, "HOME": str(tmp_path)}, ALSA_MIC.format(infile=infile)
+
+
+def peak_hz(samples: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(np.argmax(spectrum) * 16000 / len(samples))
+
+
+def test_an_alsa_only_microphone_opens_at_its_own_rate_and_is_resampled_to_16k(tmp_path):
+    """The device reports 44.1 kHz: the stream opens there and the blocks come out at 16 kHz. Read
+    at 16 kHz instead (the old open), the same tone would be heard at 1000 × 16000 / 44100 ≈ 363 Hz."""
+    env, asoundrc = alsa_home(tmp_path)
+    (tmp_path / ".asoundrc").write_text(asoundrc)
+    out = tmp_path / "heard.npy"
+    result = subprocess.run(
+        [sys.executable, "-c", ALSA_RECORD, "usbmic", str(out)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "rate 44100" in result.stdout
+    heard = np.load(out)
+    assert len(heard) == 16000 and abs(peak_hz(heard[800:]) - 1000) < 20
+    assert 0.3 < float(np.sqrt(np.mean(heard[800:] ** 2))) < 0.4  # the tone's level (0.5 peak), not noise
+
+
+def test_a_microphone_plugged_in_after_start_is_found_by_the_reopen(tmp_path):
+    """PortAudio lists devices once, when it starts: the reopen must look again."""
+    env, asoundrc = alsa_home(tmp_path)
+    out = tmp_path / "heard.npy"
+    recorder = subprocess.Popen(
+        [sys.executable, "-c", ALSA_RECORD, "usbmic", str(out)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert recorder.stdout.readline().startswith("refused:")  # no such device yet
+        (tmp_path / ".asoundrc").write_text(asoundrc)  # plugged in
+        assert recorder.wait(timeout=60) == 0
+    finally:
+        recorder.kill()
+    assert abs(peak_hz(np.load(out)[800:]) - 1000) < 20
+
+
+def test_doctor_device_lists_the_alsa_capture_devices_as_mic_uris(tmp_path):
+    env, asoundrc = alsa_home(tmp_path)
+    (tmp_path / ".asoundrc").write_text(asoundrc)
+    result = subprocess.run(
+        [sys.executable, "-m", "firmware_app", "doctor", "--device"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    line = next(line for line in result.stdout.splitlines() if line.startswith("capture devices"))
+    assert "mic://usbmic" in line and "name the USB microphone" in line, result.stdout
+
+
+@pytest.mark.parametrize("rate", [44100, 48000])
+def test_a_resampled_capture_gives_a_whole_block_per_device_block(rate):
+    """The resampler's filter delay must not make every 10 ms block wait for the next capture."""
+    from firmware_app.audio.resample import StreamResampler
+
+    resampler = StreamResampler(rate, SAMPLE_RATE)
+    captured = np.random.default_rng(0).standard_normal(rate // 100).astype(np.float32)
+    assert [len(resampler.push(captured)) for _ in range(5)] == [SAMPLE_RATE // 100] * 5

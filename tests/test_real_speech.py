@@ -304,6 +304,7 @@ def test_eval_command_scores_a_folder_of_recordings(tmp_path):
 
 
 def test_weights_and_output_stage_are_chosen_closest_to_every_target_with_the_mouth_shut():
+    pytest.importorskip("torch", reason="needs the train extra (PyTorch): models.tune imports it")
     from models.tune import choose, summary
 
     base = {

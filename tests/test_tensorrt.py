@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from firmware_app.config import Settings
 from firmware_app.errors import DeviceError, ExitCode, ModelError
 from firmware_app.inference import open_backend
 from firmware_app.inference.parity import FP16_TOLERANCE, golden_path
@@ -170,11 +171,10 @@ def test_timing_cache_is_named_per_tensorrt_version_and_gpu_not_per_model(cuda):
 
 
 def test_an_image_cloned_onto_another_orin_module_rebuilds(cuda, tmp_path, monkeypatch):
-    import firmware_app.inference.tensorrt_backend as trt_backend
-
-    release = tmp_path / "nv_tegra_release"
+    release = tmp_path / "etc" / "nv_tegra_release"
+    release.parent.mkdir()
     release.write_text("# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic, EABI: aarch64\n")
-    monkeypatch.setattr(trt_backend, "L4T_RELEASE", release)
+    monkeypatch.setenv("TEGRA_ROOT", str(tmp_path))  # a fixture tree's /etc, as on the device
     engines = tmp_path / "engines"
     open_trt(engines).close()  # AGX Orin 64 GB: 16 SMs
     monkeypatch.setenv("FAKE_CUDA_SMS", "8")  # Orin Nano: same name, same compute capability 8.7
@@ -212,7 +212,66 @@ def test_auto_falls_back_to_onnxruntime_when_tensorrt_fails_to_start(cuda, tmp_p
     assert backend.name == "onnxruntime"
     assert any("TensorRT failed to start" in r.message for r in caplog.records)
     with pytest.raises(DeviceError if failure == "raise" else ModelError, match="TensorRT"):
+        open_backend("tensorrt", MODEL, tmp_path / "fresh")
+    assert_nothing_left(cuda)
+
+
+def test_a_failed_build_is_recorded_per_key_and_only_engine_build_tries_again(cuda, tmp_path, monkeypatch, caplog):
+    """A kiosk start must not spend TimeoutStartSec on a build that failed before: `auto` goes to
+    ONNX Runtime at once, saying why; `engine build` tries again, and its success clears the record."""
+    from firmware_app.config import Settings, with_changes
+    from firmware_app.tools.doctor import build_and_check_engine
+
+    monkeypatch.setenv("FAKE_TRT_BUILD", "fail")
+    assert open_backend("auto", MODEL, tmp_path).name == "onnxruntime"
+    assert len(builds(cuda)) == 1 and len(list(tmp_path.glob("*.failed.json"))) == 1
+    with caplog.at_level(logging.WARNING):
+        assert open_backend("auto", MODEL, tmp_path).name == "onnxruntime"
+    assert len(builds(cuda)) == 1, "the next start built again"
+    assert any("failed before (TensorRT could not build" in r.message for r in caplog.records)
+    monkeypatch.setenv("FAKE_TRT_VERSION", "10.4.0")  # another key (a JetPack update): built afresh
+    assert open_backend("auto", MODEL, tmp_path).name == "onnxruntime" and len(builds(cuda)) == 2
+    monkeypatch.setenv("FAKE_TRT_VERSION", "10.3.0")
+    monkeypatch.delenv("FAKE_TRT_BUILD")  # fixed (memory freed, …): the engine unit's build
+    check = build_and_check_engine(with_changes(Settings(), {"inference.engine_dir": str(tmp_path)}))
+    assert check.ok and len(builds(cuda)) == 3
+    assert not [p for p in tmp_path.glob("*.failed.json") if "10.3" in p.read_text()]
+    backend = open_backend("auto", MODEL, tmp_path)
+    assert backend.name == "tensorrt" and len(builds(cuda)) == 3
+    backend.close()
+    assert_nothing_left(cuda)
+
+
+def test_a_tensorrt_older_than_10_is_refused_with_the_reason_not_a_silent_cpu(cuda, tmp_path, monkeypatch, caplog):
+    """JetPack 6.0's TensorRT 8.6: create_network(0) would be implicit batch, refused by the parser."""
+    from firmware_app.inference import tensorrt_usable
+    from firmware_app.tools.doctor import device_checks
+
+    monkeypatch.setenv("FAKE_TRT_VERSION", "8.6.2")
+    usable, why = tensorrt_usable()
+    assert not usable and "8.6.2 is older than 10" in why
+    with caplog.at_level(logging.WARNING):
+        assert open_backend("auto", MODEL, tmp_path).name == "onnxruntime"
+    assert any(r.levelno == logging.WARNING and "older than 10" in r.message for r in caplog.records)
+    with pytest.raises(DeviceError, match="older than 10"):
         open_backend("tensorrt", MODEL, tmp_path)
+    assert builds(cuda) == []
+    checks = {c.name: c for c in device_checks(Settings(), dev=tmp_path, sys=tmp_path)}
+    assert not checks["TensorRT version"].ok and checks["TensorRT version"].required
+    assert "JetPack 6.1" in checks["TensorRT version"].fix
+    monkeypatch.setenv("FAKE_TRT_VERSION", "10.3.0")
+    assert {c.name: c for c in device_checks(Settings(), dev=tmp_path, sys=tmp_path)}["TensorRT version"].ok
+
+
+def test_tensorrts_messages_go_through_logging_not_stdout(cuda, tmp_path, monkeypatch, caplog, capfd):
+    """TensorRT's stock logger prints to stdout, past the journal's levels and the smoke's grep: the
+    backend hands TensorRT an ILogger that forwards into logging, `[TRT] [E]` kept."""
+    monkeypatch.setenv("FAKE_TRT_BUILD_LOG", "Error Code 2: out of workspace memory")
+    with caplog.at_level(logging.DEBUG, logger="firmware_app.inference.tensorrt_backend"):
+        open_trt(tmp_path).close()
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert [r.getMessage() for r in errors] == ["[TRT] [E] Error Code 2: out of workspace memory"]
+    assert "[TRT]" not in capfd.readouterr().out
     assert_nothing_left(cuda)
 
 

@@ -3,8 +3,10 @@
 It starts on the config file; a broken one is an error (exit 3), except for the kiosk service
 (`--kiosk`), which shows the error on the screen, serves the console's editor on the file and
 waits for a fixed file. Then pipeline after pipeline: a SIGHUP with a valid config ends the
-running one and the next starts on the new config, in the same process; an invalid one is logged
-and the running one stays. With no camera at start-up the bundled demo plays instead. The stop is
+running one and the next starts on the new config, in the same process (the old one's mouth model
+closed first); an invalid one is logged and the running one stays. With no camera at start-up the
+bundled demo plays instead, and in the kiosk over and over until a camera opens; a microphone
+that fails at the kiosk's start is reopened by its thread while the mouth rests. The stop is
 clean within the 2 s the unit promises, and the log says how long it took on the kiosk's clock.
 """
 
@@ -15,12 +17,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from firmware_app.appliance.demo import show_demo
+from firmware_app.appliance.demo import loop_demo, show_demo
 from firmware_app.appliance.signals import SignalState, handle_signals
 from firmware_app.config import Settings, load_settings
 from firmware_app.errors import CameraMissingError, ConfigError, ExitCode, VentriloquistError
 from firmware_app.pipeline import build_pipeline
 from firmware_app.platform.logs import setup_logging
+from firmware_app.platform.sdnotify import Notifier
+from firmware_app.runners.steps import release_model
 
 if TYPE_CHECKING:
     from firmware_app.web.server import HealthServer
@@ -102,15 +106,27 @@ class Appliance:
 
         while not self.state.stop.is_set():
             metrics = LiveMetrics()
+            pipeline = None
             try:
                 pipeline = build_pipeline(settings, realtime=True)
                 live.started(settings, pipeline, metrics)
-                run_live(pipeline, self.state.stop, self.state.reload, metrics)
+                run_live(pipeline, self.state.stop, self.state.reload, metrics, keep_up=self.kiosk)
             except CameraMissingError as exc:  # no camera at start-up
                 if not (settings.demo.when_no_camera and settings.mode == "mirror"):
                     raise
                 log.warning("%s — rendering the bundled demo instead (demo.when_no_camera)", exc.cause)
-                return show_demo(settings)
+                if not self.kiosk:
+                    return show_demo(settings)
+                # the service must not exit: systemd would restart it in a loop (or leave it dead)
+                release_model(pipeline.model if pipeline is not None else None)
+                pipeline = None
+                loop_demo(settings, lambda: self.state.stop.is_set() or self.state.reload.is_set(), Notifier())
+                if not self.state.reload.is_set():
+                    continue  # the camera is here (or a stop): the live face again
+            finally:
+                # before the next pipeline builds its own: a TensorRT engine and its GPU memory
+                # (system memory on a Jetson) and the context it retains, freed now, not doubled
+                release_model(pipeline.model if pipeline is not None else None)
             if not self.state.reload.is_set():
                 break  # the speech file ended
             self.state.reload.clear()

@@ -15,12 +15,35 @@ from firmware_app.inference.base import Backend
 
 log = logging.getLogger(__name__)
 
+TENSORRT_MIN = 10  # the code builds explicit-batch networks with create_network(0): TensorRT 10's only mode
+
+
+def tensorrt_version_problem() -> str | None:
+    """Why the installed TensorRT cannot be used (too old), or None. JetPack 6.0 ships 8.6, where
+    create_network(0) is an implicit-batch network the ONNX parser refuses."""
+    import tensorrt
+
+    version = str(getattr(tensorrt, "__version__", "0"))
+    try:
+        major = int(version.split(".")[0])
+    except ValueError:
+        return f"TensorRT reports an unreadable version {version!r}"
+    if major < TENSORRT_MIN:
+        return f"TensorRT {version} is older than {TENSORRT_MIN} (JetPack 6.0 ships 8.6; JetPack 6.1+ has 10)"
+    return None
+
 
 def tensorrt_usable() -> tuple[bool, str]:
     """Whether TensorRT, pycuda and a CUDA GPU are all here, and if not, what is missing."""
     for module in ("tensorrt", "pycuda"):
         if importlib.util.find_spec(module) is None:
             return False, f"the Python module {module} is not installed"
+    try:
+        problem = tensorrt_version_problem()
+    except Exception as exc:  # noqa: BLE001 - a broken JetPack install: say so, run on the CPU
+        return False, f"TensorRT does not import ({type(exc).__name__}: {exc})"
+    if problem is not None:
+        return False, problem
     try:
         import pycuda.driver as cuda
 
@@ -50,6 +73,8 @@ def open_backend(kind: str, onnx_path: Path, engine_dir: Path, fp16: bool = True
                 "on a Jetson install JetPack's TensorRT and pycuda (pip install -e '.[jetson]'), "
                 "or set inference.backend: auto to use ONNX Runtime",
             )
+        elif "older than" in why:  # a Jetson that has TensorRT, just too old: not a quiet fallback
+            log.warning("inference backend: ONNX Runtime on the CPU (TensorRT not used: %s)", why)
         else:
             log.info("inference backend: ONNX Runtime on the CPU (TensorRT not used: %s)", why)
     from firmware_app.inference.onnxruntime_backend import OnnxRuntimeBackend
@@ -80,4 +105,12 @@ def as_device_error(exc: Exception) -> VentriloquistError:
     )
 
 
-__all__ = ["Backend", "as_device_error", "describe_failure", "open_backend", "tensorrt_usable"]
+__all__ = [
+    "TENSORRT_MIN",
+    "Backend",
+    "as_device_error",
+    "describe_failure",
+    "open_backend",
+    "tensorrt_usable",
+    "tensorrt_version_problem",
+]

@@ -6,7 +6,9 @@ Each engine `<model>-<key digest>.engine` has a JSON sidecar holding the full ke
 own sha256. A key mismatch, a hash mismatch (a tampered or half-copied file) or an engine that
 TensorRT refuses to deserialize means: build again. Never a crash, never a file we did not write.
 `engine build` records the engine's parity verdict in the sidecar, so `inference.backend: auto`
-never runs an engine that failed it (it falls back to ONNX Runtime instead).
+never runs an engine that failed it (it falls back to ONNX Runtime instead). A build that failed is
+recorded per key too (`<model>-<digest>.failed.json`), so a kiosk start does not spend its start-up
+time on a build that will fail again: only `engine build` tries again, and a success clears it.
 """
 
 from __future__ import annotations
@@ -85,8 +87,27 @@ class EngineCache:
             return None
         return data
 
+    def failure_path(self, key: EngineKey) -> Path:
+        return self.engine_path(key).with_suffix(".failed.json")
+
+    def record_build_failure(self, key: EngineKey, reason: str) -> None:
+        try:
+            record = {"key": key.as_json(), "reason": reason}
+            write_atomically(self.failure_path(key), json.dumps(record, indent=2).encode())
+        except OSError as exc:  # a read-only cache only costs the next start a rebuild attempt
+            log.warning("could not record the failed build in %s (%s)", self.failure_path(key), exc)
+
+    def build_failure(self, key: EngineKey) -> str | None:
+        """Why the last build for exactly this key failed, or None."""
+        try:
+            record = json.loads(self.failure_path(key).read_text())
+        except (OSError, ValueError):
+            return None
+        return str(record.get("reason", "unknown")) if record.get("key") == key.as_json() else None
+
     def store(self, key: EngineKey, data: bytes) -> Path:
         """Engine first, sidecar last: a sidecar only ever describes a complete engine."""
+        self.failure_path(key).unlink(missing_ok=True)
         engine = self.engine_path(key)
         write_atomically(engine, data)
         record = {"key": key.as_json(), "engine_sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}

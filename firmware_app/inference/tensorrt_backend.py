@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -31,16 +32,60 @@ from firmware_app.platform.fileutil import write_atomically
 log = logging.getLogger(__name__)
 
 WORKSPACE_MB = 256
-L4T_RELEASE = Path("/etc/nv_tegra_release")
+L4T_RELEASE = "etc/nv_tegra_release"
+
+
+def tegra_root() -> Path:
+    """Where the Jetson's /etc, /dev and /sys are read from: `/`, or a fixture tree of them in
+    $TEGRA_ROOT (a dry run of `doctor --device` and scripts/jetson-smoke.sh off the device)."""
+    return Path(os.environ.get("TEGRA_ROOT") or "/")
+
+
 REBUILD_FIX = "run `ventriloquist engine build` (or set inference.backend: onnxruntime)"
 
 
 def l4t_release(path: Path | None = None) -> str:
     """The L4T line (e.g. `# R36 (release), REVISION: 4.0, …`), or "none" off a Jetson."""
     try:
-        return (path or L4T_RELEASE).read_text(errors="replace").splitlines()[0].strip() or "none"
+        return (path or tegra_root() / L4T_RELEASE).read_text(errors="replace").splitlines()[0].strip() or "none"
     except (OSError, IndexError):
         return "none"
+
+
+_trt_logger = None  # one for the process: TensorRT keeps a pointer to it in every builder and runtime
+
+
+def trt_logger():
+    """TensorRT's messages through Python's logging (the journal under systemd), each prefixed as
+    TensorRT's own logger prints it (`[TRT] [E] …`), so the log and the smoke script see them.
+    TensorRT's stock trt.Logger writes to stdout, past logging."""
+    import tensorrt as trt
+
+    global _trt_logger
+    if _trt_logger is None or _trt_logger[0] is not trt:  # (a test's fresh fake module gets its own)
+        _trt_logger = (trt, _make_forwarder(trt))
+    return _trt_logger[1]
+
+
+def _make_forwarder(trt):
+    severity = trt.ILogger.Severity
+    levels = {
+        severity.INTERNAL_ERROR: (logging.ERROR, "F"),
+        severity.ERROR: (logging.ERROR, "E"),
+        severity.WARNING: (logging.WARNING, "W"),
+        severity.INFO: (logging.DEBUG, "I"),  # TensorRT's INFO is a line per layer: debug for us
+        severity.VERBOSE: (logging.DEBUG, "V"),
+    }
+
+    class LoggingForwarder(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)  # pybind11: the base must be initialised explicitly
+
+        def log(self, level, msg: str) -> None:  # called from TensorRT's threads too
+            py_level, tag = levels.get(level, (logging.WARNING, "?"))
+            log.log(py_level, "[TRT] [%s] %s", tag, msg)
+
+    return LoggingForwarder()
 
 
 def engine_key(onnx_path: Path, fp16: bool, input_shapes: dict[str, tuple[int, ...]]) -> EngineKey:
@@ -117,7 +162,7 @@ def build_engine(onnx_path: Path, fp16: bool, timing_cache: Path, workspace_mb: 
     timing cache is tried once more without it."""
     import tensorrt as trt
 
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = trt_logger()
     builder = trt.Builder(logger)
     network = builder.create_network(0)
     parser = trt.OnnxParser(network, logger)
@@ -152,8 +197,9 @@ class TensorRTBackend(Backend):
     def __init__(
         self, onnx_path: Path, engine_dir: Path, fp16: bool = True, rebuild_failed_parity: bool = False
     ) -> None:
-        """An engine whose recorded parity check failed is refused (`auto` then runs ONNX Runtime),
-        or, for `engine build`, deleted and built again."""
+        """An engine whose recorded parity check failed, or whose last build failed, is refused
+        (`auto` then runs ONNX Runtime); `engine build` (`rebuild_failed_parity`) deletes it or
+        tries the build again."""
         import pycuda.driver as cuda
 
         from firmware_app.inference.onnxruntime_backend import OnnxRuntimeBackend
@@ -180,6 +226,13 @@ class TensorRTBackend(Backend):
                     f"the TensorRT engine {self.cache.engine_path(self.key)} failed its parity check ({failure})",
                     REBUILD_FIX,
                 )
+            built_before = self.cache.build_failure(self.key)
+            if built_before is not None and not rebuild_failed_parity:
+                raise ModelError(
+                    f"building the TensorRT engine for this model, TensorRT and GPU failed before ({built_before}); "
+                    "not trying again at every start",
+                    REBUILD_FIX,
+                )
             self._load(onnx_path, engine_dir, fp16)
         except BaseException:
             self._release()  # still pushed: the context is current for every free
@@ -191,10 +244,10 @@ class TensorRTBackend(Backend):
         import tensorrt as trt
 
         cuda = self._cuda
-        self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.runtime = trt.Runtime(trt_logger())
         self.engine = self.cache.get_or_build(
             self.key,
-            build=lambda: build_engine(onnx_path, fp16, engine_dir / self.key.timing_cache_name()),
+            build=lambda: self._build(onnx_path, fp16, engine_dir / self.key.timing_cache_name()),
             deserialize=self.runtime.deserialize_cuda_engine,
         )
         self.execution = self.engine.create_execution_context()
@@ -213,6 +266,14 @@ class TensorRTBackend(Backend):
         missing = sorted((set(self.input_shapes) | set(self.output_names)) - set(self.host))
         if missing:
             raise ModelError(f"the TensorRT engine lacks the model's tensors {missing}", REBUILD_FIX)
+
+    def _build(self, onnx_path: Path, fp16: bool, timing_cache: Path) -> bytes:
+        try:
+            return build_engine(onnx_path, fp16, timing_cache)
+        except Exception as exc:
+            reason = exc.cause if isinstance(exc, ModelError) else f"{type(exc).__name__}: {exc}"
+            self.cache.record_build_failure(self.key, reason)
+            raise
 
     def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         cuda = self._cuda

@@ -1,5 +1,5 @@
 """systemd's notify protocol (READY, WATCHDOG, STATUS) through libsystemd's own `sd_notify`
-(cysystemd, which ships it in its wheels for x86_64 and aarch64); silent outside systemd."""
+(cysystemd: 2.x for x86_64, 1.5.4 the newest with cp310 aarch64 wheels); silent outside systemd."""
 
 from __future__ import annotations
 
@@ -20,11 +20,16 @@ class Notifier:
 
     def frame_shown(self) -> None:
         """Called per displayed frame: READY once, then watchdog pings at most once a second."""
+        self.alive("showing frames")
+
+    def alive(self, status: str) -> None:
+        """The process is doing its work (frames, or the demo's render and its wait for a camera):
+        READY once with `status`, then watchdog pings at most once a second."""
         if not self.enabled:
             return
         if not self.ready_sent:
             notify(Notification.READY)
-            notify(Notification.STATUS, "showing frames")
+            notify(Notification.STATUS, status)
             self.ready_sent = True
         now = time.monotonic()
         if now - self._last_watchdog >= WATCHDOG_EVERY_S:

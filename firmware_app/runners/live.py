@@ -29,6 +29,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
+from firmware_app.errors import DeviceError
 from firmware_app.frames import AudioBlock, MouthShape
 from firmware_app.platform.memory import check_memory, resident_mb
 from firmware_app.platform.priority import start_up_objects_frozen
@@ -42,6 +43,7 @@ from firmware_app.runners.threads import CameraThread, NewestFrame, Tracked, Tra
 if TYPE_CHECKING:
     from firmware_app.pipeline import Pipeline
     from firmware_app.sinks import Sink
+    from firmware_app.sources import AudioSource
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +52,13 @@ MEMORY_CHECK_S = 5.0
 REPEAT_AFTER_FRAMES = 1.5  # with no new frame for this many frame periods, the last one is shown again
 
 
-def run_live(pipeline: Pipeline, stop: threading.Event, reload: threading.Event, metrics: LiveMetrics) -> LiveMetrics:
+def run_live(
+    pipeline: Pipeline, stop: threading.Event, reload: threading.Event, metrics: LiveMetrics, keep_up: bool = False
+) -> LiveMetrics:
     """The appliance: runs until `stop` or `reload` is set (or a speech file standing in for the
-    microphone ends). See the module docstring."""
+    microphone ends). See the module docstring. `keep_up` (the kiosk service): a microphone that
+    cannot be opened at start-up is not an exit (systemd would restart the kiosk into its start
+    limit) but a device to reopen, as one lost later is, with the mouth at rest meanwhile."""
     halt = threading.Event()  # stops this run's threads (on stop or reload)
     metrics.backend = pipeline.model.name
     # Camera and microphone open here first: a device missing at start-up is an error the operator
@@ -65,7 +71,7 @@ def run_live(pipeline: Pipeline, stop: threading.Event, reload: threading.Event,
         stack.callback(pipeline.video_source.close)
         if pipeline.loop_audio:
             pipeline.voice_source.loop_forever()
-        pipeline.voice_source.open()
+        voice_open = open_voice(pipeline.voice_source, keep_up, metrics)
         stack.callback(pipeline.voice_source.close)
         progress = threading.Event()  # new mouth shapes or a newly tracked frame: the render loop looks
         voice = VoiceThread(
@@ -75,7 +81,7 @@ def run_live(pipeline: Pipeline, stop: threading.Event, reload: threading.Event,
             outputs,
             metrics,
             halt,
-            opened=True,
+            opened=voice_open,
             progress=progress,
         )
         stack.enter_context(pipeline.tracker)
@@ -106,6 +112,22 @@ def run_live(pipeline: Pipeline, stop: threading.Event, reload: threading.Event,
     voice.join(timeout=1.0)
     log.info("pipeline finished: %s", metrics.summary())
     return metrics
+
+
+def open_voice(source: AudioSource, keep_up: bool, metrics: LiveMetrics) -> bool:
+    """Open the voice's source; whether it opened. A live one (a microphone) that fails under
+    `keep_up` is logged and left to the voice thread's reopen loop."""
+    try:
+        source.open()
+        return True
+    except DeviceError as exc:  # a sound card that is absent or refuses (a missing file is an error still)
+        if not keep_up:
+            raise
+        log.error(
+            "%s — the face shows with its mouth at rest; reopening the microphone meanwhile (%s)", exc.cause, exc.fix
+        )
+        metrics.restarts.add("microphone")
+        return False
 
 
 class _SinkOpener:

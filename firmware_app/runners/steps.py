@@ -99,16 +99,16 @@ class VoiceStep:
         self.model.reset()
 
 
-def release_model(model: MouthModel) -> None:
+def release_model(model: MouthModel | None) -> None:
     """Free what a replaced model holds (a TensorRT backend's GPU memory, which on a Jetson is system
-    memory) now, not at exit; a close that fails only costs a log line."""
+    memory) now, not at exit; a close that fails only costs a log line. Closing twice is harmless."""
     backend = getattr(model, "backend", None)  # MouthModel has no close(); the learned model's backend does
     if backend is None:
         return
     try:
         backend.close()
     except Exception as exc:  # noqa: BLE001 - the handover must go on
-        log.warning("closing the failed mouth model %s: %s", model.name, exc)
+        log.warning("closing the mouth model %s: %s", model.name, exc)
 
 
 class FrameStep:

@@ -49,6 +49,19 @@ def gstreamer_has(element: str) -> bool:
     return result.returncode == 0
 
 
+def tegra_vi_sensor(node: str, sys: Path = Path("/sys")) -> int | None:
+    """For `video0` that is a Tegra VI capture node (sysfs name `vi-output, <sensor> …`: a CSI
+    sensor's raw Bayer output, which OpenCV cannot read; libargus must debayer it), the csi://
+    sensor number to use instead; None for any other node (a USB camera)."""
+    try:
+        name = (sys / "class" / "video4linux" / node / "name").read_text(errors="replace")
+    except OSError:
+        return None
+    if not name.startswith("vi-output") or not node.removeprefix("video").isdigit():
+        return None
+    return int(node.removeprefix("video"))
+
+
 def csi_pipeline(source: str, sensor: int, size: tuple[int, int], fps: float, fd: int) -> str:
     """The whole gst-launch description: the configured source part, then conversion to BGR."""
     width, height = size
@@ -190,6 +203,12 @@ class CameraSource(VideoSource):
         if not device.exists():
             raise CameraMissingError(
                 f"no camera at {device}", "plug in the camera, or set sources.camera to another device"
+            )
+        sensor = tegra_vi_sensor(device.name)
+        if sensor is not None:
+            raise CameraMissingError(
+                f"{device} is a CSI sensor's raw Bayer node, which cannot be read as v4l2://",
+                f"set sources.camera: csi://{sensor} (`ventriloquist doctor --device` says so too)",
             )
         capture = cv2.VideoCapture(str(device), cv2.CAP_V4L2)
         capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])

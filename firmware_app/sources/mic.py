@@ -1,4 +1,9 @@
-"""`mic://default` or `mic://<device name>`: live capture through PortAudio (sounddevice)."""
+"""`mic://default` or `mic://<device name>`: live capture through PortAudio (sounddevice).
+
+The stream opens at the device's own rate (its default, as PortAudio reports it) and is resampled
+to 16 kHz here: without a sound server PortAudio opens ALSA `hw:` devices, which convert nothing,
+and many USB microphones refuse 16 kHz there (the kiosk unit also sets PA_ALSA_PLUGHW=1, so the
+channel count and format are converted by ALSA's plug layer)."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import threading
 
 import numpy as np
 
+from firmware_app.audio.resample import StreamResampler
 from firmware_app.errors import DeviceError
 from firmware_app.frames import SAMPLE_RATE, AudioBlock
 from firmware_app.platform.priority import make_this_thread_realtime, realtime_threads_spawned
@@ -26,6 +32,28 @@ def require_sounddevice():
     return sounddevice
 
 
+def device_rate(sd, device: str | None) -> int:
+    """The input device's own sample rate (PortAudio's default for it). A device PortAudio does not
+    list may have been plugged in since it started: it looks once more."""
+    for attempt in range(2):
+        try:
+            return int(round(sd.query_devices(device, "input")["default_samplerate"])) or SAMPLE_RATE
+        except (ValueError, sd.PortAudioError):  # not (yet) there: the stream's open says it with the fix
+            if attempt == 0:
+                rescan(sd)
+    return SAMPLE_RATE
+
+
+def rescan(sd) -> None:
+    """PortAudio's device list again (the kiosk's only in-process PortAudio stream is this one, closed
+    here; the passthrough plays from its own process)."""
+    try:
+        sd._terminate()
+        sd._initialize()
+    except sd.PortAudioError as exc:
+        log.debug("PortAudio rescan: %s", exc)
+
+
 def input_device_names() -> list[str]:
     sd = require_sounddevice()
     return [d["name"] for d in sd.query_devices() if d["max_input_channels"] > 0]
@@ -36,7 +64,11 @@ class MicSource(AudioSource):
 
     def __init__(self, device: str, block_ms: int, queue_blocks: int = 200) -> None:
         self.device = None if device in ("", "default") else device
+        self.block_ms = block_ms
         self.block = SAMPLE_RATE * block_ms // 1000
+        self.rate = SAMPLE_RATE  # the device's, once open
+        self._resampler: StreamResampler | None = None
+        self._pending = np.zeros(0, np.float32)  # resampled, not yet a whole block
         self.overflows = 0
         self.dropped_blocks = 0
         self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=queue_blocks)
@@ -49,12 +81,15 @@ class MicSource(AudioSource):
         sd = require_sounddevice()
         self._callback_priority = ""  # a reopened stream has a new capture thread
         try:
+            self.rate = device_rate(sd, self.device)
+            self._resampler = None if self.rate == SAMPLE_RATE else StreamResampler(self.rate, SAMPLE_RATE)
+            self._pending = np.zeros(0, np.float32)
             with realtime_threads_spawned():  # the capture's threads must not miss their turn
                 self._stream = sd.InputStream(
-                    samplerate=SAMPLE_RATE,
+                    samplerate=self.rate,
                     channels=1,
                     dtype="float32",
-                    blocksize=self.block,
+                    blocksize=self.rate * self.block_ms // 1000,
                     device=self.device,
                     callback=self._on_audio,
                 )
@@ -66,7 +101,12 @@ class MicSource(AudioSource):
                 f"cannot open microphone {self.device or 'default'!r}: {exc}",
                 f"plug in a microphone or set sources.audio to mic://<name>; input devices here: {listing}",
             ) from None
-        log.info("microphone %s open at %d Hz", self.device or "default", SAMPLE_RATE)
+        log.info(
+            "microphone %s open at %d Hz%s",
+            self.device or "default",
+            self.rate,
+            f", resampled to {SAMPLE_RATE} Hz" if self._resampler is not None else "",
+        )
 
     def _on_audio(self, indata: np.ndarray, frames: int, time_info: object, status: object) -> None:
         if not self._callback_priority:  # a capture that misses its turn overflows: sound lost
@@ -79,10 +119,16 @@ class MicSource(AudioSource):
             self.dropped_blocks += 1
 
     def read(self, wait: bool) -> AudioBlock | None:
-        try:
-            samples = self._queue.get(timeout=1.0) if wait else self._queue.get_nowait()
-        except queue.Empty:
-            return None
+        while len(self._pending) < self.block:
+            try:
+                captured = self._queue.get(timeout=1.0) if wait else self._queue.get_nowait()
+            except queue.Empty:
+                return None
+            if self._resampler is None:
+                self._pending = captured
+                break
+            self._pending = np.concatenate([self._pending, self._resampler.push(captured)])
+        samples, self._pending = self._pending[: self.block], self._pending[self.block :]
         block = AudioBlock(samples, self._samples_read / SAMPLE_RATE)
         self._samples_read += len(samples)
         return block
@@ -91,10 +137,13 @@ class MicSource(AudioSource):
         # blocks queued while the rest of the appliance started: stale for the mouth, and a
         # passthrough anchored on them would play the voice that much late; the sample clock
         # still counts them, so it stays continuous
+        skipped = len(self._pending)
+        self._pending = self._pending[:0]
         while True:
             try:
-                self._samples_read += len(self._queue.get_nowait())
+                skipped += len(self._queue.get_nowait()) * SAMPLE_RATE // self.rate
             except queue.Empty:
+                self._samples_read += skipped
                 return
 
     @property

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from firmware_app.assets import FACE_LANDMARKER, PACKAGE_DIR, resolve_path, sha256_of
 from firmware_app.config import Settings
+from firmware_app.errors import VentriloquistError
 
 
 @dataclass(frozen=True)
@@ -247,8 +248,9 @@ def build_and_check_engine(settings: Settings, engine_dir: Path | None = None) -
 
 # --- `doctor --device`: the Jetson's own parts --------------------------------------------------------
 
-# Orin's GPU, memory and sync nodes under JetPack 6 (after OE4T meta-tegra tegra-configs/devices.csv);
-# the kiosk unit must allow each one that exists, or CUDA is denied and the kiosk runs on the CPU.
+# Orin's GPU, memory and sync nodes under JetPack 6 (after OE4T meta-tegra tegra-configs/devices.csv and
+# L4T r36's /dev): what CUDA and TensorRT open. The kiosk unit must allow each one that exists, or CUDA
+# is denied and the kiosk runs on the CPU.
 JETSON_DEVICE_NODES = (
     "/dev/nvgpu/igpu0/as",
     "/dev/nvgpu/igpu0/channel",
@@ -256,6 +258,7 @@ JETSON_DEVICE_NODES = (
     "/dev/nvgpu/igpu0/ctxsw",
     "/dev/nvgpu/igpu0/dbg",
     "/dev/nvgpu/igpu0/nvsched",
+    "/dev/nvgpu/igpu0/nvsched_ctrl_fifo",
     "/dev/nvgpu/igpu0/power",
     "/dev/nvgpu/igpu0/prof",
     "/dev/nvgpu/igpu0/prof-ctx",
@@ -268,6 +271,7 @@ JETSON_DEVICE_NODES = (
     "/dev/nvhost-dbg-gpu",
     "/dev/nvhost-gpu",
     "/dev/nvhost-nvsched-gpu",
+    "/dev/nvhost-nvsched_ctrl_fifo-gpu",
     "/dev/nvhost-power-gpu",
     "/dev/nvhost-prof-ctx-gpu",
     "/dev/nvhost-prof-dev-gpu",
@@ -283,6 +287,10 @@ JETSON_DEVICE_NODES = (
     "/dev/nvidia-modeset",
     "/dev/nvidia-uvm",
 )
+# The nodes CUDA needs, by pattern (a new nvgpu node in a later L4T is still one). Only these are checked
+# against the sandbox; the rest (the camera daemon's ISP/VI/NVCSI nodes, DLA, PVA, the codecs) are
+# opened by other processes (nvargus-daemon) or not at all, and are listed for information only.
+CUDA_NODE_PATTERNS = ("nvgpu/igpu0/*", "nvhost-gpu", "nvhost-*-gpu", "nvmap", "host1x-fence", "nvsciipc", "dri/*")
 DEVICE_CLASSES = {"char-drm": "/dev/dri/", "char-video4linux": "/dev/video"}  # allowed by class, not path
 INSTALLED_UNIT = Path("/etc/systemd/system/ventriloquist.service")
 ARGUS_SOCKET = Path("/tmp/argus_socket")
@@ -293,24 +301,32 @@ def allowed_devices(unit_text: str) -> list[str]:
 
 
 def blocked_nodes(unit_text: str, present: list[str]) -> list[str]:
-    """The present Jetson device nodes that the unit's DevicePolicy=closed allow-list does not cover."""
+    """The nodes in `present` that the unit's DevicePolicy=closed allow-list does not cover."""
     allowed = allowed_devices(unit_text)
     prefixes = tuple(prefix for cls, prefix in DEVICE_CLASSES.items() if cls in allowed)
     return [node for node in present if node not in allowed and not node.startswith(prefixes)]
 
 
-def present_jetson_nodes(dev: Path = Path("/dev")) -> list[str]:
-    patterns = ("nvgpu/igpu0/*", "nvhost-*", "nvmap", "host1x-fence", "nvsciipc", "nvidia*", "dri/*")
-    found = sorted(
-        {str(Path("/dev") / p.relative_to(dev)) for pattern in patterns for p in dev.glob(pattern) if not p.is_dir()}
-    )
-    # DLA, PVA, the video codecs and the UVM profiler are not used by the kiosk: not allowing them is intended
-    return [n for n in found if not any(skip in n for skip in ("nvdla", "pva", "nvdec", "nvenc", "uvm-tools"))]
+def _nodes(dev: Path, patterns: tuple[str, ...]) -> set[str]:
+    return {str(Path("/dev") / p.relative_to(dev)) for pattern in patterns for p in dev.glob(pattern) if not p.is_dir()}
 
 
-def device_checks(settings: Settings, dev: Path = Path("/dev"), unit: Path | None = None) -> list[Check]:
-    """The L4T release, the GPU nodes, whether the kiosk's sandbox lets CUDA reach them, the camera daemon."""
-    from firmware_app.inference.tensorrt_backend import l4t_release
+def present_jetson_nodes(dev: Path) -> tuple[list[str], list[str]]:
+    """(the CUDA nodes present, the other Tegra nodes present)."""
+    cuda = _nodes(dev, CUDA_NODE_PATTERNS + ("nvidia[0-9]", "nvidiactl", "nvidia-modeset", "nvidia-uvm"))
+    return sorted(cuda), sorted(_nodes(dev, ("nvhost-*",)) - cuda)
+
+
+def device_checks(
+    settings: Settings, dev: Path | None = None, unit: Path | None = None, sys: Path | None = None
+) -> list[Check]:
+    """The L4T release, the GPU nodes, whether the kiosk's sandbox lets CUDA reach them, TensorRT's
+    version, the camera (a CSI sensor's VI node read as v4l2://), the camera daemon, the microphones.
+    /dev and /sys are the machine's, or those of the fixture tree in $TEGRA_ROOT."""
+    from firmware_app.inference.tensorrt_backend import l4t_release, tegra_root
+
+    dev = dev or tegra_root() / "dev"
+    sys = sys or tegra_root() / "sys"
 
     release = l4t_release()
     checks = [
@@ -321,21 +337,27 @@ def device_checks(settings: Settings, dev: Path = Path("/dev"), unit: Path | Non
             "run this on the Jetson (JetPack 6)",
         )
     ]
-    nodes = present_jetson_nodes(dev)
-    gpu = [n for n in nodes if "gpu" in n]
-    checks.append(Check("GPU nodes", bool(gpu), ", ".join(nodes) or "none", "install JetPack 6 (nvgpu driver)"))
+    cuda, other = present_jetson_nodes(dev)
+    gpu = [n for n in cuda if "gpu" in n]
+    checks.append(Check("GPU nodes", bool(gpu), ", ".join(cuda) or "none", "install JetPack 6 (nvgpu driver)"))
     unit = unit or (
         INSTALLED_UNIT if INSTALLED_UNIT.is_file() else PACKAGE_DIR.parent / "systemd" / "ventriloquist.service"
     )
-    blocked = blocked_nodes(unit.read_text(), nodes)
+    blocked = blocked_nodes(unit.read_text(), cuda)
     checks.append(
         Check(
             "sandbox devices",
             not blocked,
-            f"{unit}: " + (f"blocks {', '.join(blocked)}" if blocked else "allows every node present"),
-            "add DeviceAllow=<node> rw to the unit (systemd/ventriloquist.service), then install.sh again",
+            f"{unit}: " + (f"blocks {', '.join(blocked)}" if blocked else "allows every CUDA node present"),
+            "add DeviceAllow=<node> rw for that CUDA node to systemd/ventriloquist.service, then install.sh again",
         )
     )
+    if other:  # information: never a reason to widen the sandbox
+        checks.append(
+            Check("other Tegra nodes", True, "not used by the kiosk, left outside its sandbox: " + ", ".join(other))
+        )
+    checks.append(_tensorrt_version())
+    checks.append(camera_check(settings, sys))
     checks.append(
         Check(
             "argus socket",
@@ -345,7 +367,68 @@ def device_checks(settings: Settings, dev: Path = Path("/dev"), unit: Path | Non
             required=False,
         )
     )
+    checks.append(capture_devices_check(settings))
     return checks
+
+
+def _tensorrt_version() -> Check:
+    """TensorRT 10 or newer: JetPack 6.0's TensorRT 8.6 builds implicit-batch networks from this code,
+    which the ONNX parser refuses."""
+    from firmware_app.inference import TENSORRT_MIN, tensorrt_version_problem
+
+    if importlib.util.find_spec("tensorrt") is None:
+        return Check("TensorRT version", False, "tensorrt does not import", "bash scripts/setup.sh --jetson")
+    problem = tensorrt_version_problem()
+    import tensorrt
+
+    return Check(
+        "TensorRT version",
+        problem is None,
+        problem or f"{tensorrt.__version__} (>= {TENSORRT_MIN})",
+        "upgrade to JetPack 6.1 or newer (TensorRT 10): sudo apt-get install nvidia-jetpack",
+    )
+
+
+def camera_check(settings: Settings, sys: Path = Path("/sys")) -> Check:
+    """The configured camera; a CSI sensor's raw VI node configured as v4l2:// gets csi://N suggested."""
+    from firmware_app.sources.camera import tegra_vi_sensor
+
+    camera = settings.sources.camera
+    nodes = sorted(p.name for p in (sys / "class" / "video4linux").glob("video*"))
+    sensors = [f"csi://{n}" for n in (tegra_vi_sensor(node, sys) for node in nodes) if n is not None]
+    if camera.startswith("v4l2://"):
+        node = Path(camera.removeprefix("v4l2://") or "/dev/video0").name
+        sensor = tegra_vi_sensor(node, sys)
+        if sensor is not None:
+            return Check(
+                "camera",
+                False,
+                f"{camera} is a CSI sensor's raw Bayer VI node (vi-output), which OpenCV cannot read",
+                f"set sources.camera: csi://{sensor} in the config, then: systemctl reload ventriloquist",
+            )
+    return Check("camera", True, camera + (f"; CSI sensors: {', '.join(sensors)}" if sensors else ""))
+
+
+def capture_devices_check(settings: Settings) -> Check:
+    """The microphones PortAudio can open, each as the sources.audio value that picks it."""
+    from firmware_app.sources.mic import input_device_names
+
+    try:
+        names = input_device_names()
+    except VentriloquistError as exc:
+        return Check("capture devices", False, exc.cause, exc.fix, required=False)
+    listing = ", ".join(f"mic://{name}" for name in names) or "none (no sound card with an input)"
+    configured = settings.sources.audio
+    hint = ""
+    if configured == "mic://default" and any(name != "default" for name in names):
+        hint = "; without a sound server mic://default is the onboard card, so name the USB microphone"
+    return Check(
+        "capture devices",
+        bool(names),
+        f"sources.audio {configured}; {listing}{hint}",
+        "plug in a USB microphone, then set sources.audio to one of the mic://<name> above",
+        required=False,
+    )
 
 
 def capture_check(settings: Settings, frames: int) -> Check:

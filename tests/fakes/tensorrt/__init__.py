@@ -10,10 +10,14 @@ Modes, read when called:
   FAKE_TRT_BAD_ADDRESS    set_tensor_address returns False
   FAKE_TRT_OFFSET         added to every output (a wrong engine)
   FAKE_TRT_EXECUTE_FAILS  execute_async_v3 returns False (a GPU fault while running)
+  FAKE_TRT_BUILD_LOG      a message the builder sends to its logger at ERROR severity while building
+The builder and runtime report through the logger they were given (trt.ILogger.log), as TensorRT
+does: a failed build and a refused timing cache each log an ERROR first.
 """
 
 from __future__ import annotations
 
+import enum
 import os
 
 import numpy as np
@@ -34,11 +38,39 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-class Logger:
-    WARNING = 2
+class ILogger:
+    """TensorRT's logger interface: subclasses implement log(severity, msg)."""
+
+    class Severity(enum.IntEnum):
+        INTERNAL_ERROR = 0
+        ERROR = 1
+        WARNING = 2
+        INFO = 3
+        VERBOSE = 4
+
+    def __init__(self) -> None:
+        pass
+
+    def log(self, severity: ILogger.Severity, msg: str) -> None:
+        raise NotImplementedError
+
+
+class Logger(ILogger):
+    """The stock logger: prints to stdout, as TensorRT's does."""
+
+    WARNING = ILogger.Severity.WARNING
 
     def __init__(self, severity: int = WARNING) -> None:
         self.severity = severity
+
+    def log(self, severity: ILogger.Severity, msg: str) -> None:
+        if severity <= self.severity:
+            print(f"[TRT] [{'FEWIV'[severity]}] {msg}", flush=True)
+
+
+def _report(logger: ILogger, severity: ILogger.Severity, msg: str) -> None:
+    assert isinstance(logger, ILogger), f"TensorRT needs an ILogger, got {type(logger).__name__}"
+    logger.log(severity, msg)
 
 
 class MemoryPoolType:
@@ -72,7 +104,8 @@ def _valid_cache(data: bytes) -> bool:
 
 
 class BuilderConfig:
-    def __init__(self) -> None:
+    def __init__(self, logger: ILogger) -> None:
+        self.logger = logger
         self.flags: set[str] = set()
         self.timing_cache: TimingCache | None = None
 
@@ -83,6 +116,8 @@ class BuilderConfig:
         self.flags.add(flag)
 
     def create_timing_cache(self, data: bytes):
+        if not _valid_cache(data):
+            _report(self.logger, ILogger.Severity.ERROR, "IBuilderConfig::createTimingCache: corrupt timing cache")
         if not _valid_cache(data) and os.environ.get("FAKE_TRT_BAD_CACHE", "raise") == "raise":
             raise RuntimeError("[TRT] [E] IBuilderConfig::createTimingCache: Error Code 1: corrupt timing cache")
         if not _valid_cache(data) and os.environ.get("FAKE_TRT_BAD_CACHE") == "none":
@@ -123,7 +158,8 @@ class OnnxParser:
 
 
 class Builder:
-    def __init__(self, logger: Logger) -> None:
+    def __init__(self, logger: ILogger) -> None:
+        self.logger = logger
         if os.environ.get("FAKE_TRT_BUILD") == "raise":
             raise RuntimeError("[TRT] [E] createInferBuilder: CUDA out of memory")
         if not os.environ.get("FAKE_TRT_NO_FP16"):
@@ -134,13 +170,16 @@ class Builder:
         return Network()
 
     def create_builder_config(self) -> BuilderConfig:
-        return BuilderConfig()
+        return BuilderConfig(self.logger)
 
     def build_serialized_network(self, network: Network, config: BuilderConfig):
         mode = os.environ.get("FAKE_TRT_BUILD", "")
         cached = config.timing_cache is not None and config.timing_cache.data != b""
         _cuda.record(f"build (fp16: {'FP16' in config.flags}, saved timing cache: {cached})")
+        if os.environ.get("FAKE_TRT_BUILD_LOG"):
+            _report(self.logger, ILogger.Severity.ERROR, os.environ["FAKE_TRT_BUILD_LOG"])
         if mode == "fail" or (mode == "fail-with-cache" and cached):
+            _report(self.logger, ILogger.Severity.ERROR, "IBuilder::buildSerializedNetwork: build failed")
             return None
         return memoryview(PREFIX + _version().encode() + b"|" + network.model)
 
@@ -156,12 +195,14 @@ class _Tracked:
 class Runtime(_Tracked):
     what = "runtime"
 
-    def __init__(self, logger: Logger) -> None:
+    def __init__(self, logger: ILogger) -> None:
+        self.logger = logger
         _cuda.LIVE[id(self)] = self.what
 
     def deserialize_cuda_engine(self, data: bytes):
         version = _version().encode()
         if not data.startswith(PREFIX + version + b"|"):
+            _report(self.logger, ILogger.Severity.ERROR, "IRuntime::deserializeCudaEngine: engine from another version")
             return None
         return Engine(data[len(PREFIX) + len(version) + 1 :])
 
