@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from firmware_app.errors import MediaError, MissingFileError
-from firmware_app.render.watermark import THRESHOLD, Detection, Detector
+from firmware_app.render.watermark import THRESHOLD, Detection, Detector, detect
 
 WINDOW_S = 2.0
 MAX_BYTES = 4 << 30  # refuse larger files rather than spend hours decoding them
@@ -54,7 +54,7 @@ def verify_file(path: Path) -> Verdict:
             f"{path} is {path.stat().st_size >> 20} MiB, over {MAX_BYTES >> 30} GiB", "verify a shorter cut"
         )
     if path.suffix.lower() in STILL_SUFFIXES:
-        return Verdict([_detect([_read_still(path)])])
+        return Verdict([detect([_read_still(path)])])
     return Verdict(list(_video_windows(path)))
 
 
@@ -98,13 +98,6 @@ def _video_windows(path: Path):  # type: ignore[no-untyped-def]
             raise MediaError(f"{path} has no decodable frames", "the file may be truncated or damaged")
 
 
-def _detect(frames: list[np.ndarray]) -> Detection:
-    detector = Detector()
-    for frame in frames:
-        detector.add(frame)
-    return detector.result()
-
-
 def false_positive_windows(folder: Path, crops_per_picture: int = 60, seed: int = 0):  # type: ignore[no-untyped-def]
     """Detections on unmarked windows: each picture under `folder` (and skimage's sample data) cut
     into random crops at random scales, and every 2-s window (stride 0.5 s) of each clip."""
@@ -115,7 +108,7 @@ def false_positive_windows(folder: Path, crops_per_picture: int = 60, seed: int 
             ch, cw = int(h * rng.uniform(0.5, 1)), int(w * rng.uniform(0.5, 1))
             y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
             crop = cv2.resize(picture[y : y + ch, x : x + cw], None, fx=(s := rng.uniform(0.5, 2)), fy=s)
-            yield _detect([crop])
+            yield detect([crop])
     for clip in sorted(folder.rglob("*.mp4")):
         yield from _sliding(clip)
 
@@ -140,7 +133,7 @@ def _sliding(clip: Path):  # type: ignore[no-untyped-def]
         frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
     per_window = 60
     for start in range(0, max(1, len(frames) - per_window + 1), per_window // 4):
-        yield _detect(frames[start : start + per_window])
+        yield detect(frames[start : start + per_window])
 
 
 def false_positive_report(folder: Path) -> str:
