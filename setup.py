@@ -43,6 +43,9 @@ setup(
         # `enroll`: its progress bar, and SSIM/PSNR for its held-out report
         "tqdm>=4.66",
         "scikit-image>=0.22",
+        # C2PA content credentials on written files, and the appliance's own signing certificate
+        "c2pa-python>=0.38,<0.39",
+        "cryptography>=42",
     ],
     extras_require={
         "dev": ["pytest>=7", "scikit-image>=0.22", "onnxconverter-common>=1.14", "selenium>=4.20", "ruff==0.17.6"],

@@ -124,7 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--model", choices=["learned", "loudness"], help="override model.kind")
     analyze.set_defaults(handler=cmd_analyze)
 
-    verify = commands.add_parser("verify", help="is FILE marked synthetic? exit 0 marked, 1 no mark found")
+    verify = commands.add_parser(
+        "verify", help="is FILE marked synthetic? exit 0 marked, 1 no mark found, 2 tampered manifest"
+    )
     verify.add_argument("file", type=Path, nargs="?", help="a video or picture")
     verify.add_argument(
         "--false-positives", type=Path, metavar="DIR", help="instead: the detector's false-positive rate on DIR"
@@ -311,7 +313,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return ExitCode.USAGE
     verdict = verify_file(args.file)
     print(verdict.report(str(args.file)))
-    return ExitCode.OK if verdict.marked else ExitCode.FAILURE
+    return verdict.exit_code  # 0 marked synthetic, 1 no mark, 2 tampered manifest
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

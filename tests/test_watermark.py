@@ -129,7 +129,7 @@ def test_render_then_verify_finds_the_mark_and_real_clips_do_not(demo_render, tm
 
     result = cli("verify", str(demo_render))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "watermark found, synthetic" in result.stdout
+    assert "watermark: found, synthetic" in result.stdout
     (tmp_path / "junk.mp4").write_bytes(b"not a video")
     bad = cli("verify", str(tmp_path / "junk.mp4"))
     assert bad.returncode not in (0, 1) and "Traceback" not in bad.stderr and "not a video" in bad.stderr

@@ -1,13 +1,16 @@
 """`ventriloquist verify FILE`: is this picture or video marked as made by a Ventriloquist?
 
-Reads the invisible pixel watermark (render/watermark.py) over 2-second windows of the video (or the
-one picture of a still) and says, per file, whether it is marked, with the appliance id it carries
-and the confidence. Exit 0: marked synthetic; 1: no mark found. Also the false-positive measurement
-of the detector on unmarked pictures and clips (`ventriloquist verify --false-positives DIR`).
+Reads the file's C2PA content credentials (sinks/provenance.py: present, valid, signer, claims) and
+the invisible pixel watermark (render/watermark.py) over 2-second windows of the video (or the one
+picture of a still): whether it is marked, the appliance id it carries and the confidence. Exit 0:
+marked synthetic; 1: no mark found; 2: a manifest that is tampered or invalid. Also the
+false-positive measurement of the detector on unmarked pictures and clips
+(`ventriloquist verify --false-positives DIR`).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import numpy as np
 
 from firmware_app.errors import MediaError, MissingFileError
 from firmware_app.render.watermark import THRESHOLD, Detection, Detector, detect
+from firmware_app.sinks.provenance import CLAIMS_LABEL, SOURCE_TYPE, read_manifest
 
 WINDOW_S = 2.0
 MAX_BYTES = 4 << 30  # refuse larger files rather than spend hours decoding them
@@ -26,24 +30,69 @@ STILL_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 @dataclass
 class Verdict:
     windows: list[Detection]
+    manifest: dict | None = None  # the C2PA manifest store with its validation state, None when absent
 
     @property
     def marked(self) -> bool:
         # a majority of windows, so one chance peak in a long unmarked file is not a verdict
         return bool(self.windows) and 2 * sum(w.marked for w in self.windows) > len(self.windows)
 
+    @property
+    def tampered(self) -> bool:
+        return self.manifest is not None and self.manifest.get("validation_state") not in ("Valid", "Trusted")
+
+    @property
+    def synthetic_claim(self) -> bool:
+        active = _active(self.manifest) if self.manifest and not self.tampered else {}
+        return SOURCE_TYPE in json.dumps(active.get("assertions", []))
+
+    @property
+    def exit_code(self) -> int:
+        if self.tampered:
+            return 2
+        return 0 if self.marked or self.synthetic_claim else 1
+
     def report(self, name: str) -> str:
+        return f"{name}:\n  content credentials: {self._manifest_report()}\n  watermark: {self._watermark_report()}"
+
+    def _manifest_report(self) -> str:
+        if self.manifest is None:
+            return "none"
+        if "error" in self.manifest:
+            return f"INVALID, unreadable ({self.manifest['error']}): the file was altered after signing"
+        active = _active(self.manifest)
+        failures = [s.get("code", "?") for s in self.manifest.get("validation_status", []) if "untrusted" not in str(s)]
+        if self.tampered:
+            return f"INVALID ({', '.join(failures) or self.manifest.get('validation_state')}): altered after signing"
+        sig = active.get("signature_info", {})
+        trust = "a trusted issuer" if self.manifest["validation_state"] == "Trusted" else "not by a trusted issuer"
+        claims = next((a["data"] for a in active.get("assertions", []) if a.get("label") == CLAIMS_LABEL), {})
+        generator = active.get("claim_generator_info", [{}])[0]
+        lines = [
+            f"valid, signed by {sig.get('common_name', '?')} ({sig.get('issuer', '?')}), {trust}",
+            f"created by {generator.get('name', '?')} {generator.get('version', '')}".rstrip(),
+            "digital source type: trained algorithmic media" if self.synthetic_claim else "no synthetic-media claim",
+            *(f"{k}: {v}" for k, v in claims.items() if v),
+            *(f"ingredient: {i.get('title')}" for i in active.get("ingredients", [])),
+        ]
+        return "\n    ".join(lines)
+
+    def _watermark_report(self) -> str:
         hits = [w for w in self.windows if w.marked]
         if not self.marked:
             best = max((w.confidence for w in self.windows), default=0.0)
-            return f"{name}: no watermark found ({len(hits)}/{len(self.windows)} windows, best z {best:.1f})"
+            return f"none found ({len(hits)}/{len(self.windows)} windows, best z {best:.1f})"
         ids = sorted({w.payload for w in hits})
         z = np.median([w.confidence for w in hits])
         return (
-            f"{name}: watermark found, synthetic (Ventriloquist), appliance id {', '.join(ids)}, "
+            f"found, synthetic (Ventriloquist), appliance id {', '.join(ids)}, "
             f"confidence z {z:.1f} (threshold {THRESHOLD:.0f}), "
             f"{len(hits)}/{len(self.windows)} 2-s windows"
         )
+
+
+def _active(store: dict) -> dict:
+    return store.get("manifests", {}).get(store.get("active_manifest", ""), {})
 
 
 def verify_file(path: Path) -> Verdict:
@@ -54,8 +103,8 @@ def verify_file(path: Path) -> Verdict:
             f"{path} is {path.stat().st_size >> 20} MiB, over {MAX_BYTES >> 30} GiB", "verify a shorter cut"
         )
     if path.suffix.lower() in STILL_SUFFIXES:
-        return Verdict([detect([_read_still(path)])])
-    return Verdict(list(_video_windows(path)))
+        return Verdict([detect([_read_still(path)])], read_manifest(path))
+    return Verdict(list(_video_windows(path)), read_manifest(path))
 
 
 def _read_still(path: Path) -> np.ndarray:
