@@ -80,6 +80,13 @@ def test_a_certificate_that_cannot_sign_stops_before_anything_is_written(tmp_pat
                 update={"output": Settings().output.model_copy(update={"uri": f"file://{tmp_path}/x.mp4"})}
             )
         )
+    chain = tmp_path / "id" / "appliance-chain.pem"
+    Credentials(_settings(tmp_path).provenance)  # makes the appliance's own
+    other = _settings(tmp_path / "other").provenance
+    Credentials(other)
+    wrong_key = str(tmp_path / "other" / "id" / "appliance-key.pem")
+    with pytest.raises(MediaError, match="not usable for C2PA"):
+        Credentials(_settings(tmp_path, cert=str(chain), key=wrong_key).provenance)  # found at start, not at write
     with pytest.raises(MediaError, match="together"):
         Credentials(_settings(tmp_path, cert=str(tmp_path / "cert.pem")).provenance)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import io
 import json
 import mimetypes
 import os
@@ -76,7 +77,25 @@ class Credentials:
             self.chain, self.key = Path(cert).read_bytes(), Path(key).read_bytes()
         except OSError as exc:
             raise MediaError(f"cannot read the signing certificate/key: {exc}", "fix provenance.cert/key") from None
-        self.signer()  # refuse a bad certificate now, before anything is rendered
+        self._probe()  # refuse a bad certificate now, before anything is rendered
+
+    def _probe(self) -> None:
+        """Sign a tiny picture in memory: C2PA checks the chain only when it signs (it refuses, e.g., a
+        self-signed leaf or a key that is not the certificate's)."""
+        import c2pa
+        import cv2
+        import numpy as np
+
+        picture = io.BytesIO(cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8))[1].tobytes())
+        try:
+            with c2pa.Builder(json.dumps(manifest(Claims("probe", "", ""), "probe.jpg"))) as builder:
+                with self.signer() as signer:
+                    builder.sign(signer, "image/jpeg", picture, io.BytesIO())
+        except c2pa.C2paError as exc:
+            raise MediaError(
+                f"the signing certificate/key are not usable for C2PA ({exc})",
+                "give an ES256 (P-256) certificate chain issued by a CA, with its key, or unset provenance.cert/key",
+            ) from None
 
     def signer(self):  # type: ignore[no-untyped-def]
         import c2pa
