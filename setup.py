@@ -44,6 +44,9 @@ setup(
         # `enroll`: its progress bar, and SSIM/PSNR for its held-out report
         "tqdm>=4.66",
         "scikit-image>=0.22",
+        # C2PA content credentials on written files, and the appliance's own signing certificate
+        "c2pa-python>=0.38,<0.39",
+        "cryptography>=42",
     ],
     extras_require={
         "dev": [

@@ -124,6 +124,15 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--model", choices=["learned", "loudness"], help="override model.kind")
     analyze.set_defaults(handler=cmd_analyze)
 
+    verify = commands.add_parser(
+        "verify", help="is FILE marked synthetic? exit 0 marked, 1 no mark found, 2 tampered manifest"
+    )
+    verify.add_argument("file", type=Path, nargs="?", help="a video or picture")
+    verify.add_argument(
+        "--false-positives", type=Path, metavar="DIR", help="instead: the detector's false-positive rate on DIR"
+    )
+    verify.set_defaults(handler=cmd_verify)
+
     doctor = commands.add_parser("doctor", help="what this machine has, and the fix for what it lacks")
     doctor.add_argument("--config", type=Path)
     doctor.add_argument(
@@ -302,6 +311,20 @@ def cmd_engine_build(args: argparse.Namespace) -> int:
         )
         return ExitCode.OK
     return ExitCode.OK if check.ok else ExitCode.BAD_MODEL
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from firmware_app.tools.verify import false_positive_report, verify_file
+
+    if args.false_positives is not None:
+        print(false_positive_report(args.false_positives))
+        return ExitCode.OK
+    if args.file is None:
+        print("verify: give a FILE, e.g. ventriloquist verify clip.mp4")
+        return ExitCode.USAGE
+    verdict = verify_file(args.file)
+    print(verdict.report(str(args.file)))
+    return verdict.exit_code  # 0 marked synthetic, 1 no mark, 2 tampered manifest
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

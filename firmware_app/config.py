@@ -209,6 +209,26 @@ class DisclosureSettings(Section):
     position: Literal["top-left", "top-right", "bottom-left", "bottom-right"] = Field(
         "bottom-left", description="corner of the mark"
     )
+    watermark: bool = Field(
+        True, description="add the invisible pixel watermark (appliance id + synthetic) to every rendered frame"
+    )
+    appliance_id: str = Field("", description="the id the watermark carries (as 3 hex digits); empty: the host name")
+
+
+class ProvenanceSettings(Section):
+    enabled: bool = Field(
+        True,
+        description="sign C2PA content credentials into every file written (`provenance: off` writes files "
+        "without them; see README, Provenance)",
+    )
+    cert: str = Field("", description="PEM certificate chain to sign with (ES256); empty: the appliance's own")
+    key: str = Field("", description="PEM private key of provenance.cert")
+    folder: str = Field(
+        "",
+        description="where the appliance's own signing certificate is made at first start (0600); empty: "
+        "provenance/ in the config folder (/etc/ventriloquist when writable, as for the kiosk, else "
+        "~/.config/ventriloquist)",
+    )
 
 
 class PrivacySettings(Section):
@@ -290,12 +310,18 @@ class Settings(Section):
     puppet: PuppetSettings = Field(default_factory=PuppetSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
     disclosure: DisclosureSettings = Field(default_factory=DisclosureSettings)
+    provenance: ProvenanceSettings = Field(default_factory=ProvenanceSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     idle: IdleSettings = Field(default_factory=IdleSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     demo: DemoSettings = Field(default_factory=DemoSettings)
+
+    @field_validator("provenance", mode="before")
+    @classmethod
+    def _provenance_off(cls, value: Any) -> Any:
+        return {"enabled": False} if value is False or value == "off" else value  # YAML reads `off` as false
 
     @model_validator(mode="after")
     def _recording_needs_consent(self) -> Settings:

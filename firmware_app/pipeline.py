@@ -26,6 +26,7 @@ from firmware_app.frames import AudioBlock
 from firmware_app.mouth import MouthModel, create_mouth_model, fallback_model
 from firmware_app.render import Renderer
 from firmware_app.sinks import Sink, open_sink
+from firmware_app.sinks.provenance import provenance_for
 from firmware_app.sources import AudioSource, VideoSource, open_audio_source, open_video_source
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def build_pipeline(settings: Settings, realtime: bool) -> Pipeline:
         model=model,
         tracker=FaceTracker(settings.tracker),
         renderer=renderer,
-        sink=open_sink(settings.output.uri, settings.output.window_title),
+        sink=open_sink(settings.output.uri, settings.output.window_title, provenance_for(settings)),
         size=(settings.video.width, settings.video.height),
         passthrough=passthrough,
         puppeteer=puppeteer,

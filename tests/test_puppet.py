@@ -144,7 +144,7 @@ def portrait_face():
 
 def test_a_lost_face_fades_back_to_the_untouched_picture(portrait_face):
     image, face = portrait_face
-    renderer = Renderer(RendererSettings(fade_frames=6), DisclosureSettings(enabled=False))
+    renderer = Renderer(RendererSettings(fade_frames=6), DisclosureSettings(enabled=False, watermark=False))
     speaking = MouthShape(0.0, {"jawOpen": 1.0})
     differences = []
     for i in range(12):

@@ -26,6 +26,7 @@ from firmware_app.render.mouth import draw_mouth, photo_facts
 from firmware_app.render.opening import PROBE, Measure, probe_scale, same_face
 from firmware_app.render.rig import CONTROLS, FaceFrame, rig_targets
 from firmware_app.render.warp import warp_landmarks
+from firmware_app.render.watermark import Watermarker, appliance_id
 
 
 def animate_face(
@@ -57,6 +58,7 @@ class Renderer:
     def __init__(self, settings: RendererSettings, disclosure: DisclosureSettings) -> None:
         self.settings = settings
         self.disclosure = disclosure
+        self._watermark = Watermarker(appliance_id(disclosure.appliance_id)) if disclosure.watermark else None
         self._last_face: Face | None = None
         self._last_size: tuple[int, ...] = ()
         self._frames_lost = 0
@@ -100,6 +102,8 @@ class Renderer:
             out = self._fade_out(frame, controls, opening)
         if self.disclosure.enabled:
             draw_disclosure(out, self.disclosure)
+        if self._watermark is not None:
+            self._watermark.apply(out)  # last, so files and the live output both carry it
         return out
 
     def _new_face(self, frame: VideoFrame, face: Face) -> bool:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from firmware_app.sinks.base import Sink
+from firmware_app.sinks.provenance import Provenance
 from firmware_app.uri import parse_uri
 
 SINK_SCHEMES = ("display", "file", "null")
 
 
-def open_sink(text: str, window_title: str = "Ventriloquist") -> Sink:
+def open_sink(text: str, window_title: str = "Ventriloquist", provenance: Provenance | None = None) -> Sink:
+    """`provenance` signs what a file sink writes (sinks/provenance.py)."""
     uri = parse_uri(text, SINK_SCHEMES)
     if uri.scheme == "display":
         from firmware_app.sinks.display import DisplaySink
@@ -17,7 +19,7 @@ def open_sink(text: str, window_title: str = "Ventriloquist") -> Sink:
     if uri.scheme == "file":
         from firmware_app.sinks.file import FileSink
 
-        return FileSink(uri.path)
+        return FileSink(uri.path, provenance)
     from firmware_app.sinks.null import NullSink
 
     return NullSink()

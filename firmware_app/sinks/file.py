@@ -1,7 +1,8 @@
 """`file://out.mp4`: H.264 video with the AAC voice muxed in (PyAV).
 
 Written to a `.part` file and renamed when complete, so a crash or power cut never leaves a
-half-written MP4 under the real name.
+half-written MP4 under the real name. With `provenance` the complete file gets its signed C2PA
+manifest on the way to its real name (sinks/provenance.py); a failure to sign leaves no file.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from firmware_app.errors import MediaError
 from firmware_app.frames import SAMPLE_RATE, AudioBlock, VideoFrame
 from firmware_app.sinks.base import Sink
+from firmware_app.sinks.provenance import Provenance
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +26,9 @@ AUDIO_RATE = 48_000  # AAC players expect a standard rate; the voice is upsample
 
 
 class FileSink(Sink):
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, provenance: Provenance | None = None) -> None:
         self.path = path
+        self.provenance = provenance
         self.partial = path.with_name(path.name + ".part")
         self._container = None
         self._video = None
@@ -76,7 +79,13 @@ class FileSink(Sink):
         finally:
             self._container.close()
             self._container = None
-        if complete and self._frames:
+        if complete and self._frames and self.provenance is not None:
+            try:
+                self.provenance.sign(self.partial, self.path, "video/mp4")
+            finally:
+                self.partial.unlink(missing_ok=True)  # unmarked: never kept beside or instead of the signed file
+            log.info("wrote %s (%d frames, content credentials signed)", self.path, self._frames)
+        elif complete and self._frames:
             os.replace(self.partial, self.path)
             log.info("wrote %s (%d frames)", self.path, self._frames)
         else:

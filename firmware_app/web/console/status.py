@@ -124,6 +124,7 @@ def snapshot(state: LiveState, history: History, errors: RecentLog, started_at: 
         "pipeline_uptime_s": round(time.monotonic() - m.started_at),
         "generation": state.generation,
         "mode": settings.mode,
+        "provenance": settings.provenance.enabled,  # C2PA credentials on written files (README, Provenance)
         "passthrough": {
             "on": passthrough is not None,
             "delay_ms": round(m.sync.passthrough_delay_ms, 1),

@@ -54,6 +54,7 @@ function render(s) {
   $("state").textContent = s.fps > 0 ? "showing frames" : "stalled";
   $("state").className = "pill " + (s.fps > 0 ? "good" : "bad");
   $("mode").textContent = s.mode;
+  $("provenance").textContent = s.provenance ? "on" : "off (files unsigned)";
   $("backend").textContent = s.backend || "–";
   $("uptime").textContent = duration(s.uptime_s);
   $("fps").textContent = s.fps.toFixed(1);
