@@ -25,6 +25,7 @@ import firmware_app
 from firmware_app.appliance.kiosk import Appliance
 from firmware_app.errors import ExitCode
 from firmware_app.platform.host import build_info, hottest_zone
+from firmware_app.sinks.provenance import read_manifest
 from firmware_app.web.console.configfile import KEPT_HISTORY, ConfigHistory
 from firmware_app.web.console.security import PROCESS_CSRF
 
@@ -130,6 +131,10 @@ def test_the_operators_tools(tmp_path, long_voice, log):  # noqa: F811
     code, headers, jpeg = seen["snapshot"]
     assert code == 200 and headers["content-disposition"].startswith('attachment; filename="ventriloquist-')
     assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (360, 640, 3)
+    (tmp_path / "snapshot.jpg").write_bytes(jpeg)  # the download carries its content credentials
+    store = read_manifest(tmp_path / "snapshot.jpg")
+    assert store is not None and store["validation_state"] == "Valid", store
+    assert "trainedAlgorithmicMedia" in json.dumps(store)
     assert sorted(p.name for p in folder.iterdir()) == [".history", "config.yaml", "config.yaml.bak"]
 
     messages = [line["message"] for line in seen["log"]]

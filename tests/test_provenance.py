@@ -13,7 +13,14 @@ from firmware_app.config import Settings, load_settings
 from firmware_app.errors import MediaError
 from firmware_app.frames import VideoFrame
 from firmware_app.sinks import open_sink
-from firmware_app.sinks.provenance import Claims, Credentials, Provenance, provenance_for, read_manifest
+from firmware_app.sinks.provenance import (
+    Claims,
+    Credentials,
+    Provenance,
+    SnapshotSigner,
+    provenance_for,
+    read_manifest,
+)
 from firmware_app.tools.verify import verify_file
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "faces"
@@ -99,6 +106,24 @@ def test_provenance_off_and_non_file_outputs_sign_nothing(tmp_path):
         provenance_for(off.model_copy(update={"output": off.output.model_copy(update={"uri": "file://x.mp4"})})) is None
     )
     assert provenance_for(Settings()) is None  # display://0: nothing is written
+
+
+def test_a_snapshot_still_is_signed_in_memory_or_refused_never_unmarked(tmp_path):
+    import cv2
+
+    jpeg = cv2.imencode(".jpg", cv2.imread(str(PORTRAIT)))[1].tobytes()
+    signer = SnapshotSigner()
+    signed = tmp_path / "snapshot.jpg"
+    signed.write_bytes(signer.credentialed(jpeg, "snapshot.jpg", _settings(tmp_path)))
+    assert read_manifest(signed)["validation_state"] == "Valid" and verify_file(signed).exit_code == 0
+    assert not any(tmp_path.glob("*.part")) and sorted(p.name for p in tmp_path.iterdir()) == ["id", "snapshot.jpg"]
+    (tmp_path / "cert.pem").write_text("not a certificate")
+    (tmp_path / "key.pem").write_text("not a key")
+    broken = _settings(tmp_path, cert=str(tmp_path / "cert.pem"), key=str(tmp_path / "key.pem"))
+    with pytest.raises(MediaError, match="not usable for C2PA"):
+        signer.credentialed(jpeg, "snapshot.jpg", broken)
+    off = broken.model_copy(update={"provenance": broken.provenance.model_copy(update={"enabled": False})})
+    assert signer.credentialed(jpeg, "snapshot.jpg", off) == jpeg
 
 
 @pytest.mark.integration

@@ -235,24 +235,45 @@ def manifest(claims: Claims, title: str) -> dict:
 
 def sign_file(source: Path, dest: Path, claims: Claims, credentials: Credentials, mime: str) -> None:
     """Write `source` to `dest` with the signed manifest embedded; on any failure no `dest` is left."""
+    try:
+        with open(source, "rb") as src, open(dest, "w+b") as dst:
+            _sign_stream(src, dst, dest.name, claims, credentials, mime)
+    except (MediaError, OSError) as exc:
+        dest.unlink(missing_ok=True)
+        if isinstance(exc, MediaError):
+            raise
+        raise _unsigned(dest.name, exc) from None
+
+
+def sign_bytes(data: bytes, name: str, claims: Claims, credentials: Credentials, mime: str) -> bytes:
+    """`data` (a picture encoded in memory: the console's snapshot) with the signed manifest embedded."""
+    signed = io.BytesIO()
+    _sign_stream(io.BytesIO(data), signed, name, claims, credentials, mime)
+    return signed.getvalue()
+
+
+def _sign_stream(src, dst, name: str, claims: Claims, credentials: Credentials, mime: str) -> None:  # type: ignore[no-untyped-def]
     import c2pa
 
     try:
-        with c2pa.Builder(json.dumps(manifest(claims, dest.name))) as builder:
+        with c2pa.Builder(json.dumps(manifest(claims, name))) as builder:
             if claims.ingredient is not None:
                 kind = mimetypes.guess_type(claims.ingredient.name)[0] or "image/jpeg"
                 with open(claims.ingredient, "rb") as picture:
                     builder.add_ingredient_from_stream(
                         json.dumps({"title": claims.ingredient.name, "relationship": "inputTo"}), kind, picture
                     )
-            with credentials.signer() as signer, open(source, "rb") as src, open(dest, "w+b") as dst:
+            with credentials.signer() as signer:
                 builder.sign(signer, mime, src, dst)
     except (c2pa.C2paError, OSError) as exc:
-        dest.unlink(missing_ok=True)
-        raise MediaError(
-            f"cannot sign the content credentials of {dest}: {exc}",
-            "check provenance.cert/key, or set provenance: off to write files without them",
-        ) from None
+        raise _unsigned(name, exc) from None
+
+
+def _unsigned(name: str, exc: Exception) -> MediaError:
+    return MediaError(
+        f"cannot sign the content credentials of {name}: {exc}",
+        "check provenance.cert/key, or set provenance: off to write files without them",
+    )
 
 
 def read_manifest(path: Path) -> dict | None:
@@ -274,3 +295,22 @@ def read_manifest(path: Path) -> dict | None:
 
 
 __all__ = ["Claims", "Credentials", "Provenance", "provenance_for", "read_manifest", "sign_file"]
+
+
+class SnapshotSigner:
+    """Content credentials for stills encoded in memory (the console's snapshot download): the
+    claims and credentials of the settings in force, made once per config (a reload brings new ones)."""
+
+    def __init__(self) -> None:
+        self._for: object | None = None
+        self._provenance: Provenance | None = None
+
+    def credentialed(self, data: bytes, name: str, settings) -> bytes:  # type: ignore[no-untyped-def]
+        """`data` signed; unchanged with `provenance: off`. MediaError when it cannot be signed."""
+        if not settings.provenance.enabled:
+            return data
+        if self._for is not settings:
+            self._provenance = Provenance(claims_from_settings(settings), Credentials(settings.provenance))
+            self._for = settings
+        assert self._provenance is not None
+        return sign_bytes(data, name, self._provenance.claims, self._provenance.credentials, "image/jpeg")

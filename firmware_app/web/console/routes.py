@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 from firmware_app.config import MAX_CONFIG_BYTES, Settings
 from firmware_app.errors import VentriloquistError
 from firmware_app.platform.logs import AUDIT
+from firmware_app.sinks.provenance import SnapshotSigner
 from firmware_app.web.console.configfile import ConfigFolder
 from firmware_app.web.console.portrait import check_portrait
 from firmware_app.web.console.security import Policy
@@ -53,6 +54,7 @@ def console_routes(settings: Settings, state: LiveState, policy: Policy) -> list
     history.start()
     errors = RecentLog(policy.token, REDACTED).attach()
     started_at = time.monotonic()
+    snapshots = SnapshotSigner()
     upload_limit = int(settings.console.upload_max_mb * 1024 * 1024)
     page = (STATIC / "index.html").read_text(encoding="utf-8").replace("{{csrf}}", policy.csrf)
 
@@ -88,7 +90,11 @@ def console_routes(settings: Settings, state: LiveState, policy: Policy) -> list
             return image
         ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, SNAPSHOT_QUALITY])
         name = time.strftime("ventriloquist-%Y%m%d-%H%M%S.jpg", time.gmtime())
-        return Response(jpeg.tobytes(), media_type="image/jpeg", headers=download(name))
+        try:
+            data = snapshots.credentialed(jpeg.tobytes(), name, state.settings)
+        except VentriloquistError as exc:  # never an unmarked still instead
+            return refused(exc, status=503)
+        return Response(data, media_type="image/jpeg", headers=download(name))
 
     def log_lines(request: Request) -> JSONResponse:
         return JSONResponse({"lines": list(errors.lines)}, headers={"cache-control": "no-store"})
