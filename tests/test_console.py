@@ -196,7 +196,9 @@ def test_the_page_shows_the_kiosk_live(browser, kiosk, tmp_path):
     assert re.fullmatch(r"in view( \(own mouth: \d+ exemplars?\))?", text_of(browser, "face"))
     assert number_in(browser, "latency") > 0 and text_of(browser, "latency").endswith(" ms")
     assert "learned model" in text_of(browser, "backend")
-    assert text_of(browser, "provenance") == "on"  # README, Provenance
+    assert text_of(browser, "provenance") == "on"
+    docs = browser.find_element("id", "provenance-docs").get_attribute("href")
+    assert docs.endswith("/docs/provenance")  # the README's section, served by the console
     assert number_in(browser, "memory") > 50 and text_of(browser, "memory").endswith(" MiB")
     assert browser.find_elements("css selector", "#chart-fps canvas") and browser.find_elements(
         "css selector", "#chart-latency canvas"

@@ -104,6 +104,8 @@ def test_the_operators_tools(tmp_path, long_voice, log):  # noqa: F811
         seen["snapshot"] = call(port, "/api/snapshot.jpg")
         seen["log"] = json_of(port, "/api/log")[1]["lines"]
         seen["log.txt"] = call(port, "/api/log.txt")
+        seen["docs"] = call(port, "/docs/provenance")
+        seen["no docs"] = call(port, "/docs/nothing-here")
         before = frames()
         wait_until(appliance, lambda: frames() > before + 10, "frames going on")
 
@@ -136,6 +138,10 @@ def test_the_operators_tools(tmp_path, long_voice, log):  # noqa: F811
     assert store is not None and store["validation_state"] == "Valid", store
     assert "trainedAlgorithmicMedia" in json.dumps(store)
     assert sorted(p.name for p in folder.iterdir()) == [".history", "config.yaml", "config.yaml.bak"]
+
+    code, _, text = seen["docs"]  # the status line's link: the README's Provenance section
+    assert code == 200 and text.startswith(b"## Provenance") and b"ventriloquist verify FILE" in text
+    assert b"\n## " not in text and seen["no docs"][0] == 404
 
     messages = [line["message"] for line in seen["log"]]
     assert sum("console: config written to" in m for m in messages) == 2

@@ -25,6 +25,7 @@ from firmware_app.errors import VentriloquistError
 from firmware_app.platform.logs import AUDIT
 from firmware_app.sinks.provenance import SnapshotSigner
 from firmware_app.web.console.configfile import ConfigFolder
+from firmware_app.web.console.docs import README, readme_section
 from firmware_app.web.console.portrait import check_portrait
 from firmware_app.web.console.security import Policy
 from firmware_app.web.console.status import History, RecentLog, snapshot
@@ -95,6 +96,14 @@ def console_routes(settings: Settings, state: LiveState, policy: Policy) -> list
         except VentriloquistError as exc:  # never an unmarked still instead
             return refused(exc, status=503)
         return Response(data, media_type="image/jpeg", headers=download(name))
+
+    def docs(request: Request) -> Response:
+        """A section of the README (the status line links to Provenance), as text."""
+        text = readme_section(request.path_params["name"])
+        if text is None:
+            reason = f"no section {request.path_params['name']!r} in {README} (a wheel install has no README)"
+            return Response(reason, status_code=404, media_type="text/plain; charset=utf-8")
+        return Response(text, media_type="text/plain; charset=utf-8")
 
     def log_lines(request: Request) -> JSONResponse:
         return JSONResponse({"lines": list(errors.lines)}, headers={"cache-control": "no-store"})
@@ -275,6 +284,7 @@ def console_routes(settings: Settings, state: LiveState, policy: Policy) -> list
         ("/api/restart", restart, ["POST"]),
         ("/api/snapshot.jpg", snapshot_jpeg, ["GET"]),
         ("/api/log", log_lines, ["GET"]),
+        ("/docs/{name}", docs, ["GET"]),
         ("/api/log.txt", log_text, ["GET"]),
         ("/api/trim", trim, ["POST"]),
         ("/api/portrait", portrait, ["POST"]),
