@@ -68,8 +68,8 @@ class VideoSettings(Section):
         None,
         gt=0,
         le=120,
-        description="frames/s; null: cameras 30 (mirror mode shows their rate), a still portrait in puppet mode 60 "
-        "(its mouth waits at most 17 ms for a frame, not 33)",
+        description="frames/s; null: cameras 30 (mirror mode shows their rate), a still portrait live in puppet "
+        "mode 60 (its mouth waits at most 17 ms for a frame, not 33); `render` to a file 30",
     )
 
     @property

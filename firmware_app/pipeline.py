@@ -65,7 +65,9 @@ def build_pipeline(settings: Settings, realtime: bool) -> Pipeline:
             open_video_source(settings.sources.camera, settings, realtime) if settings.puppet.performer else None
         )
         puppeteer = Puppeteer(settings.puppet, performer, FaceTracker(settings.tracker) if performer else None)
-    fps = settings.video.puppet_fps if puppet else settings.video.camera_fps
+    # a live puppet renders at the display's rate; a file render (no display, and a clip others
+    # may use as a camera) keeps the camera rate unless video.fps says otherwise
+    fps = settings.video.puppet_fps if puppet and realtime else settings.video.camera_fps
     passthrough = None
     if settings.audio.passthrough and realtime:  # an offline render has no audience to play to
         delay = passthrough_delay_s(model.lookahead_s, fps, settings.audio.passthrough_trim_ms)
@@ -75,7 +77,7 @@ def build_pipeline(settings: Settings, realtime: bool) -> Pipeline:
             follow=settings.audio.passthrough_delay == "auto",
             trim_s=settings.audio.passthrough_trim_ms / 1000,
         )
-    video_source, renderer = _face(settings, settings.sources.portrait, realtime, puppet)
+    video_source, renderer = _face(settings, settings.sources.portrait, realtime, puppet, fps)
     return Pipeline(
         voice_source=open_audio_source(settings.sources.audio, settings, realtime),
         video_source=video_source or open_video_source(face_uri, settings, realtime, fps if puppet else None),
@@ -92,7 +94,9 @@ def build_pipeline(settings: Settings, realtime: bool) -> Pipeline:
     )
 
 
-def _face(settings: Settings, portrait: str, realtime: bool, puppet: bool) -> tuple[VideoSource | None, Renderer]:
+def _face(
+    settings: Settings, portrait: str, realtime: bool, puppet: bool, fps: float
+) -> tuple[VideoSource | None, Renderer]:
     """A face pack as the portrait (`file://NAME.face`) brings its mouth bank (`render.bank`) and,
     in puppet mode, its reference still as the picture; in mirror mode the camera's face speaks
     with the pack's mouth. Anything else: the picture's own source, the single-photo renderer."""
@@ -105,11 +109,7 @@ def _face(settings: Settings, portrait: str, realtime: bool, puppet: bool) -> tu
     from firmware_app.sources.face_pack import FacePackSource
 
     pack = open_face_pack(path, settings.disclosure)
-    source = (
-        FacePackSource(pack, (settings.video.width, settings.video.height), settings.video.puppet_fps, realtime)
-        if puppet
-        else None
-    )
+    source = FacePackSource(pack, (settings.video.width, settings.video.height), fps, realtime) if puppet else None
     return source, BankRenderer(settings.renderer, settings.disclosure, pack)
 
 

@@ -92,7 +92,10 @@ step_device() {
   rc=$?
   grep -E -A1 "^(L4T release|GPU nodes|sandbox devices|other Tegra nodes|TensorRT version|camera|argus socket|capture devices|GStreamer) " "$work/device.out" | grep -v '^--' | sed 's/^/          /'
   if [ ! -f "$tegra/etc/nv_tegra_release" ]; then detail="no /etc/nv_tegra_release: not a Jetson"; return 2; fi
-  if [ "$rc" -ne 0 ]; then detail="doctor --device reports a missing part (above)"; return 1; fi
+  if [ "$rc" -ne 0 ]; then
+    grep -E "^(✗|FAIL|  fix)|rror" "$work/device.out" "$work/device.err" | tail -8 | sed 's/^/          /'
+    detail="doctor --device reports a missing part (above)"; return 1
+  fi
   detail="$(head -1 "$tegra/etc/nv_tegra_release")"
 }
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from firmware_app.config import Settings, with_changes
 from firmware_app.errors import CameraMissingError, ConfigError
@@ -508,11 +509,15 @@ def test_smoke_script_walks_every_step_on_an_orin_fixture_tree(tmp_path):
     assert install(root).returncode == 0
     port = free_port()
     config = root / "etc" / "ventriloquist" / "config.yaml"
-    config.write_text(
-        config.read_text()
-        + f"\noutput:\n  uri: null://\nhealth:\n  port: {port}\n  restart_above_mb: 0\ninference:\n"
-        f"  engine_dir: {tmp_path / 'engines'}\nvideo:\n  width: 320\n  height: 240\n".replace("\n\n", "\n")
-    )
+    installed = yaml.safe_load(config.read_text())  # a key appended again would be a duplicate: refused
+    for section, values in {
+        "output": {"uri": "null://"},
+        "health": {"port": port, "restart_above_mb": 0},
+        "inference": {"engine_dir": str(tmp_path / "engines")},
+        "video": {"width": 320, "height": 240},
+    }.items():
+        installed.setdefault(section, {}).update(values)
+    config.write_text(yaml.safe_dump(installed))
     state = tmp_path / "systemd"
     state.mkdir()
     env = {

@@ -198,8 +198,11 @@ def test_the_player_starts_with_a_small_device_buffer_and_resizes_it_only_in_sil
         assert 0 < line.device_latency_s <= 0.030
     from firmware_app.sources.mic import require_sounddevice
 
+    sd = require_sounddevice()
+    sd._terminate()  # PortAudio lists ALSA's devices once: here, in this process, as the server is now
+    sd._initialize()
     shared = ring.SharedLine()
-    player = Player(require_sounddevice(), shared, "pulse", buffer_module.START_S)
+    player = Player(sd, shared, "pulse", buffer_module.START_S)
     try:
         start = player.stream.latency
         player.buffer._ran_dry, player.buffer._judged_from = True, 0.0  # as if the device had run dry

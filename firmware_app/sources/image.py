@@ -6,6 +6,7 @@ the console's upload check all go through it, so what the check passes the kiosk
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import cv2
@@ -16,7 +17,7 @@ from firmware_app.errors import MediaError
 from firmware_app.frames import VideoFrame
 from firmware_app.sources.base import Pacer, VideoSource, fit_frame, require_file
 
-MAX_PIXELS = 40_000_000  # a 40 MP still; larger ones are refused from their header, before decoding
+MAX_PIXELS = 120_000_000  # a 108 MP phone photo still reads; larger ones are refused from their header, undecoded
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")  # what OpenCV's own decoders read
 STILL_FIX = "give a JPEG or PNG file that opens in an image viewer"
 
@@ -50,10 +51,12 @@ def read_image(data: bytes, name: str) -> np.ndarray:
             "scale it (1280x720 is plenty)",
         )
     try:
-        with Image.open(io.BytesIO(data), formats=FORMATS) as image:
-            image.verify()  # the chunks' CRCs
-        with Image.open(io.BytesIO(data), formats=FORMATS) as image:
-            image.load()  # every pixel present: a truncated file raises
+        with warnings.catch_warnings():  # Pillow warns past 89 MP; the size was checked above
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=FORMATS) as image:
+                image.verify()  # the chunks' CRCs
+            with Image.open(io.BytesIO(data), formats=FORMATS) as image:
+                image.load()  # every pixel present: a truncated file raises
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise MediaError(f"{name} is damaged ({exc})", STILL_FIX) from None
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)

@@ -25,10 +25,11 @@ from firmware_app.assets import resolve_path, verify_model_file
 from firmware_app.config import DisclosureSettings
 from firmware_app.errors import MediaError
 from firmware_app.face.pack import BANK, SUFFIX, load_face_pack, require_disclosure
-from firmware_app.sources.image import MAX_PIXELS, image_size, read_image
+from firmware_app.sources.image import image_size, read_image
 
 MIN_SIDE = 128  # px: smaller faces are below MediaPipe's detector
 MAX_SIDE = 8192
+UPLOAD_MAX_PIXELS = 40_000_000  # an upload over the console: a portrait needs far less (the kiosk reads up to 120 MP)
 MAX_CLIP_S = 600.0
 MAX_PACK_UNPACKED = 512 * 2**20  # bytes: a pack enrolled from a 720p clip unpacks to under 5 MiB
 STILLS = {b"\xff\xd8\xff": "jpg", b"\x89PNG\r\n\x1a\n": "png"}
@@ -86,10 +87,10 @@ def check_portrait(data: bytes, model_path: str, disclosure: DisclosureSettings)
     else:
         _, width, height = image_size(data, "the upload")
         duration = 0.0
-    if min(width, height) < MIN_SIDE or max(width, height) > MAX_SIDE or width * height > MAX_PIXELS:
+    if min(width, height) < MIN_SIDE or max(width, height) > MAX_SIDE or width * height > UPLOAD_MAX_PIXELS:
         raise MediaError(
             f"the picture is {width}x{height}; a portrait must be {MIN_SIDE} to {MAX_SIDE} px a side and at most "
-            f"{MAX_PIXELS // 1_000_000} MP", "scale it (1280x720 is plenty) and upload it again",
+            f"{UPLOAD_MAX_PIXELS // 1_000_000} MP", "scale it (1280x720 is plenty) and upload it again",
         )  # fmt: skip
     if clip and duration > MAX_CLIP_S:
         raise MediaError(
