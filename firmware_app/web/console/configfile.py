@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ class ConfigHistory:
 
     def record(self, data: bytes) -> str:
         self.folder.mkdir(mode=0o700, exist_ok=True)
-        entry = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        entry = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         write_atomically(self.folder / f"{entry}.yaml", data)
         for old in self._files()[KEPT_HISTORY:]:
             old.unlink(missing_ok=True)
