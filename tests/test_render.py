@@ -9,6 +9,7 @@ from firmware_app.audio.features import features_of
 from firmware_app.config import Settings
 from firmware_app.face.tracker import FaceTracker
 from firmware_app.frames import Face, VideoFrame
+from firmware_app.render.opening import inner_gap
 from firmware_app.sources.audio_file import decode_audio, write_wav
 
 from conftest import PORTRAIT, SPEECH, cli
@@ -61,12 +62,6 @@ def test_output_audio_is_the_input_speech(demo_render):
     assert correlation > 0.95
 
 
-def lip_gap(face: Face) -> float:
-    """The inner-lip gap in face heights (chin to brow), as MediaPipe sees it."""
-    points = face.landmarks
-    return float(np.linalg.norm(points[14, :2] - points[13, :2]) / np.linalg.norm(points[152, :2] - points[10, :2]))
-
-
 @pytest.mark.integration
 def test_mouth_opens_with_speech_and_rests_in_silence(frames, speech_level_per_frame):
     # Measured from the pixels by MediaPipe (each frame on its own, no smoothing): the interior is a
@@ -76,7 +71,7 @@ def test_mouth_opens_with_speech_and_rests_in_silence(frames, speech_level_per_f
     with FaceTracker(Settings().tracker) as tracker:
         faces = [tracker.measure(frames[i]) for i in range(0, n, 2)]
     assert all(face is not None for face in faces), "the rendered face was lost"
-    gap = np.array([lip_gap(face) for face in faces])
+    gap = np.array([inner_gap(face) for face in faces])
     level = level[::2]
     loud = level > -30
     silent = level < -60
@@ -100,8 +95,8 @@ def test_rendered_mouth_is_measurably_open_when_loud(frames, speech_level_per_fr
 
     level = speech_level_per_frame
     loud = [i for i in range(0, min(len(frames), len(level)), 7) if level[i] > -25][:8]
-    measured_loud = np.mean([lip_gap(tracked(frames[i])) for i in loud])
-    measured_rest = lip_gap(tracked(frames[0]))
+    measured_loud = np.mean([inner_gap(tracked(frames[i])) for i in loud])
+    measured_rest = inner_gap(tracked(frames[0]))
     assert measured_rest < 0.03
     assert measured_loud > measured_rest + 0.025, (measured_loud, measured_rest)
 

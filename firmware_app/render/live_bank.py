@@ -30,6 +30,7 @@ from firmware_app.frames import Face, VideoFrame
 from firmware_app.render.exemplars import BankMouth, describe, normalise_mouth, teeth_share
 from firmware_app.render.interior import Articulation, FaceLight, MouthSource, Opening
 from firmware_app.render.mouth import face_light
+from firmware_app.render.opening import inner_gap
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,6 @@ def signature(face: Face) -> np.ndarray:
     p = face.landmarks[:, :2]
     height = max(float(np.linalg.norm(p[152] - p[10])), 1.0)
     return np.array([np.linalg.norm(p[a] - p[b]) / height for a, b in SIGNATURE], np.float32)
-
-
-def _gap(face: Face) -> float:
-    p = face.landmarks[:, :2]
-    return float(np.linalg.norm(p[14] - p[13])) / max(float(np.linalg.norm(p[152] - p[10])), 1.0)
 
 
 @dataclass
@@ -126,14 +122,14 @@ class LiveBank:
             log.info("someone else is in view: the last visitor's mouth exemplars are forgotten")
             self.clear()
         self._signature = shape if self._signature is None else 0.95 * self._signature + 0.05 * shape
-        gap, self._gap = self._gap, _gap(face)
+        gap, self._gap = self._gap, inner_gap(face)
         steady = abs(self._gap - gap) <= STEADY
         if steady and not frame.still and frame.index - self._last_banked >= EVERY and self._bankable(face):
             self._bank(frame.image, face, frame.index)
 
     def _bankable(self, face: Face) -> bool:
         yaw, pitch, _ = face.pose
-        return _gap(face) >= OWN_OPEN and max(abs(yaw), abs(pitch)) <= MAX_TURN
+        return inner_gap(face) >= OWN_OPEN and max(abs(yaw), abs(pitch)) <= MAX_TURN
 
     def _bank(self, image: np.ndarray, face: Face, index: int) -> None:
         if not self.own:
