@@ -154,7 +154,8 @@ def prove_pipeline(settings: Settings, camera_required: bool = True) -> list[str
                 warnings.append(f"no camera at {device} now: `run` would show the demo (demo.when_no_camera)")
         elif uri.scheme == "file":
             _read_first_frame(open_video_source(text, settings, realtime=False), text)
-    open_sink(settings.output.uri, settings.output.window_title)  # the scheme and its path, nothing opened
+    # the scheme and its path, nothing opened; a file's signing credentials as the kiosk's start makes them
+    open_sink(settings.output.uri, settings.output.window_title, provenance_for(settings))
     return warnings
 
 

@@ -98,6 +98,19 @@ def test_a_certificate_that_cannot_sign_stops_before_anything_is_written(tmp_pat
         Credentials(_settings(tmp_path, cert=str(tmp_path / "cert.pem")).provenance)
 
 
+def test_the_proof_of_a_config_refuses_credentials_that_cannot_sign(tmp_path):
+    from firmware_app.pipeline import prove_pipeline
+
+    (tmp_path / "cert.pem").write_text("not a certificate")
+    (tmp_path / "key.pem").write_text("not a key")
+    broken = _settings(tmp_path, cert=str(tmp_path / "cert.pem"), key=str(tmp_path / "key.pem")).model_copy(
+        update={"output": Settings().output.model_copy(update={"uri": f"file://{tmp_path}/x.mp4"})}
+    )
+    with pytest.raises(MediaError, match="not usable for C2PA"):  # Apply refuses it, not the reload after
+        prove_pipeline(broken, camera_required=False)
+    prove_pipeline(_settings(tmp_path).model_copy(update={"output": broken.output}), camera_required=False)
+
+
 def test_provenance_off_and_non_file_outputs_sign_nothing(tmp_path):
     (tmp_path / "c.yaml").write_text("provenance: off\n")
     off = load_settings(tmp_path / "c.yaml")
