@@ -33,12 +33,13 @@ import torch
 
 from firmware_app.audio.features import features_of, pad_silence
 from firmware_app.audio.stop_bursts import releases_of
-from firmware_app.mouth.release_timing import retime
+from firmware_app.frames import HOP_S
+from firmware_app.mouth.release_timing import HOLD_S, hold_for, retime
 from firmware_app.shapes import JAW_OPEN, MOUTH_CLOSE, aperture
 from models.eval import Case, real_cases
 from models.export import load_weights
 from models.metrics import Tally
-from models.net import CONTEXT, LOOKAHEAD, shapes_from_logits
+from models.net import read_checkpoint, shapes_from_logits
 
 GAINS = (1.0, 1.2, 1.5)
 SEALS = ((0.01, 0.06), (0.02, 0.1), (0.03, 0.15), (0.05, 0.2), (0.1, 0.25))
@@ -53,16 +54,27 @@ Candidate = tuple[str, float, tuple[float, float], float]  # weights, gain, seal
 def logits(weights: Path, cases: list[Case]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     net = load_weights(weights)
     with torch.no_grad():
-        return [net(torch.from_numpy(pad_silence(features_of(c.audio), CONTEXT, LOOKAHEAD))[None]) for c in cases]
+        return [
+            net(torch.from_numpy(pad_silence(features_of(c.audio), net.context, net.lookahead))[None]) for c in cases
+        ]
 
 
-def score(heads: list, cases: list[Case], releases: list, gain: float, seal: tuple[float, float], slope: float) -> dict:
+def score(
+    heads: list,
+    cases: list[Case],
+    releases: list,
+    gain: float,
+    seal: tuple[float, float],
+    slope: float,
+    hold_s: float = HOLD_S,
+) -> dict:
     """The metrics of one output stage, with the runtime's release timing after it (each case's
-    `releases` heard once: every candidate is re-timed to the same ones)."""
+    `releases` heard once: every candidate is re-timed to the same ones; `hold_s` the weights' own,
+    `hold_for` their look-ahead)."""
     tally = Tally()
     for (viseme_logits, shape_logits), case, heard in zip(heads, cases, releases):
         visemes, shapes = shapes_from_logits(viseme_logits[0], shape_logits[0], gain, seal, slope)
-        shapes = retime(shapes.numpy(), heard)
+        shapes = retime(shapes.numpy(), heard, hold_s=hold_s)
         tally.add(visemes.numpy(), aperture(shapes[:, JAW_OPEN], shapes[:, MOUTH_CLOSE]), case.phonemes, case.bursts)
     return tally.results()
 
@@ -107,9 +119,11 @@ def _score_weights(path: Path) -> dict[Candidate, dict[str, dict]]:
     """Every output stage of one set of weights, on both splits."""
     torch.set_num_threads(1)
     heads = {split: logits(path, items) for split, items in _CASES.items()}
+    hold = hold_for((read_checkpoint(path)[0]["lookahead"] + 1) * HOP_S)
     return {
         (str(path), gain, seal, slope): {
-            split: score(heads[split], items, _RELEASES[split], gain, seal, slope) for split, items in _CASES.items()
+            split: score(heads[split], items, _RELEASES[split], gain, seal, slope, hold)
+            for split, items in _CASES.items()
         }
         for gain, seal, slope in itertools.product(GAINS, SEALS, SLOPES)
     }

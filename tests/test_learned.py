@@ -199,7 +199,7 @@ def test_saved_weights_state_their_sizes_and_the_committed_state_dict_still_load
     net = MouthNet(torch.zeros(N_FEATURES), torch.ones(N_FEATURES), conv=8, hidden=12).eval()
     save_checkpoint(net, tmp_path / "small.pt")
     saved = torch.load(tmp_path / "small.pt")
-    assert saved["sizes"] == {"conv": 8, "hidden": 12}  # stated in the file, not left to the tensors' shapes
+    assert saved["sizes"] == {"conv": 8, "hidden": 12, "lookahead": 4}  # stated, not left to the tensors' shapes
     features = torch.randn(1, 30, N_FEATURES)
     with torch.no_grad():
         assert torch.equal(load_weights(tmp_path / "small.pt")(features)[0], net(features)[0])
@@ -211,7 +211,7 @@ def test_saved_weights_state_their_sizes_and_the_committed_state_dict_still_load
     assert "sizes" not in torch.load(WEIGHTS)
     sizes, _ = read_checkpoint(WEIGHTS)
     trained = json.loads((PROJECT / "models" / "mouth.train.json").read_text())
-    assert sizes == {"conv": trained["conv_channels"], "hidden": trained["gru_hidden"]}
+    assert sizes == {"conv": trained["conv_channels"], "hidden": trained["gru_hidden"], "lookahead": 4}
     assert load_weights(WEIGHTS).hidden == load_learned_model(MODEL).rest_state.shape[-1]
 
 
@@ -423,7 +423,7 @@ def test_corpus_builder_and_trainer_smoke(tmp_path):
     )
     assert report["steps"] == 5 and report["parameters"] <= 1_000_000
     assert (report["conv_channels"], report["gru_hidden"]) == (32, 48)
-    assert torch.load(model.with_suffix(".pt"))["sizes"] == {"conv": 32, "hidden": 48}  # the weights state their sizes
+    assert torch.load(model.with_suffix(".pt"))["sizes"] == {"conv": 32, "hidden": 48, "lookahead": 4}  # stated
     curves = analyze_samples(decode_audio(SPEECH)[:16000], load_learned_model(model))
     assert curves.blendshapes.shape == (100, len(BLENDSHAPES))
     assert load_learned_model(model).rest_state.shape[-1] == 48
@@ -436,7 +436,11 @@ def test_corpus_builder_and_trainer_smoke(tmp_path):
     assert (
         load_weights(model.parent / "checkpoints" / "step00005.pt").hidden == 48
     )  # the checked state, for models.tune
-    assert torch.load(model.parent / "checkpoints" / "step00005.pt")["sizes"] == {"conv": 32, "hidden": 48}
+    assert torch.load(model.parent / "checkpoints" / "step00005.pt")["sizes"] == {
+        "conv": 32,
+        "hidden": 48,
+        "lookahead": 4,
+    }
     # the side-by-side evaluation, in one command, on the smoke corpus's held-out splits
     report = tmp_path / "report"
     evaluation = subprocess.run(

@@ -24,12 +24,28 @@ def _bare_mouth_model(settings: ModelSettings, inference: InferenceSettings | No
 
         inference = inference or InferenceSettings()
         engine_dir = default_engine_dir() if inference.engine_dir == "auto" else Path(inference.engine_dir).expanduser()
-        return load_learned_model(resolve_path(settings.path), inference.backend, engine_dir, inference.fp16)
+        model = load_learned_model(resolve_path(settings.onnx_path()), inference.backend, engine_dir, inference.fp16)
+        check_lookahead(model, settings)
+        return model
     if settings.kind == "loudness":
         from firmware_app.mouth.loudness import LoudnessBaseline
 
         return LoudnessBaseline(settings.loudness)
     raise AssertionError(f"unhandled mouth model kind {settings.kind!r}")  # config validation forbids this
+
+
+def check_lookahead(model: MouthModel, settings: ModelSettings) -> None:
+    """A model file that looks another way ahead than `model.lookahead_ms` says: the config names
+    one mouth and would get another, so it is refused rather than run."""
+    from firmware_app.errors import ModelError
+
+    looks_ms = round(model.lookahead_s * 1000)
+    if looks_ms != settings.lookahead_ms:
+        raise ModelError(
+            f"model.path {settings.onnx_path()} looks {looks_ms} ms ahead, but model.lookahead_ms is "
+            f"{settings.lookahead_ms}",
+            f"set model.lookahead_ms: {looks_ms}, or model.path: auto for the bundled {settings.lookahead_ms} ms model",
+        )
 
 
 def fallback_model(model: MouthModel, settings: ModelSettings) -> MouthModel:
