@@ -39,7 +39,7 @@ from firmware_app.shapes import JAW_OPEN, MOUTH_CLOSE, aperture
 from models.eval import Case, real_cases
 from models.export import load_weights
 from models.metrics import Tally
-from models.net import read_checkpoint, shapes_from_logits
+from models.net import APERTURE_GAIN, SEAL_FROM, SEAL_FULL, SEAL_SLOPE, read_checkpoint, shapes_from_logits
 
 GAINS = (1.0, 1.2, 1.5)
 SEALS = ((0.01, 0.06), (0.02, 0.1), (0.03, 0.15), (0.05, 0.2), (0.1, 0.25))
@@ -101,9 +101,16 @@ def choose(results: dict[Candidate, dict[str, dict]]) -> Candidate:
 
 _CASES: dict[str, list[Case]] = {}  # set before the worker processes fork, shared with them
 _RELEASES: dict[str, list] = {}
+_STAGES: list[tuple[float, tuple[float, float], float]] = list(itertools.product(GAINS, SEALS, SLOPES))
 
 
-def tune(weights: list[Path], real: Path, jobs: int = 1) -> tuple[Candidate, dict[Candidate, dict[str, dict]]]:
+def tune(
+    weights: list[Path], real: Path, jobs: int = 1, shipped_stage: bool = False
+) -> tuple[Candidate, dict[Candidate, dict[str, dict]]]:
+    """`shipped_stage`: score only the output stage in models/net.py (the one every shipped model
+    shares, so a second model's weights are chosen without changing the first one's mouth)."""
+    if shipped_stage:
+        _STAGES[:] = [(APERTURE_GAIN, (SEAL_FROM, SEAL_FULL), SEAL_SLOPE)]
     _CASES.update({split: c for split, c in real_cases(real, splits=("validation",)).items() if split in SPLITS})
     _RELEASES.update({split: [releases_of(c.audio) for c in items] for split, items in _CASES.items()})
     results: dict[Candidate, dict[str, dict]] = {}
@@ -125,7 +132,7 @@ def _score_weights(path: Path) -> dict[Candidate, dict[str, dict]]:
             split: score(heads[split], items, _RELEASES[split], gain, seal, slope, hold)
             for split, items in _CASES.items()
         }
-        for gain, seal, slope in itertools.product(GAINS, SEALS, SLOPES)
+        for gain, seal, slope in _STAGES
     }
 
 
@@ -148,8 +155,11 @@ def main() -> None:
         "--out", type=Path, default=None, help="write the choice and each weights' best candidate as JSON here"
     )
     parser.add_argument("--jobs", type=int, default=1, help="weights scored side by side (one core each)")
+    parser.add_argument(
+        "--shipped-stage", action="store_true", help="choose only the weights, with the output stage in models/net.py"
+    )
     args = parser.parse_args()
-    (path, gain, seal, slope), results = tune(args.weights, args.real, args.jobs)
+    (path, gain, seal, slope), results = tune(args.weights, args.real, args.jobs, args.shipped_stage)
     print(
         f"chosen on validation: {path}; APERTURE_GAIN = {gain}, SEAL_FROM, SEAL_FULL = {seal[0]}, {seal[1]}, "
         f"SEAL_SLOPE = {slope}"
