@@ -8,7 +8,8 @@ with this person left out, per-face opening scale unless `--no-scale`) draws eve
 re-tracks each render. The rendered inner-lip gap is compared frame by frame with the person's
 own (the clip tracked, `calibration.clips`): Pearson r at the best lag within ±`MAX_LAG` frames
 (positive: the render is late), and the most open 5 % of frames, rendered / real. Targets:
-r ≥ 0.75, |lag| ≤ 40 ms, ratio 0.8–1.25. Nothing is written.
+r ≥ 0.75, |lag| ≤ 40 ms, ratio 0.8–1.25. Beside it, the mouth model's commanded aperture against
+the same real gap (`model_r`): what the renderer can at best pass on. Nothing is written.
 """
 
 from __future__ import annotations
@@ -54,14 +55,17 @@ def score(identity: str, scaled: bool = True) -> dict[str, float]:
     track = speech_track(clip_path(identity))
     renderer = donor_renderer(identity)
     rendered = np.full(enrollment.frames, np.nan)
+    commanded = np.full(enrollment.frames, np.nan)
     with Measurer() as measurer:
         face = measurer.face(still)
         renderer.measure = measurer.face if scaled else None
         for i in range(enrollment.frames):
             shape = track.at(i / FPS) if i / FPS <= track.covered_until else MouthShape(i / FPS, {})
+            commanded[i] = shape.aperture
             seen = measurer.face(renderer.render(VideoFrame(still, i / FPS, i, still=i > 0), face, shape))
             rendered[i] = lip_gap(seen) if seen is not None else np.nan
     r, lag = best_lag(real, rendered)
+    model_r, model_lag = best_lag(real, commanded)
     top = 100.0 - TOP_SHARE
     ratio = float(np.nanpercentile(rendered, top) / max(np.nanpercentile(real, top), 1e-6))
     return {
@@ -69,6 +73,8 @@ def score(identity: str, scaled: bool = True) -> dict[str, float]:
         "lag_ms": lag * 1000 / FPS,
         "top5_ratio": round(ratio, 3),
         "scale": renderer.opening_scale,
+        "model_r": round(model_r, 3),  # the mouth model's aperture itself against the person: the renderer's ceiling
+        "model_lag_ms": model_lag * 1000 / FPS,
     }
 
 
@@ -77,12 +83,16 @@ def main() -> None:
     names = tuple(a for a in sys.argv[1:] if a != "--no-scale") or available(GRID)
     print(
         "| talker | r at best lag (≥ 0.75) | lag ms (\\|·\\| ≤ 40) | top 5 % rendered / real (0.8–1.25) "
-        "| opening scale |"
+        "| opening scale | model's own aperture: r, lag ms |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for name in names:
         s = score(name, scaled)
-        print(f"| {name} | {s['r']} | {s['lag_ms']:+.0f} | {s['top5_ratio']} | {s['scale']:.2f} |", flush=True)
+        print(
+            f"| {name} | {s['r']} | {s['lag_ms']:+.0f} | {s['top5_ratio']} | {s['scale']:.2f} "
+            f"| {s['model_r']}, {s['model_lag_ms']:+.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

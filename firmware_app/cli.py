@@ -169,8 +169,18 @@ def _parser() -> argparse.ArgumentParser:
         default="config",
         help="latency: with the voice played through the appliance, without (heard directly in the room), or both",
     )
+    bench.add_argument(
+        "--lookahead",
+        choices=["config", "50", "20", "both"],
+        default="config",
+        help="latency: with the 50 ms or the 20 ms look-ahead model (model.lookahead_ms), or both",
+    )
     bench.add_argument("--minutes", type=float, default=30.0, help="soak: how long to run")
-    bench.add_argument("--busy", type=int, help="load: busy processes competing for the cores (default: one per core)")
+    bench.add_argument(
+        "--busy",
+        type=int,
+        help="load: busy processes competing for the cores (default: one per core); latency: as many (default: none)",
+    )
     bench.add_argument("--seconds", type=float, default=60.0, help="load: how long to run")
     bench.set_defaults(handler=cmd_bench)
 
@@ -334,7 +344,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "latency":
         from firmware_app.tools.latency import run_latency_benches
 
-        print(run_latency_benches(settings, args.play_sink, args.events, args.passthrough))
+        print(
+            run_latency_benches(settings, args.play_sink, args.events, args.passthrough, args.lookahead, args.busy or 0)
+        )
     elif args.what == "soak":
         from firmware_app.tools.soak import run_soak
 

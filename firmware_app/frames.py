@@ -76,3 +76,10 @@ class Face:
     def height(self) -> float:
         ys = self.landmarks[:, 1]
         return float(ys.max() - ys.min())
+
+    @property
+    def chin_to_forehead(self) -> float:
+        """Chin (landmark 152) to forehead (10) in pixels, at least 1: the unit the mouth's openings
+        are measured in ("face heights"), the same whichever way the head turns in the picture."""
+        p = self.landmarks[:, :2]
+        return max(float(np.linalg.norm(p[152] - p[10])), 1.0)

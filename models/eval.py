@@ -34,7 +34,7 @@ import numpy as np
 from firmware_app.assets import resolve_path
 from firmware_app.config import InferenceSettings, LoudnessSettings, ModelSettings
 from firmware_app.errors import MissingFileError
-from firmware_app.mouth import create_mouth_model
+from firmware_app.mouth import open_learned_model
 from firmware_app.mouth.loudness import LoudnessBaseline
 from firmware_app.tools.analyze import analyze_samples
 from models.metrics import HIGHER_IS_BETTER, HOP_S, Tally
@@ -59,10 +59,8 @@ class Case:
 
 
 def model_method(path: Path, release_timing: bool = True) -> Method:
-    """The learned model as the runtime builds it (`create_mouth_model`: release timing on)."""
-    model = create_mouth_model(
-        ModelSettings(path=str(path), release_timing=release_timing), InferenceSettings(backend="onnxruntime")
-    )
+    """The learned model as the runtime runs it (`open_learned_model`: release timing on), any look-ahead."""
+    model = open_learned_model(path, InferenceSettings(backend="onnxruntime"), release_timing)
 
     def run(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         model.reset()
@@ -264,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-synthetic", action="store_true", help="skip the synthetic splits")
     args = parser.parse_args(argv)
-    model = args.model or resolve_path(ModelSettings().path)
+    model = args.model or resolve_path(ModelSettings().onnx_path())
     if args.recordings is not None:
         return _score_folder(args.recordings, model, args.out or Path("eval-report"))
     cases: dict[str, list[Case]] = {}

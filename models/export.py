@@ -18,7 +18,7 @@ import onnx
 import torch
 
 from firmware_app.shapes import BLENDSHAPES, VISEMES
-from models.net import CONTEXT, LOOKAHEAD, N_FEATURES, WINDOW, MouthChunk, MouthNet, MouthStep, read_checkpoint
+from models.net import N_FEATURES, WINDOW, MouthChunk, MouthNet, MouthStep, read_checkpoint
 
 OPSET = 17
 
@@ -33,14 +33,14 @@ def chunk_path(step_path: Path) -> Path:
 
 def export_onnx(net: MouthNet, out: Path, corpus: Path | None = None) -> Path:
     """The streaming step (`out`) and the same network unrolled over CHUNK frames (`chunk_path(out)`)."""
-    _export(MouthStep(net).eval(), WINDOW, net.hidden, out)
-    _export(MouthChunk(net, CHUNK).eval(), CHUNK + WINDOW - 1, net.hidden, chunk_path(out))
+    _export(MouthStep(net).eval(), WINDOW, net, out)
+    _export(MouthChunk(net, CHUNK).eval(), CHUNK + WINDOW - 1, net, chunk_path(out))
     return out
 
 
-def _export(module: torch.nn.Module, frames: int, hidden: int, out: Path) -> None:
+def _export(module: torch.nn.Module, frames: int, net: MouthNet, out: Path) -> None:
     window = torch.zeros(1, frames, N_FEATURES)
-    state = torch.zeros(1, hidden)
+    state = torch.zeros(1, net.hidden)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.onnx")
     torch.onnx.export(
@@ -56,8 +56,8 @@ def _export(module: torch.nn.Module, frames: int, hidden: int, out: Path) -> Non
     model = onnx.load(str(tmp))
     metadata = {
         "ventriloquist.window": str(WINDOW),
-        "ventriloquist.context": str(CONTEXT),
-        "ventriloquist.lookahead_frames": str(LOOKAHEAD),
+        "ventriloquist.context": str(net.context),
+        "ventriloquist.lookahead_frames": str(net.lookahead),
         "ventriloquist.hop_s": "0.01",
         "ventriloquist.visemes": json.dumps(list(VISEMES)),
         "ventriloquist.blendshapes": json.dumps(list(BLENDSHAPES)),

@@ -1,8 +1,10 @@
 """The mouth network (PyTorch, training only): causal-with-bounded-look-ahead convolutions, a GRU,
 and two heads — 15 viseme logits and the ARKit mouth blendshapes.
 
-Two convolutions of width 5 without padding see CONTEXT past and LOOKAHEAD future frames (4 + 4
-= 40 ms of future features, i.e. 50 ms of future audio with the 25 ms analysis window). The
+Two convolutions of width 5 without padding see a 9-frame window: CONTEXT past and LOOKAHEAD future
+frames (the shipped model 4 + 4: 40 ms of future features, i.e. 50 ms of future audio with the 25 ms
+analysis window; the 20 ms model 7 + 1). Which split a network has is only where its targets sit in
+the window, so the same weights' shapes serve both, and `MouthNet(lookahead=…)` says which. The
 sequence is padded with silent frames on both sides so every output frame sees a full window;
 the streaming step (`MouthStep`) is the same arithmetic for one frame, written with plain
 MatMul/Sigmoid/Tanh so the exported graph has no recurrent or loop operators.
@@ -20,7 +22,7 @@ from firmware_app.shapes import BLENDSHAPES, JAW_OPEN, MOUTH_CLOSE, VISEMES
 
 N_FEATURES = 1 + N_MELS
 KERNEL = 5
-CONTEXT = LOOKAHEAD = 4  # frames; the window is CONTEXT + 1 + LOOKAHEAD = 9 frames
+CONTEXT = LOOKAHEAD = 4  # frames, the default split; the window is CONTEXT + 1 + LOOKAHEAD = 9 frames
 CONV_CHANNELS, GRU_HIDDEN = 128, 192  # the default sizes (`models.train --conv/--hidden` choose others)
 WINDOW = CONTEXT + 1 + LOOKAHEAD
 # Lips seal as P(PP) rises through this range. The blendshape head regresses towards the mean when
@@ -43,8 +45,13 @@ class MouthNet(nn.Module):
         conv: int = CONV_CHANNELS,
         hidden: int = GRU_HIDDEN,
         dropout: float = 0.0,
+        lookahead: int = LOOKAHEAD,
     ) -> None:
         super().__init__()
+        if not 0 <= lookahead < WINDOW:
+            raise ValueError(f"look-ahead {lookahead} frames does not fit a {WINDOW}-frame window")
+        self.lookahead = lookahead  # future frames in the window; the rest before the target frame
+        self.context = WINDOW - 1 - lookahead
         self.dropout = nn.Dropout(dropout)  # training only: identity in eval() and in the export
         self.register_buffer("mean", mean.reshape(1, 1, -1).float())
         self.register_buffer("std", std.reshape(1, 1, -1).float())
@@ -85,12 +92,16 @@ class MouthNet(nn.Module):
     def sizes_of(state: dict) -> dict[str, int]:
         """The constructor's sizes of saved weights, read from their tensors' shapes (for bare state
         dicts such as models/mouth.pt; a checkpoint says them itself, `read_checkpoint`)."""
-        return {"conv": state["conv1.weight"].shape[0], "hidden": state["gru.weight_hh_l0"].shape[1]}
+        return {
+            "conv": state["conv1.weight"].shape[0],
+            "hidden": state["gru.weight_hh_l0"].shape[1],
+            "lookahead": LOOKAHEAD,  # tensors cannot say it; weights saved before it was recorded had 4
+        }
 
     @property
     def sizes(self) -> dict[str, int]:
         """The constructor's sizes of this network, as `save_checkpoint` records them."""
-        return {"conv": self.conv1.out_channels, "hidden": self.hidden}
+        return {"conv": self.conv1.out_channels, "hidden": self.hidden, "lookahead": self.lookahead}
 
     def encode(self, features: torch.Tensor) -> torch.Tensor:
         """features: B x (T + 8) x F, already padded → B x T x conv."""
@@ -232,5 +243,5 @@ def read_checkpoint(path: Path) -> tuple[dict[str, int], dict]:
     sizes its tensors' shapes imply."""
     saved = torch.load(path, map_location="cpu")
     if "state_dict" in saved:  # a state dict's keys are parameter names, never this
-        return dict(saved["sizes"]), saved["state_dict"]
+        return {"lookahead": LOOKAHEAD, **saved["sizes"]}, saved["state_dict"]
     return MouthNet.sizes_of(saved), saved

@@ -28,10 +28,10 @@ from models.corpus import load_split
 from models.export import export_onnx, write_golden
 from models.metrics import TOLERANCE_FRAMES
 from models.net import (
-    CONTEXT,
     CONV_CHANNELS,
     GRU_HIDDEN,
     LOOKAHEAD,
+    WINDOW,
     MouthNet,
     parameter_count,
     read_checkpoint,
@@ -75,6 +75,8 @@ class TrainConfig:
     closure_weight: float = 1.0  # multiplies PP's viseme loss weight (1: unchanged)
     window_weight: float = 0.0  # --window-loss: weight of `window_loss` beside the cross-entropy (0: off)
     checkpoints: bool = False  # save every checked state under <out dir>/checkpoints/ for models.tune (off)
+    # future feature frames the network sees (LOOKAHEAD = 4: 50 ms of audio; 1: 20 ms), an `init`'s too
+    lookahead: int = LOOKAHEAD
 
 
 def augment_features(x: torch.Tensor, rng: np.random.Generator, mean: torch.Tensor) -> torch.Tensor:
@@ -99,8 +101,9 @@ def augment_features(x: torch.Tensor, rng: np.random.Generator, mean: torch.Tens
 class Stream:
     """All training utterances end to end, so random crops cross utterance boundaries like live audio does."""
 
-    def __init__(self, utterances: list[dict]) -> None:
+    def __init__(self, utterances: list[dict], lookahead: int = LOOKAHEAD) -> None:
         gap = 10
+        self.window = WINDOW - 1
         feats, visemes, shapes = [], [], []
         for u in utterances:
             feats.append(pad_silence(u["features"].astype(np.float32), 0, gap))
@@ -108,7 +111,9 @@ class Stream:
             shapes.append(
                 np.concatenate([u["blendshapes"].astype(np.float32), np.zeros((gap, len(BLENDSHAPES)), np.float32)])
             )
-        self.features = pad_silence(np.concatenate(feats), CONTEXT, LOOKAHEAD)
+        # the network's output t sees frames t - context … t + lookahead: padding the stream that way
+        # is what puts each target where the look-ahead says
+        self.features = pad_silence(np.concatenate(feats), self.window - lookahead, lookahead)
         self.visemes = np.concatenate(visemes)
         self.blendshapes = np.concatenate(shapes)
 
@@ -117,8 +122,7 @@ class Stream:
 
     def batch(self, rng: np.random.Generator, size: int, frames: int) -> tuple[torch.Tensor, ...]:
         starts = rng.integers(0, len(self) - frames, size)
-        window = CONTEXT + LOOKAHEAD
-        x = np.stack([self.features[s : s + frames + window] for s in starts])
+        x = np.stack([self.features[s : s + frames + self.window] for s in starts])
         v = np.stack([self.visemes[s : s + frames] for s in starts])
         b = np.stack([self.blendshapes[s : s + frames] for s in starts])
         return torch.from_numpy(x), torch.from_numpy(v), torch.from_numpy(b)
@@ -222,14 +226,14 @@ def train(config: TrainConfig) -> dict:
     rng = np.random.default_rng(config.seed)
     torch.set_num_threads(config.threads or max(1, torch.get_num_threads()))
     started = time.time()
-    streams = [Stream(load_split(config.corpus, "train"))]
+    streams = [Stream(load_split(config.corpus, "train"), config.lookahead)]
     shares = [1.0]
     if config.real is not None:
-        streams.append(Stream(load_split(config.real, "train")))
+        streams.append(Stream(load_split(config.real, "train"), config.lookahead))
         shares = [1.0 - config.real_fraction, config.real_fraction]
-        check_stream = Stream(with_targets(load_split(config.real, "validation")))
+        check_stream = Stream(with_targets(load_split(config.real, "validation")), config.lookahead)
     else:
-        check_stream = Stream(load_split(config.corpus, "heldout_sentence"))
+        check_stream = Stream(load_split(config.corpus, "heldout_sentence"), config.lookahead)
     all_features = np.concatenate([s.features for s in streams])
     mean = torch.from_numpy(all_features.mean(axis=0))
     std = torch.from_numpy(all_features.std(axis=0) + 1e-3)
@@ -237,8 +241,9 @@ def train(config: TrainConfig) -> dict:
     class_weights = viseme_class_weights(streams, config.closure_weight)
     if config.init is not None:
         sizes, saved = read_checkpoint(config.init)
+        sizes["lookahead"] = config.lookahead  # a 50 ms network's weights start a 20 ms one well
     else:
-        sizes, saved = {"conv": config.conv_channels, "hidden": config.gru_hidden}, None
+        sizes, saved = {"conv": config.conv_channels, "hidden": config.gru_hidden, "lookahead": config.lookahead}, None
     net = MouthNet(mean, std, dropout=config.dropout, **sizes)
     if saved is not None:
         net.load_weights(saved)
@@ -305,7 +310,7 @@ def train(config: TrainConfig) -> dict:
         "check_split": "real validation speakers" if config.real is not None else "synthetic heldout_sentence",
         "chosen_step": best[1] if config.real is not None else step,
         **settings_record(config, net, class_weights),
-        "lookahead_frames": LOOKAHEAD,
+        "lookahead_frames": net.lookahead,
         "final": history[-1] if history else {},
         "history": history,
         "config": config_record(config),
@@ -371,6 +376,9 @@ def command_line() -> argparse.ArgumentParser:
         type=float,
         help="weight of a viseme loss that accepts any label the reference has within ±30 ms, PP excepted "
         "(window_loss)",
+    )
+    parser.add_argument(
+        "--lookahead", type=int, help=f"future feature frames the network sees ({LOOKAHEAD}: 50 ms of audio, 1: 20 ms)"
     )
     parser.add_argument(
         "--checkpoints",

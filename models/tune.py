@@ -33,12 +33,13 @@ import torch
 
 from firmware_app.audio.features import features_of, pad_silence
 from firmware_app.audio.stop_bursts import releases_of
-from firmware_app.mouth.release_timing import retime
+from firmware_app.frames import HOP_S
+from firmware_app.mouth.release_timing import HOLD_S, hold_for, retime
 from firmware_app.shapes import JAW_OPEN, MOUTH_CLOSE, aperture
 from models.eval import Case, real_cases
 from models.export import load_weights
 from models.metrics import Tally
-from models.net import CONTEXT, LOOKAHEAD, shapes_from_logits
+from models.net import APERTURE_GAIN, SEAL_FROM, SEAL_FULL, SEAL_SLOPE, read_checkpoint, shapes_from_logits
 
 GAINS = (1.0, 1.2, 1.5)
 SEALS = ((0.01, 0.06), (0.02, 0.1), (0.03, 0.15), (0.05, 0.2), (0.1, 0.25))
@@ -53,16 +54,27 @@ Candidate = tuple[str, float, tuple[float, float], float]  # weights, gain, seal
 def logits(weights: Path, cases: list[Case]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     net = load_weights(weights)
     with torch.no_grad():
-        return [net(torch.from_numpy(pad_silence(features_of(c.audio), CONTEXT, LOOKAHEAD))[None]) for c in cases]
+        return [
+            net(torch.from_numpy(pad_silence(features_of(c.audio), net.context, net.lookahead))[None]) for c in cases
+        ]
 
 
-def score(heads: list, cases: list[Case], releases: list, gain: float, seal: tuple[float, float], slope: float) -> dict:
+def score(
+    heads: list,
+    cases: list[Case],
+    releases: list,
+    gain: float,
+    seal: tuple[float, float],
+    slope: float,
+    hold_s: float = HOLD_S,
+) -> dict:
     """The metrics of one output stage, with the runtime's release timing after it (each case's
-    `releases` heard once: every candidate is re-timed to the same ones)."""
+    `releases` heard once: every candidate is re-timed to the same ones; `hold_s` the weights' own,
+    `hold_for` their look-ahead)."""
     tally = Tally()
     for (viseme_logits, shape_logits), case, heard in zip(heads, cases, releases):
         visemes, shapes = shapes_from_logits(viseme_logits[0], shape_logits[0], gain, seal, slope)
-        shapes = retime(shapes.numpy(), heard)
+        shapes = retime(shapes.numpy(), heard, hold_s=hold_s)
         tally.add(visemes.numpy(), aperture(shapes[:, JAW_OPEN], shapes[:, MOUTH_CLOSE]), case.phonemes, case.bursts)
     return tally.results()
 
@@ -89,9 +101,16 @@ def choose(results: dict[Candidate, dict[str, dict]]) -> Candidate:
 
 _CASES: dict[str, list[Case]] = {}  # set before the worker processes fork, shared with them
 _RELEASES: dict[str, list] = {}
+_STAGES: list[tuple[float, tuple[float, float], float]] = list(itertools.product(GAINS, SEALS, SLOPES))
 
 
-def tune(weights: list[Path], real: Path, jobs: int = 1) -> tuple[Candidate, dict[Candidate, dict[str, dict]]]:
+def tune(
+    weights: list[Path], real: Path, jobs: int = 1, shipped_stage: bool = False
+) -> tuple[Candidate, dict[Candidate, dict[str, dict]]]:
+    """`shipped_stage`: score only the output stage in models/net.py (the one every shipped model
+    shares, so a second model's weights are chosen without changing the first one's mouth)."""
+    if shipped_stage:
+        _STAGES[:] = [(APERTURE_GAIN, (SEAL_FROM, SEAL_FULL), SEAL_SLOPE)]
     _CASES.update({split: c for split, c in real_cases(real, splits=("validation",)).items() if split in SPLITS})
     _RELEASES.update({split: [releases_of(c.audio) for c in items] for split, items in _CASES.items()})
     results: dict[Candidate, dict[str, dict]] = {}
@@ -107,11 +126,13 @@ def _score_weights(path: Path) -> dict[Candidate, dict[str, dict]]:
     """Every output stage of one set of weights, on both splits."""
     torch.set_num_threads(1)
     heads = {split: logits(path, items) for split, items in _CASES.items()}
+    hold = hold_for((read_checkpoint(path)[0]["lookahead"] + 1) * HOP_S)
     return {
         (str(path), gain, seal, slope): {
-            split: score(heads[split], items, _RELEASES[split], gain, seal, slope) for split, items in _CASES.items()
+            split: score(heads[split], items, _RELEASES[split], gain, seal, slope, hold)
+            for split, items in _CASES.items()
         }
-        for gain, seal, slope in itertools.product(GAINS, SEALS, SLOPES)
+        for gain, seal, slope in _STAGES
     }
 
 
@@ -134,8 +155,11 @@ def main() -> None:
         "--out", type=Path, default=None, help="write the choice and each weights' best candidate as JSON here"
     )
     parser.add_argument("--jobs", type=int, default=1, help="weights scored side by side (one core each)")
+    parser.add_argument(
+        "--shipped-stage", action="store_true", help="choose only the weights, with the output stage in models/net.py"
+    )
     args = parser.parse_args()
-    (path, gain, seal, slope), results = tune(args.weights, args.real, args.jobs)
+    (path, gain, seal, slope), results = tune(args.weights, args.real, args.jobs, args.shipped_stage)
     print(
         f"chosen on validation: {path}; APERTURE_GAIN = {gain}, SEAL_FROM, SEAL_FULL = {seal[0]}, {seal[1]}, "
         f"SEAL_SLOPE = {slope}"

@@ -21,6 +21,7 @@ from test_appliance_lifecycle import (  # noqa: F401 - fixtures
     health_status,
     log,
     long_voice,
+    metrics,
     run_driven,
     wait_until,
 )
@@ -184,6 +185,39 @@ def test_every_bad_input_is_refused_and_the_kiosk_keeps_running(tmp_path, long_v
     assert "recordings" in answers["output outside"][1] and "20000x20000" in answers["upload 20000x20000"][1]
     assert sorted(p.name for p in folder.iterdir()) == [".history", "config.yaml", "config.yaml.bak"]
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_the_20_ms_model_applied_from_the_console_runs_and_a_mismatched_model_file_is_refused(
+    tmp_path,
+    long_voice,  # noqa: F811
+    log,  # noqa: F811
+):
+    port, _, config, good = config_folder(tmp_path, long_voice)
+    appliance = Appliance(config)
+    answers: dict[str, tuple[int, str]] = {}
+
+    def script() -> None:
+        wait_until(appliance, lambda: health_status(port) == 200, "frames on the screen")
+        assert metrics(port)["ventriloquist_model_lookahead_milliseconds"] == 50  # the default
+        mismatched = good + "model: {lookahead_ms: 20, path: 'bundled://models/mouth.onnx'}\n"
+        answers["mismatched"] = post(port, "/api/config/apply", json.dumps({"text": mismatched}).encode())
+        assert config.read_text() == good
+        answers["20 ms"] = post(
+            port, "/api/config/apply", json.dumps({"text": good + "model: {lookahead_ms: 20}\n"}).encode()
+        )
+        wait_until(appliance, lambda: log.has("config reloaded"), "the 20 ms model's reload", timeout=60)
+        wait_until(
+            appliance,
+            lambda: metrics(port).get("ventriloquist_model_lookahead_milliseconds") == 20,
+            "the 20 ms model in use",
+            timeout=30,
+        )
+        frames_grow(appliance, port)
+        assert health_status(port) == 200
+
+    assert run_driven(appliance, script) == ExitCode.OK
+    assert answers["mismatched"][0] == 422 and "looks 50 ms ahead" in answers["mismatched"][1], answers
+    assert answers["20 ms"][0] == 200, answers
 
 
 def test_a_reload_that_fails_anyway_is_rolled_back_and_the_kiosk_runs_on(tmp_path, long_voice, log, monkeypatch):  # noqa: F811

@@ -21,5 +21,7 @@ def test_best_lag_finds_a_shift_and_ignores_missing_frames():
 @pytest.mark.skipif(not available(("sbwe5n",)), reason="../shared/faces/videos/grid/sbwe5n.mpg is not here")
 def test_a_grid_talker_driven_by_their_own_voice_follows_them():
     s = grid_voice.score("sbwe5n")
-    # measured 2026-12-07: r 0.838, lag 0, ratio 1.25 (the targets: r >= 0.75, |lag| <= 40 ms, 0.8-1.25)
+    # measured 2026-12-07: r 0.842, lag 0, ratio 1.23 (the targets: r >= 0.75, |lag| <= 40 ms, 0.8-1.25);
+    # the model's own aperture against the person 0.851: the renderer passes on all but 0.01 of it
     assert s["r"] >= 0.75 and abs(s["lag_ms"]) <= 40 and 0.8 <= s["top5_ratio"] <= 1.3, s
+    assert s["r"] >= s["model_r"] - 0.05, s

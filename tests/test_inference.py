@@ -30,6 +30,7 @@ from conftest import PROJECT, SPEECH, cli
 pytestmark = pytest.mark.wheels  # CI runs these again on the Jetson's pinned versions
 
 MODEL = PROJECT / "firmware_app" / "assets" / "models" / "mouth.onnx"
+MODELS = pytest.mark.parametrize("model", [MODEL, MODEL.with_name("mouth20.onnx")], ids=["50ms", "20ms"])
 KEY = EngineKey(
     onnx_sha256="a" * 64,
     tensorrt_version="10.3.0",
@@ -184,8 +185,9 @@ def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path, monkeypatch)
 # --- parity, FP16, lint ---------------------------------------------------------------------------
 
 
-def test_onnxruntime_matches_the_shipped_golden_outputs():
-    result = check_parity(OnnxRuntimeBackend(MODEL), golden_path(MODEL), FP32_TOLERANCE)
+@MODELS
+def test_onnxruntime_matches_the_shipped_golden_outputs(model):
+    result = check_parity(OnnxRuntimeBackend(model), golden_path(model), FP32_TOLERANCE)
     assert result.ok and result.steps >= 100, result.line()
 
 
@@ -199,12 +201,13 @@ class HalfPrecision(OnnxRuntimeBackend):
         return [o.astype(np.float32) for o in outputs]
 
 
-def test_fp16_model_stays_within_tolerance(tmp_path):
+@MODELS
+def test_fp16_model_stays_within_tolerance(tmp_path, model):
     float16 = pytest.importorskip("onnxconverter_common.float16", reason="needs onnxconverter-common (dev extra)")
-    half = float16.convert_float_to_float16(onnx.load(str(MODEL)), keep_io_types=False)
+    half = float16.convert_float_to_float16(onnx.load(str(model)), keep_io_types=False)
     path = tmp_path / "mouth.fp16.onnx"
     onnx.save(half, str(path))
-    result = check_parity(HalfPrecision(path), golden_path(MODEL), FP16_TOLERANCE)
+    result = check_parity(HalfPrecision(path), golden_path(model), FP16_TOLERANCE)
     assert result.ok, result.line()
     assert result.max_error > 0  # it really ran in half precision
 
@@ -216,9 +219,10 @@ def test_selftest_command_passes_on_onnxruntime():
     assert "OK: onnxruntime vs recorded ONNX Runtime outputs" in result.stdout
 
 
-def test_lint_accepts_the_shipped_graphs():
-    assert lint(MODEL) == []
-    assert lint(MODEL.with_suffix(".chunk.onnx")) == []
+@MODELS
+def test_lint_accepts_the_shipped_graphs(model):
+    assert lint(model) == []
+    assert lint(model.with_suffix(".chunk.onnx")) == []
 
 
 def test_lint_rejects_dynamic_shapes_and_unsupported_operators(tmp_path):
@@ -234,12 +238,13 @@ def test_lint_rejects_dynamic_shapes_and_unsupported_operators(tmp_path):
 
 @pytest.mark.hardware
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None, reason="needs TensorRT and a CUDA GPU (Jetson)")
-def test_tensorrt_backend_matches_golden_outputs(tmp_path):
+@MODELS
+def test_tensorrt_backend_matches_golden_outputs(tmp_path, model):
     from firmware_app.inference.tensorrt_backend import TensorRTBackend
 
-    backend = TensorRTBackend(MODEL, tmp_path, fp16=True)
+    backend = TensorRTBackend(model, tmp_path, fp16=True)
     try:
-        result = check_parity(backend, golden_path(MODEL), FP16_TOLERANCE)
+        result = check_parity(backend, golden_path(model), FP16_TOLERANCE)
     finally:
         backend.close()
     assert result.ok, result.line()

@@ -32,6 +32,6 @@ def test_the_budget_adds_up_to_the_measured_median_part_by_part():
         assert added == pytest.approx(90, abs=0.5)
 
 
-def test_the_summary_says_which_path_it_measured():
-    assert report([(80.0, 3.0)], 16.7, "on").endswith("frame_interval_ms=17 passthrough=on")
-    assert "passthrough=off" in report([], 33.3, "off")
+def test_the_summary_says_which_path_and_model_it_measured():
+    assert report([(80.0, 3.0)], 16.7, "on").endswith("frame_interval_ms=17 passthrough=on lookahead_ms=50 busy=0")
+    assert "passthrough=off lookahead_ms=20 busy=2" in report([], 33.3, "off", "20", 2)

@@ -368,6 +368,9 @@ SHIPPED = (
     "firmware_app/assets/models/mouth.onnx",
     "firmware_app/assets/models/mouth.chunk.onnx",
     "firmware_app/assets/models/mouth.golden.npz",
+    "firmware_app/assets/models/mouth20.onnx",
+    "firmware_app/assets/models/mouth20.chunk.onnx",
+    "firmware_app/assets/models/mouth20.golden.npz",
     "firmware_app/assets/portrait.jpg",
     "firmware_app/assets/speech.wav",
     "firmware_app/web/console/static/index.html",
@@ -389,7 +392,7 @@ from firmware_app.mouth import create_mouth_model
 from firmware_app.sources.audio_file import decode_audio
 
 settings = Settings()
-model_path = resolve_path(settings.model.path)
+model_path = resolve_path(settings.model.onnx_path())
 model = create_mouth_model(settings.model, settings.inference)
 speech = decode_audio(BUNDLED_DIR / "speech.wav")[:16000]
 shapes = model.push(FeatureStream().push(AudioBlock(speech, 0.0))) + model.flush()

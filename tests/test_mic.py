@@ -28,6 +28,7 @@ source = open_audio_source(sys.argv[1], Settings(), realtime=True)
 blocks = []
 with source:
     print("open", flush=True)
+    latency = source.latency_s
     end = time.monotonic() + float(sys.argv[2])
     stop = sys.argv[4] if len(sys.argv) > 4 else None  # or 3 s after this file exists (the sound
     while time.monotonic() < end:                          # server may still hold that much)
@@ -39,6 +40,7 @@ with source:
 assert all(abs(b.t - a.t_end) < 1e-9 for a, b in zip(blocks, blocks[1:])), "time stamps are not contiguous"
 np.save(sys.argv[3], np.concatenate([b.samples for b in blocks]))
 print("overflows", source.overflows)
+print("latency", latency)
 """
 
 
@@ -69,6 +71,9 @@ def test_microphone_hears_what_the_room_plays(pulse, tmp_path):
     heard = captured[lag : lag + len(speech)]
     assert len(heard) == len(speech), "the speech was not captured completely"
     assert np.corrcoef(heard, speech)[0, 1] > 0.95, err[-3000:]
+    # captured through the device's low-latency buffer (its default "high" one held ~10 ms more), whole
+    latency = float(re.search(r"^latency (\S+)", out, re.M).group(1))
+    assert 0 < latency <= 0.03 and "overflows 0" in out, out
 
 
 def below_5khz(samples: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from firmware_app.config import ModelSettings
 from firmware_app.frames import HOP_S, FeatureFrames, MouthShape
 from firmware_app.mouth import create_mouth_model
 from firmware_app.mouth.base import MouthModel
-from firmware_app.mouth.release_timing import CLOSED, PART_MAX_SPEED, PART_S, ReleaseTiming
+from firmware_app.mouth.release_timing import CLOSED, HOLD_S, PART_MAX_SPEED, PART_S, ReleaseTiming, hold_for
 from firmware_app.sources.audio_file import decode_audio
 from firmware_app.tools.analyze import analyze_samples, stream_samples
 from models.bursts import PART_APERTURE, parting_time
@@ -108,6 +108,29 @@ def test_the_lips_part_at_the_burst_whether_the_model_is_early_or_late(model_ope
     timed = parting_of(ReleaseTiming(ScriptedMouth(0.15, model_opens_at)), burst)
     assert alone is not None and abs(alone - burst) > 0.015
     assert timed is not None and abs(timed - burst) <= 0.006
+
+
+class ScriptedMouth20(ScriptedMouth):
+    lookahead_s = 0.02  # the 20 ms model's look-ahead: 9 ms of it left once a release is confirmed
+
+
+def test_a_20_ms_model_holds_only_what_its_look_ahead_allows_and_still_parts_at_the_burst():
+    assert hold_for(0.05) == HOLD_S and hold_for(0.02) == pytest.approx(0.009)
+    with pytest.raises(ValueError, match="cannot wait for the release detector"):
+        ReleaseTiming(type("Blind", (ScriptedMouth,), {"lookahead_s": 0.01})(0.15, 0.3))
+    burst = 0.293
+    for late in (0.32, 0.35):  # a late parting is moved onto the burst as with 50 ms
+        assert abs(parting_of(ReleaseTiming(ScriptedMouth20(0.15, late)), burst) - burst) <= 0.006
+    # the frame at 0.29 is held (the burst is 3 ms ahead, within the 9 ms), the one at 0.28 cannot be
+    shapes = ReleaseTiming(ScriptedMouth20(0.15, 0.29)).push(
+        FeatureFrames(np.zeros((60, 41), np.float32), 0.0, (burst,))
+    )
+    aperture = {round(s.t, 2): s.get("jawOpen") - s.get("mouthClose") for s in shapes}
+    assert aperture[0.29] == pytest.approx(0.0)
+    early = ReleaseTiming(ScriptedMouth20(0.15, 0.28)).push(
+        FeatureFrames(np.zeros((60, 41), np.float32), 0.0, (burst,))
+    )
+    assert {round(s.t, 2): s.get("jawOpen") - s.get("mouthClose") for s in early}[0.28] == pytest.approx(0.4)
 
 
 def test_an_early_model_does_not_jump_open_on_the_burst_frame():

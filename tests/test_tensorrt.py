@@ -26,6 +26,7 @@ pytestmark = pytest.mark.wheels  # CI runs these again on the Jetson's pinned ve
 
 FAKES = Path(__file__).parent / "fakes"
 MODEL = PROJECT / "firmware_app" / "assets" / "models" / "mouth.onnx"
+MODEL_20 = MODEL.with_name("mouth20.onnx")  # model.lookahead_ms: 20
 FAKE_MODULES = ("tensorrt", "pycuda", "pycuda.driver")
 FAKE_MODES = [name for name in os.environ if name.startswith(("FAKE_TRT_", "FAKE_CUDA_"))]
 
@@ -45,10 +46,10 @@ def cuda(monkeypatch):
         sys.modules.pop(name, None)
 
 
-def open_trt(engine_dir: Path, fp16: bool = True, **kwargs):
+def open_trt(engine_dir: Path, fp16: bool = True, model: Path = MODEL, **kwargs):
     from firmware_app.inference.tensorrt_backend import TensorRTBackend
 
-    return TensorRTBackend(MODEL, engine_dir, fp16, **kwargs)
+    return TensorRTBackend(model, engine_dir, fp16, **kwargs)
 
 
 def builds(cuda) -> list[str]:
@@ -63,15 +64,16 @@ def assert_nothing_left(cuda) -> None:
 # --- building, caching, running -----------------------------------------------------------------------
 
 
-def test_engine_is_built_then_loaded_and_matches_the_golden_outputs_from_another_thread(cuda, tmp_path):
+@pytest.mark.parametrize("model", [MODEL, MODEL_20], ids=["50ms", "20ms"])
+def test_engine_is_built_then_loaded_and_matches_the_golden_outputs_from_another_thread(cuda, tmp_path, model):
     from firmware_app.inference.tensorrt_backend import parity_from_another_thread
 
-    backend = open_trt(tmp_path)
-    result = parity_from_another_thread(backend, golden_path(MODEL), FP16_TOLERANCE)
+    backend = open_trt(tmp_path, model=model)
+    result = parity_from_another_thread(backend, golden_path(model), FP16_TOLERANCE)
     backend.close()
     assert result.ok and result.steps >= 100, result.line()
     assert builds(cuda) == ["build (fp16: True, saved timing cache: False)"]
-    again = open_trt(tmp_path)  # from the cache: no second build
+    again = open_trt(tmp_path, model=model)  # from the cache: no second build
     again.close()
     assert len(builds(cuda)) == 1
     assert "push on parity" in cuda.EVENTS  # the other thread pushed the context itself

@@ -39,7 +39,7 @@ class LearnedMouthModel(MouthModel):
         except (KeyError, ValueError):
             raise ModelError(
                 f"{path} is not a Ventriloquist mouth model (metadata missing)",
-                "use the shipped model (model.path: bundled://models/mouth.onnx)",
+                "use the shipped model (model.path: auto)",
             ) from None
         if tuple(visemes) != VISEMES or tuple(blendshapes) != BLENDSHAPES:
             raise ModelError(

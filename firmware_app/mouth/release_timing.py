@@ -13,7 +13,8 @@ what viewers notice. Two rules, applied only where the model has already closed 
   does not jump wide open within the burst's own frame: lips take tens of ms to open.
 
 An open mouth is never touched, so a release the model did not close for changes nothing. The
-rules look at most HOLD_S ahead, well inside the model's own look-ahead, so they add no latency,
+rules look at most HOLD_S ahead (less for a model that looks less ahead, `hold_for`), inside the
+model's own look-ahead, so they add no latency,
 and streaming gives exactly what one offline pass gives.
 """
 
@@ -29,17 +30,30 @@ from firmware_app.mouth.base import MouthModel
 from firmware_app.shapes import BLENDSHAPES, JAW_OPEN, MOUTH_CLOSE
 
 CLOSED = 0.1  # an aperture below this is a closed mouth (models.metrics.CLOSED)
-HOLD_S = 0.03  # the detector confirms a release CONFIRM_S after it: HOLD_S + CONFIRM_S <= look-ahead
+HOLD_S = 0.03  # the detector confirms a release CONFIRM_S after it: hold + CONFIRM_S <= look-ahead (`hold_for`)
 PART_SPEED = 10.0  # aperture per second after the burst: 0.1 at 10 ms ...
 PART_TO = 0.2  # ... up to 0.2 at 20 ms (a lip opening takes a few tens of ms to reach a vowel)
 PART_S = 0.03
 PART_MAX_SPEED = 30.0  # aperture per second at most while parting: 0.3 at 10 ms, 0.6 at 20 ms
 
 
+def hold_for(lookahead_s: float) -> float:
+    """How far ahead a model of this look-ahead can hold the lips shut for a coming release: HOLD_S,
+    or what is left of the look-ahead once the detector has confirmed it (9 ms for a 20 ms model)."""
+    hold = min(HOLD_S, round(lookahead_s - CONFIRM_S, 6))
+    if hold < 0:
+        raise ValueError(
+            f"a model that looks {lookahead_s * 1000:.0f} ms ahead cannot wait for the release detector, "
+            f"which confirms a release {CONFIRM_S * 1000:.0f} ms after it"
+        )
+    return hold
+
+
 class ReleaseTimer:
     """The two rules, one frame at a time (in time order)."""
 
-    def __init__(self) -> None:
+    def __init__(self, hold_s: float = HOLD_S) -> None:
+        self.hold_s = hold_s
         self.releases: list[float] = []
         self._closed_before = True  # a stream starts at rest
         self._parting_from: float | None = None
@@ -57,7 +71,7 @@ class ReleaseTimer:
         parting = self._parting_from is not None and t - self._parting_from < PART_S
         if self._closed_before and just_now and not parting:
             self._parting_from, parting = just_now[0], True
-        if self._closed_before and not parting and self._between(t, t + HOLD_S):
+        if self._closed_before and not parting and self._between(t, t + self.hold_s):
             close = jaw
         elif parting:
             since_burst = max(0.0, t - self._parting_from)
@@ -87,19 +101,15 @@ class ReleaseTiming(MouthModel):
     """Any mouth model, its partings re-timed to the releases its features carry."""
 
     def __init__(self, model: MouthModel) -> None:
-        if HOLD_S + CONFIRM_S > model.lookahead_s + 1e-9:
-            raise ValueError(
-                f"{model.name} looks {model.lookahead_s * 1000:.0f} ms ahead; "
-                f"release timing needs {(HOLD_S + CONFIRM_S) * 1000:.0f} ms"
-            )
+        self.hold_s = hold_for(model.lookahead_s)
         self.model = model
         self.name = model.name
         self.lookahead_s = model.lookahead_s
-        self._timer = ReleaseTimer()
+        self._timer = ReleaseTimer(self.hold_s)
 
     def reset(self) -> None:
         self.model.reset()
-        self._timer = ReleaseTimer()
+        self._timer = ReleaseTimer(self.hold_s)
 
     def push(self, features: FeatureFrames) -> list[MouthShape]:
         self._timer.hear(features.releases)
@@ -119,7 +129,7 @@ class ReleaseTiming(MouthModel):
         if result is None:
             return None
         visemes, blendshapes = result
-        return visemes, retime(blendshapes, features.releases, features.t)
+        return visemes, retime(blendshapes, features.releases, features.t, self.hold_s)
 
     def __getattr__(self, name: str):  # the wrapped model's own attributes (backend, path, …)
         if name == "model":
@@ -127,10 +137,12 @@ class ReleaseTiming(MouthModel):
         return getattr(self.model, name)
 
 
-def retime(blendshapes: np.ndarray, releases: list[float] | tuple[float, ...], t0: float = 0.0) -> np.ndarray:
+def retime(
+    blendshapes: np.ndarray, releases: list[float] | tuple[float, ...], t0: float = 0.0, hold_s: float = HOLD_S
+) -> np.ndarray:
     """Blendshape rows (T x len(BLENDSHAPES), row i at t0 + i * HOP_S) re-timed to `releases`."""
     assert blendshapes.shape[1] == len(BLENDSHAPES)
-    timer = ReleaseTimer()
+    timer = ReleaseTimer(hold_s)
     timer.hear(sorted(releases))
     out = blendshapes.copy()
     for i, row in enumerate(out):

@@ -129,8 +129,7 @@ class BankMouth:
         """The shape wanted for the next frame and the face it is drawn on (its height sets the scale)."""
         self._command = weights
         if face is not None:
-            p = face.landmarks[:, :2]
-            self._face_height = max(float(np.linalg.norm(p[152] - p[10])), 1.0)
+            self._face_height = face.chin_to_forehead
 
     def reset(self) -> None:
         self._weights[:] = 0.0

@@ -56,8 +56,7 @@ SIGNATURE = ((33, 263), (2, 10), (61, 291), (172, 397), (13, 152), (1, 152))  # 
 
 def signature(face: Face) -> np.ndarray:
     """The face's proportions: landmark distances over its height (who it is, not what it says)."""
-    p = face.landmarks[:, :2]
-    height = max(float(np.linalg.norm(p[152] - p[10])), 1.0)
+    p, height = face.landmarks[:, :2], face.chin_to_forehead
     return np.array([np.linalg.norm(p[a] - p[b]) / height for a, b in SIGNATURE], np.float32)
 
 

@@ -32,7 +32,7 @@ Measure = Callable[[np.ndarray], Face | None]  # a picture → the face a tracke
 def inner_gap(face: Face) -> float:
     """The inner-lip gap at the middle (landmarks 13, 14), face heights (chin 152 to forehead 10)."""
     p = face.landmarks[:, :2]
-    return float(np.linalg.norm(p[14] - p[13]) / max(float(np.linalg.norm(p[152] - p[10])), 1.0))
+    return float(np.linalg.norm(p[14] - p[13]) / face.chin_to_forehead)
 
 
 def probe_scale(drawn: np.ndarray, measure: Measure) -> float:
@@ -51,6 +51,5 @@ def same_face(a: Face | None, b: Face) -> bool:
     """Whether `b` is the face `a` was (a still's picture did not change)."""
     if a is None or a.landmarks.shape != b.landmarks.shape:
         return False
-    p = b.landmarks[:, :2]
-    height = max(float(np.linalg.norm(p[152] - p[10])), 1.0)
-    return float(np.linalg.norm(a.landmarks[:, :2] - p, axis=1).mean()) / height < MOVED
+    moved = np.linalg.norm(a.landmarks[:, :2] - b.landmarks[:, :2], axis=1).mean()
+    return float(moved) / b.chin_to_forehead < MOVED

@@ -60,7 +60,7 @@ def run_live(
     cannot be opened at start-up is not an exit (systemd would restart the kiosk into its start
     limit) but a device to reopen, as one lost later is, with the mouth at rest meanwhile."""
     halt = threading.Event()  # stops this run's threads (on stop or reload)
-    metrics.backend = pipeline.model.name
+    metrics.model_in_use(pipeline.model)
     # Camera and microphone open here first: a device missing at start-up is an error the operator
     # sees (with no camera `run` shows the demo instead); one lost later is reopened by its thread.
     pipeline.video_source.open()

@@ -22,10 +22,13 @@ from collections import defaultdict, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from prometheus_client import Histogram
+
+if TYPE_CHECKING:
+    from firmware_app.mouth.base import MouthModel
 
 LATENCY_BUCKETS_MS = (25, 50, 75, 100, 125, 150, 200, 300, 500, 1000)
 STAGE_BUCKETS_MS = (0.5, 1, 2, 5, 10, 15, 20, 30, 50, 100)
@@ -224,8 +227,13 @@ class LiveMetrics:
     screen: Screen = field(default_factory=Screen)
     own_mouth: OwnMouth = field(default_factory=OwnMouth)
     backend: str = ""  # the mouth model in use and its inference backend
+    lookahead_ms: float = 0.0  # how far ahead of the voice that model listens
     resident_mb: float = 0.0  # read every few seconds by the render loop
     started_at: float = field(default_factory=time.monotonic)
+
+    def model_in_use(self, model: MouthModel) -> None:
+        """The mouth model now turning sound into shapes (at the start, and after a fallback)."""
+        self.backend, self.lookahead_ms = model.name, model.lookahead_s * 1000
 
     @property
     def fps(self) -> float:

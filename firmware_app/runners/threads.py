@@ -175,7 +175,7 @@ class VoiceThread(threading.Thread):
         started = time.perf_counter()
         if not self.step.hear(block):  # the model failed: its fallback takes the next block
             self.metrics.restarts.add("model")
-            self.metrics.backend = self.model.name
+            self.metrics.model_in_use(self.model)
             return
         self.progress.set()
         self.metrics.stages.add("voice", (time.perf_counter() - started) * 1000)

@@ -45,7 +45,7 @@ def claims_from_settings(settings) -> Claims:  # type: ignore[no-untyped-def]
     from firmware_app.uri import parse_uri
 
     if settings.model.kind == "learned":
-        model = resolve_path(settings.model.path)
+        model = resolve_path(settings.model.onnx_path())
         name, digest = model.name, hashlib.sha256(model.read_bytes()).hexdigest()
     else:
         name, digest = "loudness (jaw follows the level, no learned model)", ""

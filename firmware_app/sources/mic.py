@@ -71,6 +71,7 @@ class MicSource(AudioSource):
         self._pending = np.zeros(0, np.float32)  # resampled, not yet a whole block
         self.overflows = 0
         self.dropped_blocks = 0
+        self._reported_losses = 0
         self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=queue_blocks)
         self._samples_read = 0
         self._stream = None
@@ -92,8 +93,12 @@ class MicSource(AudioSource):
                     blocksize=self.rate * self.block_ms // 1000,
                     device=self.device,
                     callback=self._on_audio,
+                    # the device's low-latency buffer: its default ("high") held ~10 ms more of
+                    # every sound before the first block came (README, Latency)
+                    latency="low",
                 )
                 self._stream.start()
+            log.info("microphone latency %.1f ms", self.latency_s * 1000)
         except (sd.PortAudioError, ValueError) as exc:
             names = input_device_names()
             listing = ", ".join(repr(n) for n in names) if names else "none found"
@@ -107,6 +112,11 @@ class MicSource(AudioSource):
             self.rate,
             f", resampled to {SAMPLE_RATE} Hz" if self._resampler is not None else "",
         )
+
+    @property
+    def latency_s(self) -> float:
+        """The capture's own delay: how long the device holds a sound before PortAudio hands it on."""
+        return float(self._stream.latency) if self._stream is not None else 0.0
 
     def _on_audio(self, indata: np.ndarray, frames: int, time_info: object, status: object) -> None:
         if not self._callback_priority:  # a capture that misses its turn overflows: sound lost
@@ -129,9 +139,23 @@ class MicSource(AudioSource):
                 break
             self._pending = np.concatenate([self._pending, self._resampler.push(captured)])
         samples, self._pending = self._pending[: self.block], self._pending[self.block :]
+        self._report_losses()
         block = AudioBlock(samples, self._samples_read / SAMPLE_RATE)
         self._samples_read += len(samples)
         return block
+
+    def _report_losses(self) -> None:
+        """Sound the capture lost since the last report, logged here rather than in PortAudio's
+        callback (which must not wait on a log handler)."""
+        lost = self.overflows + self.dropped_blocks
+        if lost > self._reported_losses:
+            log.warning(
+                "microphone lost sound: %d overflow(s) (its capture thread was starved), %d block(s) dropped "
+                "(the appliance fell behind)",
+                self.overflows,
+                self.dropped_blocks,
+            )
+            self._reported_losses = lost
 
     def skip_backlog(self) -> None:
         # blocks queued while the rest of the appliance started: stale for the mouth, and a

@@ -80,7 +80,7 @@ def _face_model(settings: Settings) -> Check:
 
 
 def _mouth_model(settings: Settings) -> Check:
-    path = resolve_path(settings.model.path)
+    path = resolve_path(settings.model.onnx_path())
     if not path.is_file():
         return Check(
             "mouth model", False, f"{path} not found", "git checkout models/ (the model ships in the repository)"
@@ -230,7 +230,7 @@ def build_and_check_engine(settings: Settings, engine_dir: Path | None = None) -
     from firmware_app.inference.parity import FP16_TOLERANCE, FP32_TOLERANCE, golden_path
     from firmware_app.inference.tensorrt_backend import TensorRTBackend, parity_from_another_thread
 
-    model = resolve_path(settings.model.path)
+    model = resolve_path(settings.model.onnx_path())
     fp16 = settings.inference.fp16
     backend = TensorRTBackend(model, engine_dir or engine_dir_for(settings), fp16, rebuild_failed_parity=True)
     try:

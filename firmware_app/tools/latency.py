@@ -52,19 +52,30 @@ SETTLE_S = 4.0  # aperture that counts as the mouth reacting
 
 
 def run_latency_benches(
-    settings: Settings, play_sink: str | None, events: int = EVENTS, passthrough: str = "config"
+    settings: Settings,
+    play_sink: str | None,
+    events: int = EVENTS,
+    passthrough: str = "config",
+    lookahead: str = "config",
+    busy: int = 0,
 ) -> str:
-    """`passthrough`: on, off, both (one run each, in that order) or as the config says."""
-    runs = {"config": [None], "on": [True], "off": [False], "both": [True, False]}[passthrough]
-    return "\n".join(
-        run_latency_bench(
-            settings if on is None else with_changes(settings, {"audio.passthrough": on}), play_sink, events
-        )
-        for on in runs
-    )
+    """`passthrough`: on, off, both (one run each, in that order) or as the config says;
+    `lookahead`: the 50 or the 20 ms model, both, or the config's (every pairing is one run);
+    `busy`: processes burning a core each meanwhile (`bench load`'s)."""
+    with_passthrough = {"config": [None], "on": [True], "off": [False], "both": [True, False]}[passthrough]
+    with_model = {"config": [None], "50": [50], "20": [20], "both": [50, 20]}[lookahead]
+    runs = []
+    for ms in with_model:
+        for on in with_passthrough:
+            changes = {"audio.passthrough": on, "model.lookahead_ms": ms}
+            runs.append(with_changes(settings, {key: value for key, value in changes.items() if value is not None}))
+    from firmware_app.tools.loadbench import busy_cores
+
+    with busy_cores(busy):
+        return "\n".join(run_latency_bench(run, play_sink, events, busy) for run in runs)
 
 
-def run_latency_bench(settings: Settings, play_sink: str | None, events: int = EVENTS) -> str:
+def run_latency_bench(settings: Settings, play_sink: str | None, events: int = EVENTS, busy: int = 0) -> str:
     if not settings.sources.audio.startswith("mic://"):
         raise DeviceError(
             "bench latency needs a microphone source", "set sources.audio to mic://default (or mic://pulse)"
@@ -103,7 +114,9 @@ def run_latency_bench(settings: Settings, play_sink: str | None, events: int = E
     results = _measure(captured, metrics.frame_log, pipeline)
     interval = _frame_interval_ms(metrics.frame_log)
     on = "on" if pipeline.passthrough is not None else "off"
-    return report(results, interval, on) + "\n" + budget(settings, pipeline, metrics, results, interval, on)
+    looks = f"{pipeline.model.lookahead_s * 1000:.0f}"
+    summary = report(results, interval, on, looks, busy)
+    return summary + "\n" + budget(settings, pipeline, metrics, results, interval, on)
 
 
 def budget(
@@ -184,9 +197,15 @@ def _frame_interval_ms(shown: FrameLog) -> float:
 
 
 def report(
-    results: list[tuple[float, float | None]], frame_interval_ms: float = float("nan"), passthrough: str = "on"
+    results: list[tuple[float, float | None]],
+    frame_interval_ms: float = float("nan"),
+    passthrough: str = "on",
+    lookahead_ms: str = "50",
+    busy: int = 0,
 ) -> str:
-    interval = f" frame_interval_ms={frame_interval_ms:.0f} passthrough={passthrough}"
+    interval = (
+        f" frame_interval_ms={frame_interval_ms:.0f} passthrough={passthrough} lookahead_ms={lookahead_ms} busy={busy}"
+    )
     if not results:
         return (
             "latency: no sound reached the microphone (check the sink/microphone pairing)\nlatency_ms median=nan "

@@ -21,6 +21,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,15 +120,12 @@ def run_load_bench(settings: Settings, busy: int | None, seconds: float) -> Load
                 steady.update(end=time.monotonic(), end_frames=metrics.frames.shown)
                 stop.set()
 
-    workers = [_busy_process() for _ in range(busy)]
     try:
-        threading.Thread(target=watch, name="load-watch", daemon=True).start()
-        run_live(pipeline, stop, threading.Event(), metrics)
+        with busy_cores(busy):
+            threading.Thread(target=watch, name="load-watch", daemon=True).start()
+            run_live(pipeline, stop, threading.Event(), metrics)
     finally:
         stop.set()
-        for worker in workers:
-            worker.kill()
-            worker.wait()
     done = {key: value - steady.get(key, 0) for key, value in pipeline.passthrough.report().items()}
     measured = max(1e-6, steady.get("end", time.monotonic()) - steady.get("at", metrics.started_at))
     return LoadResult(
@@ -141,6 +140,16 @@ def run_load_bench(settings: Settings, busy: int | None, seconds: float) -> Load
     )
 
 
-def _busy_process() -> subprocess.Popen:
-    """A process that only burns a core, at this process's own priority (as other work would)."""
-    return subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
+@contextmanager
+def busy_cores(count: int) -> Iterator[None]:
+    """`count` processes that only burn a core each, at this process's own priority (as other work
+    would), for as long as the block runs (`bench load`, `bench latency --busy`)."""
+    workers = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL) for _ in range(count)
+    ]
+    try:
+        yield
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait()

@@ -108,6 +108,9 @@ class LiveCollector(Collector):
         )
         backend.add_metric([m.backend], 1.0)
         yield backend
+        yield gauge(
+            "model_lookahead_milliseconds", "how far ahead of the voice the mouth model listens", m.lookahead_ms
+        )
         build = build_info()
         info = GaugeMetricFamily(
             "ventriloquist_build_info",
