@@ -111,6 +111,9 @@ class LoudnessSettings(Section):
         return self
 
 
+BUNDLED_MOUTH_MODELS = {50: "bundled://models/mouth.onnx", 20: "bundled://models/mouth20.onnx"}  # by look-ahead, ms
+
+
 class ModelSettings(Section):
     kind: Literal["learned", "loudness"] = Field(
         "learned",
@@ -135,13 +138,7 @@ class ModelSettings(Section):
 
     def onnx_path(self) -> str:
         """The learned model's file as a config path: `path`, or for auto the bundled model of `lookahead_ms`."""
-        if self.path != "auto":
-            return self.path
-        return (
-            "bundled://models/mouth.onnx"
-            if self.lookahead_ms == 50
-            else f"bundled://models/mouth{self.lookahead_ms}.onnx"
-        )
+        return BUNDLED_MOUTH_MODELS[self.lookahead_ms] if self.path == "auto" else self.path
 
 
 class InferenceSettings(Section):

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from firmware_app.audio.features import N_MELS
+from firmware_app.frames import HOP_S
 from firmware_app.shapes import BLENDSHAPES, JAW_OPEN, MOUTH_CLOSE, VISEMES
 
 N_FEATURES = 1 + N_MELS
@@ -97,6 +98,11 @@ class MouthNet(nn.Module):
             "hidden": state["gru.weight_hh_l0"].shape[1],
             "lookahead": LOOKAHEAD,  # tensors cannot say it; weights saved before it was recorded had 4
         }
+
+    @property
+    def lookahead_s(self) -> float:
+        """Future audio a shape needs, as the runtime counts it (`LearnedMouthModel.lookahead_s`)."""
+        return (self.lookahead + 1) * HOP_S
 
     @property
     def sizes(self) -> dict[str, int]:

@@ -103,7 +103,7 @@ class Stream:
 
     def __init__(self, utterances: list[dict], lookahead: int = LOOKAHEAD) -> None:
         gap = 10
-        self.window = WINDOW - 1
+        self.margin = WINDOW - 1  # frames a crop needs beyond its targets
         feats, visemes, shapes = [], [], []
         for u in utterances:
             feats.append(pad_silence(u["features"].astype(np.float32), 0, gap))
@@ -113,7 +113,7 @@ class Stream:
             )
         # the network's output t sees frames t - context … t + lookahead: padding the stream that way
         # is what puts each target where the look-ahead says
-        self.features = pad_silence(np.concatenate(feats), self.window - lookahead, lookahead)
+        self.features = pad_silence(np.concatenate(feats), self.margin - lookahead, lookahead)
         self.visemes = np.concatenate(visemes)
         self.blendshapes = np.concatenate(shapes)
 
@@ -122,7 +122,7 @@ class Stream:
 
     def batch(self, rng: np.random.Generator, size: int, frames: int) -> tuple[torch.Tensor, ...]:
         starts = rng.integers(0, len(self) - frames, size)
-        x = np.stack([self.features[s : s + frames + self.window] for s in starts])
+        x = np.stack([self.features[s : s + frames + self.margin] for s in starts])
         v = np.stack([self.visemes[s : s + frames] for s in starts])
         b = np.stack([self.blendshapes[s : s + frames] for s in starts])
         return torch.from_numpy(x), torch.from_numpy(v), torch.from_numpy(b)

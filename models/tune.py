@@ -33,13 +33,12 @@ import torch
 
 from firmware_app.audio.features import features_of, pad_silence
 from firmware_app.audio.stop_bursts import releases_of
-from firmware_app.frames import HOP_S
 from firmware_app.mouth.release_timing import HOLD_S, hold_for, retime
 from firmware_app.shapes import JAW_OPEN, MOUTH_CLOSE, aperture
 from models.eval import Case, real_cases
 from models.export import load_weights
 from models.metrics import Tally
-from models.net import APERTURE_GAIN, SEAL_FROM, SEAL_FULL, SEAL_SLOPE, read_checkpoint, shapes_from_logits
+from models.net import APERTURE_GAIN, SEAL_FROM, SEAL_FULL, SEAL_SLOPE, MouthNet, shapes_from_logits
 
 GAINS = (1.0, 1.2, 1.5)
 SEALS = ((0.01, 0.06), (0.02, 0.1), (0.03, 0.15), (0.05, 0.2), (0.1, 0.25))
@@ -51,8 +50,7 @@ TARGETS = {"viseme_accuracy": 0.70, "closure_recall": 0.90, "open_vowel_recall":
 Candidate = tuple[str, float, tuple[float, float], float]  # weights, gain, seal, slope
 
 
-def logits(weights: Path, cases: list[Case]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    net = load_weights(weights)
+def logits(net: MouthNet, cases: list[Case]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     with torch.no_grad():
         return [
             net(torch.from_numpy(pad_silence(features_of(c.audio), net.context, net.lookahead))[None]) for c in cases
@@ -101,7 +99,7 @@ def choose(results: dict[Candidate, dict[str, dict]]) -> Candidate:
 
 _CASES: dict[str, list[Case]] = {}  # set before the worker processes fork, shared with them
 _RELEASES: dict[str, list] = {}
-_STAGES: list[tuple[float, tuple[float, float], float]] = list(itertools.product(GAINS, SEALS, SLOPES))
+_STAGES: list[tuple[float, tuple[float, float], float]] = []  # the output stages `tune` scores
 
 
 def tune(
@@ -109,8 +107,11 @@ def tune(
 ) -> tuple[Candidate, dict[Candidate, dict[str, dict]]]:
     """`shipped_stage`: score only the output stage in models/net.py (the one every shipped model
     shares, so a second model's weights are chosen without changing the first one's mouth)."""
-    if shipped_stage:
-        _STAGES[:] = [(APERTURE_GAIN, (SEAL_FROM, SEAL_FULL), SEAL_SLOPE)]
+    _STAGES[:] = (
+        [(APERTURE_GAIN, (SEAL_FROM, SEAL_FULL), SEAL_SLOPE)]
+        if shipped_stage
+        else itertools.product(GAINS, SEALS, SLOPES)
+    )
     _CASES.update({split: c for split, c in real_cases(real, splits=("validation",)).items() if split in SPLITS})
     _RELEASES.update({split: [releases_of(c.audio) for c in items] for split, items in _CASES.items()})
     results: dict[Candidate, dict[str, dict]] = {}
@@ -125,8 +126,9 @@ def tune(
 def _score_weights(path: Path) -> dict[Candidate, dict[str, dict]]:
     """Every output stage of one set of weights, on both splits."""
     torch.set_num_threads(1)
-    heads = {split: logits(path, items) for split, items in _CASES.items()}
-    hold = hold_for((read_checkpoint(path)[0]["lookahead"] + 1) * HOP_S)
+    net = load_weights(path)
+    heads = {split: logits(net, items) for split, items in _CASES.items()}
+    hold = hold_for(net.lookahead_s)
     return {
         (str(path), gain, seal, slope): {
             split: score(heads[split], items, _RELEASES[split], gain, seal, slope, hold)

@@ -93,12 +93,11 @@ class MicSource(AudioSource):
                     blocksize=self.rate * self.block_ms // 1000,
                     device=self.device,
                     callback=self._on_audio,
-                    # the device's low-latency buffer: its default ("high") held ~10 ms more of
-                    # every sound before the first block came (README, Latency)
+                    # the device's low-latency buffer: its default ("high") held every sound
+                    # ~8 ms longer before the first block came (README, Latency)
                     latency="low",
                 )
                 self._stream.start()
-            log.info("microphone latency %.1f ms", self.latency_s * 1000)
         except (sd.PortAudioError, ValueError) as exc:
             names = input_device_names()
             listing = ", ".join(repr(n) for n in names) if names else "none found"
@@ -107,10 +106,11 @@ class MicSource(AudioSource):
                 f"plug in a microphone or set sources.audio to mic://<name>; input devices here: {listing}",
             ) from None
         log.info(
-            "microphone %s open at %d Hz%s",
+            "microphone %s open at %d Hz%s, latency %.1f ms",
             self.device or "default",
             self.rate,
             f", resampled to {SAMPLE_RATE} Hz" if self._resampler is not None else "",
+            self.latency_s * 1000,
         )
 
     @property
