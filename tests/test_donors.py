@@ -3,7 +3,7 @@
 import numpy as np
 
 from firmware_app.face.donors import LIBRARY, load_library
-from firmware_app.render.donors import fit_textures, library_mouth, to_lab
+from firmware_app.render.donors import fit_textures, from_lab, library_mouth, to_lab
 
 
 def test_the_shipped_library_has_several_licensed_donors() -> None:
@@ -41,3 +41,21 @@ def test_a_single_photo_gets_the_donors_by_default_and_the_drawn_interior_when_a
     assert isinstance(Renderer(RendererSettings(live_bank=False), DisclosureSettings()).source, DonorMouth)
     drawn = RendererSettings(donors=False, live_bank=False)
     assert isinstance(Renderer(drawn, DisclosureSettings()).source, PhotoMouth)
+
+
+def test_a_donors_teeth_and_cavity_take_the_faces_light_not_its_lip_colour() -> None:
+    """A face lit as the donor was (same skin) but whose lips are another hue (a varnished
+    painting's, yellower than any donor's) keeps the donor's own cavity and teeth: following the
+    lips turned them olive."""
+    donor = load_library()[0]
+    d_lips = to_lab(donor.bank.lips)
+    chroma = float(np.linalg.norm(d_lips[1:]))
+    yellow_lips = np.array([d_lips[0], chroma * 0.3, chroma * 0.95], np.float32)  # same lightness and chroma
+    fitted = to_lab(fit_textures(donor, from_lab(yellow_lips), donor.skin).astype(np.float32))
+    own = to_lab(donor.bank.textures.astype(np.float32))
+    inside = own[..., 0] < d_lips[0] * 0.8  # the cavity and shadowed teeth, darker than the lips
+
+    def hue(lab: np.ndarray) -> float:
+        return float(np.degrees(np.arctan2(np.median(lab[..., 2]), np.median(lab[..., 1]))))
+
+    assert abs(hue(fitted[inside]) - hue(own[inside])) < 10.0, (hue(fitted[inside]), hue(own[inside]))

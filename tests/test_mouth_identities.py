@@ -25,6 +25,7 @@ from calibration.identities import (
     measure_each,
     measure_mirror,
     speech_track,
+    viseme_pose,
 )
 from firmware_app.config import DisclosureSettings, RendererSettings
 from firmware_app.frames import MouthShape, VideoFrame
@@ -39,8 +40,13 @@ OUTSIDE_CHANGE = 1.0
 NOT_YET = {
     ("bearded_man", "gap_closed"): 0.03,  # MediaPipe reads 0.024 on the sealed lips under the moustache
     # MediaPipe's jawOpen score on the painting rises steadily but bends (rank correlation 0.99):
-    # its linear correlation moved between 0.86 and 0.90 with small changes of the mouth's inside
-    ("mona_lisa", "jaw_score_corr"): 0.88,
+    # its linear correlation moved between 0.86 and 0.90 with small changes of the mouth's inside.
+    # With the drawn interior lit when wide it reads the widest step as more open (0.21, was
+    # 0.17), which bends the curve further: 0.874
+    ("mona_lisa", "jaw_score_corr"): 0.86,
+    # MediaPipe hardly scores this face's jaw (0.00 … 0.04 over the sweep): one step of 0.01 at
+    # the widest moves the linear correlation 0.910 → 0.885; its rank correlation is 1.0
+    ("laughing_man", "jaw_score_corr"): 0.87,
 }
 MIRROR_CLOSED = 0.015
 
@@ -122,6 +128,29 @@ def test_the_inside_is_shaded_sharp_and_lit_like_the_face(images):
     assert steps.max() > 25, steps
 
 
+@pytest.mark.parametrize("name", ["portrait", "astronaut"])
+def test_a_drawn_mouth_open_wide_is_lit_inside_with_its_tongue_in_view(images, name):
+    """The drawn interior (no donor library): open wide on aa, its back is a lit red-brown, not a
+    near-black crescent, and the tongue fills a quarter of the opening above the lower teeth."""
+    from firmware_app.render.donors import to_lab
+
+    image = images[name]
+    with Measurer() as measurer:
+        face = measurer.face(image)
+    out, changed = _opening_pixels(image, face, viseme_pose("aa"))
+    g = measure_mouth(face)
+    x, y = np.round(g.centre).astype(int)
+    rows = slice(y - int(0.02 * g.face_height), y + int(0.15 * g.face_height))
+    lightness = to_lab(out[rows, x - 1 : x + 2].astype(np.float32).mean(axis=1))[:, 0]
+    lips = to_lab(face_light(image, face, RendererSettings().interior_color).lips)[0]
+    darkest = int(np.argmin(lightness))
+    assert lightness[darkest] >= 0.3 * lips, (lightness[darkest], lips)  # was 0.20 of the lips' lightness
+    opening = int(changed[rows, x].sum())
+    tongue = (lightness[darkest:] >= 1.4 * lightness[darkest]) & (lightness[darkest:] < lips)
+    first_bright = int(np.argmax(lightness[darkest:] >= lips))  # the lower teeth or lip: the tongue ends there
+    assert tongue[:first_bright].sum() >= 0.2 * opening, (lightness.round(), opening)
+
+
 def test_the_tongue_follows_the_visemes(images):
     image = images["portrait"]
     with Measurer() as measurer:
@@ -136,7 +165,8 @@ def test_the_tongue_follows_the_visemes(images):
         return column[:, 2] - column[:, 0]  # R − B down the middle of the opening
 
     tip_up, low = redness({"viseme_TH": 1.0}), redness({"viseme_aa": 1.0})
-    assert (tip_up > 25).sum() > (low > 25).sum() + 2, (tip_up, low)  # TH raises the tongue into view
+    # R − B above 35: the tongue (the lit back of a wide mouth reads 26 on this face)
+    assert (tip_up > 35).sum() > (low > 35).sum() + 2, (tip_up, low)  # TH raises the tongue into view
 
 
 def test_a_mouth_source_plugs_into_the_renderer(images):

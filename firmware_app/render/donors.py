@@ -11,10 +11,10 @@ builds a face pack's. For a single photo (or a camera face) the opening is paint
   which also warps them to this opening: upper teeth with the upper lip, lower with the jaw);
 - **colour and light**: each donor's textures are transformed once per target face in Lab
   (`fit_textures`): lightness scaled by the ratio of this face's lip and skin lightness to the
-  donor's and never above this face's skin (no teeth brighter than the face); chroma moved so
-  the donor's lips become this face's lips and scaled by their chroma ratio, teeth, tongue and
-  cavity keeping their colour relative to the lips (white balance; a grey photo gets a grey
-  mouth); refitted only when the face's light moves by more than `REFIT_DE`;
+  donor's and never above this face's skin (no teeth brighter than the face); chroma scaled by
+  the lips' chroma ratio (a grey photo gets a grey mouth) and moved by what turns the donor's
+  skin into this face's (white balance), in proportion to each pixel's light, so the dark back
+  keeps its hue; refitted only when the face's light moves by more than `REFIT_DE`;
 - **grain and sharpness**: a donor filmed at a lower resolution than the face is drawn is blurred
   by the warp; the picture's own grain (`FaceLight.grain`) is added back, fixed per pixel (no flicker).
 
@@ -66,9 +66,13 @@ def fit_textures(donor: Donor, lips: np.ndarray, skin: np.ndarray) -> np.ndarray
     ratio = float(np.clip((t_lips[0] + t_skin[0]) / max(float(d_lips[0] + d_skin[0]), 1.0), *LIGHTNESS_RATIO))
     chroma = float(np.clip(np.linalg.norm(t_lips[1:]) / max(float(np.linalg.norm(d_lips[1:])), 1.0), *CHROMA_RATIO))
     lab = to_lab(donor.bank.textures)
+    # white balance: what turns the donor's skin into this face's is the light's colour, and the
+    # teeth, tongue and cavity take it as the skin does, in proportion to how much light reaches
+    # them (the dark back keeps its own hue). Following the lips instead turned a donor's teeth
+    # green on a face whose lips are less red than the donor's.
+    lit = np.clip(lab[..., :1] / max(float(d_skin[0]), 1.0), 0.0, 1.0)
+    lab[..., 1:] = lab[..., 1:] * chroma + (t_skin[1:] - d_skin[1:] * chroma) * lit
     lab[..., 0] = np.minimum(lab[..., 0] * ratio, t_skin[0])  # never brighter than the face
-    # the donor's lips become this face's lips; teeth, tongue and cavity keep their colour relative to them
-    lab[..., 1:] = t_lips[1:] + (lab[..., 1:] - d_lips[1:]) * chroma
     return np.clip(from_lab(lab) + 0.5, 0, 255).astype(np.uint8)
 
 

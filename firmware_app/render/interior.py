@@ -3,8 +3,9 @@
 `render.mouth` opens the jaw and hands the opening to a `MouthSource`, which paints it. The
 opening is described in the mouth's own frame (u along the lips from the face's centre line, v
 down the face, pixels), with the edges of the upper and lower lips at each u, so a source never
-needs to know about the warp. `PhotoMouth` is the single-photo source: a cavity shaded from the
-lips' own shadow at the edges to dark at the back, upper teeth hanging from the upper lip (rigid
+needs to know about the warp. `PhotoMouth` is the drawn source (the fallback where the donor
+library is off or missing): a cavity shaded from the lips' own shadow at the edges to dark at the
+back (a slit dark, a wide-open mouth lit red-brown inside), upper teeth hanging from the upper lip (rigid
 with the skull), lower teeth on the jaw when it opens wide, and a tongue that follows the visemes,
 all coloured from this face's lips and light and drawn at full resolution with one-pixel edges
 (no blurred patch). A bank of real mouth images (enrolled from a clip) plugs in as another
@@ -26,7 +27,7 @@ from firmware_app.render.rig import smoothstep
 UPPER_TOOTH_EDGES = (0.0, 0.30, 0.54, 0.72)
 LOWER_TOOTH_EDGES = (0.0, 0.17, 0.34, 0.50)
 UPPER_TEETH_LENGTH = 0.09  # visible crown, × the inner mouth width
-LOWER_TEETH_LENGTH = 0.06
+LOWER_TEETH_LENGTH = 0.04
 UPPER_ARCH = 0.80  # teeth show out to this share of the half width
 LOWER_ARCH = 0.5
 WIDE_OPEN = (0.045, 0.10)  # opening (face heights) over which the lower teeth come into view
@@ -35,6 +36,10 @@ TONGUE = np.array([0.62, 0.64, 0.78], np.float32)  # × the lips' B G R: a littl
 # the tongue's body lies back in the mouth, out of the lips' light: drawn this much darker (not its
 # tip between the teeth)
 TONGUE_DEPTH = 0.65
+# Inside, a mouth is lit by what comes in between the lips: a slit lets in none; open wide
+# (WIDE_OPEN) its back is dark red-brown and its tongue lit (a flat near-black read as painted).
+CAVITY_BACK = {"slit": (0.4, 0.12), "wide": (0.3, 0.26)}  # × (renderer.interior_color, the lips' colour)
+TONGUE_LIGHT = (0.75, 1.25)  # × the tongue's shade, slit → wide
 
 
 @dataclass(frozen=True)
@@ -111,8 +116,8 @@ class PhotoMouth:
         o = opening
         gap = np.maximum(o.bottom - o.top, 1e-3)
         across = np.clip(np.abs(o.u) / o.half_width, 0.0, 1.0)
-        out = _cavity(o, gap, across, light)
         wide = smoothstep(*WIDE_OPEN, o.opening)
+        out = _cavity(o, gap, across, light, wide)
         tongue_alpha, tongue_shade = _tongue(o, gap, across, articulation, wide)
         tongue = light.lips * TONGUE * tongue_shade[..., None]
         out = _over(out, tongue, tongue_alpha)
@@ -144,11 +149,14 @@ def with_grain(out: np.ndarray, tile: np.ndarray, amount: float) -> np.ndarray:
     return out + (amount * grain)[..., None]
 
 
-def _cavity(o: Opening, gap: np.ndarray, across: np.ndarray, light: FaceLight) -> np.ndarray:
-    """Dark at the back, the lips' own shadow where it meets them: never a flat black."""
+def _cavity(o: Opening, gap: np.ndarray, across: np.ndarray, light: FaceLight, wide: float) -> np.ndarray:
+    """Dark at the back, the lips' own shadow where it meets them: never a flat black. A slit
+    between the lips lets in no light; a mouth open wide is lit inside (a real one's back is
+    dark red-brown, not black)."""
     edge = np.minimum(np.minimum(o.v - o.lip_top, o.bottom - o.v), (o.half_width - np.abs(o.u)) * 0.6)
     depth = smoothstep(0.0, 0.5 * np.maximum(gap, 6.0), edge) * (1.0 - 0.5 * across**2)
-    shadow, back = light.lips * 0.42, 0.4 * light.back + light.lips * 0.12 + 3.0
+    slit, lit = (share * light.back + lips * light.lips + 3.0 for share, lips in CAVITY_BACK.values())
+    shadow, back = light.lips * 0.42, slit + (lit - slit) * wide
     return shadow + (back - shadow) * depth[..., None]
 
 
@@ -160,14 +168,16 @@ def _tongue(
     the front with a wet highlight along its top, darker toward the back and the sides."""
     middle = np.unravel_index(int(np.argmin(np.abs(o.u))), o.u.shape)
     bottom, room = float(o.bottom[middle]), float(gap[middle])
-    rise = 0.42 - 0.14 * a.tongue_low + 0.45 * a.tongue_up * np.exp(-((o.u / (0.4 * o.half_width)) ** 2))
-    dome = np.sqrt(np.clip(1.0 - (o.u / (0.9 * o.half_width)) ** 2, 0.0, 1.0))
+    low = 0.14 * a.tongue_low * (1.0 - 0.5 * wide)  # lying low on aa, yet in view above the lower teeth when wide
+    rise = 0.42 - low + 0.45 * a.tongue_up * np.exp(-((o.u / (0.4 * o.half_width)) ** 2))
+    dome = np.sqrt(np.clip(1.0 - (o.u / (0.7 * o.half_width)) ** 2, 0.0, 1.0))
     surface = bottom - room * rise * dome + 0.4 * (o.bottom - bottom)
     height = np.maximum(o.bottom - surface, 0.0)
     alpha = np.clip(o.v - surface + 0.5, 0.0, 1.0) * (height > 1.0) * np.clip(gap / 4.0 - 0.25, 0.0, 1.0)
     below = np.clip((o.v - surface) / max(room * 0.4, 1.0), 0.0, 1.0)
     highlight = 0.25 * np.clip(1.0 - below * 4.0, 0.0, 1.0)
-    shade = TONGUE_DEPTH * (0.95 + highlight - 0.3 * below) * (1.0 - 0.45 * across**2) * (0.75 + 0.25 * wide)
+    lit = TONGUE_LIGHT[0] + (TONGUE_LIGHT[1] - TONGUE_LIGHT[0]) * wide
+    shade = TONGUE_DEPTH * (0.95 + highlight - 0.3 * below) * (1.0 - 0.45 * across**2) * lit
     return alpha, shade
 
 
