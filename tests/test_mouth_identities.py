@@ -131,7 +131,7 @@ def test_the_inside_is_shaded_sharp_and_lit_like_the_face(images):
 @pytest.mark.parametrize("name", ["portrait", "astronaut"])
 def test_a_drawn_mouth_open_wide_is_lit_inside_with_its_tongue_in_view(images, name):
     """The drawn interior (no donor library): open wide on aa, its back is a lit red-brown, not a
-    near-black crescent, and the tongue fills a quarter of the opening above the lower teeth."""
+    near-black crescent, and the tongue fills a fifth of the opening above the lower teeth."""
     from firmware_app.render.donors import to_lab
 
     image = images[name]
